@@ -1,0 +1,46 @@
+# BlackMambaLab — the two commands a new machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fortunes
+BMLAB_RELEASE := .build/release/bmlab
+DEMO_OUT ?= results/demo
+
+.PHONY: deps build release test demo doctor bench clean
+
+## deps: install the system packages that are missing (Debian; needs root or sudo)
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "system packages present: $(APT_PACKAGES)"; fi
+	@python3 -c "import h5py" 2>/dev/null || pip install -q h5py 2>/dev/null || \
+	  echo "note: h5py not installed; the h5py read-back tests will be skipped"
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product bmlab
+
+## test: the whole suite (debug build; the heavy numerical tests are sized for it)
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build 2>&1 | tee .test.log; exit $${PIPESTATUS[0]}
+
+## demo: a small default experiment end to end, with its HDF5 file
+demo: release
+	$(BMLAB_RELEASE) doctor
+	$(BMLAB_RELEASE) demo --out $(DEMO_OUT)
+
+doctor: release
+	$(BMLAB_RELEASE) doctor
+
+bench: release
+	$(BMLAB_RELEASE) bench kernels
+
+clean:
+	rm -rf .build

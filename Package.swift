@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// BlackMambaLab — small BlackMamba-style models on a CPU, built from plugins.
+import PackageDescription
+
+// Every Swift target is compiled for a CPU with AVX2 + FMA so that SIMD
+// `addingProduct` becomes `vfmadd` instead of a libm `fmaf` call
+// (see docs/performance.md). All machines of this project's kind have both.
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"]),
+]
+
+let package = Package(
+    name: "BlackMambaLab",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bmlab", targets: ["bmlab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C shims --------------------------------------------------------
+        // OpenBLAS is loaded with dlopen *after* OPENBLAS_CORETYPE has been
+        // chosen from CPUID, so the fast kernels are used however the toolkit
+        // is started (bmlab, swift test, make). See docs/blas.md.
+        .target(name: "CBLASShim", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
+                       providers: [.apt(["libhdf5-dev"])]),
+
+        // Libraries, one per concern --------------------------------------
+        .target(name: "BMCore", dependencies: ["CBLASShim"], swiftSettings: fast),
+        .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
+        .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
+        .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
+
+        // The command-line tool: parses arguments, calls the libraries.
+        .executableTarget(name: "bmlab", dependencies: [
+            "BMCore", "BMLayers", "BMStorage", "BMTrain",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+
+        // Tests ------------------------------------------------------------
+        .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
+        .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
+        .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
+    ]
+)

@@ -1,0 +1,76 @@
+import CBLASShim
+
+/// OpenBLAS, loaded with the right kernels for this CPU (see docs/blas.md).
+///
+/// Call `BLAS.setup(threads:)` once at start-up (bmlab and the test helpers do);
+/// any BLAS call made before it loads the library with the default thread count.
+public enum BLAS {
+    /// Loads OpenBLAS with `threads` threads (0 = one per available core).
+    /// Throws a clear error when the library is missing.
+    public static func setup(threads: Int = 0) throws {
+        let n = threads > 0 ? threads : availableCores
+        if bm_blas_load(Int32(n)) != 0 {
+            throw BMError.system(String(cString: bm_blas_error()))
+        }
+        bm_blas_set_threads(Int32(n))
+    }
+
+    /// Cores this process may run on (its CPU affinity mask).
+    public static var availableCores: Int { Int(bm_cpu_available()) }
+
+    /// The kernel family OpenBLAS actually runs, e.g. `Haswell`, `SkylakeX`.
+    public static var coreName: String { String(cString: bm_blas_corename()) }
+    public static var threads: Int { Int(bm_blas_get_threads()) }
+    public static func setThreads(_ n: Int) { bm_blas_set_threads(Int32(max(1, n))) }
+    /// `environment` (OPENBLAS_CORETYPE was set by the user), `cpuid` (chosen by
+    /// BlackMambaLab) or `openblas` (left to OpenBLAS's own detection).
+    public static var coreSource: String { String(cString: bm_blas_coretype_source()) }
+    public static var libraryPath: String { String(cString: bm_blas_library_path()) }
+    public static var config: String { String(cString: bm_blas_config()) }
+    public static var cpuHasAVX512: Bool { bm_cpu_features() & 2 != 0 }
+    public static var cpuHasAVX2: Bool { bm_cpu_features() & 1 != 0 }
+}
+
+// MARK: - Matrix products (row-major; weights stored PyTorch-style as W[out, in])
+
+/// C[M,N] = alpha · op(A) · op(B) + beta · C.  `transA`: A is stored [K, M].
+@inline(__always)
+public func sgemm(transA: Bool = false, transB: Bool = false,
+                  M: Int, N: Int, K: Int, alpha: Float = 1,
+                  A: UnsafePointer<Float>, lda: Int,
+                  B: UnsafePointer<Float>, ldb: Int,
+                  beta: Float = 0,
+                  C: UnsafeMutablePointer<Float>, ldc: Int) {
+    if M == 0 || N == 0 { return }
+    if K == 0 {
+        // BLAS would leave C untouched for beta = 1 and is undefined-ish otherwise.
+        if beta != 1 { for i in 0..<M { let row = C + i * ldc; for j in 0..<N { row[j] *= beta } } }
+        return
+    }
+    bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
+             Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+}
+
+/// y[T, out] = x[T, in] · W[out, in]ᵀ  (+ beta · y).  A Linear layer's forward.
+@inline(__always)
+public func matmulXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                      T: Int, inDim: Int, outDim: Int, ldx: Int? = nil, ldy: Int? = nil, beta: Float = 0) {
+    sgemm(transB: true, M: T, N: outDim, K: inDim, A: x, lda: ldx ?? inDim, B: w, ldb: inDim,
+          beta: beta, C: y, ldc: ldy ?? outDim)
+}
+
+/// dx[T, in] (= or +=) dy[T, out] · W[out, in].  A Linear layer's input gradient.
+@inline(__always)
+public func matmulDyW(_ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                      T: Int, inDim: Int, outDim: Int, lddy: Int? = nil, lddx: Int? = nil, beta: Float = 0) {
+    sgemm(M: T, N: inDim, K: outDim, A: dy, lda: lddy ?? outDim, B: w, ldb: inDim,
+          beta: beta, C: dx, ldc: lddx ?? inDim)
+}
+
+/// dW[out, in] += dy[T, out]ᵀ · x[T, in].  A Linear layer's weight gradient (accumulates).
+@inline(__always)
+public func matmulDyTX(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
+                       T: Int, inDim: Int, outDim: Int, lddy: Int? = nil, ldx: Int? = nil, beta: Float = 1) {
+    sgemm(transA: true, M: outDim, N: inDim, K: T, A: dy, lda: lddy ?? outDim, B: x, ldb: ldx ?? inDim,
+          beta: beta, C: dw, ldc: inDim)
+}

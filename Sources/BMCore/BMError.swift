@@ -1,0 +1,55 @@
+/// Errors a user can act on. Every message names what was wrong and what was expected.
+public enum BMError: Error, CustomStringConvertible, Equatable {
+    /// Bad input: a spec, option, file or argument. Exit code 2.
+    case invalid(String)
+    /// The environment is missing something (a library, a program). Exit code 3.
+    case system(String)
+    /// Training diverged or a numerical invariant broke. Exit code 4.
+    case numerical(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let m), .system(let m), .numerical(let m): return m
+        }
+    }
+
+    public var exitCode: Int32 {
+        switch self {
+        case .invalid: return 2
+        case .system: return 3
+        case .numerical: return 4
+        }
+    }
+}
+
+/// The closest candidate to `name` by edit distance, for "did you mean" hints.
+public func nearest(_ name: String, in candidates: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = Swift.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+    let a = Array(name.lowercased())
+    var best: (String, Int)?
+    for c in candidates {
+        let d = distance(a, Array(c.lowercased()))
+        if best == nil || d < best!.1 { best = (c, d) }
+    }
+    guard let (c, d) = best, d <= Swift.max(2, c.count / 2) else { return nil }
+    return c
+}
+
+/// " (did you mean 'x'?)" or "".
+public func didYouMean(_ name: String, in candidates: [String]) -> String {
+    if let n = nearest(name, in: candidates) { return " (did you mean '\(n)'?)" }
+    return ""
+}

@@ -1,0 +1,27 @@
+import Foundation
+
+/// Micro-benchmarks of the core kernels (`bmlab doctor`, `bmlab bench kernels`).
+public enum KernelBench {
+    /// GFLOP/s of an M×N×K single-precision multiply, best of `repeats`.
+    public static func sgemmGFLOPS(M: Int = 1024, N: Int = 1024, K: Int = 1024, repeats: Int = 5) -> Double {
+        let a = FloatBuffer(count: M * K), b = FloatBuffer(count: K * N), c = FloatBuffer(count: M * N)
+        var rng = RNG(seed: 1)
+        rng.fillUniform(a.pointer, M * K, -1, 1)
+        rng.fillUniform(b.pointer, K * N, -1, 1)
+        let t = bestTime(repeats: repeats) {
+            sgemm(M: M, N: N, K: K, A: a.pointer, lda: K, B: b.pointer, ldb: N, C: c.pointer, ldc: N)
+        }
+        return 2.0 * Double(M) * Double(N) * Double(K) / t / 1e9
+    }
+
+    /// Nanoseconds per element of vectorised and scalar exp over n values in [-10, 0].
+    public static func exp(n: Int = 1 << 20, repeats: Int = 7) -> (vector: Double, scalar: Double) {
+        let x = FloatBuffer(count: n), y = FloatBuffer(count: n)
+        var rng = RNG(seed: 2)
+        rng.fillUniform(x.pointer, n, -10, 0)
+        let tv = bestTime(repeats: repeats) { vexp(x.pointer, y.pointer, count: n) }
+        let xp = x.pointer, yp = y.pointer
+        let ts = bestTime(repeats: repeats) { for i in 0..<n { yp[i] = Foundation.exp(xp[i]) } }
+        return (tv / Double(n) * 1e9, ts / Double(n) * 1e9)
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import BMCore
+
+/// The nonlinearity of a gated MLP: SwiGLU uses SiLU, GeGLU uses GELU (erf form, as PyTorch's default).
+public enum GateActivation: String, Sendable, CaseIterable {
+    case swiglu, geglu
+
+    /// a[i] = act(g[i]) · u[i]   for n elements (g, u, a may be strided views of the same rows)
+    @inline(__always)
+    func forward(gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch self {
+        case .swiglu:
+            var i = 0
+            let gr = UnsafeRawPointer(g), ur = UnsafeRawPointer(u), ar = UnsafeMutableRawPointer(a)
+            while i + 16 <= n {
+                let gv = gr.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                let uv = ur.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                ar.storeBytes(of: vsilu(gv) * uv, toByteOffset: 4 * i, as: F16.self)
+                i += 16
+            }
+            while i < n { a[i] = fsilu(g[i]) * u[i]; i += 1 }
+        case .geglu:
+            for i in 0..<n { a[i] = gelu(g[i]) * u[i] }
+        }
+    }
+
+    /// Given da = ∂L/∂a: dg = da · u · act'(g), du = da · act(g).
+    @inline(__always)
+    func backward(gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, da: UnsafePointer<Float>,
+                  dgate dg: UnsafeMutablePointer<Float>, dup du: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch self {
+        case .swiglu:
+            var i = 0
+            let gr = UnsafeRawPointer(g), ur = UnsafeRawPointer(u), dar = UnsafeRawPointer(da)
+            let dgr = UnsafeMutableRawPointer(dg), dur = UnsafeMutableRawPointer(du)
+            while i + 16 <= n {
+                let gv = gr.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                let uv = ur.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                let dav = dar.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                let s = vsigmoid(gv)
+                let silu = gv * s
+                dgr.storeBytes(of: dav * uv * (s * (1 + gv * (1 - s))), toByteOffset: 4 * i, as: F16.self)
+                dur.storeBytes(of: dav * silu, toByteOffset: 4 * i, as: F16.self)
+                i += 16
+            }
+            while i < n {
+                let s = fsigmoid(g[i])
+                dg[i] = da[i] * u[i] * (s * (1 + g[i] * (1 - s)))
+                du[i] = da[i] * g[i] * s
+                i += 1
+            }
+        case .geglu:
+            for i in 0..<n {
+                let x = g[i]
+                let cdf = 0.5 * (1 + erf(x * 0.70710678118654752))
+                let pdf = 0.39894228040143268 * exp(-0.5 * x * x)
+                dg[i] = da[i] * u[i] * (cdf + x * pdf)
+                du[i] = da[i] * x * cdf
+            }
+        }
+    }
+
+    @inline(__always) func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.70710678118654752)) }
+}

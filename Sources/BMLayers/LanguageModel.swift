@@ -1,0 +1,97 @@
+import BMCore
+
+public enum NormKind: String, Sendable, CaseIterable { case rmsnorm, layernorm }
+
+/// embedding → N × [x + mixer_i(norm_i(x))] → final norm → tied (or untied) head → cross-entropy.
+///
+/// Parameter names follow the Zyphra/BlackMamba state dict (docs/checkpoints.md):
+/// `embedding.word_embeddings.weight`, `decoder.layers.{i}.norm.weight`,
+/// `decoder.layers.{i}.mixer.*`, `decoder.final_layernorm.{weight,bias}`,
+/// and `output_layer.weight` when the head is not tied.
+public final class LanguageModel {
+    public let params: ParameterSet
+    public let context = StepContext()
+    public let vocab: Int, width: Int
+    public let embedding: Embedding
+    public let blocks: [ResidualBlock]
+    public let finalNorm: SequenceLayer
+    public let head: Linear?            // nil when tied to the embedding
+    public let loss: CrossEntropy
+
+    private var residual: [FloatBuffer] = []      // blocks.count + 1 buffers of [B, L, D]
+    private let normed = FloatBuffer(), logits = FloatBuffer()
+    private let gradA = FloatBuffer(), gradB = FloatBuffer()
+    private var shape = (B: 0, L: 0)
+    private var tokens: UnsafePointer<Int32>?
+
+    /// `mixer(ps, prefix, i)` builds layer i's mixer with parameters under `prefix`
+    /// (= "decoder.layers.{i}.mixer").
+    public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
+                embeddingStd: Float = 0.02, seed: UInt64,
+                mixer: (ParameterSet, String, Int) -> SequenceLayer) {
+        let ps = ParameterSet()
+        params = ps
+        self.vocab = vocab; self.width = width
+        embedding = Embedding(ps, "embedding.word_embeddings", vocab: vocab, width: width, std: embeddingStd)
+        var bs: [ResidualBlock] = []
+        for i in 0..<layers {
+            let prefix = "decoder.layers.\(i)"
+            let norm = RMSNorm(ps, "\(prefix).norm", width: width)
+            bs.append(ResidualBlock(norm: norm, mixer: mixer(ps, "\(prefix).mixer", i)))
+        }
+        blocks = bs
+        switch finalNorm {
+        case .rmsnorm: self.finalNorm = RMSNorm(ps, "decoder.final_layernorm", width: width)
+        case .layernorm: self.finalNorm = LayerNorm(ps, "decoder.final_layernorm", width: width)
+        }
+        head = tiedHead ? nil : Linear(ps, "output_layer", in: width, out: vocab)
+        loss = CrossEntropy(vocab: vocab)
+        residual = (0...layers).map { _ in FloatBuffer() }
+        ps.finalize(seed: seed)
+    }
+
+    /// Extra losses of all layers (MoE aux / z losses) from the last forward.
+    public var auxiliaryLoss: Double { blocks.reduce(0) { $0 + $1.auxiliaryLoss } }
+
+    /// Forward pass. tokens, targets: [B, L]. With `train`, also fills dlogits
+    /// (in place of the logits) so that `backward()` can follow.
+    /// Returns the cross-entropy (without auxiliary losses).
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, B: Int, L: Int,
+                        train: Bool) -> CrossEntropy.Result {
+        let T = B * L, D = width
+        shape = (B, L)
+        self.tokens = tokens
+        context.mode = train ? .train : .eval
+        context.tokens = tokens
+        embedding.forward(tokens: tokens, residual[0].ensure(T * D), T: T)
+        for (i, block) in blocks.enumerated() {
+            block.forward(residual[i].pointer, residual[i + 1].ensure(T * D), B: B, L: L)
+        }
+        let n = normed.ensure(T * D)
+        finalNorm.forward(residual[blocks.count].pointer, n, B: B, L: L)
+        let lg = logits.ensure(T * vocab)
+        if let head { head.forward(n, lg, B: B, L: L) } else { embedding.headForward(n, lg, T: T) }
+        return loss.forwardBackward(logits: lg, targets: targets, T: T, dlogits: train ? lg : nil)
+    }
+
+    /// Logits of the last forward ([B, L, V]); overwritten by dlogits after a training forward.
+    public var lastLogits: UnsafePointer<Float> { UnsafePointer(logits.pointer) }
+
+    /// Backward of the last training forward; accumulates into `params.grads`.
+    public func backward() {
+        let (B, L) = shape
+        let T = B * L, D = width
+        var g = gradA.ensure(T * D), g2 = gradB.ensure(T * D)
+        if let head { head.backward(logits.pointer, g2, B: B, L: L) } else { embedding.headBackward(logits.pointer, g2, T: T) }
+        finalNorm.backward(g2, g, B: B, L: L)
+        for block in blocks.reversed() {
+            block.backward(g, g2, B: B, L: L)
+            swap(&g, &g2)
+        }
+        embedding.backward(g, T: T)
+    }
+
+    /// The final hidden states of the last forward, [B, L, D] (after the final norm).
+    public var lastHidden: UnsafePointer<Float> { UnsafePointer(normed.pointer) }
+}

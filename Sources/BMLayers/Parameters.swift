@@ -1,0 +1,144 @@
+import BMCore
+
+/// How a parameter is initialised. Initialisation runs in declaration order
+/// from one seeded generator, so the same seed gives bitwise the same model.
+public enum Initializer: Sendable, Equatable {
+    case zeros
+    case ones
+    case constant(Float)
+    case normal(std: Float)
+    case uniform(Float, Float)
+    /// Values computed by the declaring layer (e.g. Mamba's A_log, dt bias).
+    case custom(@Sendable (inout RNG, UnsafeMutableBufferPointer<Float>) -> Void)
+
+    public static func == (a: Initializer, b: Initializer) -> Bool {
+        switch (a, b) {
+        case (.zeros, .zeros), (.ones, .ones): return true
+        case let (.constant(x), .constant(y)): return x == y
+        case let (.normal(x), .normal(y)): return x == y
+        case let (.uniform(a1, b1), .uniform(a2, b2)): return a1 == a2 && b1 == b2
+        default: return false
+        }
+    }
+}
+
+/// A named view into the parameter slab: `w` the values, `g` the gradient.
+public struct Param: @unchecked Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public let count: Int
+    public let decay: Bool
+    unowned let owner: ParameterSet
+
+    /// The parameter values. Valid after `ParameterSet.finalize`.
+    @inline(__always) public var w: UnsafeMutablePointer<Float> { owner.values + offset }
+    /// The accumulated gradient.
+    @inline(__always) public var g: UnsafeMutablePointer<Float> { owner.grads + offset }
+    public var values: UnsafeMutableBufferPointer<Float> { .init(start: w, count: count) }
+    public var grads: UnsafeMutableBufferPointer<Float> { .init(start: g, count: count) }
+}
+
+/// All parameters of a model in one flat Float slab (plus one for gradients),
+/// with named views. Optimisers, checkpoints and gradient dumps are one loop
+/// over `params`.
+///
+/// Life cycle: layers `declare` their parameters while the model is built;
+/// `finalize(seed:)` allocates the slabs and runs the initialisers in
+/// declaration order.
+public final class ParameterSet: @unchecked Sendable {
+    public private(set) var params: [Param] = []
+    private var initializers: [Initializer] = []
+    public private(set) var count = 0
+    public private(set) var values: UnsafeMutablePointer<Float>
+    public private(set) var grads: UnsafeMutablePointer<Float>
+    public private(set) var isFinal = false
+    private var byName: [String: Int] = [:]
+
+    public init() {
+        values = .allocate(capacity: 1)
+        grads = .allocate(capacity: 1)
+    }
+
+    deinit {
+        values.deallocate()
+        grads.deallocate()
+    }
+
+    /// Declares a parameter. `decay: false` for norms, biases, A_log, D, embeddings' …
+    public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true) -> Param {
+        precondition(!isFinal, "parameter \(name) declared after finalize()")
+        precondition(byName[name] == nil, "parameter \(name) declared twice")
+        let n = shape.reduce(1, *)
+        // Keep every parameter 16-float (64-byte) aligned for SIMD loops.
+        let offset = (count + 15) / 16 * 16
+        let p = Param(name: name, shape: shape, offset: offset, count: n, decay: decay, owner: self)
+        byName[name] = params.count
+        params.append(p)
+        initializers.append(initializer)
+        count = offset + n
+        return p
+    }
+
+    /// Allocates the slabs and initialises every parameter from `seed`.
+    public func finalize(seed: UInt64) {
+        precondition(!isFinal)
+        values.deallocate(); grads.deallocate()
+        let cap = Swift.max(count, 1)
+        values = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
+        grads = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
+        values.initialize(repeating: 0, count: cap)
+        grads.initialize(repeating: 0, count: cap)
+        isFinal = true
+        var rng = RNG(seed: seed)
+        for (p, ini) in zip(params, initializers) {
+            let buf = p.values
+            switch ini {
+            case .zeros: buf.update(repeating: 0)
+            case .ones: buf.update(repeating: 1)
+            case .constant(let c): buf.update(repeating: c)
+            case .normal(let s): rng.fillNormal(p.w, p.count, std: s)
+            case .uniform(let a, let b): rng.fillUniform(p.w, p.count, a, b)
+            case .custom(let f): f(&rng, buf)
+            }
+        }
+    }
+
+    public func zeroGrad() { grads.update(repeating: 0, count: count) }
+
+    public subscript(name: String) -> Param? { byName[name].map { params[$0] } }
+
+    /// Number of scalar parameters (without alignment padding).
+    public var parameterCount: Int { params.reduce(0) { $0 + $1.count } }
+
+    /// Global L2 norm of the gradient (accumulated in Double).
+    public func gradNorm() -> Double {
+        var s = 0.0
+        for p in params {
+            let g = p.g
+            var part: Float = 0
+            var acc = F16()
+            var i = 0
+            let raw = UnsafeRawPointer(g)
+            while i + 16 <= p.count {
+                let v = raw.loadUnaligned(fromByteOffset: i * 4, as: F16.self)
+                acc += v * v; i += 16
+            }
+            part = acc.sum()
+            while i < p.count { part += g[i] * g[i]; i += 1 }
+            s += Double(part)
+        }
+        return s.squareRoot()
+    }
+
+    /// Scales all gradients so their global norm is at most `maxNorm`; returns the norm before clipping.
+    @discardableResult
+    public func clipGradients(maxNorm: Double) -> Double {
+        let n = gradNorm()
+        if maxNorm > 0, n > maxNorm, n.isFinite {
+            let s = Float(maxNorm / (n + 1e-6))
+            for i in 0..<count { grads[i] *= s }
+        }
+        return n
+    }
+}

@@ -1,0 +1,51 @@
+import BMCore
+
+/// y = x / rms(x) · w, rms(x) = sqrt(mean(x²) + eps). PyTorch name `weight [d]`.
+public final class RMSNorm: SequenceLayer {
+    public let width: Int
+    public let eps: Float
+    public let weight: Param
+    private var x: UnsafePointer<Float>?
+    private let rstd = FloatBuffer()       // [T]
+
+    public init(_ ps: ParameterSet, _ name: String, width: Int, eps: Float = 1e-5) {
+        self.width = width; self.eps = eps
+        weight = ps.declare("\(name).weight", [width], init: .ones, decay: false)
+    }
+    public var inWidth: Int { width }
+    public var outWidth: Int { width }
+    public var parameters: [Param] { [weight] }
+
+    // x: [T, d] → y: [T, d]
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        let T = B * L, d = width
+        self.x = x
+        let r = rstd.ensure(T), w = weight.w
+        for t in 0..<T {
+            let xr = x + t * d, yr = y + t * d
+            var ss: Float = 0
+            for i in 0..<d { ss += xr[i] * xr[i] }
+            let s = 1 / (ss / Float(d) + eps).squareRoot()
+            r[t] = s
+            for i in 0..<d { yr[i] = xr[i] * s * w[i] }
+        }
+    }
+
+    // dx = s·(w⊙dy) − s³/d · x · Σ(w⊙dy⊙x);  dw += Σ_t dy ⊙ x · s
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        guard let x else { preconditionFailure("RMSNorm.backward before forward") }
+        let T = B * L, d = width
+        let r = rstd.pointer, w = weight.w, gw = weight.g
+        for t in 0..<T {
+            let xr = x + t * d, dyr = dy + t * d, dxr = dx + t * d
+            let s = r[t]
+            var dot: Float = 0
+            for i in 0..<d {
+                dot += w[i] * dyr[i] * xr[i]
+                gw[i] += dyr[i] * xr[i] * s
+            }
+            let c = s * s * s * dot / Float(d)
+            for i in 0..<d { dxr[i] = s * w[i] * dyr[i] - c * xr[i] }
+        }
+    }
+}

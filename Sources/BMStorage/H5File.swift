@@ -1,0 +1,84 @@
+import CHDF5
+
+/// How to open a file.
+public enum H5Mode: Sendable {
+    /// Create the file, truncating an existing one.
+    case create
+    /// Open an existing file for reading.
+    case readOnly
+    /// Open an existing file for reading and writing.
+    case readWrite
+}
+
+/// An HDF5 file; also its root group "/".
+///
+/// SWMR (single writer, multiple readers): with `swmr: true`
+/// - `.create` / `.readWrite` use the latest file format (libver bounds
+///   latest/latest, required for SWMR). Create all groups, datasets and
+///   attributes first, then call `startSWMRWrite()`; from then on only
+///   appending to / flushing existing datasets is allowed, and readers such
+///   as `h5py.File(path, "r", libver="latest", swmr=True)` can read while the
+///   run is still writing (call `flush()` on the datasets to publish rows).
+/// - `.readOnly` opens as a SWMR reader (H5F_ACC_SWMR_READ).
+/// Without `swmr` the file uses the default (oldest compatible) format and
+/// must not be opened by another process while it is being written.
+public final class H5File: H5Node {
+    public let path: String
+    public let mode: H5Mode
+
+    public init(path: String, mode: H5Mode, swmr: Bool = false) throws {
+        let ctx = H5Context(path: path, object: nil)
+        let fapl = try ctx.id("cannot create file access property list for") {
+            H5Pcreate(bm_h5p_file_access())
+        }
+        defer { closePlist(fapl) }
+        if swmr {
+            let latest = H5F_libver_t(rawValue: numericCast(bm_h5f_libver_latest()))
+            try ctx.check("cannot select the latest file format for") {
+                H5Pset_libver_bounds(fapl, latest, latest)
+            }
+        }
+        let fid: hid_t
+        switch mode {
+        case .create:
+            fid = try ctx.id("cannot create") {
+                H5Fcreate(path, bm_h5f_acc_trunc(), bm_h5p_default(), fapl)
+            }
+        case .readOnly:
+            let flags = bm_h5f_acc_rdonly() | (swmr ? bm_h5f_acc_swmr_read() : 0)
+            fid = try ctx.id("cannot open (read-only)") { H5Fopen(path, flags, fapl) }
+        case .readWrite:
+            let flags = bm_h5f_acc_rdwr() | (swmr ? bm_h5f_acc_swmr_write() : 0)
+            fid = try ctx.id("cannot open (read-write)") { H5Fopen(path, flags, fapl) }
+        }
+        self.path = path
+        self.mode = mode
+        super.init(id: fid, filePath: path, name: "/", closer: H5Fclose)
+    }
+
+    /// Writes buffered data and metadata of the whole file to disk.
+    public func flush() throws {
+        let ctx = H5Context(path: path, object: nil)
+        let fid = try openID(ctx)
+        try ctx.check("cannot flush") { H5Fflush(fid, H5F_SCOPE_GLOBAL) }
+    }
+
+    /// Switches a file opened for writing with `swmr: true` to SWMR writing.
+    /// Call after every dataset and attribute has been created.
+    public func startSWMRWrite() throws {
+        let ctx = H5Context(path: path, object: nil)
+        let fid = try openID(ctx)
+        try ctx.check("cannot start SWMR writing on") { H5Fstart_swmr_write(fid) }
+    }
+
+    /// Number of open libhdf5 objects of this file, the file itself included
+    /// (1 when no group, dataset or attribute is open).
+    public func openObjectCount() throws -> Int {
+        let ctx = H5Context(path: path, object: nil)
+        let fid = try openID(ctx)
+        return Int(try ctx.check("cannot count open objects of") { H5Fget_obj_count(fid, bm_h5f_obj_all()) })
+    }
+
+    /// Closes the file identifier. Idempotent.
+    public override func close() { super.close() }
+}

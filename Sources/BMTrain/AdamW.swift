@@ -1,0 +1,59 @@
+import Foundation
+import BMCore
+import BMLayers
+
+/// AdamW with decoupled weight decay (Loshchilov & Hutter), PyTorch semantics:
+///   θ ← θ − lr·wd·θ   (only parameters declared with decay: true)
+///   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²
+///   θ ← θ − lr · m̂ / (sqrt(v̂) + eps),  m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ)
+/// Moments live in two slabs parallel to the parameter slab.
+public final class AdamW {
+    public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    public private(set) var t = 0
+    public let m: FloatBuffer, v: FloatBuffer
+    private let ps: ParameterSet
+
+    public init(_ ps: ParameterSet, beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1) {
+        self.ps = ps
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+        m = FloatBuffer(count: ps.count); v = FloatBuffer(count: ps.count)
+    }
+
+    /// Restores the step counter (moments are restored through `m` and `v`).
+    public func restore(step: Int) { t = step }
+
+    public func step(lr: Float) {
+        t += 1
+        let b1 = beta1, b2 = beta2
+        let c1 = 1 / (1 - Float(pow(Double(b1), Double(t))))
+        let c2 = 1 / (1 - Float(pow(Double(b2), Double(t))))
+        let mp = m.pointer, vp = v.pointer, w = ps.values, g = ps.grads
+        for p in ps.params {
+            let decay: Float = p.decay ? 1 - lr * weightDecay : 1
+            let lo = p.offset, hi = p.offset + p.count
+            var i = lo
+            let wr = UnsafeMutableRawPointer(w), gr = UnsafeRawPointer(g)
+            let mr = UnsafeMutableRawPointer(mp), vr = UnsafeMutableRawPointer(vp)
+            while i + 16 <= hi {
+                let o = 4 * i
+                let gv = gr.loadUnaligned(fromByteOffset: o, as: F16.self)
+                var mv = mr.loadUnaligned(fromByteOffset: o, as: F16.self)
+                var vv = vr.loadUnaligned(fromByteOffset: o, as: F16.self)
+                mv = b1 * mv + (1 - b1) * gv
+                vv = b2 * vv + (1 - b2) * gv * gv
+                var wv = wr.loadUnaligned(fromByteOffset: o, as: F16.self) * decay
+                wv -= lr * (mv * c1) / ((vv * c2).squareRoot() + eps)
+                mr.storeBytes(of: mv, toByteOffset: o, as: F16.self)
+                vr.storeBytes(of: vv, toByteOffset: o, as: F16.self)
+                wr.storeBytes(of: wv, toByteOffset: o, as: F16.self)
+                i += 16
+            }
+            while i < hi {
+                mp[i] = b1 * mp[i] + (1 - b1) * g[i]
+                vp[i] = b2 * vp[i] + (1 - b2) * g[i] * g[i]
+                w[i] = w[i] * decay - lr * (mp[i] * c1) / ((vp[i] * c2).squareRoot() + eps)
+                i += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import BMCore
+import BMLayers
+
+/// Where training batches come from: fills inputs and targets, both [B, L].
+public protocol BatchSource {
+    mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int)
+}
+
+public struct MarkovSource: BatchSource {
+    public let task: MarkovTask
+    public var rng: RNG
+    public init(task: MarkovTask, seed: UInt64) { self.task = task; rng = RNG(seed: seed) }
+    public mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+        task.batch(&rng, B: B, L: L, inputs: inputs, targets: targets)
+    }
+}
+
+public struct TrainSettings: Sendable {
+    public var steps: Int
+    public var batch: Int
+    public var seqLen: Int
+    public var schedule: LRSchedule
+    public var clip: Double = 1.0
+    public var weightDecay: Float = 0.1
+    public var beta1: Float = 0.9, beta2: Float = 0.95
+    public var logEvery: Int = 1
+    public init(steps: Int, batch: Int, seqLen: Int, schedule: LRSchedule) {
+        self.steps = steps; self.batch = batch; self.seqLen = seqLen; self.schedule = schedule
+    }
+}
+
+/// One training step and the loop around it: forward, backward, clip, AdamW.
+public final class Trainer {
+    public let model: LanguageModel
+    public let settings: TrainSettings
+    public let optimizer: AdamW
+    public private(set) var step = 0
+    let inputs = IntBuffer(), targets = IntBuffer()
+
+    public init(model: LanguageModel, settings: TrainSettings) {
+        self.model = model
+        self.settings = settings
+        optimizer = AdamW(model.params, beta1: settings.beta1, beta2: settings.beta2, weightDecay: settings.weightDecay)
+    }
+
+    public struct StepResult { public var loss: Double; public var gradNorm: Double; public var lr: Double; public var correct: Int; public var counted: Int }
+
+    /// One optimisation step on the next batch of `source`.
+    public func trainStep<S: BatchSource>(_ source: inout S) throws -> StepResult {
+        let B = settings.batch, L = settings.seqLen
+        let ip = inputs.ensure(B * L), tp = targets.ensure(B * L)
+        source.next(inputs: ip, targets: tp, B: B, L: L)
+        model.params.zeroGrad()
+        model.context.step = step
+        let r = model.forward(tokens: ip, targets: tp, B: B, L: L, train: true)
+        let loss = r.loss + model.auxiliaryLoss
+        guard loss.isFinite else {
+            throw BMError.numerical("training loss is \(loss) at step \(step); stopped (the last good checkpoint is kept)")
+        }
+        model.backward()
+        let norm = model.params.clipGradients(maxNorm: settings.clip)
+        guard norm.isFinite else {
+            throw BMError.numerical("gradient norm is \(norm) at step \(step); stopped (the last good checkpoint is kept)")
+        }
+        let lr = settings.schedule.lr(at: step)
+        optimizer.step(lr: Float(lr))
+        step += 1
+        return StepResult(loss: r.loss, gradNorm: norm, lr: lr, correct: r.correct, counted: r.counted)
+    }
+
+    /// Runs `settings.steps` steps, logging every `logEvery` to `metrics` (if any).
+    public func run<S: BatchSource>(_ source: inout S, metrics: MetricsLog?, progress: ProgressLine?) throws -> [Double] {
+        var losses: [Double] = []
+        let tokensPerStep = settings.batch * settings.seqLen
+        var clock = ContinuousClock.now
+        while step < settings.steps {
+            let r = try trainStep(&source)
+            losses.append(r.loss)
+            let now = ContinuousClock.now
+            let dt = now - clock
+            clock = now
+            let seconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) * 1e-18
+            let tps = Double(tokensPerStep) / max(seconds, 1e-9)
+            if let metrics, (step - 1) % settings.logEvery == 0 || step == settings.steps {
+                try metrics.append("train/step", step - 1)
+                try metrics.append("train/tokens", step * tokensPerStep)
+                try metrics.append("train/loss", r.loss)
+                try metrics.append("train/lr", r.lr)
+                try metrics.append("train/grad_norm", r.gradNorm)
+                try metrics.append("train/tokens_per_s", tps)
+                try metrics.flush()
+            }
+            progress?.update(step: step - 1, loss: r.loss, tokensPerSecond: tps)
+        }
+        return losses
+    }
+}

@@ -1,0 +1,139 @@
+#define _GNU_SOURCE
+#include "bmblas.h"
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int,
+                         const float *, int, float, float *, int);
+typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int,
+                         const float *, int, float, float *, int);
+typedef char *(*str_fn)(void);
+typedef int (*int_fn)(void);
+typedef void (*setint_fn)(int);
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int load_status = -1;
+static int wanted_threads = 0;
+static char error_text[512] = "OpenBLAS not loaded yet";
+static char source[32] = "";
+static char requested[32] = "";
+static char libpath[256] = "";
+static sgemm_fn p_sgemm;
+static sgemv_fn p_sgemv;
+static str_fn p_corename, p_config;
+static int_fn p_get_threads;
+static setint_fn p_set_threads;
+
+int bm_cpu_features(void) {
+    __builtin_cpu_init();
+    int f = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= 1;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) f |= 2;
+    return f;
+}
+
+int bm_cpu_available(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    return 1;
+}
+
+static void do_load(void) {
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (env && *env) {
+        snprintf(source, sizeof source, "environment");
+        snprintf(requested, sizeof requested, "%s", env);
+    } else {
+        int f = bm_cpu_features();
+        const char *core = (f & 2) ? "SkylakeX" : (f & 1) ? "Haswell" : NULL;
+        if (core) {
+            setenv("OPENBLAS_CORETYPE", core, 1);
+            snprintf(source, sizeof source, "cpuid");
+            snprintf(requested, sizeof requested, "%s", core);
+        } else {
+            snprintf(source, sizeof source, "openblas");
+        }
+    }
+    if (wanted_threads > 0 && !getenv("OPENBLAS_NUM_THREADS")) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", wanted_threads);
+        setenv("OPENBLAS_NUM_THREADS", buf, 1);
+    }
+    // Prefer the pthread flavour's own file: the generic names are Debian
+    // "alternatives" links that may point at another BLAS.
+    const char *candidates[] = {
+        getenv("BMLAB_OPENBLAS_LIB"),
+        "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+        "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+        "libopenblas.so.0",
+        "libopenblas.so",
+    };
+    void *h = NULL;
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates && !h; i++) {
+        if (!candidates[i] || !*candidates[i]) continue;
+        h = dlopen(candidates[i], RTLD_NOW | RTLD_GLOBAL);
+        if (h) snprintf(libpath, sizeof libpath, "%s", candidates[i]);
+    }
+    if (!h) {
+        snprintf(error_text, sizeof error_text,
+                 "cannot load OpenBLAS (%s); install libopenblas-dev (make deps)", dlerror());
+        return;
+    }
+    p_sgemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+    p_sgemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
+    p_corename = (str_fn)dlsym(h, "openblas_get_corename");
+    p_config = (str_fn)dlsym(h, "openblas_get_config");
+    p_get_threads = (int_fn)dlsym(h, "openblas_get_num_threads");
+    p_set_threads = (setint_fn)dlsym(h, "openblas_set_num_threads");
+    if (!p_sgemm || !p_sgemv || !p_corename || !p_get_threads || !p_set_threads) {
+        snprintf(error_text, sizeof error_text,
+                 "%s lacks cblas_sgemm/openblas_* symbols: not an OpenBLAS build", libpath);
+        return;
+    }
+    if (wanted_threads > 0) p_set_threads(wanted_threads);
+    load_status = 0;
+    error_text[0] = 0;
+}
+
+int bm_blas_load(int threads) {
+    wanted_threads = threads;
+    pthread_once(&once, do_load);
+    return load_status;
+}
+
+static void ensure(void) {
+    if (bm_blas_load(0) != 0) {
+        fprintf(stderr, "bmlab: %s\n", error_text);
+        exit(3);
+    }
+}
+
+const char *bm_blas_error(void) { return error_text; }
+const char *bm_blas_coretype_source(void) { return source; }
+const char *bm_blas_coretype_requested(void) { return requested; }
+const char *bm_blas_library_path(void) { return libpath; }
+const char *bm_blas_corename(void) { ensure(); return p_corename(); }
+const char *bm_blas_config(void) { ensure(); return p_config ? p_config() : ""; }
+int bm_blas_get_threads(void) { ensure(); return p_get_threads(); }
+void bm_blas_set_threads(int n) { ensure(); p_set_threads(n); }
+
+void bm_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta,
+              float *C, int ldc) {
+    if (!p_sgemm) ensure();
+    p_sgemm(BM_ROW_MAJOR, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
+              const float *x, float beta, float *y) {
+    if (!p_sgemv) ensure();
+    p_sgemv(BM_ROW_MAJOR, transA, M, N, alpha, A, lda, x, 1, beta, y, 1);
+}

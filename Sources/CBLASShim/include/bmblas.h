@@ -1,0 +1,46 @@
+// BlackMambaLab's door to OpenBLAS.
+//
+// OpenBLAS chooses its kernels once, when the library is loaded, from the
+// OPENBLAS_CORETYPE environment variable or its own CPU detection (which picks
+// slow SSE3 "Prescott" kernels on some virtual CPUs). Linking it normally means
+// it is loaded before any of our code runs. So we do not link it: bm_blas_load()
+// picks a core type from CPUID (unless the environment already sets one, which
+// is respected), exports it, and only then dlopen()s libopenblas.
+#pragma once
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { BM_ROW_MAJOR = 101, BM_NO_TRANS = 111, BM_TRANS = 112 };
+
+/// Loads OpenBLAS (idempotent, thread-safe). Returns 0 on success, otherwise
+/// -1 and a message in bm_blas_error().
+int bm_blas_load(int threads);
+const char *bm_blas_error(void);
+/// Where the core type came from: "environment", "cpuid" or "openblas".
+const char *bm_blas_coretype_source(void);
+/// The core type we asked for ("" when we left the choice to OpenBLAS).
+const char *bm_blas_coretype_requested(void);
+/// The library file that was loaded.
+const char *bm_blas_library_path(void);
+
+const char *bm_blas_corename(void);
+const char *bm_blas_config(void);
+int bm_blas_get_threads(void);
+void bm_blas_set_threads(int n);
+/// CPU feature bits: 1 = avx2+fma, 2 = avx512 (f, bw, dq, vl).
+int bm_cpu_features(void);
+/// Number of CPUs this process may run on (sched_getaffinity).
+int bm_cpu_available(void);
+
+void bm_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta,
+              float *C, int ldc);
+void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
+              const float *x, float beta, float *y);
+
+#ifdef __cplusplus
+}
+#endif

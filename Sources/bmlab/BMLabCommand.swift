@@ -1,0 +1,27 @@
+import ArgumentParser
+import Foundation
+import BMCore
+
+struct BMLabCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bmlab",
+        abstract: "BlackMambaLab: small BlackMamba-style models on a CPU, from plugins.",
+        version: BMLab.version,
+        subcommands: [Doctor.self, Demo.self, Bench.self])
+}
+
+/// Loads OpenBLAS (fast kernels, threads = cores) and turns errors into a message + exit code.
+func startBLAS(threads: Int = 0) {
+    do { try BLAS.setup(threads: threads) } catch { fail(error) }
+}
+
+func fail(_ error: Error) -> Never {
+    let code: Int32 = (error as? BMError)?.exitCode ?? 1
+    FileHandle.standardError.write("bmlab: error: \(error)\n".data(using: .utf8)!)
+    exit(code)
+}
+
+/// Runs `body`, mapping toolkit errors to their exit codes and clear messages.
+func guarded(_ body: () throws -> Void) {
+    do { try body() } catch { fail(error) }
+}
