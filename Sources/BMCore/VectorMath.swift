@@ -10,33 +10,37 @@
 //   vsilu    relative error ≤ 4e-7 (absolute near 0)
 //   vsoftplus relative error ≤ 4e-7 (threshold 20 as PyTorch: x > 20 ⇒ x)
 // Below -87.3 vexp returns ~1.2e-38 (the smallest normal) instead of a denormal
-// or 0; this is harmless for the decays, gates and probabilities it computes.
+// or 0, and above 88.38 it returns 2.7e38 instead of inf; this is harmless for the
+// decays, gates and probabilities it computes (callers shift logits by their max).
 
 public typealias F16 = SIMD16<Float>
 
 @inline(__always)
 public func vexp(_ x: F16) -> F16 {
-    let xc = x.clamped(lowerBound: F16(repeating: -87.33654), upperBound: F16(repeating: 88.72283))
+    // Written for the code generator: `clamped(lowerBound:upperBound:)` and
+    // `SIMD16<Int32>(_:rounding:)` are not specialised here and made this 60× slower;
+    // pointwiseMin/Max, FMA through `addingProduct` (vfmadd with -target-cpu haswell)
+    // and reading n's bits out of the magic-number sum compile to plain AVX2.
+    // The input is clamped to [-87.34, 88.38] so that n ∈ [-126, 127] and one
+    // exponent-bit scale 2^n stays a normal float.
+    let xc = pointwiseMin(pointwiseMax(x, F16(repeating: -87.33654)), F16(repeating: 88.37626))
     // n = round(x / ln2) via the 1.5·2^23 trick (round-to-nearest in the FPU).
     let magic = F16(repeating: 12582912.0)
-    let n = (xc * 1.44269504088896341 + magic) - magic
-    // r = x − n·ln2 in two parts (Cody–Waite).
-    var r = xc - n * 0.693359375
-    r = r + n * 2.12194440e-4
+    let t = magic.addingProduct(xc, 1.44269504088896341)
+    let n = t - magic
+    // r = x − n·ln2 in two parts (Cody–Waite), |r| ≤ ln2/2.
+    var r = xc.addingProduct(n, -0.693359375)
+    r = r.addingProduct(n, 2.12194440e-4)
+    // e^r by the Cephes expf polynomial.
     let r2 = r * r
-    var p = F16(repeating: 1.9875691500e-4)
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    let y = p * r2 + r + 1
-    // 2^n built in the exponent bits. n ∈ [-126, 128]; split to stay normal.
-    let ni = SIMD16<Int32>(n, rounding: .towardZero)
-    let half = ni &>> 1
-    let s1 = unsafeBitCast((half &+ 127) &<< 23, to: F16.self)
-    let s2 = unsafeBitCast((ni &- half &+ 127) &<< 23, to: F16.self)
-    return y * s1 * s2
+    var p = F16(repeating: 1.3981999507e-3).addingProduct(r, 1.9875691500e-4)
+    p = F16(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = F16(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = F16(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = F16(repeating: 5.0000001201e-1).addingProduct(p, r)
+    let y = (r + 1).addingProduct(p, r2)
+    let ni = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
+    return y * unsafeBitCast((ni &+ 127) &<< 23, to: F16.self)
 }
 
 /// log(1 + y) for y ≥ 0 (used by softplus, where y = exp(−|x|) ∈ (0, 1]).
@@ -46,22 +50,21 @@ public func vlog1p(_ y: F16) -> F16 {
     // log(u) by frexp + Cephes logf polynomial, then the log1p correction
     // (y − (u − 1)) / u that recovers the bits lost in 1 + y.
     let bits = unsafeBitCast(u, to: SIMD16<UInt32>.self)
-    var e = F16(SIMD16<Int32>(truncatingIfNeeded: (bits &>> 23) & 0xff) &- 126)
+    var e = unsafeBitCast(((bits &>> 23) & 0xff) | 0x4B00_0000, to: F16.self) - (8388608.0 + 126)
     var m = unsafeBitCast((bits & 0x807f_ffff) | 0x3f00_0000, to: F16.self)   // m ∈ [0.5, 1)
     let small = m .< F16(repeating: 0.707106781186547524)
     e.replace(with: e - 1, where: small)
     m.replace(with: m + m - 1, where: small)
     m.replace(with: m - 1, where: .!small)
     let z = m * m
-    var p = F16(repeating: 7.0376836292e-2)
-    p = p * m - 1.1514610310e-1
-    p = p * m + 1.1676998740e-1
-    p = p * m - 1.2420140846e-1
-    p = p * m + 1.4249322787e-1
-    p = p * m - 1.6668057665e-1
-    p = p * m + 2.0000714765e-1
-    p = p * m - 2.4999993993e-1
-    p = p * m + 3.3333331174e-1
+    var p = F16(repeating: -1.1514610310e-1).addingProduct(m, 7.0376836292e-2)
+    p = F16(repeating: 1.1676998740e-1).addingProduct(p, m)
+    p = F16(repeating: -1.2420140846e-1).addingProduct(p, m)
+    p = F16(repeating: 1.4249322787e-1).addingProduct(p, m)
+    p = F16(repeating: -1.6668057665e-1).addingProduct(p, m)
+    p = F16(repeating: 2.0000714765e-1).addingProduct(p, m)
+    p = F16(repeating: -2.4999993993e-1).addingProduct(p, m)
+    p = F16(repeating: 3.3333331174e-1).addingProduct(p, m)
     var r = p * m * z
     r = r - e * 2.12194440e-4
     r = r - 0.5 * z

@@ -34,19 +34,20 @@ public struct CrossEntropy {
             var m = row[0], arg = 0
             for v in 1..<V where row[v] > m { m = row[v]; arg = v }
             if arg == Int(target) { correct += 1 }
+            let targetLogit = Double(row[Int(target)])     // read before dlogits may overwrite the row
             var s: Float = 0
             if let d = dlogits {
                 let dr = d + t * V
                 mapSIMD(row, dr, V) { vexp($0 - m) }
                 for v in 0..<V { s += dr[v] }
                 let lse = log(Double(s)) + Double(m)
-                loss += lse - Double(row[Int(target)])
+                loss += lse - targetLogit
                 let k = inv / s
                 for v in 0..<V { dr[v] *= k }
                 dr[Int(target)] -= inv
             } else {
                 for v in 0..<V { s += exp(row[v] - m) }
-                loss += log(Double(s)) + Double(m) - Double(row[Int(target)])
+                loss += log(Double(s)) + Double(m) - targetLogit
             }
         }
         return Result(loss: counted > 0 ? loss / Double(counted) : 0, counted: counted, correct: correct)

@@ -92,6 +92,14 @@ final class LayerGradientTests: XCTestCase {
         let r = ce.forwardBackward(logits: logits, targets: targets, T: T, dlogits: nil)
         XCTAssertEqual(r.loss, ref, accuracy: 1e-6)
         XCTAssertEqual(r.counted, 4)
+        // In training the gradient overwrites the logits in place: same loss.
+        var inPlace = logits
+        let r2 = inPlace.withUnsafeMutableBufferPointer {
+            ce.forwardBackward(logits: $0.baseAddress!, targets: targets, T: T, dlogits: $0.baseAddress!)
+        }
+        XCTAssertEqual(r2.loss, ref, accuracy: 1e-6)
+        for t in [1, 4] { XCTAssertEqual(inPlace[t * V..<(t + 1) * V].map { $0 }, [Float](repeating: 0, count: V)) }
+        for t in [0, 2, 3, 5] { XCTAssertEqual(Double(inPlace[t * V..<(t + 1) * V].reduce(0, +)), 0, accuracy: 1e-6) }
         let report = GradientChecker().check(input: logits, params: [], set: nil, loss: { x in
             let l = ce.forwardBackward(logits: x, targets: targets, T: T, dlogits: nil).loss
             return (l, abs(l))
