@@ -29,7 +29,7 @@ release: deps
 ## test: the whole suite (debug build; the heavy numerical tests are sized for it)
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build 2>&1 | tee .test.log; exit $${PIPESTATUS[0]}
+	$(SWIFT) test --skip-build --disable-swift-testing 2>&1 | tee .test.log; exit $${PIPESTATUS[0]}
 
 ## demo: a small default experiment end to end, with its HDF5 file
 demo: release

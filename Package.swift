@@ -31,17 +31,19 @@ let package = Package(
         .target(name: "BMCore", dependencies: ["CBLASShim"], swiftSettings: fast),
         .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
+        .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMTrain",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
         // Tests ------------------------------------------------------------
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

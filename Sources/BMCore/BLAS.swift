@@ -74,3 +74,17 @@ public func matmulDyTX(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ 
     sgemm(transA: true, M: outDim, N: inDim, K: T, A: dy, lda: lddy ?? outDim, B: x, ldb: ldx ?? inDim,
           beta: beta, C: dw, ldc: inDim)
 }
+
+/// y[rows] = alpha · A[rows, cols] · x[cols]  (A row-major with leading dimension ld).
+@inline(__always)
+public func bm_gemv(_ A: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, x: UnsafePointer<Float>,
+                    y: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float = 0) {
+    bm_sgemv(Int32(BM_NO_TRANS), Int32(rows), Int32(cols), alpha, A, Int32(ld), x, beta, y)
+}
+
+/// y[cols] = alpha · A[rows, cols]ᵀ · x[rows].
+@inline(__always)
+public func bm_gemvT(_ A: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int, x: UnsafePointer<Float>,
+                     y: UnsafeMutablePointer<Float>, alpha: Float = 1, beta: Float = 0) {
+    bm_sgemv(Int32(BM_TRANS), Int32(rows), Int32(cols), alpha, A, Int32(ld), x, beta, y)
+}

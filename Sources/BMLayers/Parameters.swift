@@ -29,7 +29,9 @@ public struct Param: @unchecked Sendable {
     public let offset: Int
     public let count: Int
     public let decay: Bool
-    unowned let owner: ParameterSet
+    /// Strong: a layer keeps its parameters' memory alive even if the caller drops
+    /// the ParameterSet (the slab does not point back at params, so no cycle).
+    let owner: ParameterSlab
 
     /// The parameter values. Valid after `ParameterSet.finalize`.
     @inline(__always) public var w: UnsafeMutablePointer<Float> { owner.values + offset }
@@ -37,6 +39,28 @@ public struct Param: @unchecked Sendable {
     @inline(__always) public var g: UnsafeMutablePointer<Float> { owner.grads + offset }
     public var values: UnsafeMutableBufferPointer<Float> { .init(start: w, count: count) }
     public var grads: UnsafeMutableBufferPointer<Float> { .init(start: g, count: count) }
+}
+
+/// The memory of a ParameterSet: values and gradients, 64-byte aligned.
+public final class ParameterSlab: @unchecked Sendable {
+    public internal(set) var values: UnsafeMutablePointer<Float>
+    public internal(set) var grads: UnsafeMutablePointer<Float>
+    init() {
+        values = .allocate(capacity: 1)
+        grads = .allocate(capacity: 1)
+    }
+    func allocate(_ n: Int) {
+        values.deallocate(); grads.deallocate()
+        let cap = Swift.max(n, 1)
+        values = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
+        grads = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
+        values.initialize(repeating: 0, count: cap)
+        grads.initialize(repeating: 0, count: cap)
+    }
+    deinit {
+        values.deallocate()
+        grads.deallocate()
+    }
 }
 
 /// All parameters of a model in one flat Float slab (plus one for gradients),
@@ -50,20 +74,13 @@ public final class ParameterSet: @unchecked Sendable {
     public private(set) var params: [Param] = []
     private var initializers: [Initializer] = []
     public private(set) var count = 0
-    public private(set) var values: UnsafeMutablePointer<Float>
-    public private(set) var grads: UnsafeMutablePointer<Float>
+    public let slab = ParameterSlab()
+    public var values: UnsafeMutablePointer<Float> { slab.values }
+    public var grads: UnsafeMutablePointer<Float> { slab.grads }
     public private(set) var isFinal = false
     private var byName: [String: Int] = [:]
 
-    public init() {
-        values = .allocate(capacity: 1)
-        grads = .allocate(capacity: 1)
-    }
-
-    deinit {
-        values.deallocate()
-        grads.deallocate()
-    }
+    public init() {}
 
     /// Declares a parameter. `decay: false` for norms, biases, A_log, D, embeddings' …
     public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true) -> Param {
@@ -72,7 +89,7 @@ public final class ParameterSet: @unchecked Sendable {
         let n = shape.reduce(1, *)
         // Keep every parameter 16-float (64-byte) aligned for SIMD loops.
         let offset = (count + 15) / 16 * 16
-        let p = Param(name: name, shape: shape, offset: offset, count: n, decay: decay, owner: self)
+        let p = Param(name: name, shape: shape, offset: offset, count: n, decay: decay, owner: slab)
         byName[name] = params.count
         params.append(p)
         initializers.append(initializer)
@@ -83,12 +100,7 @@ public final class ParameterSet: @unchecked Sendable {
     /// Allocates the slabs and initialises every parameter from `seed`.
     public func finalize(seed: UInt64) {
         precondition(!isFinal)
-        values.deallocate(); grads.deallocate()
-        let cap = Swift.max(count, 1)
-        values = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
-        grads = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
-        values.initialize(repeating: 0, count: cap)
-        grads.initialize(repeating: 0, count: cap)
+        slab.allocate(count)
         isFinal = true
         var rng = RNG(seed: seed)
         for (p, ini) in zip(params, initializers) {

@@ -1,0 +1,429 @@
+import Foundation
+import BMCore
+import BMLayers
+
+/// Mamba-1 mixer (Gu & Dao 2023), exactly as in mamba.md. Names as in the
+/// Zyphra/BlackMamba state dict: `in_proj.weight [2E, D]`, `conv1d.weight [E, 1, K]`,
+/// `conv1d.bias [E]`, `x_proj.weight [R+2N, E]`, `dt_proj.weight [E, R]`,
+/// `dt_proj.bias [E]`, `A_log [E, N]`, `D [E]`, `out_proj.weight [D, E]`.
+///
+/// Glossary (code ↔ paper): `xz` = in_proj output (x branch, z gate);
+/// `xc` = causal conv output; `u` = silu(xc), the SSM input; `dbc` = x_proj
+/// output = [δ_raw (R) | B (N) | C (N)]; `delta` = Δ = softplus(δ_raw·dt_projᵀ + b);
+/// `A` = −exp(A_log); `y` = scan output; `g` = y ⊙ silu(z), the gated output.
+///
+/// With `gate: false` in_proj has only the x rows ([E, D]) and g = y; with
+/// `skip_d: false` there is no D parameter.
+///
+/// The same block with `selective = false` is the time-invariant `s4d` mixer
+/// (S4D.swift): Δ, B and C are learned per-channel parameters (`dt_proj.bias [E]`,
+/// `B [E, N]`, `C [E, N]`) instead of functions of the input, and there is no
+/// x_proj / dt_proj weight. The scan kernel runs both through its strides.
+public final class Mamba: Mixer {
+    public static let entry = MixerEntry(
+        name: "mamba", kind: .sequence,
+        summary: "Mamba-1 selective SSM (input-dependent Δ, B, C), causal conv, SiLU gate",
+        options: [
+            .int("d_state", 16, "SSM state size N per channel", min: 1, max: 256),
+            .int("d_conv", 4, "causal depthwise conv width K", min: 1, max: 16),
+            .int("expand", 2, "inner width E = expand · d_model", min: 1, max: 8),
+            .int("dt_rank", -1, "rank R of the Δ projection (auto = ceil(d_model/16))", min: 1, auto: true),
+            .double("dt_min", 0.001, "smallest initial Δ", min: 1e-6),
+            .double("dt_max", 0.1, "largest initial Δ", min: 1e-6),
+            .bool("gate", true, "multiply by silu(z) (off: no z branch)"),
+            .bool("skip_d", true, "D·u skip connection"),
+            .int("chunk", 16, "scan chunk length: states kept at chunk starts, recomputed inside in backward", min: 1),
+        ],
+        variants: [[:], ["gate": .bool(false)], ["skip_d": .bool(false)], ["d_state": .int(20), "d_conv": .int(3)]],
+        validate: { o, _, ctx in
+            if o.double("dt_min") > o.double("dt_max") { throw BMError.invalid("\(ctx): dt_min (\(o.double("dt_min"))) must not exceed dt_max (\(o.double("dt_max")))") }
+        },
+        build: { ctx, o in Mamba(ctx, o) })
+
+    public let D: Int, E: Int, N: Int, Np: Int, K: Int, R: Int
+    public let gate: Bool, skipD: Bool, chunk: Int, selective: Bool
+    public let inProj: Param, convW: Param, convB: Param, dtB: Param, aLog: Param
+    /// Selective (mamba) only.
+    public let xProj: Param?, dtW: Param?
+    /// Time-invariant (s4d) only: per-channel B and C.
+    public let bParam: Param?, cParam: Param?
+    public let dSkip: Param?
+    public let outProj: Param
+
+    // Caches for backward (sized on first use; reused).
+    private var h: UnsafePointer<Float>?
+    private let xz = FloatBuffer(), xc = FloatBuffer(), u = FloatBuffer(), dbc = FloatBuffer()
+    private let Bp = FloatBuffer(), Cp = FloatBuffer(), dtPre = FloatBuffer(), delta = FloatBuffer()
+    private let y = FloatBuffer(), g = FloatBuffer(), A = FloatBuffer(), convWT = FloatBuffer()
+    private let boundaries = FloatBuffer(), state = FloatBuffer()
+    // Backward scratch.
+    private let dg = FloatBuffer(), dxz = FloatBuffer(), du = FloatBuffer(), dDelta = FloatBuffer(), ddbc = FloatBuffer()
+    private let dBp = FloatBuffer(), dCp = FloatBuffer(), dAb = FloatBuffer(), dDb = FloatBuffer(), work = FloatBuffer()
+    private let dConvWT = FloatBuffer()
+    private var shape = (B: 0, L: 0)
+
+    public init(_ ctx: MixerContext, _ o: ResolvedOptions, selective: Bool = true) {
+        self.selective = selective
+        D = ctx.width
+        E = o.int("expand") * D
+        N = o.int("d_state")
+        Np = (N + 15) / 16 * 16
+        K = o.int("d_conv")
+        R = selective ? (o.intOrAuto("dt_rank") ?? (D + 15) / 16) : 0
+        gate = o.bool("gate"); skipD = o.bool("skip_d"); chunk = o.int("chunk")
+        let ps = ctx.params, p = ctx.prefix
+        let (E, N, K, R) = (E, N, K, R)
+        inProj = ps.declare("\(p).in_proj.weight", [(gate ? 2 : 1) * E, D], init: .normal(std: 0.02))
+        let cb = 1 / Float(K).squareRoot()
+        convW = ps.declare("\(p).conv1d.weight", [E, 1, K], init: .uniform(-cb, cb))
+        convB = ps.declare("\(p).conv1d.bias", [E], init: .uniform(-cb, cb), decay: false)
+        if selective {
+            xProj = ps.declare("\(p).x_proj.weight", [R + 2 * N, E], init: .normal(std: 0.02))
+            let dtStd = 1 / Float(R).squareRoot()
+            dtW = ps.declare("\(p).dt_proj.weight", [E, R], init: .uniform(-dtStd, dtStd))
+        } else {
+            xProj = nil; dtW = nil
+        }
+        let (dtMin, dtMax) = (o.double("dt_min"), o.double("dt_max"))
+        dtB = ps.declare("\(p).dt_proj.bias", [E], init: .custom({ rng, buf in
+            Mamba.initDtBias(&rng, buf, dtMin: dtMin, dtMax: dtMax)
+        }), decay: false)
+        aLog = ps.declare("\(p).A_log", [E, N], init: .custom({ _, buf in
+            for c in 0..<E { for n in 0..<N { buf[c * N + n] = Float(log(Double(n + 1))) } }
+        }), decay: false)
+        if selective {
+            bParam = nil; cParam = nil
+        } else {
+            // S4D-real: B = 1, C ~ N(0, 1/N) (Gu et al. 2022, "On the parameterization…").
+            bParam = ps.declare("\(p).B", [E, N], init: .ones, decay: false)
+            cParam = ps.declare("\(p).C", [E, N], init: .normal(std: 1 / Float(N).squareRoot()), decay: false)
+        }
+        dSkip = skipD ? ps.declare("\(p).D", [E], init: .ones, decay: false) : nil
+        outProj = ps.declare("\(p).out_proj.weight", [D, E], init: .normal(std: ctx.outputStd))
+    }
+
+    /// dt = exp(U(0,1)·(ln dt_max − ln dt_min) + ln dt_min), clamped ≥ 1e-4; bias = softplus⁻¹(dt).
+    static func initDtBias(_ rng: inout RNG, _ buf: UnsafeMutableBufferPointer<Float>, dtMin: Double, dtMax: Double) {
+        for i in 0..<buf.count {
+            var dt = exp(rng.uniform() * (log(dtMax) - log(dtMin)) + log(dtMin))
+            dt = max(dt, 1e-4)
+            buf[i] = Float(dt + log(-expm1(-dt)))
+        }
+    }
+
+    public var inWidth: Int { D }
+    public var outWidth: Int { D }
+    public var parameters: [Param] {
+        [inProj, convW, convB] + [xProj, dtW].compactMap { $0 } + [dtB, aLog] + [bParam, cParam, dSkip].compactMap { $0 } + [outProj]
+    }
+    var xzWidth: Int { gate ? 2 * E : E }
+    var dbcWidth: Int { R + 2 * N }
+
+    func scanShape(L: Int) -> ScanShape {
+        selective ? ScanShape(L: L, E: E, Np: Np, chunk: chunk, deltaT: E, bT: Np, bC: 0, cT: Np, cC: 0)
+                  : ScanShape(L: L, E: E, Np: Np, chunk: chunk, deltaT: 0, bT: 0, bC: Np, cT: 0, cC: Np)
+    }
+
+    /// A = −exp(A_log), padded to [E, Np] with zeros; conv weight transposed to [K, E].
+    private func prepare() {
+        let a = A.ensure(E * Np), al = aLog.w
+        a.update(repeating: 0, count: E * Np)
+        for c in 0..<E { for n in 0..<N { a[c * Np + n] = -Foundation.exp(al[c * N + n]) } }
+        let wt = convWT.ensure(K * E), w = convW.w
+        for c in 0..<E { for k in 0..<K { wt[k * E + c] = w[c * K + k] } }
+        if !selective, let bP = bParam, let cP = cParam {
+            // Time-invariant: Δ = softplus(dt bias) [E]; B, C padded to [E, Np].
+            vsoftplus(dtB.w, delta.ensure(E), count: E)
+            let bp = Bp.ensure(E * Np), cp = Cp.ensure(E * Np)
+            bp.update(repeating: 0, count: E * Np); cp.update(repeating: 0, count: E * Np)
+            for c in 0..<E {
+                (bp + c * Np).update(from: bP.w + c * N, count: N)
+                (cp + c * Np).update(from: cP.w + c * N, count: N)
+            }
+        }
+    }
+
+    // MARK: forward
+
+    // h: [B, L, D] → out: [B, L, D]
+    public func forward(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        let T = B * L
+        h = hIn
+        shape = (B, L)
+        prepare()
+        // 1. xz = h · in_projᵀ                                  xz: [T, 2E]
+        let xzp = xz.ensure(T * xzWidth)
+        matmulXWt(hIn, inProj.w, xzp, T: T, inDim: D, outDim: xzWidth)
+        // 2. causal depthwise conv, u = silu(xc)               xc, u: [T, E]
+        let xcp = xc.ensure(T * E), up = u.ensure(T * E)
+        for b in 0..<B { conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L) }
+        vsilu(xcp, up, count: T * E)
+        if selective, let xProj, let dtW {
+            // 3. dbc = u · x_projᵀ                                  dbc: [T, R+2N]
+            let dbcp = dbc.ensure(T * dbcWidth)
+            matmulXWt(up, xProj.w, dbcp, T: T, inDim: E, outDim: dbcWidth)
+            // 4. Δ = softplus(δr · dt_projᵀ + bias)                 delta: [T, E]
+            let dtp = dtPre.ensure(T * E), dp = delta.ensure(T * E)
+            for t in 0..<T { (dtp + t * E).update(from: dtB.w, count: E) }
+            matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
+            vsoftplus(dtp, dp, count: T * E)
+            // B, C padded to Np                                     Bp, Cp: [T, Np]
+            let bp = Bp.ensure(T * Np), cp = Cp.ensure(T * Np)
+            bp.update(repeating: 0, count: T * Np); cp.update(repeating: 0, count: T * Np)
+            for t in 0..<T {
+                (bp + t * Np).update(from: dbcp + t * dbcWidth + R, count: N)
+                (cp + t * Np).update(from: dbcp + t * dbcWidth + R + N, count: N)
+            }
+        }
+        // 5–6. selective scan, per sequence in parallel          y: [T, E]
+        let yp = y.ensure(T * E)
+        let sh = scanShape(L: L)
+        let bnd = boundaries.ensure(B * sh.chunks * E * Np), stp = state.ensure(B * E * Np)
+        let ap = A.pointer, dsk = dSkip?.w, dp = delta.pointer, bp = Bp.pointer, cp = Cp.pointer
+        let (dStride, bcStride) = selective ? (L * E, L * Np) : (0, 0)
+        Parallel.forEach(B) { b in
+            let s0 = stp + b * E * Np
+            s0.update(repeating: 0, count: E * Np)
+            SelectiveScan.forward(sh, u: up + b * L * E, delta: dp + b * dStride, A: ap,
+                                  Bm: bp + b * bcStride, Cm: cp + b * bcStride, D: dsk.map { UnsafePointer($0) },
+                                  y: yp + b * L * E, state: s0, boundaries: bnd + b * sh.chunks * E * Np)
+        }
+        // 7. gate and out_proj                                  g: [T, E], out: [T, D]
+        let gp = gated(T: T)
+        matmulXWt(gp, outProj.w, out, T: T, inDim: E, outDim: D)
+    }
+
+    /// g = y ⊙ silu(z) (or y when the gate is off).
+    private func gated(T: Int) -> UnsafeMutablePointer<Float> {
+        let yp = y.pointer
+        guard gate else { return yp }
+        let gp = g.ensure(T * E), xzp = xz.pointer
+        for t in 0..<T {
+            let z = xzp + t * 2 * E + E, yr = yp + t * E, gr = gp + t * E
+            mapSIMD(z, gr, E) { vsilu($0) }
+            for c in 0..<E { gr[c] *= yr[c] }
+        }
+        return gp
+    }
+
+    /// xc[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c]  for one sequence.
+    private func conv(x: UnsafePointer<Float>, ldx: Int, xc: UnsafeMutablePointer<Float>, L: Int) {
+        let wt = convWT.pointer, bias = convB.w
+        for t in 0..<L {
+            let row = xc + t * E
+            row.update(from: bias, count: E)
+            for k in 0..<K {
+                let src = t - (K - 1) + k
+                if src < 0 { continue }
+                let xr = x + src * ldx, wr = wt + k * E
+                for c in 0..<E { row[c] += wr[c] * xr[c] }
+            }
+        }
+    }
+
+    // MARK: backward
+
+    // dout: [B, L, D] → dh: [B, L, D]
+    public func backward(_ dout: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        guard let h else { preconditionFailure("Mamba.backward before forward") }
+        let T = B * L
+        let gp = gate ? g.pointer : y.pointer
+        // out_proj: dW += doutᵀ·g; dg = dout·W                  dg: [T, E]
+        matmulDyTX(dout, gp, outProj.g, T: T, inDim: E, outDim: D)
+        let dgp = dg.ensure(T * E)
+        matmulDyW(dout, outProj.w, dgp, T: T, inDim: E, outDim: D)
+        // gate: dy = dg·silu(z) (in dgp), dz = dg·y·silu'(z)    dxz: [T, 2E]
+        let dxzp = dxz.ensure(T * xzWidth), xzp = xz.pointer, yp = y.pointer
+        if gate {
+            for t in 0..<T {
+                let z = xzp + t * 2 * E + E, dz = dxzp + t * 2 * E + E, dr = dgp + t * E, yr = yp + t * E
+                for c in 0..<E {
+                    let s = 1 / (1 + Foundation.exp(-z[c]))
+                    dz[c] = dr[c] * yr[c] * s * (1 + z[c] * (1 - s))
+                    dr[c] *= z[c] * s
+                }
+            }
+        }
+        // scan backward, per sequence in parallel. Mamba: ∂Δ, ∂B, ∂C are per (t, c)
+        // rows of each sequence. S4D: they are shared by all positions, so each
+        // sequence accumulates into its own slice and the slices are summed after.
+        let sh = scanShape(L: L)
+        let dSize = selective ? T * E : B * E, bcSize = selective ? T * Np : B * E * Np
+        let dStride = selective ? L * E : E, bcStride = selective ? L * Np : E * Np
+        let dup = du.ensure(T * E), ddp = dDelta.ensure(dSize)
+        let dbp = dBp.ensure(bcSize), dcp = dCp.ensure(bcSize)
+        ddp.update(repeating: 0, count: dSize)
+        dbp.update(repeating: 0, count: bcSize); dcp.update(repeating: 0, count: bcSize)
+        let dab = dAb.ensure(B * E * Np), ddb = dDb.ensure(B * E)
+        dab.update(repeating: 0, count: B * E * Np); ddb.update(repeating: 0, count: B * E)
+        let workSize = (chunk + 1) * E * Np
+        let wk = work.ensure(B * workSize)
+        let up = u.pointer, dp = delta.pointer, ap = A.pointer, bp = Bp.pointer, cp = Cp.pointer
+        let bnd = boundaries.pointer, dsk = dSkip?.w
+        let (inD, inBC) = selective ? (L * E, L * Np) : (0, 0)
+        Parallel.forEach(B) { b in
+            SelectiveScan.backward(sh, u: up + b * L * E, delta: dp + b * inD, A: ap,
+                                   Bm: bp + b * inBC, Cm: cp + b * inBC, D: dsk.map { UnsafePointer($0) },
+                                   boundaries: bnd + b * sh.chunks * E * Np, gy: dgp + b * L * E,
+                                   du: dup + b * L * E, dDelta: ddp + b * dStride,
+                                   dB: dbp + b * bcStride, dC: dcp + b * bcStride,
+                                   dA: dab + b * E * Np, dD: ddb + b * E, work: wk + b * workSize)
+        }
+        // Reduce per-sequence dA, dD in a fixed order; ∂A_log = ∂A · A.
+        let al = aLog.g
+        for b in 0..<B { for c in 0..<E { for n in 0..<N {
+            al[c * N + n] += dab[b * E * Np + c * Np + n] * ap[c * Np + n]
+        } } }
+        if let dS = dSkip { for b in 0..<B { for c in 0..<E { dS.g[c] += ddb[b * E + c] } } }
+        if selective, let xProj, let dtW {
+            // softplus: ∂v = ∂Δ · σ(v) (1 above the threshold)        ddp now holds ∂v
+            let dtp = dtPre.pointer
+            for i in 0..<(T * E) { let v = dtp[i]; if v <= 20 { ddp[i] *= 1 / (1 + Foundation.exp(-v)) } }
+            // dt_proj: dW += ∂vᵀ·δr, db += Σ ∂v, ∂δr = ∂v·W        ddbc: [T, R+2N]
+            let dbcp = dbc.pointer, ddbcp = ddbc.ensure(T * dbcWidth)
+            matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
+            for t in 0..<T { let r = ddp + t * E; for c in 0..<E { dtB.g[c] += r[c] } }
+            matmulDyW(ddp, dtW.w, ddbcp, T: T, inDim: R, outDim: E, lddx: dbcWidth)
+            for t in 0..<T {
+                (ddbcp + t * dbcWidth + R).update(from: dbp + t * Np, count: N)
+                (ddbcp + t * dbcWidth + R + N).update(from: dcp + t * Np, count: N)
+            }
+            // x_proj: dW += ddbcᵀ·u; du += ddbc·W
+            matmulDyTX(ddbcp, up, xProj.g, T: T, inDim: E, outDim: dbcWidth)
+            matmulDyW(ddbcp, xProj.w, dup, T: T, inDim: E, outDim: dbcWidth, beta: 1)
+        } else if let bP = bParam, let cP = cParam {
+            // Per-channel Δ = softplus(b): ∂b = Σ_seq ∂Δ · σ(b); B, C: sum the slices.
+            for b in 0..<B {
+                for c in 0..<E {
+                    let v = dtB.w[c]
+                    dtB.g[c] += ddp[b * E + c] * (v > 20 ? 1 : 1 / (1 + Foundation.exp(-v)))
+                    for n in 0..<N {
+                        bP.g[c * N + n] += dbp[b * E * Np + c * Np + n]
+                        cP.g[c * N + n] += dcp[b * E * Np + c * Np + n]
+                    }
+                }
+            }
+        }
+        // silu: ∂xc = ∂u · silu'(xc)                            (in dup)
+        let xcp = xc.pointer
+        for i in 0..<(T * E) {
+            let v = xcp[i], s = 1 / (1 + Foundation.exp(-v))
+            dup[i] *= s * (1 + v * (1 - s))
+        }
+        // conv backward → ∂x into dxz[:, :E]
+        let dwt = dConvWT.ensure(K * E)
+        dwt.update(repeating: 0, count: K * E)
+        for b in 0..<B {
+            convBackward(x: xzp + b * L * xzWidth, ldx: xzWidth, dxc: dup + b * L * E,
+                         dx: dxzp + b * L * xzWidth, L: L, dwt: dwt)
+        }
+        for c in 0..<E { for k in 0..<K { convW.g[c * K + k] += dwt[k * E + c] } }
+        // in_proj: dW += dxzᵀ·h; dh = dxz·W
+        matmulDyTX(dxzp, h, inProj.g, T: T, inDim: D, outDim: xzWidth)
+        matmulDyW(dxzp, inProj.w, dh, T: T, inDim: D, outDim: xzWidth)
+    }
+
+    /// For one sequence: dx[t', c] = Σ_k dxc[t' + (K−1) − k, c] · w[c, k] (written);
+    /// dwt[k, c] += Σ_t dxc[t, c] · x[t − (K−1) + k, c]; conv bias grad += Σ_t dxc.
+    private func convBackward(x: UnsafePointer<Float>, ldx: Int, dxc: UnsafePointer<Float>,
+                              dx: UnsafeMutablePointer<Float>, L: Int, dwt: UnsafeMutablePointer<Float>) {
+        let wt = convWT.pointer, gb = convB.g
+        for t in 0..<L { (dx + t * ldx).update(repeating: 0, count: E) }
+        for t in 0..<L {
+            let gr = dxc + t * E
+            for c in 0..<E { gb[c] += gr[c] }
+            for k in 0..<K {
+                let src = t - (K - 1) + k
+                if src < 0 { continue }
+                let xr = x + src * ldx, dxr = dx + src * ldx, wr = wt + k * E, dwr = dwt + k * E
+                for c in 0..<E {
+                    dwr[c] += gr[c] * xr[c]
+                    dxr[c] += gr[c] * wr[c]
+                }
+            }
+        }
+    }
+
+    // MARK: generation
+
+    public final class State: MixerState {
+        public let conv: FloatBuffer      // [B, K, E]: last K raw x values, oldest first
+        public let ssm: FloatBuffer       // [B, E, Np]
+        let B: Int
+        init(B: Int, K: Int, E: Int, Np: Int) {
+            self.B = B
+            conv = FloatBuffer(count: B * K * E); ssm = FloatBuffer(count: B * E * Np)
+        }
+        public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
+    }
+
+    public func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(B: batch, K: K, E: E, Np: Np) }
+
+    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
+        let s = st as! State
+        forward(x, out, B: B, L: L)
+        // Cache: last K raw x values (zero-padded on the left) and the final scan state.
+        let cv = s.conv.pointer, xzp = xz.pointer
+        cv.update(repeating: 0, count: B * K * E)
+        for b in 0..<B {
+            for k in 0..<K {
+                let t = L - K + k
+                if t >= 0 { (cv + (b * K + k) * E).update(from: xzp + (b * L + t) * xzWidth, count: E) }
+            }
+        }
+        s.ssm.pointer.update(from: state.pointer, count: B * E * Np)
+    }
+
+    private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepDBC = FloatBuffer(), stepDelta = FloatBuffer()
+    private let stepY = FloatBuffer(), stepBC = FloatBuffer()
+
+    // x: [B, D] → out: [B, D], one token per sequence
+    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState) {
+        let s = st as! State
+        prepare()
+        let xzp = stepXZ.ensure(B * xzWidth)
+        matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth)
+        let cv = s.conv.pointer, wt = convWT.pointer
+        let up = stepU.ensure(B * E)
+        for b in 0..<B {
+            let cs = cv + b * K * E
+            // shift left by one and append the new x
+            if K > 1 { cs.update(from: cs + E, count: (K - 1) * E) }
+            (cs + (K - 1) * E).update(from: xzp + b * xzWidth, count: E)
+            let ur = up + b * E
+            ur.update(from: convB.w, count: E)
+            for k in 0..<K { let wr = wt + k * E, xr = cs + k * E; for c in 0..<E { ur[c] += wr[c] * xr[c] } }
+        }
+        vsilu(up, up, count: B * E)
+        let yp = stepY.ensure(B * E)
+        let sh = scanShape(L: 1)
+        let bc = stepBC.ensure(2 * Np)
+        let dp = stepDelta.ensure(B * E)
+        var dbcp: UnsafeMutablePointer<Float>? = nil
+        if selective, let xProj, let dtW {
+            let p = stepDBC.ensure(B * dbcWidth)
+            matmulXWt(up, xProj.w, p, T: B, inDim: E, outDim: dbcWidth)
+            for b in 0..<B { (dp + b * E).update(from: dtB.w, count: E) }
+            matmulXWt(p, dtW.w, dp, T: B, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
+            vsoftplus(dp, dp, count: B * E)
+            dbcp = p
+        }
+        for b in 0..<B {
+            var bm = UnsafePointer(Bp.pointer), cm = UnsafePointer(Cp.pointer), dl = UnsafePointer(delta.pointer)
+            if let p = dbcp {
+                bc.update(repeating: 0, count: 2 * Np)
+                bc.update(from: p + b * dbcWidth + R, count: N)
+                (bc + Np).update(from: p + b * dbcWidth + R + N, count: N)
+                bm = UnsafePointer(bc); cm = UnsafePointer(bc + Np); dl = UnsafePointer(dp + b * E)
+            }
+            SelectiveScan.forward(sh, u: up + b * E, delta: dl, A: A.pointer, Bm: bm, Cm: cm,
+                                  D: dSkip.map { UnsafePointer($0.w) }, y: yp + b * E,
+                                  state: s.ssm.pointer + b * E * Np, boundaries: nil)
+            if gate {
+                let z = xzp + b * xzWidth + E, yr = yp + b * E
+                for c in 0..<E { yr[c] *= z[c] / (1 + Foundation.exp(-z[c])) }
+            }
+        }
+        matmulXWt(yp, outProj.w, out, T: B, inDim: E, outDim: D)
+    }
+}
