@@ -32,11 +32,12 @@ let package = Package(
         .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
         .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 

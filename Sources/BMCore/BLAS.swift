@@ -55,6 +55,11 @@ public func sgemm(transA: Bool = false, transB: Bool = false,
 @inline(__always)
 public func matmulXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                       T: Int, inDim: Int, outDim: Int, ldx: Int? = nil, ldy: Int? = nil, beta: Float = 0) {
+    if T == 1 {
+        // One token (generation): a matrix-vector product, memory-bound; sgemv avoids sgemm's packing.
+        bm_sgemv(Int32(BM_NO_TRANS), Int32(outDim), Int32(inDim), 1, w, Int32(inDim), x, beta, y)
+        return
+    }
     sgemm(transB: true, M: T, N: outDim, K: inDim, A: x, lda: ldx ?? inDim, B: w, ldb: inDim,
           beta: beta, C: y, ldc: ldy ?? outDim)
 }

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import BMCore
+import BMBench
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [Kernels.self])
+        subcommands: [Kernels.self, Mixers.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm and vectorised exp.")
@@ -32,4 +33,37 @@ struct Bench: ParsableCommand {
             }
         }
     }
+
+    struct Mixers: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sequence mixers at bench-small shapes: forward+backward tokens/s and generation latency per token.")
+        @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Contexts for the generation latency (comma-separated).") var contexts = "128,1024,8192"
+        @Option(help: "Mixers to measure (comma-separated).") var mixers = "mamba,attention"
+
+        func run() throws {
+            startBLAS()
+            let names = mixers.split(separator: ",").map(String.init)
+            let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
+            var train: [MixerBench.TrainFigure] = [], gen: [MixerBench.GenFigure] = []
+            guarded {
+                for n in names { train.append(try MixerBench.train(n)) }
+                for n in names { for c in ctxs { gen.append(try MixerBench.generate(n, context: c)) } }
+            }
+            if json {
+                print(jsonString(["blas_core": BLAS.coreName, "blas_threads": "\(BLAS.threads)"], train: train, gen: gen))
+                return
+            }
+            print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; d_model 256, batch 8 x 256 tokens")
+            for t in train { print(String(format: "train  %-10@ %9.0f tokens/s  (%.1f ms per forward+backward)", t.mixer, t.tokensPerSecond, t.msPerStep)) }
+            for g in gen { print(String(format: "generate %-10@ context %6d: %.3f ms/token, state %d bytes", g.mixer, g.context, g.msPerToken, g.stateBytes)) }
+        }
+    }
+}
+
+func jsonString(_ meta: [String: String], train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) -> String {
+    let t = train.map { "{\"mixer\": \"\($0.mixer)\", \"tokens_per_s\": \(String(format: "%.1f", $0.tokensPerSecond))}" }
+    let g = gen.map { "{\"mixer\": \"\($0.mixer)\", \"context\": \($0.context), \"ms_per_token\": \(String(format: "%.4f", $0.msPerToken)), \"state_bytes\": \($0.stateBytes)}" }
+    let m = meta.keys.sorted().map { "\"\($0)\": \"\(meta[$0]!)\"" }
+    return "{" + m.joined(separator: ", ") + ", \"train\": [" + t.joined(separator: ", ") + "], \"generate\": [" + g.joined(separator: ", ") + "]}"
 }

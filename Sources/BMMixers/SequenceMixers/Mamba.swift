@@ -357,7 +357,13 @@ public final class Mamba: Mixer {
         public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
     }
 
-    public func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(B: batch, K: K, E: E, Np: Np) }
+    /// Generation assumes the weights do not change between makeState/prefill and
+    /// the steps: the derived tensors (A = −exp(A_log), the transposed conv weight,
+    /// S4D's Δ, B, C) are computed here once instead of at every token.
+    public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
+        prepare()
+        return State(B: batch, K: K, E: E, Np: Np)
+    }
 
     public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
         let s = st as! State
@@ -380,7 +386,6 @@ public final class Mamba: Mixer {
     // x: [B, D] → out: [B, D], one token per sequence
     public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState) {
         let s = st as! State
-        prepare()
         let xzp = stepXZ.ensure(B * xzWidth)
         matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth)
         let cv = s.conv.pointer, wt = convWT.pointer

@@ -1,0 +1,64 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMMixers
+
+/// `bmlab bench mixers`: forward+backward throughput of each sequence mixer at
+/// bench-small shapes (d_model 256, batch 8 × 256), and batch-1 generation
+/// latency per token after a prompt of a given context length.
+public enum MixerBench {
+    public struct TrainFigure: Codable { public var mixer: String; public var tokensPerSecond: Double; public var msPerStep: Double }
+    public struct GenFigure: Codable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
+
+    static func build(_ name: String, width: Int, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
+        let ps = ParameterSet()
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 8, step: StepContext())
+        let m = try MixerRegistry.build(name, options: options, in: ctx, context: "bench")
+        ps.finalize(seed: 1)
+        return (m, ps)
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+    /// Median seconds of forward + backward over `steps` timed steps after `warmup`.
+    public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
+                             options: [String: OptionValue] = [:]) throws -> TrainFigure {
+        let (m, ps) = try build(name, width: width, options: options)
+        let n = B * L * width
+        let x = FloatBuffer(count: n), y = FloatBuffer(count: n), dy = FloatBuffer(count: n), dx = FloatBuffer(count: n)
+        var rng = RNG(seed: 2)
+        rng.fillNormal(x.pointer, n, std: 1)
+        rng.fillNormal(dy.pointer, n, std: 1)
+        var times: [Double] = []
+        for i in 0..<(warmup + steps) {
+            let t0 = ContinuousClock.now
+            ps.zeroGrad()
+            m.forward(x.pointer, y.pointer, B: B, L: L)
+            m.backward(dy.pointer, dx.pointer, B: B, L: L)
+            if i >= warmup { times.append(seconds(ContinuousClock.now - t0)) }
+        }
+        let med = times.sorted()[times.count / 2]
+        return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3)
+    }
+
+    /// Median per-token latency (batch 1) of `tokens` steps after a prompt of `context` tokens.
+    public static func generate(_ name: String, width: Int = 256, context: Int, tokens: Int = 256,
+                                options: [String: OptionValue] = [:]) throws -> GenFigure {
+        let (m, _) = try build(name, width: width, options: options)
+        let state = try m.makeState(batch: 1, maxLength: context + tokens + 1)
+        let prompt = FloatBuffer(count: context * width), py = FloatBuffer(count: context * width)
+        var rng = RNG(seed: 3)
+        rng.fillNormal(prompt.pointer, context * width, std: 1)
+        m.prefill(prompt.pointer, py.pointer, B: 1, L: context, state: state)
+        let x = FloatBuffer(count: width), y = FloatBuffer(count: width)
+        rng.fillNormal(x.pointer, width, std: 1)
+        var times: [Double] = []
+        for _ in 0..<tokens {
+            let t0 = ContinuousClock.now
+            m.step(x.pointer, y.pointer, B: 1, state: state)
+            times.append(seconds(ContinuousClock.now - t0))
+        }
+        let med = times.sorted()[times.count / 2]
+        return GenFigure(mixer: name, context: context, msPerToken: med * 1e3, stateBytes: state.bytes)
+    }
+}

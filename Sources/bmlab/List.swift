@@ -1,0 +1,16 @@
+import ArgumentParser
+import BMCore
+import BMMixers
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the registered plugins (mixers, routers) with their options.")
+    @Flag(help: "Names and one-line descriptions only.") var short = false
+
+    func run() throws {
+        print("Mixers (model.layers entries):")
+        for e in MixerRegistry.entries {
+            print("  \(e.name.padding(toLength: 12, withPad: " ", startingAt: 0)) [\(e.kind.rawValue)] \(e.summary)")
+            if !short { for o in e.options { print("      \(o.summary)") } }
+        }
+    }
+}
