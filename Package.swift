@@ -31,7 +31,8 @@ let package = Package(
         .target(name: "BMCore", dependencies: ["CBLASShim"], swiftSettings: fast),
         .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
-        .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .target(name: "BMRouting", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
@@ -44,7 +45,7 @@ let package = Package(
         // Tests ------------------------------------------------------------
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
-        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
+        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

@@ -8,6 +8,7 @@ public enum MixerRegistry {
         S4D.entry,
         Attention.entry,
         DenseMLPMixer.entry,
+        MoE.entry,
     ]
 
     public static var names: [String] { entries.map(\.name) }

@@ -1,12 +1,23 @@
 import XCTest
 @testable import BMCore
 @testable import BMLayers
+@testable import BMRouting
 @testable import BMMixers
+
+/// Token ids for routers that hash them (B·L ≤ 1024 in these tests).
+nonisolated(unsafe) let testTokens: UnsafeMutablePointer<Int32> = {
+    let p = UnsafeMutablePointer<Int32>.allocate(capacity: 1024)
+    var rng = RNG(seed: 99)
+    for i in 0..<1024 { p[i] = Int32(rng.below(50)) }
+    return p
+}()
 
 /// Builds one mixer for tests at small sizes.
 func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8, seed: UInt64 = 3) throws -> (Mixer, ParameterSet) {
     let ps = ParameterSet()
-    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2, step: StepContext())
+    let step = StepContext()
+    step.tokens = UnsafePointer(testTokens)
+    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2, step: step)
     var opts = options
     // Small, fast test sizes unless the variant sets them.
     let entry = try MixerRegistry.entry(name, context: "test")
@@ -15,9 +26,17 @@ func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8
     if names.contains("d_state"), opts["d_state"] == nil { opts["d_state"] = .int(4) }
     if names.contains("heads"), opts["heads"] == nil { opts["heads"] = .int(2) }
     if names.contains("ffn"), opts["ffn"] == nil { opts["ffn"] = .int(12) }
+    if names.contains("experts"), opts["experts"] == nil { opts["experts"] = .int(4) }
     let m = try MixerRegistry.build(name, options: opts, in: ctx, context: "test")
     ps.finalize(seed: seed)
+    // Gradient checks hold the routing fixed (a finite difference must not flip an argmax).
+    (m as? MoE)?.freezeRouting = true
     return (m, ps)
+}
+
+/// Evaluation mode (routing by logits, as in generation) for mixers that have one.
+func setEval(_ m: Mixer) {
+    if let moe = m as? MoE { moe.context.mode = .eval; moe.freezeRouting = false }
 }
 
 /// Moves every parameter away from its special initial values (ones, zeros,
@@ -59,6 +78,8 @@ final class MixerRegistryTests: XCTestCase {
             for variant in entry.variants {
                 let (m, ps) = try buildMixer(entry.name, variant)
                 randomizeParameters(ps, seed: 4)
+                setEval(m)
+                if let moe = m as? MoE, !moe.router.isCausal { continue }   // expert choice: tested to refuse generation
                 let B = 2, L = 9, D = 8
                 var rng = RNG(seed: 5)
                 var x = (0..<B * L * D).map { _ in rng.normal() }
@@ -86,6 +107,11 @@ final class MixerRegistryTests: XCTestCase {
                 for (L, prompt) in [(1, 0), (2, 0), (3, 1), (17, 5), (300, 7)] {
                     let (m, ps) = try buildMixer(entry.name, variant)
                     randomizeParameters(ps, seed: 6)
+                    setEval(m)
+                    if let moe = m as? MoE, !moe.router.isCausal {
+                        XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 4))
+                        continue
+                    }
                     let B = 2, D = 8
                     var rng = RNG(seed: 7)
                     let x = (0..<B * L * D).map { _ in rng.normal() }
@@ -96,12 +122,22 @@ final class MixerRegistryTests: XCTestCase {
                     if prompt > 0 {
                         var px = [Float](repeating: 0, count: B * prompt * D), py = px
                         for b in 0..<B { for i in 0..<(prompt * D) { px[b * prompt * D + i] = x[b * L * D + i] } }
-                        px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state) } }
+                        var promptTokens = [Int32](repeating: 0, count: B * prompt)
+                        for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
+                        promptTokens.withUnsafeBufferPointer { tb in
+                            if let moe = m as? MoE { moe.context.tokens = tb.baseAddress! }
+                            px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state) } }
+                        }
                         for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
                     }
                     var xs = [Float](repeating: 0, count: B * D), ys = xs
+                    let stepTokens = UnsafeMutablePointer<Int32>.allocate(capacity: B)
+                    defer { stepTokens.deallocate() }
                     for t in prompt..<L {
                         for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
+                        // token ids of this position, for routers that read them
+                        for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
+                        if let moe = m as? MoE { moe.context.tokens = UnsafePointer(stepTokens) }
                         xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state) } }
                         for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
                     }

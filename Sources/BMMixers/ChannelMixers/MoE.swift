@@ -1,0 +1,243 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMRouting
+
+/// `moe`: a mixture of E gated-MLP experts with a pluggable router
+/// (moe-routing.md). Names as Zyphra/BlackMamba: `router.weight [E, d]`,
+/// `router.bias [E]`, `local_experts.{e}.linear_fc1.weight [2F, d]` (gate rows,
+/// then up rows), `local_experts.{e}.linear_fc2.weight [d, F]`.
+///
+/// Forward: logits = x·Wrᵀ + b → router assigns (token, expert) pairs and gates →
+/// optional capacity limit → tokens are grouped by expert (a stable sort) so each
+/// expert runs ONE matrix multiply over all its tokens → y[token] += gate · Expert(x).
+/// Backward mirrors it per expert; the router gets gradient only through the gates
+/// and its own aux / z losses.
+public final class MoE: Mixer {
+    public static let entry = MixerEntry(
+        name: "moe", kind: .channel,
+        summary: "mixture of gated-MLP experts with a pluggable router (default: BlackMamba's sinkhorn-fast)",
+        options: [
+            .int("experts", 8, "number of experts E", min: 1),
+            .int("ffn", 0, "expert hidden width F (0 = 4 · d_model)", min: 0),
+            .choice("activation", "swiglu", GateActivation.allCases.map(\.rawValue), "expert nonlinearity (SwiGLU per the paper; Zyphra's code defaults to GeGLU)"),
+            .table("router", ["name": .string("sinkhorn-fast")], "router name or {name: …, options}; see `bmlab list`"),
+            .bool("router_bias", true, "router Linear has a bias (as BlackMamba)"),
+            .double("capacity_factor", 0, "cap = ⌈T·k/E · factor⌉ tokens per expert in training (0 = dropless; evaluation is dropless)", min: 0),
+            .choice("drop_policy", "probs", ["probs", "position"], "which tokens an expert over capacity keeps: highest gate, or earliest"),
+        ],
+        variants: MoE.registryVariants(),
+        validate: { o, _, ctx in
+            _ = try RouterRegistry.build(o.values["router"]!, experts: o.int("experts"), context: ctx)
+        },
+        build: { ctx, o in try MoE(ctx, o) })
+
+    /// Every router in every one of its variants, plus activation and capacity variants.
+    static func registryVariants() -> [[String: OptionValue]] {
+        var v: [[String: OptionValue]] = []
+        for r in RouterRegistry.entries {
+            for rv in r.variants {
+                var t = rv
+                t["name"] = .string(r.name)
+                v.append(["router": .table(t)])
+            }
+        }
+        v.append(["activation": .string("geglu"), "router": .table(["name": .string("topk"), "k": .int(2)])])
+        v.append(["capacity_factor": .double(1.0), "router": .table(["name": .string("topk"), "k": .int(2)])])
+        v.append(["capacity_factor": .double(1.0), "drop_policy": .string("position"), "router": .string("hash")])
+        v.append(["router_bias": .bool(false), "router": .string("sinkhorn")])
+        return v
+    }
+
+    public let d: Int, E: Int, F: Int
+    public let kernel: GatedMLPKernel
+    public let router: Router
+    public let routerName: String
+    public let routerWeight: Param?, routerBias: Param?
+    public let fc1: [Param], fc2: [Param]
+    public let capacityFactor: Double, dropByPosition: Bool
+    public let context: StepContext
+    let layerIndex: Int
+    /// Keep the last assignment (and capacity decisions); only the gates are
+    /// recomputed. Used by gradient checks ("assignments held fixed").
+    public var freezeRouting = false
+    public private(set) var stats = RouterStats()
+    public private(set) var auxiliaryLoss: Double = 0
+
+    private var x: UnsafePointer<Float>?
+    private var shape = (B: 0, L: 0)
+    private let assignment = Assignment()
+    private let kept = IntBuffer()            // [A] 1 = kept, 0 = dropped by capacity
+    private let order = IntBuffer()           // kept assignment indices grouped by expert
+    private var offsets = [Int]()             // [E + 1] into order
+    private let logits = FloatBuffer(), dlogits = FloatBuffer(), dgate = FloatBuffer()
+    private let xe = FloatBuffer(), ye = FloatBuffer(), h = FloatBuffer(), act = FloatBuffer()
+    private let dye = FloatBuffer(), dxe = FloatBuffer(), scratch = FloatBuffer()
+
+    public init(_ ctx: MixerContext, _ o: ResolvedOptions) throws {
+        d = ctx.width; E = o.int("experts")
+        F = o.int("ffn") > 0 ? o.int("ffn") : 4 * d
+        kernel = GatedMLPKernel(d: d, F: F, activation: GateActivation(rawValue: o.string("activation"))!)
+        (router, routerName, _) = try RouterRegistry.build(o.values["router"]!, experts: E, context: "\(ctx.prefix)")
+        capacityFactor = o.double("capacity_factor")
+        dropByPosition = o.string("drop_policy") == "position"
+        context = ctx.step
+        layerIndex = ctx.layerIndex
+        let ps = ctx.params, p = ctx.prefix
+        if router.usesLogits {
+            routerWeight = ps.declare("\(p).router.weight", [E, d], init: .normal(std: 0.02))
+            routerBias = o.bool("router_bias") ? ps.declare("\(p).router.bias", [E], init: .zeros, decay: false) : nil
+        } else {
+            routerWeight = nil; routerBias = nil
+        }
+        var f1: [Param] = [], f2: [Param] = []
+        for e in 0..<E {
+            f1.append(ps.declare("\(p).local_experts.\(e).linear_fc1.weight", [2 * F, d], init: .normal(std: 0.02)))
+            f2.append(ps.declare("\(p).local_experts.\(e).linear_fc2.weight", [d, F], init: .normal(std: ctx.outputStd)))
+        }
+        fc1 = f1; fc2 = f2
+    }
+
+    public var inWidth: Int { d }
+    public var outWidth: Int { d }
+    public var parameters: [Param] { [routerWeight, routerBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } }
+
+    func routeInput(T: Int) -> RouteInput {
+        RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: context.tokens, T: T, E: E,
+                   mode: context.mode, seed: UInt64(context.step) &* 1_000_003 &+ UInt64(layerIndex))
+    }
+
+    // MARK: forward
+
+    // x: [B, L, d] → y: [B, L, d]
+    public func forward(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        let T = B * L
+        x = xIn; shape = (B, L)
+        // router logits                                         logits: [T, E]
+        if let w = routerWeight {
+            let lg = logits.ensure(T * E)
+            if let b = routerBias {
+                for t in 0..<T { (lg + t * E).update(from: b.w, count: E) }
+                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E, beta: 1)
+            } else {
+                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E)
+            }
+        }
+        let input = routeInput(T: T)
+        let frozen = freezeRouting && assignment.count > 0 && stats.load.count == E
+        if !frozen {
+            stats = RouterStats()
+            router.assign(input, assignment, stats: &stats)
+        }
+        let (aux, z) = router.gates(input, assignment, stats: &stats)
+        auxiliaryLoss = aux + z
+        let A = assignment.count
+        if !frozen { applyCapacity(T: T) }
+        let kp = kept.pointer, gp = assignment.gate.pointer, ep = assignment.expert.pointer, tp = assignment.token.pointer
+        for i in 0..<A where kp[i] == 0 { gp[i] = 0 }
+        // group kept assignments by expert (stable)                order: [kept]
+        offsets = [Int](repeating: 0, count: E + 1)
+        for i in 0..<A where kp[i] != 0 { offsets[Int(ep[i]) + 1] += 1 }
+        for e in 0..<E { offsets[e + 1] += offsets[e] }
+        let op = order.ensure(max(A, 1))
+        var fill = offsets
+        for i in 0..<A where kp[i] != 0 { op[fill[Int(ep[i])]] = Int32(i); fill[Int(ep[i])] += 1 }
+        let n = offsets[E]
+        stats.load = (0..<E).map { offsets[$0 + 1] - offsets[$0] }
+        stats.assignments = A
+        stats.dropped = A - n
+        // gather                                                   xe: [n, d]
+        let xp = xe.ensure(max(n, 1) * d)
+        for s in 0..<n { (xp + s * d).update(from: xIn + Int(tp[Int(op[s])]) * d, count: d) }
+        // one matrix multiply per expert over its tokens           ye: [n, d]
+        let yp = ye.ensure(max(n, 1) * d), hp = h.ensure(max(n, 1) * 2 * F), ap = act.ensure(max(n, 1) * F)
+        for e in 0..<E {
+            let o = offsets[e], c = offsets[e + 1] - o
+            kernel.forward(xp + o * d, yp + o * d, T: c, fc1: fc1[e].w, fc2: fc2[e].w, h: hp + o * 2 * F, a: ap + o * F)
+        }
+        // combine: y[token] += gate · ye
+        y.update(repeating: 0, count: T * d)
+        for s in 0..<n {
+            let i = Int(op[s])
+            axpy(gp[i], yp + s * d, y + Int(tp[i]) * d, d)
+        }
+    }
+
+    /// cap = ⌈(A/T)·T/E · factor⌉ per expert; keeps the highest gates ('probs') or earliest tokens ('position').
+    /// Training only: a capacity limit looks at the whole batch, so it is not causal;
+    /// evaluation and generation are dropless.
+    private func applyCapacity(T: Int) {
+        let A = assignment.count
+        let kp = kept.ensure(max(A, 1))
+        kp.update(repeating: 1, count: A)
+        guard capacityFactor > 0, router.allowsCapacity, A > 0, context.mode == .train else { return }
+        let cap = Int((Double(A) / Double(E) * capacityFactor).rounded(.up))
+        let ep = assignment.expert.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
+        var byExpert = [[Int]](repeating: [], count: E)
+        for i in 0..<A { byExpert[Int(ep[i])].append(i) }
+        for e in 0..<E where byExpert[e].count > cap {
+            let sorted = dropByPosition
+                ? byExpert[e].sorted { tp[$0] < tp[$1] || (tp[$0] == tp[$1] && $0 < $1) }
+                : byExpert[e].sorted { gp[$0] > gp[$1] || (gp[$0] == gp[$1] && $0 < $1) }
+            for i in sorted[cap...] { kp[i] = 0 }
+        }
+    }
+
+    // MARK: backward
+
+    // dy: [B, L, d] → dx: [B, L, d]
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        guard let x else { preconditionFailure("MoE.backward before forward") }
+        let T = B * L, A = assignment.count, n = offsets[E]
+        let op = order.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
+        let yp = ye.pointer, xp = xe.pointer
+        // dgate = dy[token]·ye; dye = gate · dy[token]
+        let dg = dgate.ensure(max(A, 1)), dyp = dye.ensure(max(n, 1) * d), dxp = dxe.ensure(max(n, 1) * d)
+        dg.update(repeating: 0, count: A)
+        for s in 0..<n {
+            let i = Int(op[s]), row = dy + Int(tp[i]) * d
+            var dot: Float = 0
+            for c in 0..<d { dot += row[c] * yp[s * d + c]; dyp[s * d + c] = gp[i] * row[c] }
+            dg[i] = dot
+        }
+        // experts, one matrix multiply each
+        let hp = h.pointer, ap = act.pointer
+        let sc = scratch.ensure(max(n, 1) * 3 * F)
+        for e in 0..<E {
+            let o = offsets[e], c = offsets[e + 1] - o
+            kernel.backward(dyp + o * d, dxp + o * d, T: c, x: xp + o * d, fc1: fc1[e].w, fc2: fc2[e].w,
+                            dfc1: fc1[e].g, dfc2: fc2[e].g, h: hp + o * 2 * F, a: ap + o * F, scratch: sc)
+        }
+        // scatter back to tokens
+        dx.update(repeating: 0, count: T * d)
+        for s in 0..<n { axpy(1, dxp + s * d, dx + Int(tp[Int(op[s])]) * d, d) }
+        // router: gradient through the gates and the aux / z losses
+        if let w = routerWeight {
+            let dl = dlogits.ensure(T * E)
+            router.backward(routeInput(T: T), assignment, dgate: dg, dlogits: dl)
+            matmulDyTX(dl, x, w.g, T: T, inDim: d, outDim: E)
+            if let b = routerBias { for t in 0..<T { for e in 0..<E { b.g[e] += dl[t * E + e] } } }
+            matmulDyW(dl, w.w, dx, T: T, inDim: d, outDim: E, beta: 1)
+        }
+    }
+
+    // MARK: generation (per token; evaluation-mode routing)
+
+    public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
+        guard router.isCausal else {
+            throw BMError.invalid("router '\(routerName)' is not causal (each expert picks tokens from the whole batch), so a model using it cannot generate text; use topk, sinkhorn, sinkhorn-fast, hash or random")
+        }
+        return StatelessState()
+    }
+
+    public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
+        let mode = context.mode
+        context.mode = .eval
+        forward(xIn, y, B: B, L: L)
+        context.mode = mode
+    }
+
+    public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {
+        prefill(xIn, y, B: B, L: 1, state: state)
+    }
+}

@@ -1,0 +1,108 @@
+import BMCore
+import BMLayers
+
+/// What a router sees for one MoE forward: the router logits (absent for routers
+/// without parameters), the token ids, and the mode.
+public struct RouteInput {
+    public let logits: UnsafePointer<Float>?   // [T, E]
+    public let tokens: UnsafePointer<Int32>?   // [T]
+    public let T: Int, E: Int
+    public let mode: Mode
+    /// Seed for routers that draw random numbers (fixed per step, so runs are reproducible).
+    public let seed: UInt64
+    public init(logits: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?, T: Int, E: Int, mode: Mode, seed: UInt64) {
+        self.logits = logits; self.tokens = tokens; self.T = T; self.E = E; self.mode = mode; self.seed = seed
+    }
+}
+
+/// A routing decision: a flat list of assignments (token → expert with a gate).
+/// Top-k routers make T·k of them; expert choice makes E·capacity. An assignment
+/// whose expert is −1 was dropped by a capacity limit (only the residual passes).
+public final class Assignment {
+    public var count = 0
+    public let token = IntBuffer(), expert = IntBuffer()
+    /// Gate values, filled by `Router.gates`.
+    public let gate = FloatBuffer()
+    public init() {}
+
+    public func reset(_ n: Int) {
+        count = n
+        token.ensure(n); expert.ensure(n); gate.ensure(n)
+    }
+}
+
+/// Per-step statistics a router reports (docs/routing.md); losses are already scaled.
+public struct RouterStats: Sendable {
+    public var load: [Int] = []              // tokens (assignments) per expert, after dropping
+    public var dropped = 0                   // assignments dropped by a capacity limit
+    public var assignments = 0
+    public var entropy = 0.0                 // mean over tokens of the softmax(logits) entropy (nats)
+    public var auxLoss = 0.0, zLoss = 0.0
+    public var sinkhornIterations = 0
+    public var sinkhornConverged = true
+    public var rowError = 0.0, colError = 0.0  // final Sinkhorn marginal errors (relative)
+
+    public init() {}
+    public var loadMaxOverMean: Double {
+        let m = Double(load.reduce(0, +)) / Double(max(1, load.count))
+        return m > 0 ? Double(load.max() ?? 0) / m : 0
+    }
+    public var loadCV: Double {
+        let n = Double(max(1, load.count))
+        let m = Double(load.reduce(0, +)) / n
+        guard m > 0 else { return 0 }
+        let v = load.reduce(0.0) { $0 + (Double($1) - m) * (Double($1) - m) } / n
+        return v.squareRoot() / m
+    }
+    public var droppedFraction: Double { assignments > 0 ? Double(dropped) / Double(assignments) : 0 }
+}
+
+/// A router: chooses experts (`assign`, discrete, no gradient) and computes the
+/// differentiable gate values and losses for a given assignment (`gates`), so a
+/// gradient check can hold the assignment fixed and call only `gates`.
+/// Gradients reach the router only through the gates and its own losses.
+public protocol Router: AnyObject {
+    /// Whether the MoE layer needs a router Linear (false for hash and random routing).
+    var usesLogits: Bool { get }
+    /// Whether the layer may apply a capacity limit after routing (Sinkhorn: never).
+    var allowsCapacity: Bool { get }
+    /// Whether it can route one token at a time (false for expert choice).
+    var isCausal: Bool { get }
+    /// Chooses the assignments (tokens, experts) and fills `stats` (load before dropping, Sinkhorn figures).
+    func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats)
+    /// Fills `a.gate` for the current assignments and returns (aux, z) losses; caches what backward needs.
+    func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double)
+    /// dgate: [count] → dlogits: [T, E] (overwritten), including the aux / z loss gradients.
+    func backward(_ input: RouteInput, _ a: Assignment, dgate: UnsafePointer<Float>, dlogits: UnsafeMutablePointer<Float>)
+}
+
+/// Shared helpers for routers.
+public enum RouterMath {
+    /// Row-wise softmax of logits [T, E] into p, and each row's logsumexp into lse (if given).
+    public static func softmax(_ logits: UnsafePointer<Float>, _ p: UnsafeMutablePointer<Float>, T: Int, E: Int,
+                               lse: UnsafeMutablePointer<Float>? = nil) {
+        for t in 0..<T {
+            let r = logits + t * E, o = p + t * E
+            var m = r[0]
+            for e in 1..<max(E, 1) where r[e] > m { m = r[e] }
+            var s: Float = 0
+            for e in 0..<E { o[e] = fexpScalar(r[e] - m); s += o[e] }
+            for e in 0..<E { o[e] /= s }
+            lse?[t] = m + logf(s)
+        }
+    }
+
+    /// Mean entropy (nats) of the rows of p [T, E].
+    public static func meanEntropy(_ p: UnsafePointer<Float>, T: Int, E: Int) -> Double {
+        var h = 0.0
+        for i in 0..<(T * E) where p[i] > 0 { h -= Double(p[i]) * log(Double(p[i])) }
+        return T > 0 ? h / Double(T) : 0
+    }
+
+    @inline(__always) public static func fexpScalar(_ x: Float) -> Float { expf(x) }
+    @inline(__always) public static func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

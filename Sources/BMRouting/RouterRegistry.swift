@@ -1,0 +1,51 @@
+import BMCore
+
+/// A registry entry: name, one-line description, options, and how to build it.
+public struct RouterEntry: Sendable {
+    public let name: String
+    public let summary: String
+    public let options: [OptionSpec]
+    /// Option sets that change the math (gradient-checked by the registry-wide test).
+    public let variants: [[String: OptionValue]]
+    public let build: @Sendable (ResolvedOptions, _ experts: Int) throws -> Router
+    public init(name: String, summary: String, options: [OptionSpec], variants: [[String: OptionValue]] = [[:]],
+                build: @escaping @Sendable (ResolvedOptions, Int) throws -> Router) {
+        self.name = name; self.summary = summary; self.options = options; self.variants = variants; self.build = build
+    }
+}
+
+/// All routers by name. To add one: write `Routers/NAME.swift` with a
+/// `static let entry: RouterEntry`, and add it here.
+public enum RouterRegistry {
+    public static let entries: [RouterEntry] = [
+        TopKRouter.entry,
+        SinkhornRouter.vanillaEntry,
+        SinkhornRouter.fastEntry,
+        ExpertChoiceRouter.entry,
+        HashRouter.entry,
+        RandomRouter.entry,
+    ]
+
+    public static var names: [String] { entries.map(\.name) }
+
+    public static func entry(_ name: String, context: String) throws -> RouterEntry {
+        if let e = entries.first(where: { $0.name == name }) { return e }
+        throw BMError.invalid("\(context): unknown router '\(name)'\(didYouMean(name, in: names)); available: \(names.joined(separator: ", "))")
+    }
+
+    /// Builds a router from `{name: …, options…}` (or a bare name).
+    public static func build(_ spec: OptionValue, experts: Int, context: String) throws -> (Router, String, ResolvedOptions) {
+        var table: [String: OptionValue]
+        switch spec {
+        case .string(let n): table = ["name": .string(n)]
+        case .table(let t): table = t
+        default: throw BMError.invalid("\(context): router must be a name or a mapping with 'name', got '\(spec)'")
+        }
+        guard case .string(let name)? = table.removeValue(forKey: "name") else {
+            throw BMError.invalid("\(context): router mapping needs 'name' (one of \(names.joined(separator: ", ")))")
+        }
+        let e = try entry(name, context: context)
+        let r = try e.options.resolve(table, context: "\(context): router '\(name)'")
+        return (try e.build(r, experts), name, r)
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import BMCore
+import BMLayers
+
+/// `sinkhorn` (Megatron-LM) and `sinkhorn-fast` (BlackMamba): top-1 routing where
+/// training picks e* = argmax_j P_xj of the Sinkhorn-balanced P (no gradient) and
+/// evaluation/generation picks argmax of the logits; the gate is sigmoid(logit_x,e*)
+/// in both, and it is the only path of the gradient to the router. No aux loss,
+/// no capacity, no dropping. The two differ only in their defaults (Sinkhorn.swift).
+public final class SinkhornRouter: Router {
+    static func commonOptions(_ d: SinkhornConfig) -> [OptionSpec] { [
+        .double("temperature", d.temperature, "K = exp(logits / temperature)", min: 1e-3),
+        .choice("init", d.initialization.rawValue, SinkhornConfig.Init.allCases.map(\.rawValue), "initial column scaling d1: ones, or column-normalising (BlackMamba)"),
+        .double("tol", d.tol, "stopping tolerance", min: 0),
+        .choice("tol_mode", d.tolMode.rawValue, SinkhornConfig.TolMode.allCases.map(\.rawValue), "what the tolerance is compared with"),
+        .int("max_iter", d.maxIter, "iteration cap (reaching it is reported as non-convergence)", min: 1),
+    ] }
+
+    static func config(_ o: ResolvedOptions) -> SinkhornConfig {
+        SinkhornConfig(temperature: o.double("temperature"), initialization: .init(rawValue: o.string("init"))!,
+                       tol: o.double("tol"), tolMode: .init(rawValue: o.string("tol_mode"))!, maxIter: o.int("max_iter"))
+    }
+
+    public static let vanillaEntry = RouterEntry(
+        name: "sinkhorn", summary: "top-1 Sinkhorn routing as Megatron-LM (exp(logits), ones init), sigmoid gate",
+        options: commonOptions(.vanilla), build: { o, _ in SinkhornRouter(config(o)) })
+    public static let fastEntry = RouterEntry(
+        name: "sinkhorn-fast", summary: "BlackMamba's fast Sinkhorn: temperature 0.5, column-normalising init (1 iteration)",
+        options: commonOptions(.fast), build: { o, _ in SinkhornRouter(config(o)) })
+
+    public let config: SinkhornConfig
+    private let sinkhorn = Sinkhorn(), P = FloatBuffer(), probs = FloatBuffer()
+    public init(_ config: SinkhornConfig) { self.config = config }
+    public var usesLogits: Bool { true }
+    public var allowsCapacity: Bool { false }
+    public var isCausal: Bool { true }
+
+    public func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) {
+        let T = input.T, E = input.E
+        let lg = input.logits!
+        a.reset(T)
+        var src = lg
+        if input.mode == .train {
+            let p = P.ensure(T * E)
+            let r = sinkhorn.run(lg, T: T, E: E, config: config, P: p)
+            stats.sinkhornIterations = r.iterations
+            stats.sinkhornConverged = r.converged
+            stats.rowError = r.rowError; stats.colError = r.colError
+            src = UnsafePointer(p)
+        }
+        for t in 0..<T {
+            let row = src + t * E
+            var best = 0
+            for e in 1..<E where row[e] > row[best] { best = e }
+            a.token.pointer[t] = Int32(t)
+            a.expert.pointer[t] = Int32(best)
+        }
+    }
+
+    public func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double) {
+        let T = input.T, E = input.E, lg = input.logits!
+        for i in 0..<a.count { a.gate.pointer[i] = RouterMath.sigmoid(lg[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])]) }
+        let p = probs.ensure(T * E)
+        RouterMath.softmax(lg, p, T: T, E: E)
+        stats.entropy = RouterMath.meanEntropy(p, T: T, E: E)
+        return (0, 0)
+    }
+
+    public func backward(_ input: RouteInput, _ a: Assignment, dgate: UnsafePointer<Float>, dlogits: UnsafeMutablePointer<Float>) {
+        let E = input.E
+        dlogits.update(repeating: 0, count: input.T * E)
+        for i in 0..<a.count {
+            let g = a.gate.pointer[i]
+            dlogits[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])] += dgate[i] * g * (1 - g)
+        }
+    }
+}
