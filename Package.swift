@@ -33,12 +33,14 @@ let package = Package(
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
         .target(name: "BMRouting", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting"], swiftSettings: fast),
+        .target(name: "BMPlot", dependencies: ["BMCore"], swiftSettings: fast),
+        .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -46,6 +48,7 @@ let package = Package(
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers"], swiftSettings: fast),
+        .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

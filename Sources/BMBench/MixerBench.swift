@@ -41,6 +41,36 @@ public enum MixerBench {
         return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3)
     }
 
+    /// MoE at bench-small shapes with its per-phase profile (summed over the timed steps).
+    public static func moe(router: String = "sinkhorn-fast", width: Int = 256, experts: Int = 8, ffn: Int = 1024,
+                           B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7) throws -> (TrainFigure, [(String, Double)], Double) {
+        let ps = ParameterSet()
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 1, layerCount: 8, step: StepContext())
+        guard let m = try MixerRegistry.build("moe", options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)],
+                                              in: ctx, context: "bench") as? MoE else { throw BMError.invalid("moe did not build an MoE") }
+        ps.finalize(seed: 1)
+        let n = B * L * width
+        let x = FloatBuffer(count: n), y = FloatBuffer(count: n), dy = FloatBuffer(count: n), dx = FloatBuffer(count: n)
+        var rng = RNG(seed: 2)
+        rng.fillNormal(x.pointer, n, std: 1)
+        rng.fillNormal(dy.pointer, n, std: 1)
+        var times: [Double] = []
+        for i in 0..<(warmup + steps) {
+            if i == warmup { m.timer.enabled = true; m.timer.reset() }
+            let t0 = ContinuousClock.now
+            ps.zeroGrad()
+            m.forward(x.pointer, y.pointer, B: B, L: L)
+            m.backward(dy.pointer, dx.pointer, B: B, L: L)
+            if i >= warmup { times.append(seconds(ContinuousClock.now - t0)) }
+        }
+        let med = times.sorted()[times.count / 2]
+        // FLOPs of the expert multiplies: 3 products of 2·d·2F + 2·F·d per token, ×3 for fwd+bwd.
+        let expertFlops = Double(B * L) * 3 * (2 * Double(width) * 2 * Double(ffn) + 2 * Double(ffn) * Double(width))
+        let gflops = expertFlops / med / 1e9
+        return (TrainFigure(mixer: "moe(\(router))", tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3),
+                Array(zip(m.timer.names, m.timer.seconds.map { $0 / Double(steps) })), gflops)
+    }
+
     /// Median per-token latency (batch 1) of `tokens` steps after a prompt of `context` tokens.
     public static func generate(_ name: String, width: Int = 256, context: Int, tokens: Int = 256,
                                 options: [String: OptionValue] = [:]) throws -> GenFigure {

@@ -46,6 +46,10 @@ public enum RouterRegistry {
         }
         let e = try entry(name, context: context)
         let r = try e.options.resolve(table, context: "\(context): router '\(name)'")
-        return (try e.build(r, experts), name, r)
+        do {
+            return (try e.build(r, experts), name, r)
+        } catch BMError.invalid(let m) where !m.hasPrefix(context) {
+            throw BMError.invalid("\(context): \(m)")
+        }
     }
 }

@@ -40,6 +40,7 @@ public struct SinkhornResult: Sendable {
     public var converged = true
     /// max_i |T·Σ_j P_ij − 1| and max_j |E·Σ_i P_ij − 1|: relative marginal errors.
     public var rowError = 0.0, colError = 0.0
+    public init() {}
 }
 
 /// Reusable Sinkhorn workspace (no allocation per call after the first).

@@ -6,7 +6,7 @@ import BMBench
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [Kernels.self, Mixers.self])
+        subcommands: [Kernels.self, Mixers.self, MoE.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm and vectorised exp.")
@@ -57,6 +57,32 @@ struct Bench: ParsableCommand {
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; d_model 256, batch 8 x 256 tokens")
             for t in train { print(String(format: "train  %-10@ %9.0f tokens/s  (%.1f ms per forward+backward)", t.mixer, t.tokensPerSecond, t.msPerStep)) }
             for g in gen { print(String(format: "generate %-10@ context %6d: %.3f ms/token, state %d bytes", g.mixer, g.context, g.msPerToken, g.stateBytes)) }
+        }
+    }
+}
+
+extension Bench {
+    struct MoE: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "moe", abstract: "One MoE layer at bench-small shapes (8 experts × 1024, d 256, 2,048 tokens): tokens/s and where the time goes.")
+        @Option(help: "Router.") var router = "sinkhorn-fast"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            startBLAS()
+            guarded {
+                let (fig, phases, gflops) = try MixerBench.moe(router: router)
+                let total = phases.reduce(0) { $0 + $1.1 }
+                if json {
+                    let ph = phases.map { "\"\($0.0)\": \(String(format: "%.5f", $0.1))" }.joined(separator: ", ")
+                    print("{\"router\": \"\(router)\", \"tokens_per_s\": \(String(format: "%.1f", fig.tokensPerSecond)), \"expert_gflops\": \(String(format: "%.1f", gflops)), \"phases_s\": {\(ph)}}")
+                    return
+                }
+                print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads")
+                print(String(format: "moe(%@) forward+backward: %.0f tokens/s (%.1f ms per step), expert matmuls at %.1f GFLOP/s overall",
+                             router, fig.tokensPerSecond, fig.msPerStep, gflops))
+                for (name, s) in phases { print("  " + name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  %5.1f%%", s * 1e3, 100 * s / max(total, 1e-12))) }
+            }
         }
     }
 }

@@ -62,6 +62,8 @@ public final class MoE: Mixer {
     /// recomputed. Used by gradient checks ("assignments held fixed").
     public var freezeRouting = false
     public private(set) var stats = RouterStats()
+    /// Per-phase wall time (router, dispatch, experts, combine; forward and backward) when enabled.
+    public let timer = PhaseTimer()
     public private(set) var auxiliaryLoss: Double = 0
 
     private var x: UnsafePointer<Float>?
@@ -113,6 +115,7 @@ public final class MoE: Mixer {
     public func forward(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
         let T = B * L
         x = xIn; shape = (B, L)
+        timer.start()
         // router logits                                         logits: [T, E]
         if let w = routerWeight {
             let lg = logits.ensure(T * E)
@@ -146,21 +149,25 @@ public final class MoE: Mixer {
         stats.load = (0..<E).map { offsets[$0 + 1] - offsets[$0] }
         stats.assignments = A
         stats.dropped = A - n
+        timer.mark("fwd router")
         // gather                                                   xe: [n, d]
         let xp = xe.ensure(max(n, 1) * d)
         for s in 0..<n { (xp + s * d).update(from: xIn + Int(tp[Int(op[s])]) * d, count: d) }
+        timer.mark("fwd dispatch")
         // one matrix multiply per expert over its tokens           ye: [n, d]
         let yp = ye.ensure(max(n, 1) * d), hp = h.ensure(max(n, 1) * 2 * F), ap = act.ensure(max(n, 1) * F)
         for e in 0..<E {
             let o = offsets[e], c = offsets[e + 1] - o
             kernel.forward(xp + o * d, yp + o * d, T: c, fc1: fc1[e].w, fc2: fc2[e].w, h: hp + o * 2 * F, a: ap + o * F)
         }
+        timer.mark("fwd experts")
         // combine: y[token] += gate · ye
         y.update(repeating: 0, count: T * d)
         for s in 0..<n {
             let i = Int(op[s])
             axpy(gp[i], yp + s * d, y + Int(tp[i]) * d, d)
         }
+        timer.mark("fwd combine")
     }
 
     /// cap = ⌈(A/T)·T/E · factor⌉ per expert; keeps the highest gates ('probs') or earliest tokens ('position').
@@ -189,6 +196,7 @@ public final class MoE: Mixer {
     public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
         guard let x else { preconditionFailure("MoE.backward before forward") }
         let T = B * L, A = assignment.count, n = offsets[E]
+        timer.start()
         let op = order.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
         let yp = ye.pointer, xp = xe.pointer
         // dgate = dy[token]·ye; dye = gate · dy[token]
@@ -200,6 +208,7 @@ public final class MoE: Mixer {
             for c in 0..<d { dot += row[c] * yp[s * d + c]; dyp[s * d + c] = gp[i] * row[c] }
             dg[i] = dot
         }
+        timer.mark("bwd combine")
         // experts, one matrix multiply each
         let hp = h.pointer, ap = act.pointer
         let sc = scratch.ensure(max(n, 1) * 3 * F)
@@ -208,9 +217,11 @@ public final class MoE: Mixer {
             kernel.backward(dyp + o * d, dxp + o * d, T: c, x: xp + o * d, fc1: fc1[e].w, fc2: fc2[e].w,
                             dfc1: fc1[e].g, dfc2: fc2[e].g, h: hp + o * 2 * F, a: ap + o * F, scratch: sc)
         }
+        timer.mark("bwd experts")
         // scatter back to tokens
         dx.update(repeating: 0, count: T * d)
         for s in 0..<n { axpy(1, dxp + s * d, dx + Int(tp[Int(op[s])]) * d, d) }
+        timer.mark("bwd dispatch")
         // router: gradient through the gates and the aux / z losses
         if let w = routerWeight {
             let dl = dlogits.ensure(T * E)
@@ -219,6 +230,7 @@ public final class MoE: Mixer {
             if let b = routerBias { for t in 0..<T { for e in 0..<E { b.g[e] += dl[t * E + e] } } }
             matmulDyW(dl, w.w, dx, T: T, inDim: d, outDim: E, beta: 1)
         }
+        timer.mark("bwd router")
     }
 
     // MARK: generation (per token; evaluation-mode routing)

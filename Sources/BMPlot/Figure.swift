@@ -1,0 +1,39 @@
+import Foundation
+
+/// A figure described as data; `Gnuplot.render` turns it into FIG.gp + FIG.dat +
+/// FIG.png (or .svg). Everything is emitted in array order (never by iterating a
+/// dictionary), so the same figure gives byte-identical files.
+public struct Series: Sendable {
+    public var title: String
+    public var points: [(Double, Double)]
+    public init(_ title: String, _ points: [(Double, Double)]) { self.title = title; self.points = points }
+}
+
+public struct Panel: Sendable {
+    public var title: String
+    public var xlabel: String, ylabel: String
+    public var logX = false, logY = false
+    public var yRange: ClosedRange<Double>? = nil
+    /// gnuplot key position, e.g. "top left", "bottom right".
+    public var key = "top left"
+    public var series: [Series]
+    public init(title: String, xlabel: String, ylabel: String, logX: Bool = false, logY: Bool = false,
+                yRange: ClosedRange<Double>? = nil, key: String = "top left", series: [Series]) {
+        self.title = title; self.xlabel = xlabel; self.ylabel = ylabel
+        self.logX = logX; self.logY = logY; self.yRange = yRange; self.key = key; self.series = series
+    }
+}
+
+public struct Figure: Sendable {
+    public var name: String
+    public var title: String
+    public var panels: [Panel]
+    /// Pixel size of the PNG (panels side by side).
+    public var width: Int, height: Int
+    public init(name: String, title: String, panels: [Panel], width: Int? = nil, height: Int = 420) {
+        self.name = name; self.title = title; self.panels = panels
+        self.width = width ?? 560 * max(1, panels.count); self.height = height
+    }
+}
+
+public enum FigureFormat: String, Sendable, CaseIterable { case png, svg }

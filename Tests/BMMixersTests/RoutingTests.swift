@@ -1,0 +1,221 @@
+import XCTest
+@testable import BMCore
+@testable import BMLayers
+@testable import BMRouting
+@testable import BMMixers
+
+final class RoutingTests: XCTestCase {
+    override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
+
+    func gaussianLogits(T: Int, E: Int, sigma: Float, seed: UInt64) -> [Float] {
+        var rng = RNG(seed: seed)
+        return (0..<T * E).map { _ in rng.normal() * sigma }
+    }
+
+    /// P's rows sum to 1/T and its columns to 1/E within the tolerance asked for.
+    func testSinkhornMarginals() {
+        let T = 512, E = 8
+        let lg = gaussianLogits(T: T, E: E, sigma: 1, seed: 1)
+        var P = [Float](repeating: 0, count: T * E)
+        let cfg = SinkhornConfig(tol: 1e-5, tolMode: .marginalRelative)
+        let r = P.withUnsafeMutableBufferPointer { Sinkhorn().run(lg, T: T, E: E, config: cfg, P: $0.baseAddress!) }
+        XCTAssertTrue(r.converged)
+        for i in 0..<T {
+            let s = (0..<E).reduce(0.0) { $0 + Double(P[i * E + $1]) }
+            XCTAssertEqual(s * Double(T), 1, accuracy: 2e-5, "row \(i)")     // tol 1e-5 + float rounding
+        }
+        for j in 0..<E {
+            let s = (0..<T).reduce(0.0) { $0 + Double(P[$1 * E + j]) }
+            XCTAssertEqual(s * Double(E), 1, accuracy: 1e-5, "column \(j)")  // exact after the column step
+        }
+        XCTAssertLessThanOrEqual(r.rowError, 2e-5)
+    }
+
+    /// moe-routing.md: vanilla needs several iterations on Gaussian logits; the
+    /// fast variant stops after exactly one at tol 1e-4, with exact columns.
+    func testVanillaIteratesFastStopsAfterOne() {
+        let T = 4096, E = 8
+        let lg = gaussianLogits(T: T, E: E, sigma: 1, seed: 2)
+        let v = Sinkhorn().run(lg, T: T, E: E, config: .vanilla)
+        let f = Sinkhorn().run(lg, T: T, E: E, config: .fast)
+        XCTAssertGreaterThanOrEqual(v.iterations, 3, "vanilla")
+        XCTAssertTrue(v.converged)
+        XCTAssertEqual(f.iterations, 1, "fast")
+        XCTAssertLessThan(f.colError, 1e-4)
+        XCTAssertGreaterThan(f.rowError, v.rowError, "one pass leaves the rows less balanced")
+    }
+
+    func testMaxIterIsHonouredAndReported() {
+        let lg = gaussianLogits(T: 256, E: 8, sigma: 3, seed: 3)
+        var cfg = SinkhornConfig.vanilla
+        cfg.tol = 0          // never satisfied
+        cfg.maxIter = 7
+        let r = Sinkhorn().run(lg, T: 256, E: 8, config: cfg)
+        XCTAssertEqual(r.iterations, 7)
+        XCTAssertFalse(r.converged)
+        XCTAssertTrue(r.rowError.isFinite)
+        // The router reports it in its statistics.
+        let router = SinkhornRouter(cfg)
+        let a = Assignment()
+        var stats = RouterStats()
+        lg.withUnsafeBufferPointer { router.assign(RouteInput(logits: $0.baseAddress!, tokens: nil, T: 256, E: 8, mode: .train, seed: 0), a, stats: &stats) }
+        XCTAssertEqual(stats.sinkhornIterations, 7)
+        XCTAssertFalse(stats.sinkhornConverged)
+    }
+
+    func testSinkhornRouterTrainsOnPAndEvaluatesOnLogits() {
+        // Two tokens that both prefer expert 0; balancing sends one of them to expert 1 in training.
+        let lg: [Float] = [2.0, 0.0, 1.9, 0.0]
+        let router = SinkhornRouter(.vanilla)
+        let a = Assignment()
+        var stats = RouterStats()
+        lg.withUnsafeBufferPointer { p in
+            router.assign(RouteInput(logits: p.baseAddress!, tokens: nil, T: 2, E: 2, mode: .train, seed: 0), a, stats: &stats)
+            XCTAssertEqual(Set([a.expert.pointer[0], a.expert.pointer[1]]), [0, 1])
+            router.assign(RouteInput(logits: p.baseAddress!, tokens: nil, T: 2, E: 2, mode: .eval, seed: 0), a, stats: &stats)
+            XCTAssertEqual([a.expert.pointer[0], a.expert.pointer[1]], [0, 0])
+            _ = router.gates(RouteInput(logits: p.baseAddress!, tokens: nil, T: 2, E: 2, mode: .eval, seed: 0), a, stats: &stats)
+            XCTAssertEqual(Double(a.gate.pointer[0]), 1 / (1 + exp(-2.0)), accuracy: 1e-6)
+        }
+    }
+
+    /// Switch aux loss equals α at perfect balance.
+    func testAuxLossIsAlphaAtPerfectBalance() {
+        let T = 64, E = 8
+        var lg = [Float](repeating: 0, count: T * E)
+        for t in 0..<T { lg[t * E + t % E] = 1.5 }
+        let router = TopKRouter(k: 1, preSoftmax: true, alpha: 0.01, beta: 0)
+        let a = Assignment()
+        var stats = RouterStats()
+        let (aux, z) = lg.withUnsafeBufferPointer { p -> (Double, Double) in
+            let input = RouteInput(logits: p.baseAddress!, tokens: nil, T: T, E: E, mode: .train, seed: 0)
+            router.assign(input, a, stats: &stats)
+            return router.gates(input, a, stats: &stats)
+        }
+        XCTAssertEqual(aux, 0.01, accuracy: 1e-8)     // P in Float32: ~1e-7 relative
+        XCTAssertEqual(z, 0)
+        // Imbalance raises it: everyone to expert 0.
+        for t in 0..<T { for e in 0..<E { lg[t * E + e] = e == 0 ? 1.5 : 0 } }
+        let aux2 = lg.withUnsafeBufferPointer { p -> Double in
+            let input = RouteInput(logits: p.baseAddress!, tokens: nil, T: T, E: E, mode: .train, seed: 0)
+            router.assign(input, a, stats: &stats)
+            return router.gates(input, a, stats: &stats).aux
+        }
+        XCTAssertGreaterThan(aux2, 0.02)
+    }
+
+    func buildMoE(_ options: [String: OptionValue], T: Int = 16, d: Int = 8) throws -> (MoE, ParameterSet, [Float]) {
+        let ps = ParameterSet()
+        let step = StepContext()
+        step.tokens = UnsafePointer(testTokens)
+        let ctx = MixerContext(params: ps, prefix: "decoder.layers.1.mixer", width: d, layerIndex: 1, layerCount: 2, step: step)
+        var o = options
+        if o["ffn"] == nil { o["ffn"] = .int(6) }
+        guard let m = try MixerRegistry.build("moe", options: o, in: ctx, context: "test") as? MoE else { throw BMError.invalid("not an MoE") }
+        ps.finalize(seed: 5)
+        var rng = RNG(seed: 6)
+        return (m, ps, (0..<T * d).map { _ in rng.normal() })
+    }
+
+    /// Capacity dropping keeps exactly `cap` tokens per expert, chosen by the policy.
+    func testCapacityKeepsExactlyCapTokens() throws {
+        for policy in ["probs", "position"] {
+            let (m, _, x) = try buildMoE(["experts": .int(4), "capacity_factor": .double(1.0), "drop_policy": .string(policy),
+                                          "router": .table(["name": .string("topk"), "aux_loss": .double(0), "z_loss": .double(0)])])
+            // Bias the router so every token prefers expert 0.
+            m.routerBias!.w[0] = 10
+            var y = [Float](repeating: 0, count: x.count)
+            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
+            XCTAssertEqual(m.stats.load, [4, 0, 0, 0], policy)               // cap = ⌈16·1/4 · 1⌉ = 4
+            XCTAssertEqual(m.stats.dropped, 12, policy)
+            XCTAssertEqual(m.stats.droppedFraction, 0.75, accuracy: 1e-12)
+            let outputTokens = (0..<16).filter { t in (0..<8).contains { y[t * 8 + $0] != 0 } }
+            if policy == "position" { XCTAssertEqual(outputTokens, [0, 1, 2, 3]) }
+            else {
+                // the 4 tokens with the highest router probability for expert 0
+                var p0 = [(Float, Int)]()
+                for t in 0..<16 {
+                    var lg = [Float](repeating: 0, count: 4)
+                    for e in 0..<4 { lg[e] = m.routerBias!.w[e]; for c in 0..<8 { lg[e] += m.routerWeight!.w[e * 8 + c] * x[t * 8 + c] } }
+                    let mx = lg.max()!, s = lg.reduce(0) { $0 + exp($1 - mx) }
+                    p0.append((exp(lg[0] - mx) / s, t))
+                }
+                XCTAssertEqual(outputTokens, p0.sorted { $0.0 > $1.0 }.prefix(4).map(\.1).sorted())
+            }
+        }
+    }
+
+    /// Top-1 with pre-softmax: gates < 1 that carry gradient to the router.
+    /// Post-softmax top-1: every gate is exactly 1 and the router learns nothing (without aux loss).
+    func testTop1PreSoftmaxGatesCarryGradient() throws {
+        for pre in [true, false] {
+            let (m, ps, x) = try buildMoE(["router": .table(["name": .string("topk"), "pre_softmax": .bool(pre),
+                                                              "aux_loss": .double(0), "z_loss": .double(0)])])
+            var y = [Float](repeating: 0, count: x.count), dx = y
+            var rng = RNG(seed: 1)
+            let dy = (0..<x.count).map { _ in rng.normal() }
+            ps.zeroGrad()
+            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
+            dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
+            let gradNorm = m.routerWeight!.grads.reduce(0) { $0 + $1 * $1 }
+            if pre {
+                XCTAssertLessThan(m.stats.load.reduce(0, +), 17)
+                XCTAssertGreaterThan(gradNorm, 1e-8)
+            } else {
+                XCTAssertEqual(gradNorm, 0)
+            }
+        }
+    }
+
+    func testExpertChoiceRefusesGeneration() throws {
+        let (m, _, _) = try buildMoE(["router": .string("expert-choice")])
+        XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 8)) { e in
+            XCTAssertTrue("\(e)".contains("router 'expert-choice' is not causal"), "\(e)")
+            XCTAssertTrue("\(e)".contains("cannot generate"), "\(e)")
+        }
+    }
+
+    func testHashRoutingIsDeterministicAndSpreads() {
+        let h = HashRouter(salt: 0)
+        var counts = [Int](repeating: 0, count: 8)
+        for id in Int32(0)..<256 {
+            let e = h.expert(for: id, experts: 8)
+            XCTAssertEqual(e, h.expert(for: id, experts: 8))
+            XCTAssertEqual(e, HashRouter(salt: 0).expert(for: id, experts: 8))
+            counts[e] += 1
+        }
+        XCTAssertTrue(counts.allSatisfy { $0 > 16 }, "\(counts)")
+        let other = HashRouter(salt: 1)
+        XCTAssertTrue((Int32(0)..<64).contains { h.expert(for: $0, experts: 8) != other.expert(for: $0, experts: 8) })
+    }
+
+    func testRandomRoutingIsBalanced() throws {
+        let (m, _, x) = try buildMoE(["experts": .int(4), "router": .string("random")], T: 18)
+        var y = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 18) } }
+        XCTAssertEqual(m.stats.load.sorted(), [4, 4, 5, 5])
+        XCTAssertNil(m.routerWeight)
+        XCTAssertEqual(m.stats.loadCV, 0.1111, accuracy: 1e-3)
+    }
+
+    func testParameterNamesFollowZyphra() throws {
+        let (_, ps, _) = try buildMoE(["experts": .int(2)])
+        XCTAssertEqual(ps.params.map { "\($0.name)\($0.shape)" }, [
+            "decoder.layers.1.mixer.router.weight[2, 8]", "decoder.layers.1.mixer.router.bias[2]",
+            "decoder.layers.1.mixer.local_experts.0.linear_fc1.weight[12, 8]", "decoder.layers.1.mixer.local_experts.0.linear_fc2.weight[8, 6]",
+            "decoder.layers.1.mixer.local_experts.1.linear_fc1.weight[12, 8]", "decoder.layers.1.mixer.local_experts.1.linear_fc2.weight[8, 6]",
+        ])
+    }
+
+    func testUnknownRouterErrors() throws {
+        XCTAssertThrowsError(try buildMoE(["router": .table(["name": .string("sinkhorn-fats")])])) {
+            XCTAssertTrue("\($0)".contains("unknown router 'sinkhorn-fats' (did you mean 'sinkhorn-fast'?)"), "\($0)")
+        }
+        XCTAssertThrowsError(try buildMoE(["router": .table(["name": .string("sinkhorn"), "tol_mod": .string("x")])])) {
+            XCTAssertTrue("\($0)".contains("unknown option 'tol_mod' (did you mean 'tol_mode'?)"), "\($0)")
+        }
+        XCTAssertThrowsError(try buildMoE(["router": .table(["name": .string("topk"), "k": .int(9)])])) {
+            XCTAssertTrue("\($0)".contains("test: mixer 'moe': router 'topk': k (9) exceeds the number of experts (8)"), "\($0)")
+        }
+    }
+}

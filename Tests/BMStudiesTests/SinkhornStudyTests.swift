@@ -1,0 +1,83 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMRouting
+@testable import BMStorage
+@testable import BMPlot
+@testable import BMStudies
+
+final class SinkhornStudyTests: XCTestCase {
+    func tempDir() throws -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("bmlab-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    func smallStudy() -> SinkhornStudy {
+        var s = SinkhornStudy()
+        s.tokens = [512]; s.experts = [8]; s.sigmas = [0.5, 2]; s.seeds = 1
+        return s
+    }
+
+    func testStudyFindsTheDocumentedBehaviour() {
+        let rows = smallStudy().run()
+        XCTAssertEqual(rows.count, 4)
+        for r in rows where r.variant == "sinkhorn-fast" {
+            XCTAssertEqual(r.iterations, 1)
+            XCTAssertLessThan(r.colError, 1e-4)          // columns balanced exactly
+        }
+        for r in rows where r.variant == "sinkhorn" {
+            XCTAssertGreaterThan(r.iterations, 1)
+            XCTAssertEqual(r.agreement, 1.0, accuracy: 0.005)   // converged to 1e-4 ⇒ the same argmax almost everywhere
+        }
+        let fastHigh = rows.first { $0.variant == "sinkhorn-fast" && $0.sigma == 2 }!
+        XCTAssertLessThan(fastHigh.agreement, 0.99)              // one pass disagrees at large σ
+    }
+
+    func testConvergedReferenceBalancesExactly() {
+        var rng = RNG(seed: 4)
+        let T = 64, E = 4
+        let lg = (0..<T * E).map { _ in rng.normal() * 3 }
+        let ref = SinkhornStudy.convergedArgmax(lg, T: T, E: E)
+        XCTAssertEqual(ref.count, T)
+        // A converged Float run with a tight marginal tolerance picks the same experts.
+        var P = [Float](repeating: 0, count: T * E)
+        _ = P.withUnsafeMutableBufferPointer {
+            Sinkhorn().run(lg, T: T, E: E, config: SinkhornConfig(tol: 1e-6, tolMode: .marginalRelative, maxIter: 100_000), P: $0.baseAddress!)
+        }
+        let arg = (0..<T).map { t in (0..<E).max { P[t * E + $0] < P[t * E + $1] }! }
+        XCTAssertEqual(arg, ref)
+    }
+
+    func testHDF5AndFigureAreWritten() throws {
+        let dir = try tempDir()
+        let rows = smallStudy().run()
+        let h5 = dir + "/sinkhorn.h5"
+        try SinkhornStudy.writeHDF5(rows, to: h5, attributes: ["toolkit_version": BMLab.version])
+        let f = try H5File(path: h5, mode: .readOnly)
+        XCTAssertEqual(try f.dataset("iterations").readInt64s(), rows.map { Int64($0.iterations) })
+        XCTAssertEqual(try f.dataset("argmax_agreement").readDoubles(), rows.map(\.agreement))
+        XCTAssertEqual(try f.stringArrayAttribute("variant_names"), rows.map(\.variant))
+        f.close()
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let png = try Gnuplot.render(SinkhornStudy.figure(rows), in: dir)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
+        XCTAssertGreaterThan(bytes.count, 5000)
+        XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47])   // PNG signature
+        // The saved script regenerates the identical figure.
+        try FileManager.default.removeItem(atPath: png)
+        try Gnuplot.run(script: "sinkhorn_convergence.gp", in: dir)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: png)), bytes)
+    }
+
+    func testGnuplotErrorsAreReported() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        try "plot sin(x) with nonsense\n".write(toFile: dir + "/bad.gp", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Gnuplot.run(script: "bad.gp", in: dir)) { e in
+            XCTAssertTrue("\(e)".contains("gnuplot failed on"), "\(e)")
+            XCTAssertEqual((e as? BMError)?.exitCode, 3)
+        }
+    }
+}
