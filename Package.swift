@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C shims --------------------------------------------------------
@@ -35,12 +36,14 @@ let package = Package(
         .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting"], swiftSettings: fast),
         .target(name: "BMPlot", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
+        .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
+                                                      .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting", "BMExperiments",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -49,6 +52,7 @@ let package = Package(
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
+        .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

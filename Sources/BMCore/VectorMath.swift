@@ -15,15 +15,18 @@
 
 public typealias F16 = SIMD16<Float>
 
-@inline(__always)
+@_transparent
 public func vexp(_ x: F16) -> F16 {
-    // Written for the code generator: `clamped(lowerBound:upperBound:)` and
-    // `SIMD16<Int32>(_:rounding:)` are not specialised here and made this 60× slower;
-    // pointwiseMin/Max, FMA through `addingProduct` (vfmadd with -target-cpu haswell)
-    // and reading n's bits out of the magic-number sum compile to plain AVX2.
+    // Written for the code generator: `clamped(lowerBound:upperBound:)`,
+    // `SIMD16<Int32>(_:rounding:)` and (across modules) `pointwiseMin/Max` are not
+    // specialised and made this up to 60× slower; masked `replacing`, FMA through
+    // `addingProduct` (vfmadd with -target-cpu haswell) and reading n's bits out of
+    // the magic-number sum compile to plain AVX2. `@inlinable` lets other modules
+    // inline it into their loops (the scan).
     // The input is clamped to [-87.34, 88.38] so that n ∈ [-126, 127] and one
     // exponent-bit scale 2^n stays a normal float.
-    let xc = pointwiseMin(pointwiseMax(x, F16(repeating: -87.33654)), F16(repeating: 88.37626))
+    let lo = F16(repeating: -87.33654), hi = F16(repeating: 88.37626)
+    let xc = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
     // n = round(x / ln2) via the 1.5·2^23 trick (round-to-nearest in the FPU).
     let magic = F16(repeating: 12582912.0)
     let t = magic.addingProduct(xc, 1.44269504088896341)
@@ -44,7 +47,7 @@ public func vexp(_ x: F16) -> F16 {
 }
 
 /// log(1 + y) for y ≥ 0 (used by softplus, where y = exp(−|x|) ∈ (0, 1]).
-@inline(__always)
+@_transparent
 public func vlog1p(_ y: F16) -> F16 {
     let u = 1 + y
     // log(u) by frexp + Cephes logf polynomial, then the log1p correction
@@ -75,14 +78,14 @@ public func vlog1p(_ y: F16) -> F16 {
     return out
 }
 
-@inline(__always)
+@_transparent
 public func vsigmoid(_ x: F16) -> F16 { 1 / (1 + vexp(-x)) }
 
-@inline(__always)
+@_transparent
 public func vsilu(_ x: F16) -> F16 { x / (1 + vexp(-x)) }
 
 /// softplus(x) = log(1 + eˣ), computed as max(x, 0) + log1p(e^−|x|); x > 20 ⇒ x (PyTorch's threshold).
-@inline(__always)
+@_transparent
 public func vsoftplus(_ x: F16) -> F16 {
     let ax = x.replacing(with: -x, where: x .< 0)
     var r = x.replacing(with: 0, where: x .< 0) + vlog1p(vexp(-ax))
@@ -92,14 +95,14 @@ public func vsoftplus(_ x: F16) -> F16 {
 
 // MARK: - Scalar versions (same formulas, for tails and one-token paths)
 
-@inline(__always) public func fexp(_ x: Float) -> Float { vexp(F16(repeating: x))[0] }
-@inline(__always) public func fsigmoid(_ x: Float) -> Float { 1 / (1 + fexp(-x)) }
-@inline(__always) public func fsilu(_ x: Float) -> Float { x / (1 + fexp(-x)) }
-@inline(__always) public func fsoftplus(_ x: Float) -> Float { vsoftplus(F16(repeating: x))[0] }
+@inlinable @inline(__always) public func fexp(_ x: Float) -> Float { vexp(F16(repeating: x))[0] }
+@inlinable @inline(__always) public func fsigmoid(_ x: Float) -> Float { 1 / (1 + fexp(-x)) }
+@inlinable @inline(__always) public func fsilu(_ x: Float) -> Float { x / (1 + fexp(-x)) }
+@inlinable @inline(__always) public func fsoftplus(_ x: Float) -> Float { vsoftplus(F16(repeating: x))[0] }
 
 // MARK: - Buffer kernels: out[i] = f(x[i]); tails handled by padding into a SIMD register
 
-@inline(__always)
+@inlinable @inline(__always)
 public func mapSIMD(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, _ f: (F16) -> F16) {
     var i = 0
     let xr = UnsafeRawPointer(x), orw = UnsafeMutableRawPointer(out)
@@ -116,11 +119,11 @@ public func mapSIMD(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float
     }
 }
 
-public func vexp(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vexp) }
-public func vsigmoid(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsigmoid) }
-public func vsilu(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsilu) }
-public func vsoftplus(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsoftplus) }
-public func vlog1p(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vlog1p) }
+@inlinable public func vexp(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vexp) }
+@inlinable public func vsigmoid(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsigmoid) }
+@inlinable public func vsilu(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsilu) }
+@inlinable public func vsoftplus(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vsoftplus) }
+@inlinable public func vlog1p(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count n: Int) { mapSIMD(x, out, n, vlog1p) }
 
 /// Σ x[i]·y[i] accumulated in Double for stability in checks and norms.
 public func dotDouble(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Double {
@@ -130,13 +133,13 @@ public func dotDouble(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n:
 }
 
 /// y[i] += a · x[i]
-@inline(__always)
+@inlinable @inline(__always)
 public func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     for i in 0..<n { y[i] += a * x[i] }
 }
 
 /// out[i] = a[i] + b[i]
-@inline(__always)
+@inlinable @inline(__always)
 public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
     for i in 0..<n { out[i] = a[i] + b[i] }
 }

@@ -32,6 +32,10 @@ public final class H5File: H5Node {
             H5Pcreate(bm_h5p_file_access())
         }
         defer { closePlist(fapl) }
+        // No OS file lock: libhdf5 1.10+ otherwise locks a file open for writing
+        // exclusively, and h5py could not read metrics.h5 while a run writes it
+        // (the run flushes at every log step, so a reader sees the last flush).
+        try ctx.check("cannot configure file locking for") { H5Pset_file_locking(fapl, false, true) }
         if swmr {
             let latest = H5F_libver_t(rawValue: numericCast(bm_h5f_libver_latest()))
             try ctx.check("cannot select the latest file format for") {

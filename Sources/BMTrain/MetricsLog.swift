@@ -3,8 +3,8 @@ import BMStorage
 
 /// The run's metrics file (`metrics.h5`, schema in docs/metrics.md): root
 /// attributes describing the run, and extendible datasets that grow by one row
-/// per logged step. Flushed at every log step so a killed run leaves a readable
-/// file up to the last flush.
+/// per logged step. Flushed at every log step, so a killed run leaves a readable
+/// file up to the last flush and h5py can read it while the run goes on.
 public final class MetricsLog {
     public let file: H5File
     private var columns: [String: AppendableDataset] = [:]
@@ -14,31 +14,49 @@ public final class MetricsLog {
         for (k, v) in attributes { try v.write(k, to: file) }
     }
 
-    /// Appends one row to `group/name` (created on first use, float64).
+    /// Reopens a run's metrics for appending after a resume from step `step`:
+    /// drops the rows logged after the checkpoint (`train/` and `router/` rows
+    /// with step ≥ `step`, `eval/` rows with step > `step`).
+    public init(resuming path: String, step: Int) throws {
+        file = try H5File(path: path, mode: .readWrite)
+        for group in ["train", "eval"] + ((try? file.group("router").children()) ?? []).map { "router/\($0)" } {
+            guard file.exists("\(group)/step") else { continue }
+            let steps = try file.dataset("\(group)/step").readInt64s()
+            let keep = steps.prefix { group == "eval" ? $0 <= Int64(step) : $0 < Int64(step) }.count
+            for name in try file.group(group).children() {
+                let path = "\(group)/\(name)"
+                let c = try file.openAppendable(path)
+                if c.rows > keep { try c.truncate(toRows: keep) }
+                columns[path] = c
+            }
+        }
+        try file.flush()
+    }
+
+    /// Appends one row to `group/name` (created on first use).
     public func append(_ path: String, _ value: Double) throws {
-        try column(path, type: .float64).append(value)
+        try column(path, type: .float64, width: nil).append(value)
     }
 
     public func append(_ path: String, _ value: Int) throws {
-        try column(path, type: .int64).append(Int64(value))
+        try column(path, type: .int64, width: nil).append(Int64(value))
     }
 
     public func appendRow(_ path: String, _ row: [Double]) throws {
-        if let c = columns[path] { try c.append(row: row); return }
-        let c = try file.createAppendable(path, type: .float64, rowShape: [row.count])
-        columns[path] = c
-        try c.append(row: row)
+        try column(path, type: .float64, width: row.count).append(row: row)
     }
 
-    private func column(_ path: String, type: H5ElementType) throws -> AppendableDataset {
+    private func column(_ path: String, type: H5ElementType, width: Int?) throws -> AppendableDataset {
         if let c = columns[path] { return c }
-        let c = try file.createAppendable(path, type: type)
+        let c = file.exists(path) ? try file.openAppendable(path)
+                                  : try file.createAppendable(path, type: type, rowShape: width.map { [$0] } ?? [])
         columns[path] = c
         return c
     }
 
+    public func setAttribute(_ key: String, _ v: MetricValue) throws { try v.write(key, to: file) }
     public func flush() throws { try file.flush() }
-    public func close() { file.close() }
+    public func close() { columns = [:]; file.close() }
 }
 
 /// A root attribute value.

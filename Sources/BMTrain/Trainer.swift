@@ -25,6 +25,7 @@ public struct TrainSettings: Sendable {
     public var weightDecay: Float = 0.1
     public var beta1: Float = 0.9, beta2: Float = 0.95
     public var logEvery: Int = 1
+    public var eps: Float = 1e-8
     public init(steps: Int, batch: Int, seqLen: Int, schedule: LRSchedule) {
         self.steps = steps; self.batch = batch; self.seqLen = seqLen; self.schedule = schedule
     }
@@ -36,12 +37,16 @@ public final class Trainer {
     public let settings: TrainSettings
     public let optimizer: AdamW
     public private(set) var step = 0
+    public private(set) var lastAuxLoss = 0.0
     let inputs = IntBuffer(), targets = IntBuffer()
+
+    /// Continues from a checkpoint taken after `step` steps.
+    public func restore(step: Int) { self.step = step }
 
     public init(model: LanguageModel, settings: TrainSettings) {
         self.model = model
         self.settings = settings
-        optimizer = AdamW(model.params, beta1: settings.beta1, beta2: settings.beta2, weightDecay: settings.weightDecay)
+        optimizer = AdamW(model.params, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps, weightDecay: settings.weightDecay)
     }
 
     public struct StepResult { public var loss: Double; public var gradNorm: Double; public var lr: Double; public var correct: Int; public var counted: Int }
@@ -55,6 +60,7 @@ public final class Trainer {
         model.context.step = step
         let r = model.forward(tokens: ip, targets: tp, B: B, L: L, train: true)
         let loss = r.loss + model.auxiliaryLoss
+        lastAuxLoss = model.auxiliaryLoss
         guard loss.isFinite else {
             throw BMError.numerical("training loss is \(loss) at step \(step); stopped (the last good checkpoint is kept)")
         }

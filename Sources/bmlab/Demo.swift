@@ -1,28 +1,40 @@
 import ArgumentParser
 import Foundation
 import BMCore
-import BMTrain
+import BMExperiments
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train the small default model end to end and write its metrics to HDF5.")
+        abstract: "Train Experiments/blackmamba-tiny.yaml on the fortunes corpus, evaluate it and generate a sample.")
 
-    @Option(help: "Output directory.") var out = "results/demo"
-    @Option(help: "Training steps.") var steps = 300
-    @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "The spec.") var spec = "Experiments/blackmamba-tiny.yaml"
+    @Option(help: "Output directory (replaced).") var out = "results/demo"
 
     func run() throws {
         startBLAS()
         guarded {
-            var demo = DenseDemo()
-            demo.steps = steps
-            demo.seed = seed
-            print("BLAS: \(BLAS.coreName) kernels, \(BLAS.threads) threads")
-            let outcome = try demo.run(outDir: out)
-            let last = outcome.losses.suffix(10).reduce(0, +) / Double(min(10, outcome.losses.count))
-            print(String(format: "first loss %.4f, final loss (mean of last 10) %.4f, task entropy rate %.4f nats",
-                         outcome.losses.first ?? .nan, last, outcome.entropyRate))
-            print("metrics: \(outcome.metricsPath)")
+            let s = try ExperimentSpec.load(path: spec)
+            // The demo starts over each time.
+            for f in ["metrics.h5", "checkpoint.h5", "spec.yaml"] { try? FileManager.default.removeItem(atPath: "\(out)/\(f)") }
+            let run = try ExperimentRun(spec: s, outDir: out, resume: false)
+            print("training \(s.name) (\(s.model.layers.map(\.mixer).joined(separator: ","))), \(fmtCount(run.counts.total)) parameters, on \(run.data.description)")
+            let sum = try run.run()
+            print("run directory: \(out)")
+            if let e = sum.evalLoss {
+                print(String(format: "final validation loss: %.4f nats/byte (%.3f bits/byte); unigram baseline %.4f", e, e / log(2.0), run.data.unigramEntropy ?? .nan))
+            }
+            print(String(format: "training speed: %.0f tokens/s", sum.tokensPerSecond))
+            let gen = try Generator(model: run.model, maxLength: 400)
+            var rng = RNG(seed: 7)
+            let prompt = Array("The ".utf8)
+            var logits = gen.prefill(prompt.map { Int32($0) })
+            var out: [UInt8] = prompt
+            for _ in 0..<200 {
+                let t = Generator.sample(logits, vocab: run.model.vocab, temperature: 0.7, topK: 20, rng: &rng)
+                out.append(UInt8(truncatingIfNeeded: t))
+                logits = gen.step(t)
+            }
+            print("sample: " + String(decoding: out, as: UTF8.self))
         }
     }
 }

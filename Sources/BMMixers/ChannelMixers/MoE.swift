@@ -56,7 +56,7 @@ public final class MoE: Mixer {
     public let routerWeight: Param?, routerBias: Param?
     public let fc1: [Param], fc2: [Param]
     public let capacityFactor: Double, dropByPosition: Bool
-    public let context: StepContext
+    public private(set) var context: StepContext
     let layerIndex: Int
     /// Keep the last assignment (and capacity decisions); only the gates are
     /// recomputed. Used by gradient checks ("assignments held fixed").
@@ -98,6 +98,16 @@ public final class MoE: Mixer {
             f2.append(ps.declare("\(p).local_experts.\(e).linear_fc2.weight", [d, F], init: .normal(std: ctx.outputStd)))
         }
         fc1 = f1; fc2 = f2
+    }
+
+    /// Shares the model's step context (mode, token ids, step number).
+    public func rebind(_ c: StepContext) { context = c }
+
+    /// Experts a token uses on average (k for top-k, the capacity factor for expert choice, else 1).
+    public var activeExpertsPerToken: Double {
+        if let r = router as? TopKRouter { return Double(r.k) }
+        if let r = router as? ExpertChoiceRouter { return r.capacityFactor }
+        return 1
     }
 
     public var inWidth: Int { d }

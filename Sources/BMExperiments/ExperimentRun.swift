@@ -1,0 +1,240 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMMixers
+import BMRouting
+import BMStorage
+import BMTrain
+
+/// Training batches from a Dataset; its generator state is the data position.
+struct DatasetSource: BatchSource {
+    let data: Dataset
+    var rng: RNG
+    mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+        data.trainBatch(&rng, B: B, L: L, inputs: inputs, targets: targets)
+    }
+}
+
+/// `bmlab train`: a spec → data, model, optimiser → the training loop with
+/// metrics (DIR/metrics.h5), evaluation, router statistics and atomic
+/// checkpoints (DIR/checkpoint.h5); resumable, deterministic.
+///
+/// Everything that can be wrong with the input (spec, data files, output
+/// directory, checkpoint) is checked in `init`, before anything is written.
+public final class ExperimentRun {
+    public let spec: ExperimentSpec
+    public let outDir: String
+    public let data: Dataset
+    public let model: LanguageModel
+    public let trainer: Trainer
+    public let counts: ModelBuilder.Counts
+    let resumeState: Checkpoint.State?
+    let specYAML: String
+    var source: DatasetSource
+    public var printProgress = true
+    /// For tests: stop (as if killed) after this many steps in this process.
+    public var stopAfter: Int? = nil
+
+    public var metricsPath: String { (outDir as NSString).appendingPathComponent("metrics.h5") }
+    public var checkpointPath: String { (outDir as NSString).appendingPathComponent("checkpoint.h5") }
+
+    public init(spec: ExperimentSpec, outDir: String, resume: Bool) throws {
+        self.spec = spec
+        self.outDir = outDir
+        specYAML = try spec.resolvedYAML()
+        data = try Dataset(spec)
+        model = try ModelBuilder.build(spec)
+        counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
+        var settings = TrainSettings(steps: spec.train.steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
+        settings.clip = spec.train.clip
+        settings.weightDecay = Float(spec.train.weightDecay)
+        settings.beta1 = Float(spec.train.beta1); settings.beta2 = Float(spec.train.beta2); settings.eps = Float(spec.train.eps)
+        settings.logEvery = spec.train.logEvery
+        trainer = Trainer(model: model, settings: settings)
+        source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
+        let fm = FileManager.default
+        let ck = (outDir as NSString).appendingPathComponent("checkpoint.h5")
+        let mt = (outDir as NSString).appendingPathComponent("metrics.h5")
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: outDir, isDirectory: &isDir), !isDir.boolValue {
+            throw BMError.invalid("--out \(outDir) is a file, not a directory")
+        }
+        if resume && fm.fileExists(atPath: ck) {
+            let st = try Checkpoint.load(from: ck, into: model, optimizer: trainer.optimizer)
+            guard fm.fileExists(atPath: mt) else { throw BMError.invalid("\(outDir): checkpoint.h5 without metrics.h5; cannot resume this run") }
+            trainer.restore(step: st.step)
+            source.rng = RNG(state: st.dataRNG)
+            resumeState = st
+        } else {
+            if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck) {
+                throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
+            }
+            resumeState = nil
+        }
+    }
+
+    public struct Summary: Sendable {
+        public var steps: Int
+        public var trainLoss: Double          // mean of the last logged window
+        public var evalLoss: Double?
+        public var evalMetric: Double?
+        public var metricName: String
+        public var tokensPerSecond: Double
+        public var seconds: Double
+        public var counts: ModelBuilder.Counts
+    }
+
+    // MARK: the loop
+
+    public func run() throws -> Summary {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        try specYAML.write(toFile: (outDir as NSString).appendingPathComponent("spec.yaml"), atomically: true, encoding: .utf8)
+        let metrics: MetricsLog
+        if let st = resumeState {
+            metrics = try MetricsLog(resuming: metricsPath, step: st.step)
+        } else {
+            metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
+            try metrics.file.createGroup("eval").setAttribute("metric_name", data.metric.rawValue)
+        }
+        defer { metrics.close() }
+        let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
+        let tokensPerStep = B * L
+        let progress = printProgress ? ProgressLine(total: S) : nil
+        var windowLoss = 0.0, windowSteps = 0, lastLoss = 0.0
+        var windowStart = ContinuousClock.now
+        var lastEval: (Double, Double?)? = nil
+        var totalTime = 0.0
+        var tokensPerSecond = 0.0
+        let startStep = trainer.step
+        if startStep == 0 { lastEval = try evaluate(metrics, step: 0) }
+        while trainer.step < S {
+            if let stop = stopAfter, trainer.step - startStep >= stop { break }
+            let t0 = ContinuousClock.now
+            let r: Trainer.StepResult
+            do { r = try trainer.trainStep(&source) } catch {
+                try? metrics.flush()
+                throw error
+            }
+            totalTime += seconds(ContinuousClock.now - t0)
+            let done = trainer.step
+            windowLoss += r.loss; windowSteps += 1; lastLoss = r.loss
+            if done % spec.train.logEvery == 0 || done == S {
+                let dt = seconds(ContinuousClock.now - windowStart)
+                tokensPerSecond = Double(windowSteps * tokensPerStep) / max(dt, 1e-9)
+                try metrics.append("train/step", done - 1)
+                try metrics.append("train/tokens", done * tokensPerStep)
+                try metrics.append("train/loss", r.loss)
+                try metrics.append("train/lr", r.lr)
+                try metrics.append("train/grad_norm", r.gradNorm)
+                try metrics.append("train/tokens_per_s", tokensPerSecond)
+                try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
+                try metrics.append("train/aux_loss", trainer.lastAuxLoss)
+                try logRouters(metrics, step: done - 1)
+                try metrics.flush()
+                windowLoss = 0; windowSteps = 0
+                windowStart = ContinuousClock.now
+            }
+            if done % spec.train.evalEvery == 0 || done == S {
+                lastEval = try evaluate(metrics, step: done)
+                windowStart = ContinuousClock.now
+            }
+            if done % spec.train.checkpointEvery == 0 || done == S {
+                try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer,
+                                    state: .init(step: done, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
+                windowStart = ContinuousClock.now
+            }
+            progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
+                             extra: lastEval.map { String(format: "val %.4f", $0.0) } ?? "")
+        }
+        let ran = trainer.step - startStep
+        return Summary(steps: trainer.step, trainLoss: lastLoss, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
+                       metricName: data.metric.rawValue,
+                       tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
+                       seconds: totalTime, counts: counts)
+    }
+
+    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+    /// Validation loss (and bits per byte or accuracy) over `eval_batches` fixed batches.
+    func evaluate(_ metrics: MetricsLog, step: Int) throws -> (Double, Double?) {
+        let r = Evaluator.evaluate(model: model, batches: spec.train.evalBatches, B: spec.train.batch, L: spec.train.seqLen, metric: data.metric) {
+            i, inp, tgt in data.evalBatch(i, B: spec.train.batch, L: spec.train.seqLen, inputs: inp, targets: tgt)
+        }
+        try metrics.append("eval/step", step)
+        try metrics.append("eval/loss", r.loss)
+        try metrics.append("eval/metric", r.metric ?? .nan)
+        try metrics.flush()
+        return (r.loss, r.metric)
+    }
+
+    /// router/layer_{i}/…: the statistics of each MoE layer's last forward.
+    func logRouters(_ metrics: MetricsLog, step: Int) throws {
+        for (i, b) in model.blocks.enumerated() {
+            guard let moe = b.mixer as? MoE else { continue }
+            let s = moe.stats, g = "router/layer_\(i)"
+            try metrics.append("\(g)/step", step)
+            try metrics.appendRow("\(g)/load", s.load.map(Double.init))
+            try metrics.append("\(g)/load_max_over_mean", s.loadMaxOverMean)
+            try metrics.append("\(g)/cv", s.loadCV)
+            try metrics.append("\(g)/entropy", s.entropy)
+            try metrics.append("\(g)/dropped", s.droppedFraction)
+            try metrics.append("\(g)/aux_loss", s.auxLoss)
+            try metrics.append("\(g)/z_loss", s.zLoss)
+            try metrics.append("\(g)/sinkhorn_iters", s.sinkhornIterations)
+            try metrics.append("\(g)/sinkhorn_converged", s.sinkhornConverged ? 1 : 0)
+            try metrics.append("\(g)/row_error", s.rowError)
+            try metrics.append("\(g)/col_error", s.colError)
+        }
+    }
+
+    func rootAttributes() -> [(String, MetricValue)] {
+        var a: [(String, MetricValue)] = [
+            ("name", .string(spec.name)),
+            ("spec", .string(specYAML)),
+            ("spec_file", .string(spec.file)),
+            ("seed", .int(spec.train.seed)),
+            ("toolkit_version", .string(BMLab.version)),
+            ("blas_core", .string(BLAS.coreName)),
+            ("blas_threads", .int(BLAS.threads)),
+            ("start_time", .string(ISO8601DateFormatter().string(from: Date()))),
+            ("parameters_total", .int(counts.total)),
+            ("parameters_active", .int(counts.active)),
+            ("flops_per_token", .double(counts.flopsPerToken)),
+            ("data", .string(data.description)),
+            ("layers", .strings(spec.model.layers.map(\.mixer))),
+        ]
+        if let c = ExperimentRun.gitCommit { a.append(("git_commit", .string(c))) }
+        if let u = data.unigramEntropy { a.append(("unigram_entropy_nats", .double(u))) }
+        return a
+    }
+
+    /// The commit of the working directory's git checkout, when there is one.
+    public static var gitCommit: String? {
+        Machine.firstLine(of: "git", ["rev-parse", "HEAD"]).flatMap { $0.count == 40 ? $0 : nil }
+    }
+}
+
+/// Evaluation over fixed batches: mean loss, and bits per byte or accuracy.
+public enum Evaluator {
+    public struct Result: Sendable { public var loss: Double; public var metric: Double?; public var tokens: Int }
+
+    public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric,
+                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Result {
+        let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
+        var loss = 0.0, counted = 0, correct = 0
+        for i in 0..<batches {
+            fill(i, inp.pointer, tgt.pointer)
+            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: false)
+            loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
+        }
+        let mean = counted > 0 ? loss / Double(counted) : .nan
+        let m: Double?
+        switch metric {
+        case .bitsPerByte: m = mean / log(2.0)
+        case .accuracy: m = counted > 0 ? Double(correct) / Double(counted) : .nan
+        case .none: m = nil
+        }
+        return Result(loss: mean, metric: m, tokens: counted)
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMMixers
+
+/// Autoregressive generation: the prompt runs through every block in parallel
+/// (`prefill`), then one token at a time (`step`) — Mamba layers recurrently
+/// with constant state, attention from its KV cache, MoE with evaluation routing.
+public final class Generator {
+    public let model: LanguageModel
+    let mixers: [Mixer]
+    let states: [MixerState]
+    let maxLength: Int
+    private var position = 0
+    private let x = FloatBuffer(), n = FloatBuffer(), f = FloatBuffer(), logits = FloatBuffer()
+    private let token = IntBuffer(count: 1)
+
+    public init(model: LanguageModel, maxLength: Int) throws {
+        self.model = model
+        self.maxLength = maxLength
+        mixers = try model.blocks.enumerated().map { i, b in
+            guard let m = b.mixer as? Mixer else { throw BMError.invalid("layer \(i) cannot generate") }
+            return m
+        }
+        states = try mixers.map { try $0.makeState(batch: 1, maxLength: maxLength) }
+        model.context.mode = .eval
+    }
+
+    /// Runs the prompt; returns the logits [V] for the next token.
+    public func prefill(_ prompt: [Int32]) -> UnsafePointer<Float> {
+        precondition(!prompt.isEmpty && prompt.count <= maxLength)
+        let L = prompt.count, D = model.width
+        let tp = IntBuffer(count: L)
+        for i in 0..<L { tp.pointer[i] = prompt[i] }
+        model.context.tokens = UnsafePointer(tp.pointer)
+        let xp = x.ensure(L * D), np = n.ensure(L * D), fp = f.ensure(L * D)
+        model.embedding.forward(tokens: tp.pointer, xp, T: L)
+        for (i, b) in model.blocks.enumerated() {
+            b.norm.forward(xp, np, B: 1, L: L)
+            mixers[i].prefill(np, fp, B: 1, L: L, state: states[i])
+            axpy(1, fp, xp, L * D)
+        }
+        position = L
+        return head(xp + (L - 1) * D)
+    }
+
+    /// Feeds one token; returns the logits [V] for the next one.
+    public func step(_ t: Int32) -> UnsafePointer<Float> {
+        let D = model.width
+        token.pointer[0] = t
+        model.context.tokens = UnsafePointer(token.pointer)
+        let xp = x.ensure(D), np = n.ensure(D), fp = f.ensure(D)
+        model.embedding.forward(tokens: token.pointer, xp, T: 1)
+        for (i, b) in model.blocks.enumerated() {
+            b.norm.forward(xp, np, B: 1, L: 1)
+            mixers[i].step(np, fp, B: 1, state: states[i])
+            axpy(1, fp, xp, D)
+        }
+        position += 1
+        return head(xp)
+    }
+
+    private func head(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        let D = model.width, V = model.vocab
+        let hn = n.ensure(D), lg = logits.ensure(V)
+        let hc = FloatBuffer(count: D)
+        hc.pointer.update(from: h, count: D)
+        model.finalNorm.forward(hc.pointer, hn, B: 1, L: 1)
+        if let head = model.head { head.forward(hn, lg, B: 1, L: 1) } else { model.embedding.headForward(hn, lg, T: 1) }
+        return UnsafePointer(lg)
+    }
+
+    /// Samples from logits with temperature (0 = greedy) and top-k (0 = all).
+    public static func sample(_ logits: UnsafePointer<Float>, vocab V: Int, temperature: Double, topK: Int, rng: inout RNG) -> Int32 {
+        if temperature <= 0 {
+            var best = 0
+            for v in 1..<V where logits[v] > logits[best] { best = v }
+            return Int32(best)
+        }
+        var idx = Array(0..<V)
+        if topK > 0 && topK < V {
+            idx.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+            idx = Array(idx.prefix(topK))
+        }
+        let m = idx.map { Double(logits[$0]) }.max()!
+        let w = idx.map { Foundation.exp((Double(logits[$0]) - m) / temperature) }
+        var u = rng.uniform() * w.reduce(0, +)
+        for (k, wk) in w.enumerated() {
+            u -= wk
+            if u <= 0 { return Int32(idx[k]) }
+        }
+        return Int32(idx.last!)
+    }
+}
+
+/// Gradients of the evaluation loss for every parameter (`bmlab eval --grads`),
+/// computed as in a training step (training-mode routing, auxiliary losses
+/// included, no clipping), averaged over the batches; written under the
+/// checkpoint's parameter names.
+public enum GradientDump {
+    public static func compute(model: LanguageModel, batches: Int, B: Int, L: Int,
+                               fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Double {
+        let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
+        model.params.zeroGrad()
+        var loss = 0.0
+        for i in 0..<batches {
+            fill(i, inp.pointer, tgt.pointer)
+            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
+            loss += r.loss
+            model.backward()
+        }
+        let s = 1 / Float(max(1, batches))
+        for i in 0..<model.params.count { model.params.grads[i] *= s }
+        return loss / Double(max(1, batches))
+    }
+}

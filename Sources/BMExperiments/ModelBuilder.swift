@@ -1,0 +1,71 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMMixers
+import BMRouting
+
+/// Builds a LanguageModel from a spec: embedding → one pre-norm residual block
+/// per `model.layers` entry (mixers from the registry) → final norm → head.
+public enum ModelBuilder {
+    public static func build(_ spec: ExperimentSpec) throws -> LanguageModel {
+        var buildError: Error?
+        let n = spec.model.layers.count
+        let model = LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
+                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
+                                  embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed)) { ps, prefix, i in
+            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: stepContext)
+            do {
+                return try MixerRegistry.build(spec.model.layers[i].mixer, options: spec.model.layers[i].options, in: ctx,
+                                               context: "\(spec.file): model.layers[\(i)]")
+            } catch {
+                buildError = buildError ?? error
+                return Identity(width: spec.model.dModel)
+            }
+        }
+        if let buildError { throw buildError }
+        // Mixers share the model's step context (mode, token ids, step).
+        for b in model.blocks { (b.mixer as? MoE)?.rebind(model.context) }
+        return model
+    }
+
+    /// Placeholder while a failing build unwinds (never used for computation).
+    final class Identity: SequenceLayer {
+        let width: Int
+        init(width: Int) { self.width = width }
+        var inWidth: Int { width }
+        var outWidth: Int { width }
+        var parameters: [Param] { [] }
+        func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) { y.update(from: x, count: B * L * width) }
+        func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) { dx.update(from: dy, count: B * L * width) }
+    }
+
+    nonisolated(unsafe) static let stepContext = StepContext()
+
+    public struct Counts: Sendable {
+        public var total: Int
+        public var active: Int                 // parameters a token uses (inactive experts excluded)
+        public var matmulActive: Int           // active matrix-multiply weights, head included
+        public var flopsPerToken: Double       // training: 6 × matmulActive (+ attention scores)
+    }
+
+    /// Parameter and FLOP counts (performance.md's convention: training FLOPs =
+    /// 6 × active matrix-multiply weights per token, head included; attention adds
+    /// 6·L·d per layer for its causal score and value products).
+    public static func counts(_ model: LanguageModel, seqLen: Int) -> Counts {
+        let total = model.params.parameterCount
+        var inactive = 0.0, matmul = 0.0, extra = 0.0
+        for b in model.blocks {
+            if let moe = b.mixer as? MoE {
+                let per = Double(moe.fc1[0].count + moe.fc2[0].count)
+                inactive += per * (Double(moe.E) - moe.activeExpertsPerToken)
+                matmul += per * moe.activeExpertsPerToken + Double(moe.routerWeight?.count ?? 0)
+            } else {
+                for p in b.mixer.parameters where p.shape.count == 2 && p.name.hasSuffix(".weight") { matmul += Double(p.count) }
+                if b.mixer is Attention { extra += 6 * Double(seqLen) * Double(model.width) }
+            }
+        }
+        matmul += Double(model.vocab * model.width)     // the output head (tied or not)
+        return Counts(total: total, active: total - Int(inactive.rounded()), matmulActive: Int(matmul.rounded()),
+                      flopsPerToken: 6 * matmul + extra)
+    }
+}

@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import BMCore
+import BMLayers
+import BMStorage
+import BMExperiments
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train the model an experiment spec describes; metrics to DIR/metrics.h5, checkpoints to DIR/checkpoint.h5.")
+    @Argument(help: "The spec file (YAML), e.g. Experiments/blackmamba-tiny.yaml.") var spec: String
+    @Argument(help: "Overrides key.path=value, e.g. train.steps=100 model.d_model=128.") var overrides: [String] = []
+    @Option(help: "Output directory (default results/NAME).") var out: String?
+    @Flag(help: "Continue from DIR/checkpoint.h5.") var resume = false
+    @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+
+    func run() throws {
+        startBLAS(threads: threads)
+        guarded {
+            let s = try ExperimentSpec.load(path: spec, overrides: overrides)
+            let dir = out ?? "results/\(s.name)"
+            let run = try ExperimentRun(spec: s, outDir: dir, resume: resume)
+            let c = run.counts
+            print("\(s.name): \(s.model.layers.map(\.mixer).joined(separator: ","))  d_model \(s.model.dModel)  parameters \(fmtCount(c.total)) total, \(fmtCount(c.active)) active  \(String(format: "%.1f", c.flopsPerToken / 1e6)) MFLOP/token")
+            print("data: \(run.data.description)")
+            print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; out: \(dir)")
+            let sum = try run.run()
+            var line = String(format: "done: %d steps, train loss %.4f", sum.steps, sum.trainLoss)
+            if let e = sum.evalLoss { line += String(format: ", val loss %.4f", e) }
+            if let m = sum.evalMetric { line += String(format: ", %@ %.4f", sum.metricName, m) }
+            line += String(format: ", %.0f tokens/s, %.1f s", sum.tokensPerSecond, sum.seconds)
+            print(line)
+            print("metrics: \(run.metricsPath)\ncheckpoint: \(run.checkpointPath)")
+        }
+    }
+}
+
+func fmtCount(_ n: Int) -> String {
+    n >= 1_000_000 ? String(format: "%.2fM", Double(n) / 1e6) : n >= 1000 ? String(format: "%.1fk", Double(n) / 1e3) : "\(n)"
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a spec (keys, types, plugins, options, shapes, data) without training.")
+    @Argument(help: "The spec file.") var spec: String
+    @Argument(help: "Overrides key.path=value.") var overrides: [String] = []
+    @Flag(help: "Print the resolved spec (every default filled in).") var resolved = false
+
+    func run() throws {
+        guarded {
+            let s = try ExperimentSpec.load(path: spec, overrides: overrides)
+            _ = try Dataset(s)
+            if resolved { print(try s.resolvedYAML(), terminator: "") }
+            print("\(spec): ok (\(s.model.layers.count) layers: \(s.model.layers.map(\.mixer).joined(separator: ", ")))")
+        }
+    }
+}
+
+/// The model and spec stored in a checkpoint.
+func loadCheckpoint(_ path: String) throws -> (ExperimentSpec, LanguageModel) {
+    let yaml = try Checkpoint.spec(at: path)
+    let s = try ExperimentSpec.parse(yaml, file: "\(path) (stored spec)")
+    let model = try ModelBuilder.build(s)
+    try Checkpoint.load(from: path, into: model, optimizer: nil)
+    return (s, model)
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
+    @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
+    @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
+    @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
+    @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
+
+    func run() throws {
+        startBLAS()
+        guarded {
+            let (s, model) = try loadCheckpoint(checkpoint)
+            let B = s.train.batch, L = s.train.seqLen
+            if let b = batches, b < 1 { throw BMError.invalid("--batches must be at least 1") }
+            var fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void
+            var n: Int
+            var metric: Dataset.Metric
+            if let path = data {
+                let kind: DataSpec.Kind = path.hasSuffix(".bin") ? .tokens : .text
+                let f = try SequentialFile(path: path, kind: kind, vocab: s.vocabSize)
+                let avail = f.batches(B: B, L: L)
+                guard avail > 0 else { throw BMError.invalid("--data \(path): \(f.tokens.count) tokens is less than one batch (\(B) × \(L) + 1)") }
+                n = min(batches ?? avail, avail)
+                fill = { i, inp, tgt in f.batch(i, B: B, L: L, inputs: inp, targets: tgt) }
+                metric = kind == .text ? .bitsPerByte : .none
+            } else {
+                let ds = try Dataset(s)
+                n = batches ?? s.train.evalBatches
+                fill = { i, inp, tgt in ds.evalBatch(i, B: B, L: L, inputs: inp, targets: tgt) }
+                metric = ds.metric
+            }
+            let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: metric, fill: fill)
+            print(String(format: "loss: %.6f", r.loss))
+            if let m = r.metric { print("\(metric.rawValue): \(String(format: "%.6f", m))") }
+            print("tokens: \(r.tokens)")
+            if let out = grads {
+                let gl = GradientDump.compute(model: model, batches: n, B: B, L: L, fill: fill)
+                try AtomicFile.write(to: out) { tmp in
+                    let f = try H5File(path: tmp, mode: .create)
+                    defer { f.close() }
+                    try f.setAttribute("loss", gl)
+                    try f.setAttribute("checkpoint", checkpoint)
+                    try f.setAttribute("batches", n)
+                    try f.setAttribute("note", "gradient of the mean loss over the batches, training-mode routing, auxiliary losses included, before clipping")
+                    for p in model.params.params { try f.write(p.name, floats: UnsafeBufferPointer(p.grads), shape: p.shape) }
+                }
+                print("gradients: \(out)")
+            }
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint (Mamba layers recurrently, attention from its KV cache).")
+    @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
+    @Option(help: "The prompt.") var prompt: String
+    @Option(help: "Tokens to generate.") var maxTokens = 200
+    @Option(help: "Sampling temperature (0 = greedy).") var temperature = 0.8
+    @Option(help: "Sample among the K most likely tokens (0 = all).") var topK = 40
+    @Option(help: "Random seed.") var seed: UInt64 = 1
+
+    func run() throws {
+        startBLAS(threads: 1)   // batch-1 generation is memory-bound: one BLAS thread is fastest
+        guarded {
+            let (s, model) = try loadCheckpoint(checkpoint)
+            guard s.vocabSize >= 256 else { throw BMError.invalid("generate needs a byte-level (text) model; this one has vocabulary \(s.vocabSize)") }
+            let bytes = Array(prompt.utf8)
+            guard !bytes.isEmpty else { throw BMError.invalid("--prompt must not be empty") }
+            guard maxTokens >= 1 else { throw BMError.invalid("--max-tokens must be at least 1") }
+            let gen = try Generator(model: model, maxLength: bytes.count + maxTokens + 1)
+            var rng = RNG(seed: seed)
+            var logits = gen.prefill(bytes.map { Int32($0) })
+            FileHandle.standardOutput.write(Data(bytes))
+            var pending: [UInt8] = []
+            let t0 = ContinuousClock.now
+            for _ in 0..<maxTokens {
+                let t = Generator.sample(logits, vocab: model.vocab, temperature: temperature, topK: topK, rng: &rng)
+                pending.append(UInt8(truncatingIfNeeded: t))
+                // stream whole UTF-8 characters
+                if String(validating: pending, as: UTF8.self) != nil || pending.count >= 4 {
+                    FileHandle.standardOutput.write(Data(pending)); pending = []
+                }
+                logits = gen.step(t)
+            }
+            if !pending.isEmpty { FileHandle.standardOutput.write(Data(pending)) }
+            let d = ContinuousClock.now - t0
+            let secs = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            FileHandle.standardError.write(String(format: "\n[%d tokens, %.1f tokens/s]\n", maxTokens, Double(maxTokens) / secs).data(using: .utf8)!)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMLayers
+@testable import BMMixers
+@testable import BMStorage
+@testable import BMTrain
+@testable import BMExperiments
+
+/// A small BlackMamba-shaped spec (mamba + moe with every kind of layer state)
+/// on MQAR, fast enough for a debug build.
+let tinySpec = """
+name: tiny
+model:
+  d_model: 16
+  layers: [mamba, moe, attention, moe]
+  defaults:
+    mamba: {d_state: 4, chunk: 4}
+    moe: {experts: 4, ffn: 16, router: {name: sinkhorn-fast}}
+    attention: {heads: 2}
+data:
+  kind: mqar
+  vocab_size: 32
+  num_pairs: 2
+train:
+  steps: 12
+  batch: 4
+  seq_len: 16
+  log_every: 1
+  eval_every: 4
+  eval_batches: 2
+  checkpoint_every: 4
+"""
+
+func tempDir(_ test: XCTestCase) throws -> String {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("bmlab-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+    return d
+}
+
+func readColumn(_ path: String, _ name: String) throws -> [Double] {
+    let f = try H5File(path: path, mode: .readOnly)
+    defer { f.close() }
+    return try f.dataset(name).readDoubles()
+}
+
+final class RunTests: XCTestCase {
+    override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
+
+    func spec(_ overrides: [String] = []) throws -> ExperimentSpec {
+        try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: overrides)
+    }
+
+    func train(_ dir: String, _ overrides: [String] = [], resume: Bool = false, stopAfter: Int? = nil) throws -> ExperimentRun.Summary {
+        let run = try ExperimentRun(spec: try spec(overrides), outDir: dir, resume: resume)
+        run.printProgress = false
+        run.stopAfter = stopAfter
+        return try run.run()
+    }
+
+    func testSameSpecAndSeedGiveBitwiseIdenticalMetrics() throws {
+        let a = try tempDir(self) + "/a", b = try tempDir(self) + "/b"
+        _ = try train(a); _ = try train(b)
+        for col in ["train/loss", "train/grad_norm", "eval/loss", "router/layer_1/entropy", "router/layer_3/load"] {
+            let x = try readColumn(a + "/metrics.h5", col), y = try readColumn(b + "/metrics.h5", col)
+            XCTAssertFalse(x.isEmpty, col)
+            XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern), col)
+        }
+        let c = try tempDir(self) + "/c"
+        _ = try train(c, ["train.seed=2"])
+        XCTAssertNotEqual(try readColumn(a + "/metrics.h5", "train/loss"), try readColumn(c + "/metrics.h5", "train/loss"))
+    }
+
+    /// A run stopped between checkpoints (metric rows logged after the last
+    /// checkpoint, as a kill leaves them) and resumed gives exactly the metrics
+    /// of an uninterrupted run.
+    func testStopAndResumeEqualsUninterrupted() throws {
+        let full = try tempDir(self) + "/full", cut = try tempDir(self) + "/cut"
+        _ = try train(full)
+        _ = try train(cut, stopAfter: 6)                     // checkpoint at 4, rows up to step 6
+        XCTAssertEqual(try readColumn(cut + "/metrics.h5", "train/loss").count, 6)
+        _ = try train(cut, resume: true)
+        for col in ["train/step", "train/loss", "train/lr", "eval/step", "eval/loss", "router/layer_1/load"] {
+            let x = try readColumn(full + "/metrics.h5", col), y = try readColumn(cut + "/metrics.h5", col)
+            XCTAssertEqual(x.map(\.bitPattern), y.map(\.bitPattern), col)
+        }
+    }
+
+    func testCheckpointRoundTrip() throws {
+        let dir = try tempDir(self) + "/r"
+        let run = try ExperimentRun(spec: try spec(), outDir: dir, resume: false)
+        run.printProgress = false
+        _ = try run.run()
+        let fresh = try ModelBuilder.build(try spec())
+        let opt = AdamW(fresh.params)
+        let st = try Checkpoint.load(from: dir + "/checkpoint.h5", into: fresh, optimizer: opt)
+        XCTAssertEqual(st.step, 12)
+        XCTAssertEqual(opt.t, run.trainer.optimizer.t)
+        let n = fresh.params.count
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: fresh.params.values, count: n)).map(\.bitPattern),
+                       Array(UnsafeBufferPointer(start: run.model.params.values, count: n)).map(\.bitPattern))
+        XCTAssertEqual(opt.m.array(n).map(\.bitPattern), run.trainer.optimizer.m.array(n).map(\.bitPattern))
+        XCTAssertEqual(opt.v.array(n).map(\.bitPattern), run.trainer.optimizer.v.array(n).map(\.bitPattern))
+        // names and shapes as PyTorch/Zyphra
+        let f = try H5File(path: dir + "/checkpoint.h5", mode: .readOnly)
+        XCTAssertEqual(try f.dataset("model/decoder.layers.0.mixer.in_proj.weight").shape, [64, 16])
+        XCTAssertEqual(try f.dataset("model/decoder.layers.1.mixer.local_experts.3.linear_fc1.weight").shape, [32, 16])
+        XCTAssertEqual(try f.dataset("model/decoder.layers.0.mixer.A_log").shape, [32, 4])
+        XCTAssertEqual(try f.dataset("optimizer/exp_avg/embedding.word_embeddings.weight").shape, [32, 16])
+        f.close()
+    }
+
+    func testMismatchedAndCorruptCheckpointsAreRejected() throws {
+        let dir = try tempDir(self) + "/r"
+        _ = try train(dir)
+        let other = try ModelBuilder.build(try spec(["model.d_model=8"]))
+        XCTAssertThrowsError(try Checkpoint.load(from: dir + "/checkpoint.h5", into: other, optimizer: nil)) {
+            XCTAssertTrue("\($0)".contains("has shape [32, 16] in the checkpoint but [32, 8] in the model"), "\($0)")
+        }
+        let bad = dir + "/corrupt.h5"
+        try Data("not hdf5 at all".utf8).write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try Checkpoint.load(from: bad, into: other, optimizer: nil)) {
+            XCTAssertTrue("\($0)".contains("not a readable HDF5 checkpoint"), "\($0)")
+            XCTAssertEqual(($0 as? BMError)?.exitCode, 2)
+        }
+    }
+
+    /// Bad input writes nothing: the output directory is not even created.
+    func testBadInputWritesNothing() throws {
+        let dir = try tempDir(self) + "/never"
+        XCTAssertThrowsError(try ExperimentRun(spec: try spec(["data.kind=text", "data.path=/nonexistent", "model.vocab_size=256"]), outDir: dir, resume: false))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir))
+        let used = try tempDir(self) + "/used"
+        _ = try train(used)
+        XCTAssertThrowsError(try ExperimentRun(spec: try spec(), outDir: used, resume: false)) {
+            XCTAssertTrue("\($0)".contains("already holds a run"), "\($0)")
+        }
+    }
+
+    /// A diverging run stops with a message naming the step, keeps the last good checkpoint.
+    func testNonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
+        let dir = try tempDir(self) + "/nan"
+        let run = try ExperimentRun(spec: try spec(["train.steps=40", "train.checkpoint_every=2"]), outDir: dir, resume: false)
+        run.printProgress = false
+        // Poison a parameter after step 3: the next loss is NaN.
+        var poisoned = false
+        run.stopAfter = 3
+        _ = try run.run()
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoint.h5"))
+        run.model.params["decoder.layers.0.mixer.out_proj.weight"]!.w[0] = .nan
+        poisoned = true
+        run.stopAfter = nil
+        XCTAssertThrowsError(try run.run()) { e in
+            XCTAssertTrue("\(e)".contains("at step 3"), "\(e)")
+            XCTAssertEqual((e as? BMError)?.exitCode, 4)
+        }
+        XCTAssertTrue(poisoned)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoint.h5")), before)
+    }
+
+    /// `eval --grads` gives the gradient a training step computes (before clipping).
+    func testGradientDumpMatchesATrainingStep() throws {
+        let s = try spec()
+        let a = try ModelBuilder.build(s), b = try ModelBuilder.build(s)
+        let data = try Dataset(s)
+        let B = s.train.batch, L = s.train.seqLen
+        let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
+        data.evalBatch(0, B: B, L: L, inputs: inp.pointer, targets: tgt.pointer)
+        _ = GradientDump.compute(model: a, batches: 1, B: B, L: L) { i, x, y in data.evalBatch(i, B: B, L: L, inputs: x, targets: y) }
+        // the training step of Trainer, stopped before clipping and the update
+        b.params.zeroGrad()
+        b.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
+        b.backward()
+        let n = a.params.count
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: a.params.grads, count: n)).map(\.bitPattern),
+                       Array(UnsafeBufferPointer(start: b.params.grads, count: n)).map(\.bitPattern))
+        XCTAssertGreaterThan(a.params.gradNorm(), 0)
+    }
+
+    /// Generation (prefill + steps through every block) gives the logits of a parallel forward.
+    func testGenerationMatchesTheParallelForward() throws {
+        let s = try spec(["model.layers=[mamba, moe, attention, mlp]"])
+        let model = try ModelBuilder.build(s)
+        var rng = RNG(seed: 3)
+        let seq = (0..<10).map { _ in Int32(rng.below(32)) }
+        let L = seq.count
+        let tgt = [Int32](repeating: 0, count: L)
+        model.forward(tokens: seq, targets: tgt, B: 1, L: L, train: false)
+        let ref = Array(UnsafeBufferPointer(start: model.lastLogits, count: L * 32))
+        let gen = try Generator(model: model, maxLength: 16)
+        var got = Array(UnsafeBufferPointer(start: gen.prefill(Array(seq.prefix(4))), count: 32))
+        var worst: Float = 0
+        for v in 0..<32 { worst = max(worst, abs(got[v] - ref[3 * 32 + v])) }
+        for t in 4..<L {
+            got = Array(UnsafeBufferPointer(start: gen.step(seq[t]), count: 32))
+            for v in 0..<32 { worst = max(worst, abs(got[v] - ref[t * 32 + v])) }
+        }
+        XCTAssertLessThan(worst, 1e-4)
+    }
+
+    /// Python's h5py reads metrics.h5 and checkpoint.h5 with the documented names (docs/metrics.md, docs/checkpoints.md).
+    func testH5pyReadsMetricsAndCheckpoint() throws {
+        let dir = try tempDir(self) + "/py"
+        _ = try train(dir)
+        let script = """
+        import h5py, sys
+        m = h5py.File(sys.argv[1] + '/metrics.h5', 'r')
+        for k in ['spec', 'seed', 'toolkit_version', 'blas_core', 'start_time', 'parameters_total', 'parameters_active', 'flops_per_token']:
+            assert k in m.attrs, k
+        assert isinstance(m.attrs['spec'], str) and 'mixer: mamba' in m.attrs['spec']
+        for k in ['step', 'tokens', 'loss', 'lr', 'grad_norm', 'tokens_per_s', 'flops']:
+            assert m['train/' + k].shape == (12,), k
+        assert m['eval/loss'].shape == (4,) and m['eval'].attrs['metric_name'] == 'accuracy'
+        assert m['router/layer_1/load'].shape == (12, 4)
+        assert m['router/layer_3/sinkhorn_iters'][0] == 1
+        c = h5py.File(sys.argv[1] + '/checkpoint.h5', 'r')
+        assert int(c.attrs['step']) == 12
+        assert c['model/decoder.layers.2.mixer.q_proj.weight'].shape == (16, 16)
+        assert c['model/decoder.final_layernorm.bias'].shape == (16,)
+        assert c['optimizer/exp_avg_sq/decoder.layers.1.mixer.router.weight'].shape == (4, 16)
+        print('ok')
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import h5py"]
+        p.standardError = Pipe()
+        try p.run(); p.waitUntilExit()
+        try XCTSkipUnless(p.terminationStatus == 0, "h5py is not installed (make test installs it)")
+        let q = Process()
+        q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        q.arguments = ["python3", "-c", script, dir]
+        let out = Pipe(), err = Pipe()
+        q.standardOutput = out; q.standardError = err
+        try q.run()
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        q.waitUntilExit()
+        XCTAssertEqual(q.terminationStatus, 0, e)
+        XCTAssertEqual(o.trimmingCharacters(in: .whitespacesAndNewlines), "ok", e)
+    }
+}

@@ -1,0 +1,150 @@
+import XCTest
+@testable import BMCore
+@testable import BMMixers
+@testable import BMExperiments
+
+final class SpecTests: XCTestCase {
+    let base = """
+    name: t
+    model:
+      d_model: 16
+      pattern: [mamba, moe]
+      repeat: 2
+      defaults:
+        moe: {experts: 4, ffn: 32, router: {name: topk, k: 2}}
+    data:
+      kind: mqar
+      vocab_size: 32
+    train:
+      steps: 5
+      batch: 2
+      seq_len: 16
+    """
+
+    func parse(_ text: String, _ overrides: [String] = []) throws -> ExperimentSpec {
+        try ExperimentSpec.parse(text, file: "x.yaml", overrides: overrides)
+    }
+
+    func assertError(_ text: String, _ overrides: [String] = [], contains parts: [String], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try parse(text, overrides), file: file, line: line) { e in
+            for p in parts { XCTAssertTrue("\(e)".contains(p), "‘\(e)’ lacks ‘\(p)’", file: file, line: line) }
+            XCTAssertEqual((e as? BMError)?.exitCode, 2, file: file, line: line)
+        }
+    }
+
+    func testPatternDefaultsAndResolvedValues() throws {
+        let s = try parse(base)
+        XCTAssertEqual(s.model.layers.map(\.mixer), ["mamba", "moe", "mamba", "moe"])
+        XCTAssertEqual(s.model.layers[1].options["experts"], .int(4))
+        XCTAssertEqual(s.model.layers[1].options["router"], .table(["name": .string("topk"), "k": .int(2)]))
+        XCTAssertEqual(s.model.finalNorm, .layernorm)          // default
+        XCTAssertEqual(s.train.lr, 3e-3)
+        XCTAssertEqual(s.vocabSize, 32)
+        XCTAssertEqual(s.train.evalEvery, 100)
+    }
+
+    func testExplicitLayersWithOptions() throws {
+        let s = try parse(base.replacingOccurrences(of: "  pattern: [mamba, moe]\n  repeat: 2\n",
+                                                    with: "  layers: [{mixer: mamba, d_state: 8}, attention]\n"))
+        XCTAssertEqual(s.model.layers.map(\.mixer), ["mamba", "attention"])
+        XCTAssertEqual(s.model.layers[0].options["d_state"], .int(8))
+    }
+
+    func testOverrides() throws {
+        let s = try parse(base, ["train.steps=100", "model.d_model=32", "model.defaults.moe.experts=8",
+                                 "train.optimizer.lr=1e-4", "model.pattern=[attention, mlp]", "data.num_pairs=2"])
+        XCTAssertEqual(s.train.steps, 100)
+        XCTAssertEqual(s.model.dModel, 32)
+        XCTAssertEqual(s.train.lr, 1e-4)
+        XCTAssertEqual(s.model.layers.map(\.mixer), ["attention", "mlp", "attention", "mlp"])
+        XCTAssertEqual(s.data.numPairs, 2)
+        let t = try parse(base, ["model.pattern.0=attention"])
+        XCTAssertEqual(t.model.layers.map(\.mixer), ["attention", "moe", "attention", "moe"])
+    }
+
+    func testResolvedYAMLRoundTrips() throws {
+        let s = try parse(base)
+        let y = try s.resolvedYAML()
+        let again = try ExperimentSpec.parse(y, file: "resolved")
+        XCTAssertEqual(try again.resolvedYAML(), y)
+        XCTAssertTrue(y.contains("dt_rank: auto"))
+        XCTAssertTrue(y.contains("router: {k: 2, name: topk}"))
+    }
+
+    func testEveryShippedSpecValidates() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Experiments").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }
+        XCTAssertTrue(files.contains("bench-small.yaml") && files.contains("blackmamba-tiny.yaml"))
+        for f in files { XCTAssertNoThrow(try ExperimentSpec.load(path: "\(dir)/\(f)"), f) }
+    }
+
+    func testBenchSmallIsThePerformanceModel() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Experiments").path
+        let s = try ExperimentSpec.load(path: "\(dir)/bench-small.yaml")
+        let m = try ModelBuilder.build(s)
+        let c = ModelBuilder.counts(m, seqLen: s.train.seqLen)
+        XCTAssertEqual(Double(c.total) / 1e6, 27.1, accuracy: 0.15)         // performance.md: "about 27.1M"; we count 26.99M (tied head)
+        XCTAssertEqual(Double(c.matmulActive) / 1e6, 4.9, accuracy: 0.05)   // about 4.9M active
+        XCTAssertEqual(c.flopsPerToken / 1e6, 29.5, accuracy: 0.2)          // about 29.5 MFLOP per token
+        XCTAssertEqual(s.train.batch * s.train.seqLen, 2048)
+        // The counterparts have about the same active parameters.
+        for name in ["mamba", "transformer", "transformer-moe"] {
+            let o = try ExperimentSpec.load(path: "\(dir)/\(name).yaml")
+            let oc = ModelBuilder.counts(try ModelBuilder.build(o), seqLen: o.train.seqLen)
+            XCTAssertEqual(Double(oc.matmulActive), Double(c.matmulActive), accuracy: 0.01 * Double(c.matmulActive), name)
+        }
+    }
+
+    // MARK: every error path: file, key, what was expected, nearest name, exit code 2
+
+    func testUnknownKeySuggestsNearest() {
+        assertError(base.replacingOccurrences(of: "d_model: 16", with: "d_modle: 16"),
+                    contains: ["x.yaml:3", "unknown key 'model.d_modle'", "did you mean 'd_model'?"])
+        assertError(base + "\n  stpes: 3\n", contains: ["unknown key 'train.stpes'", "did you mean 'steps'?"])
+    }
+
+    func testWrongTypes() {
+        assertError(base.replacingOccurrences(of: "steps: 5", with: "steps: many"),
+                    contains: ["x.yaml:12", "train.steps must be an integer, got 'many'"])
+        assertError(base, ["train.optimizer.lr=fast"], contains: ["train.optimizer.lr must be a number, got 'fast'"])
+        assertError(base, ["model.tied_head=maybe"], contains: ["model.tied_head must be true or false"])
+        assertError(base, ["train.batch=0"], contains: ["train.batch must be at least 1, got 0"])
+    }
+
+    func testUnknownPluginNames() {
+        assertError(base, ["model.pattern=[mamba, mo]"], contains: ["model.layers[1]: unknown mixer 'mo'", "did you mean 'moe'?"])
+        assertError(base, ["model.defaults.moe.router.name=sinkhorm"], contains: ["unknown router 'sinkhorm'", "did you mean 'sinkhorn'?"])
+        assertError(base, ["model.defaults.moe.expert=4"], contains: ["unknown option 'expert'", "did you mean 'experts'?"])
+        assertError(base, ["data.kind=mqa"], contains: ["data.kind must be one of", "did you mean 'mqar'?"])
+    }
+
+    func testImpossibleShapes() {
+        assertError(base, ["model.pattern=[attention]", "model.defaults.attention.heads=3"],
+                    contains: ["heads (3) must divide d_model (16)"])
+        assertError(base, ["model.defaults.moe.router.k=9"], contains: ["k (9) exceeds the number of experts (4)"])
+        assertError(base.replacingOccurrences(of: "kind: mqar", with: "kind: text"), ["model.vocab_size=100"],
+                    contains: ["text data is byte-level: it needs 256"])
+    }
+
+    func testStructuralErrors() {
+        assertError("model: [1, 2]\n", contains: ["x.yaml:1", "model must be a mapping"])
+        assertError("model:\n  d_model: 8\n", contains: ["'layers' (or 'pattern' with 'repeat') is required"])
+        assertError(base.replacingOccurrences(of: "  repeat: 2\n", with: "  repeat: 2\n  layers: [mamba]\n"), contains: ["not both"])
+        assertError("model: {layers: [mamba]\n", contains: ["not valid YAML"])
+        assertError(base, ["train.steps"], contains: ["expected key.path=value"])
+    }
+
+    func testMissingFiles() throws {
+        XCTAssertThrowsError(try ExperimentSpec.load(path: "/nonexistent/spec.yaml")) {
+            XCTAssertTrue("\($0)".contains("/nonexistent/spec.yaml: no such spec file"))
+        }
+        let s = try parse(base, ["data.kind=text", "data.path=/nonexistent/corpus.txt", "model.vocab_size=256"])
+        XCTAssertThrowsError(try Dataset(s)) {
+            XCTAssertTrue("\($0)".contains("data.path: no such file or directory: /nonexistent/corpus.txt"), "\($0)")
+        }
+        let t = try parse(base, ["data.kind=tokens", "data.path=/nonexistent/x.bin", "data.vocab_size=100", "model.vocab_size=100"])
+        XCTAssertThrowsError(try Dataset(t)) { XCTAssertTrue("\($0)".contains("cannot read /nonexistent/x.bin"), "\($0)") }
+    }
+}
