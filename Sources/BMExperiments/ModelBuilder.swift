@@ -39,7 +39,7 @@ public enum ModelBuilder {
         func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) { dx.update(from: dy, count: B * L * width) }
     }
 
-    nonisolated(unsafe) static let stepContext = StepContext()
+    static let stepContext = StepContext()
 
     public struct Counts: Sendable {
         public var total: Int

@@ -48,8 +48,12 @@ public final class MetricsLog {
 
     private func column(_ path: String, type: H5ElementType, width: Int?) throws -> AppendableDataset {
         if let c = columns[path] { return c }
+        // Uncompressed on purpose: a compressed chunk that grows is rewritten at a
+        // new place in the file and its old space reused, so after a SIGKILL the
+        // metadata of the last flush could point at overwritten bytes. Fixed-size
+        // chunks stay where they are, and the file stays readable up to its last flush.
         let c = file.exists(path) ? try file.openAppendable(path)
-                                  : try file.createAppendable(path, type: type, rowShape: width.map { [$0] } ?? [])
+                                  : try file.createAppendable(path, type: type, rowShape: width.map { [$0] } ?? [], compression: nil)
         columns[path] = c
         return c
     }

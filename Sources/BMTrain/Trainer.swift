@@ -74,31 +74,4 @@ public final class Trainer {
         step += 1
         return StepResult(loss: r.loss, gradNorm: norm, lr: lr, correct: r.correct, counted: r.counted)
     }
-
-    /// Runs `settings.steps` steps, logging every `logEvery` to `metrics` (if any).
-    public func run<S: BatchSource>(_ source: inout S, metrics: MetricsLog?, progress: ProgressLine?) throws -> [Double] {
-        var losses: [Double] = []
-        let tokensPerStep = settings.batch * settings.seqLen
-        var clock = ContinuousClock.now
-        while step < settings.steps {
-            let r = try trainStep(&source)
-            losses.append(r.loss)
-            let now = ContinuousClock.now
-            let dt = now - clock
-            clock = now
-            let seconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) * 1e-18
-            let tps = Double(tokensPerStep) / max(seconds, 1e-9)
-            if let metrics, (step - 1) % settings.logEvery == 0 || step == settings.steps {
-                try metrics.append("train/step", step - 1)
-                try metrics.append("train/tokens", step * tokensPerStep)
-                try metrics.append("train/loss", r.loss)
-                try metrics.append("train/lr", r.lr)
-                try metrics.append("train/grad_norm", r.gradNorm)
-                try metrics.append("train/tokens_per_s", tps)
-                try metrics.flush()
-            }
-            progress?.update(step: step - 1, loss: r.loss, tokensPerSecond: tps)
-        }
-        return losses
-    }
 }

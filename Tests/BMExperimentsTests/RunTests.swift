@@ -199,6 +199,26 @@ final class RunTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4)
     }
 
+    /// h5dump lists the documented groups, datasets (extendible) and attributes.
+    func testH5dumpReadsMetrics() throws {
+        let dir = try tempDir(self) + "/dump"
+        _ = try train(dir)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["h5dump", "-H", dir + "/metrics.h5"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = Pipe()
+        do { try p.run() } catch { throw XCTSkip("h5dump not installed") }
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        try XCTSkipIf(p.terminationStatus == 127, "h5dump not installed")
+        for name in ["GROUP \"train\"", "DATASET \"loss\"", "DATASET \"tokens_per_s\"", "GROUP \"router\"", "GROUP \"layer_1\"",
+                     "ATTRIBUTE \"spec\"", "( 12 ) / ( H5S_UNLIMITED )", "( 12, 4 ) / ( H5S_UNLIMITED, 4 )"] {
+            XCTAssertTrue(text.contains(name), "h5dump output lacks \(name)")
+        }
+    }
+
     /// Python's h5py reads metrics.h5 and checkpoint.h5 with the documented names (docs/metrics.md, docs/checkpoints.md).
     func testH5pyReadsMetricsAndCheckpoint() throws {
         let dir = try tempDir(self) + "/py"

@@ -1,0 +1,83 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMStorage
+@testable import BMExperiments
+
+/// The real thing: `bmlab train` killed with SIGKILL between checkpoints and
+/// rerun with --resume writes exactly the metrics of an uninterrupted run.
+final class KillResumeTests: XCTestCase {
+    /// The bmlab binary built beside this test bundle (`swift build --build-tests` builds both).
+    var bmlab: String {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
+        return dir.appendingPathComponent("bmlab").path
+    }
+
+    func launch(_ args: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bmlab)
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    func testSIGKILLThenResumeEqualsUninterrupted() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        let dir = try tempDir(self)
+        let spec = dir + "/kill.yaml"
+        try tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 3000")
+            .replacingOccurrences(of: "eval_every: 4", with: "eval_every: 500")
+            .replacingOccurrences(of: "checkpoint_every: 4", with: "checkpoint_every: 200")
+            .write(toFile: spec, atomically: true, encoding: .utf8)
+        // Uninterrupted.
+        let full = try launch(["train", spec, "--out", dir + "/full"])
+        full.waitUntilExit()
+        XCTAssertEqual(full.terminationStatus, 0)
+        // Killed after its first checkpoint, at a step that is not a checkpoint.
+        let cut = try launch(["train", spec, "--out", dir + "/cut"])
+        let ck = dir + "/cut/checkpoint.h5"
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: ck) && cut.isRunning && Date() < deadline { usleep(2000) }
+        usleep(30_000)
+        XCTAssertTrue(cut.isRunning, "the run finished before it could be killed; make it longer")
+        kill(cut.processIdentifier, SIGKILL)
+        cut.waitUntilExit()
+        XCTAssertEqual(cut.terminationReason, .uncaughtSignal)
+        let killedRows = try readColumn(dir + "/cut/metrics.h5", "train/loss").count      // readable after a kill
+        XCTAssertGreaterThan(killedRows, 0)
+        XCTAssertLessThan(killedRows, 3000)
+        // Resume to the end.
+        let resumed = try launch(["train", spec, "--out", dir + "/cut", "--resume"])
+        resumed.waitUntilExit()
+        XCTAssertEqual(resumed.terminationStatus, 0)
+        for col in ["train/step", "train/loss", "train/grad_norm", "eval/loss", "router/layer_1/load", "router/layer_3/entropy"] {
+            let a = try readColumn(dir + "/full/metrics.h5", col), b = try readColumn(dir + "/cut/metrics.h5", col)
+            XCTAssertEqual(a.count, b.count, col)
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), col)
+        }
+    }
+
+    /// Bad input through the command line: a one-paragraph error, exit code 2, nothing written.
+    func testCommandLineErrorsExitTwoAndWriteNothing() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        let dir = try tempDir(self)
+        let spec = dir + "/bad.yaml"
+        try tinySpec.replacingOccurrences(of: "d_model: 16", with: "d_modl: 16").write(toFile: spec, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bmlab)
+        p.arguments = ["train", spec, "--out", dir + "/out"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 2)
+        XCTAssertTrue(msg.contains("bad.yaml:3: unknown key 'model.d_modl' (did you mean 'd_model'?)"), msg)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
+    }
+}
