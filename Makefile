@@ -5,7 +5,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fo
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-debug demo doctor bench clean
+.PHONY: deps build release test test-debug test-slurm demo doctor bench clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -37,6 +37,10 @@ test: deps
 test-debug: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
+
+## test-slurm: a real single-node Slurm (installs slurm-wlm, munge), a 2-run sweep through sbatch
+test-slurm: release
+	bash scripts/test-slurm.sh
 
 ## demo: a small default experiment end to end, with its HDF5 file
 demo: release

@@ -38,12 +38,13 @@ let package = Package(
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
                                                       .product(name: "Yams", package: "Yams")], swiftSettings: fast),
+        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting", "BMExperiments",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting", "BMExperiments", "BMReports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -53,6 +54,7 @@ let package = Package(
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
         .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments"], swiftSettings: fast),
+        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

@@ -17,10 +17,17 @@ public struct Panel: Sendable {
     /// gnuplot key position, e.g. "top left", "bottom right".
     public var key = "top left"
     public var series: [Series]
+    /// A heatmap instead of lines: values[i][j] at (x[i], y[j]).
+    public var heatmap: (x: [Double], y: [Double], values: [[Double]], label: String)? = nil
     public init(title: String, xlabel: String, ylabel: String, logX: Bool = false, logY: Bool = false,
                 yRange: ClosedRange<Double>? = nil, key: String = "top left", series: [Series]) {
         self.title = title; self.xlabel = xlabel; self.ylabel = ylabel
         self.logX = logX; self.logY = logY; self.yRange = yRange; self.key = key; self.series = series
+    }
+    public static func heat(title: String, xlabel: String, ylabel: String, x: [Double], y: [Double], values: [[Double]], label: String) -> Panel {
+        var p = Panel(title: title, xlabel: xlabel, ylabel: ylabel, series: [])
+        p.heatmap = (x, y, values, label)
+        return p
     }
 }
 

@@ -18,6 +18,16 @@ public enum Gnuplot {
         var plots: [[String]] = []
         for panel in fig.panels {
             var cmds: [String] = []
+            if let h = panel.heatmap {
+                data += "# \(panel.title) (heatmap: x y value)\n"
+                for (i, x) in h.x.enumerated() {
+                    for (j, y) in h.y.enumerated() { data += "\(fmt(x)) \(fmt(y)) \(fmt(h.values[i][j]))\n" }
+                    data += "\n"
+                }
+                data += "\n"
+                cmds.append("'\(dat)' index \(index) using 1:2:3 with image notitle")
+                index += 1
+            }
             for (k, s) in panel.series.enumerated() {
                 data += "# \(panel.title) / \(s.title)\n"
                 for (x, y) in s.points { data += "\(fmt(x)) \(fmt(y))\n" }
@@ -49,6 +59,12 @@ public enum Gnuplot {
             script += panel.logX ? "set logscale x\n" : "unset logscale x\n"
             script += panel.logY ? "set logscale y\n" : "unset logscale y\n"
             if let r = panel.yRange { script += "set yrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" } else { script += "set autoscale y\n" }
+            if let h = panel.heatmap {
+                script += "set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cblabel \(quote(h.label))\n"
+                script += "set autoscale xfix\nset autoscale yfix\n"
+            } else {
+                script += "unset cblabel\nset autoscale x\n"
+            }
             script += cmds.isEmpty ? "plot NaN notitle\n" : "plot " + cmds.joined(separator: ", \\\n     ") + "\n"
         }
         script += "unset multiplot\n"

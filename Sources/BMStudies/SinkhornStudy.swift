@@ -26,6 +26,12 @@ public struct SinkhornStudy {
         public var rowError: Double, colError: Double
         public var agreement: Double           // fraction of tokens whose expert matches the converged reference
         public var seconds: Double             // median wall time per call
+        public init(source: String, variant: String, T: Int, E: Int, sigma: Double, seed: Int, iterations: Int, converged: Bool,
+                    rowError: Double, colError: Double, agreement: Double, seconds: Double) {
+            self.source = source; self.variant = variant; self.T = T; self.E = E; self.sigma = sigma; self.seed = seed
+            self.iterations = iterations; self.converged = converged; self.rowError = rowError; self.colError = colError
+            self.agreement = agreement; self.seconds = seconds
+        }
     }
 
     /// Runs the grid (and `logits` cases) and returns one row per (case, variant).

@@ -19,7 +19,8 @@ public final class MetricsLog {
     /// with step ≥ `step`, `eval/` rows with step > `step`).
     public init(resuming path: String, step: Int) throws {
         file = try H5File(path: path, mode: .readWrite)
-        for group in ["train", "eval"] + ((try? file.group("router").children()) ?? []).map { "router/\($0)" } {
+        let routerGroups = ((try? file.group("router").children()) ?? []).map { "router/\($0)" }
+        for group in ["train", "eval"] + routerGroups {
             guard file.exists("\(group)/step") else { continue }
             let steps = try file.dataset("\(group)/step").readInt64s()
             let keep = steps.prefix { group == "eval" ? $0 <= Int64(step) : $0 < Int64(step) }.count

@@ -7,7 +7,7 @@ struct BMLabCommand: ParsableCommand {
         commandName: "bmlab",
         abstract: "BlackMambaLab: small BlackMamba-style models on a CPU, from plugins.",
         version: BMLab.version,
-        subcommands: [Doctor.self, List.self, Validate.self, Train.self, Eval.self, Generate.self, Demo.self, SinkhornCommand.self, Bench.self])
+        subcommands: [Doctor.self, List.self, Validate.self, Train.self, Eval.self, Generate.self, Demo.self, SweepCommand.self, Plot.self, ReportCommand.self, NotebookCommand.self, SinkhornCommand.self, Bench.self])
 }
 
 /// Loads OpenBLAS (fast kernels, threads = cores) and turns errors into a message + exit code.

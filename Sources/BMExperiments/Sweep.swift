@@ -1,0 +1,143 @@
+import Foundation
+import BMCore
+
+/// A sweep: a base spec and `sweep.axes` — dotted keys with lists of values.
+/// The runs are the cartesian product of the axes; axes in a `zip` group move
+/// together. `train.seed` is an axis like any other.
+///
+/// ```yaml
+/// base: blackmamba-tiny.yaml      # optional: a spec to start from (relative to this file)
+/// train: {steps: 200}             # optional: keys merged over the base
+/// sweep:
+///   axes:
+///     model.pattern: [[mamba, moe], [mamba, mlp], [attention, moe]]
+///     train.seed: [1, 2]
+///   zip:                          # optional: lists of axes that move together
+///     - {model.d_model: [64, 128], train.optimizer.lr: [2.0e-3, 1.0e-3]}
+/// ```
+public struct Sweep {
+    public struct Axis: Sendable { public var key: String; public var values: [SpecNode] }
+    public struct Run: Sendable {
+        public var index: Int
+        public var name: String                    // stable, readable: sorted key=value
+        public var assignments: [(key: String, value: SpecNode)]
+        public var spec: ExperimentSpec
+        public func valueText(_ key: String) -> String {
+            assignments.first { $0.key == key }.map { Sweep.text($0.value) } ?? ""
+        }
+    }
+
+    public let file: String
+    public let axes: [String]                      // keys, sorted
+    public let runs: [Run]
+
+    public init(path: String, overrides: [String] = []) throws {
+        file = path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw BMError.invalid("\(path): no such sweep file (or not readable)")
+        }
+        var root = try SpecNode.parse(text, file: path)
+        guard case .map(var entries, _) = root else { throw BMError.invalid("\(path): a sweep file must be a mapping") }
+        guard let si = entries.firstIndex(where: { $0.key == "sweep" }) else {
+            throw BMError.invalid("\(path): no 'sweep' section (sweep: {axes: {key: [values]}})")
+        }
+        let sweepNode = entries.remove(at: si).value
+        // base: another spec file, with this file's sections merged over it
+        if let bi = entries.firstIndex(where: { $0.key == "base" }) {
+            guard case .scalar(let b, _, _) = entries[bi].value else { throw BMError.invalid("\(path):\(entries[bi].value.line): base must be a file name") }
+            entries.remove(at: bi)
+            let basePath = b.hasPrefix("/") ? b : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(b)
+            guard let bt = try? String(contentsOfFile: basePath, encoding: .utf8) else {
+                throw BMError.invalid("\(path): base: cannot read \(basePath)")
+            }
+            root = Sweep.merge(try SpecNode.parse(bt, file: basePath), .map(entries, line: 1))
+        } else {
+            root = .map(entries, line: 1)
+        }
+        for o in overrides { root = try root.applying(override: o, file: path) }
+        // axes and zip groups
+        guard case .map(let sw, _) = sweepNode else { throw BMError.invalid("\(path):\(sweepNode.line): sweep must be a mapping with 'axes'") }
+        var groups: [[Axis]] = []
+        for (k, v) in sw {
+            switch k {
+            case "axes":
+                guard case .map(let ax, _) = v else { throw BMError.invalid("\(path):\(v.line): sweep.axes must map keys to lists of values") }
+                for (key, vals) in ax { groups.append([try Sweep.axis(key, vals, file: path)]) }
+            case "zip":
+                guard case .list(let zs, _) = v else { throw BMError.invalid("\(path):\(v.line): sweep.zip must be a list of mappings") }
+                for z in zs {
+                    guard case .map(let ax, _) = z else { throw BMError.invalid("\(path):\(z.line): each sweep.zip entry maps keys to lists of values") }
+                    let g = try ax.map { try Sweep.axis($0.key, $0.value, file: path) }
+                    if Set(g.map(\.values.count)).count > 1 {
+                        throw BMError.invalid("\(path):\(z.line): axes in a zip group need lists of the same length (\(g.map { "\($0.key): \($0.values.count)" }.joined(separator: ", ")))")
+                    }
+                    if !g.isEmpty { groups.append(g) }
+                }
+            default:
+                throw BMError.invalid("\(path):\(v.line): unknown key 'sweep.\(k)'\(didYouMean(k, in: ["axes", "zip"])); valid keys: axes, zip")
+            }
+        }
+        guard !groups.isEmpty else { throw BMError.invalid("\(path): sweep.axes is empty") }
+        let keys = groups.flatMap { $0.map(\.key) }
+        if Set(keys).count != keys.count { throw BMError.invalid("\(path): an axis appears twice in the sweep") }
+        axes = keys.sorted()
+        // cartesian product over groups (first group slowest), zip inside groups
+        var combos: [[(String, SpecNode)]] = [[]]
+        for g in groups {
+            var next: [[(String, SpecNode)]] = []
+            for c in combos { for i in 0..<g[0].values.count { next.append(c + g.map { ($0.key, $0.values[i]) }) } }
+            combos = next
+        }
+        var out: [Run] = []
+        var seen = Set<String>()
+        for (i, c) in combos.enumerated() {
+            let sorted = c.sorted { $0.0 < $1.0 }
+            var node = root
+            for (k, v) in sorted {
+                node = try node.setting(k.split(separator: ".").map(String.init)[...], to: v, full: k)
+            }
+            let name = sorted.map { "\($0.0)=\(Sweep.slug($0.1))" }.joined(separator: ",")
+            if seen.contains(name) { throw BMError.invalid("\(path): two runs would both be named '\(name)'") }
+            seen.insert(name)
+            var spec = try ExperimentSpec(node, file: "\(path) [run \(i): \(name)]")
+            spec.file = "\(path) [run \(i): \(name)]"
+            try spec.validate()
+            out.append(Run(index: i, name: name, assignments: sorted.map { (key: $0.0, value: $0.1) }, spec: spec))
+        }
+        runs = out
+    }
+
+    static func axis(_ key: String, _ v: SpecNode, file: String) throws -> Axis {
+        guard case .list(let vals, _) = v, !vals.isEmpty else {
+            throw BMError.invalid("\(file):\(v.line): sweep axis '\(key)' needs a non-empty list of values")
+        }
+        return Axis(key: key, values: vals)
+    }
+
+    /// Deep merge: mappings merge key by key, anything else is replaced.
+    static func merge(_ a: SpecNode, _ b: SpecNode) -> SpecNode {
+        guard case .map(var ea, let la) = a, case .map(let eb, _) = b else { return b }
+        for (k, v) in eb {
+            if let i = ea.firstIndex(where: { $0.key == k }) { ea[i].value = merge(ea[i].value, v) } else { ea.append((k, v)) }
+        }
+        return .map(ea, line: la)
+    }
+
+    /// A value as compact text: scalars as written, lists [a,b], maps {k:v}.
+    public static func text(_ n: SpecNode) -> String {
+        switch n {
+        case .scalar(let s, _, _): return s
+        case .list(let items, _): return "[" + items.map(text).joined(separator: ",") + "]"
+        case .map(let e, _): return "{" + e.map { "\($0.key):\(text($0.value))" }.joined(separator: ",") + "}"
+        }
+    }
+
+    /// Filesystem-friendly form of a value for run names: lists joined with '+'.
+    public static func slug(_ n: SpecNode) -> String {
+        switch n {
+        case .scalar(let s, _, _): return s.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: " ", with: "_")
+        case .list(let items, _): return items.map(slug).joined(separator: "+")
+        case .map(let e, _): return e.map { "\($0.key)-\(slug($0.value))" }.joined(separator: "+")
+        }
+    }
+}

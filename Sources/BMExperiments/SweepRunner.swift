@@ -1,0 +1,166 @@
+import Foundation
+import BMCore
+import BMStorage
+
+/// What a finished (or failed) run leaves in DIR/runs/NAME/result.json.
+public struct RunResult: Codable, Sendable {
+    public var index: Int
+    public var name: String
+    public var status: String                  // ok | failed
+    public var error: String?
+    public var steps: Int?
+    public var trainLoss: Double?, valLoss: Double?, valMetric: Double?
+    public var metricName: String?
+    public var tokensPerSecond: Double?, seconds: Double?
+    public var parametersTotal: Int?, parametersActive: Int?
+    public var trainingFlops: Double?
+}
+
+/// Runs a sweep: one run in this process (`runOne`, what each worker process or
+/// Slurm array task does), all runs with N worker processes (`runLocal`), and the
+/// summary (`collect` → DIR/sweep.h5 and a table).
+public struct SweepRunner {
+    public let sweep: Sweep
+    public let outDir: String
+    public init(sweep: Sweep, outDir: String) { self.sweep = sweep; self.outDir = outDir }
+
+    public func runDir(_ r: Sweep.Run) -> String { "\(outDir)/runs/\(r.name)" }
+    func resultPath(_ r: Sweep.Run) -> String { "\(runDir(r))/result.json" }
+
+    public func result(_ r: Sweep.Run) -> RunResult? {
+        guard let d = FileManager.default.contents(atPath: resultPath(r)) else { return nil }
+        return try? JSONDecoder().decode(RunResult.self, from: d)
+    }
+
+    /// Runs (or resumes) run `index` here; returns its result (also written to result.json).
+    /// Already finished runs are not run again.
+    @discardableResult
+    public func runOne(_ index: Int, progress: Bool = false) throws -> RunResult {
+        guard index >= 0 && index < sweep.runs.count else {
+            throw BMError.invalid("--run-index \(index) is out of range: the sweep has \(sweep.runs.count) runs (0…\(sweep.runs.count - 1))")
+        }
+        let r = sweep.runs[index]
+        if let done = result(r), done.status == "ok" { return done }
+        let dir = runDir(r)
+        let fm = FileManager.default
+        // Interrupted before its first checkpoint: start over.
+        if !fm.fileExists(atPath: "\(dir)/checkpoint.h5") {
+            for f in ["metrics.h5", "spec.yaml", "result.json", "error.txt"] { try? fm.removeItem(atPath: "\(dir)/\(f)") }
+        }
+        var res = RunResult(index: index, name: r.name, status: "failed")
+        do {
+            let run = try ExperimentRun(spec: r.spec, outDir: dir, resume: true)
+            run.printProgress = progress
+            let s = try run.run()
+            res.status = "ok"
+            res.steps = s.steps; res.trainLoss = s.trainLoss; res.valLoss = s.evalLoss; res.valMetric = s.evalMetric
+            res.metricName = s.metricName; res.tokensPerSecond = s.tokensPerSecond; res.seconds = s.seconds
+            res.parametersTotal = s.counts.total; res.parametersActive = s.counts.active
+            res.trainingFlops = Double(s.steps * r.spec.train.batch * r.spec.train.seqLen) * s.counts.flopsPerToken
+            try? fm.removeItem(atPath: "\(dir)/error.txt")
+        } catch {
+            res.error = "\(error)"
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
+        }
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try enc.encode(res)
+        try AtomicFile.write(to: resultPath(r)) { tmp in try data.write(to: URL(fileURLWithPath: tmp)) }
+        return res
+    }
+
+    /// Runs every unfinished run with `workers` processes of `executable`
+    /// (`bmlab sweep FILE --run-index i --out DIR --threads T`), T = cores / workers.
+    public func runLocal(workers: Int, executable: String, sweepArgs: [String], log: (String) -> Void) throws {
+        let pending = sweep.runs.filter { result($0)?.status != "ok" }
+        let done = sweep.runs.count - pending.count
+        if done > 0 { log("\(done) of \(sweep.runs.count) runs already finished; running the other \(pending.count)") }
+        let threads = max(1, BLAS.availableCores / max(1, workers))
+        var queue = pending[...]
+        var running: [(Process, Sweep.Run, Date)] = []
+        var finished = done
+        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        while !queue.isEmpty || !running.isEmpty {
+            while running.count < max(1, workers), let r = queue.popFirst() {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: executable)
+                p.arguments = ["sweep"] + sweepArgs + ["--run-index", "\(r.index)", "--out", outDir, "--threads", "\(threads)"]
+                try FileManager.default.createDirectory(atPath: runDir(r), withIntermediateDirectories: true)
+                let logPath = "\(runDir(r))/log.txt"
+                FileManager.default.createFile(atPath: logPath, contents: nil)
+                let fh = FileHandle(forWritingAtPath: logPath)
+                p.standardOutput = fh; p.standardError = fh
+                try p.run()
+                running.append((p, r, Date()))
+                log("[start] run \(r.index): \(r.name)")
+            }
+            usleep(50_000)
+            for (i, (p, r, t0)) in running.enumerated().reversed() where !p.isRunning {
+                running.remove(at: i)
+                finished += 1
+                let res = result(r)
+                let secs = Int(Date().timeIntervalSince(t0))
+                if let res, res.status == "ok" {
+                    log(String(format: "[%d/%d] ok     %@  val %.4f  (%d s)", finished, sweep.runs.count, r.name, res.valLoss ?? .nan, secs))
+                } else {
+                    let msg = res?.error ?? "worker exited with status \(p.terminationStatus); see \(runDir(r))/log.txt"
+                    log("[\(finished)/\(sweep.runs.count)] FAILED \(r.name): \(msg.split(separator: "\n").first ?? "")")
+                }
+            }
+        }
+    }
+
+    // MARK: summary
+
+    public struct Row: Sendable { public var run: Sweep.Run; public var result: RunResult? }
+    public var rows: [Row] { sweep.runs.map { Row(run: $0, result: result($0)) } }
+
+    /// Writes DIR/sweep.h5 (atomically): one row per run.
+    public func collect() throws -> [Row] {
+        let rows = self.rows
+        let path = "\(outDir)/sweep.h5"
+        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        func col(_ f: (RunResult) -> Double?) -> [Double] { rows.map { $0.result.flatMap(f) ?? .nan } }
+        try AtomicFile.write(to: path) { tmp in
+            let f = try H5File(path: tmp, mode: .create)
+            defer { f.close() }
+            try f.setAttribute("sweep_file", sweep.file)
+            try f.setAttribute("toolkit_version", BMLab.version)
+            try f.setAttribute("axes", sweep.axes)
+            try f.setAttribute("run_names", rows.map(\.run.name))
+            try f.setAttribute("status", rows.map { $0.result?.status ?? "missing" })
+            try f.setAttribute("errors", rows.map { $0.result?.error ?? "" })
+            for a in sweep.axes { try f.setAttribute("axis:\(a)", rows.map { $0.run.valueText(a) }) }
+            let n = rows.count
+            try f.write("index", ints: rows.map { Int64($0.run.index) }, shape: [n])
+            try f.write("ok", ints: rows.map { $0.result?.status == "ok" ? 1 : 0 }, shape: [n])
+            try f.write("steps", doubles: col { $0.steps.map(Double.init) }, shape: [n])
+            try f.write("train_loss", doubles: col(\.trainLoss), shape: [n])
+            try f.write("val_loss", doubles: col(\.valLoss), shape: [n])
+            try f.write("val_metric", doubles: col(\.valMetric), shape: [n])
+            try f.write("tokens_per_s", doubles: col(\.tokensPerSecond), shape: [n])
+            try f.write("parameters_total", doubles: col { $0.parametersTotal.map(Double.init) }, shape: [n])
+            try f.write("parameters_active", doubles: col { $0.parametersActive.map(Double.init) }, shape: [n])
+            try f.write("training_flops", doubles: col(\.trainingFlops), shape: [n])
+        }
+        return rows
+    }
+
+    public static func table(_ rows: [Row], axes: [String]) -> String {
+        var header = ["#"] + axes + ["status", "train loss", "val loss", "metric", "tokens/s", "params", "active", "train FLOPs"]
+        var lines: [[String]] = []
+        for r in rows {
+            let x = r.result
+            func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { String(format: p, $0) } ?? "-" }
+            lines.append(["\(r.run.index)"] + axes.map { r.run.valueText($0) } + [x?.status ?? "missing", f(x?.trainLoss), f(x?.valLoss),
+                          f(x?.valMetric), f(x?.tokensPerSecond, "%.0f"), x?.parametersTotal.map(String.init) ?? "-",
+                          x?.parametersActive.map(String.init) ?? "-", f(x?.trainingFlops, "%.3g")])
+        }
+        header = header.map { $0 }
+        let widths = header.indices.map { i in max(header[i].count, lines.map { $0[i].count }.max() ?? 0) }
+        func fmt(_ row: [String]) -> String { row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") }
+        return ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"
+    }
+}

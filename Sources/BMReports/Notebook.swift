@@ -1,0 +1,99 @@
+import Foundation
+import BMCore
+
+/// A notebook is a markdown file whose ```bmlab fenced blocks are commands.
+/// `run` executes the blocks in order (each line one bmlab command; `#` lines
+/// are comments) and writes each block's output right below it, between
+/// `<!-- bmlab:output -->` and `<!-- /bmlab:output -->`, replacing what was
+/// there. Figures named in the output (.png/.svg paths that exist) become
+/// image links relative to the notebook. The notebook is both the record and
+/// the way to regenerate it.
+public struct Notebook {
+    public static let open = "<!-- bmlab:output -->", close = "<!-- /bmlab:output -->"
+
+    public struct Outcome { public var text: String; public var blocks: Int; public var failures: Int }
+
+    /// Runs the notebook text; `execute(args)` runs one command and returns (output, exit status).
+    public static func run(_ text: String, notebookDir: String, execute: ([String]) -> (String, Int32)) throws -> Outcome {
+        var lines = text.components(separatedBy: "\n")
+        var out: [String] = []
+        var i = 0, blocks = 0, failures = 0
+        while i < lines.count {
+            let line = lines[i]
+            out.append(line)
+            i += 1
+            guard line.trimmingCharacters(in: .whitespaces) == "```bmlab" else { continue }
+            // the block's commands
+            var commands: [String] = []
+            while i < lines.count, lines[i].trimmingCharacters(in: .whitespaces) != "```" {
+                commands.append(lines[i]); out.append(lines[i]); i += 1
+            }
+            guard i < lines.count else { throw BMError.invalid("notebook: a ```bmlab block is not closed") }
+            out.append(lines[i]); i += 1
+            // drop the previous output region (optionally after blank lines)
+            var j = i
+            while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces).isEmpty { j += 1 }
+            if j < lines.count, lines[j].trimmingCharacters(in: .whitespaces) == open {
+                guard let end = lines[j...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == close }) else {
+                    throw BMError.invalid("notebook: an output region opened at line \(j + 1) is not closed with \(close)")
+                }
+                lines.removeSubrange(i...end)
+            }
+            blocks += 1
+            var text = "", images: [String] = []
+            for c in commands {
+                let trimmed = c.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                var args = try split(trimmed)
+                if args.first == "bmlab" { args.removeFirst() }
+                let (o, status) = execute(args)
+                text += o
+                if status != 0 { text += "[exit status \(status)]\n"; failures += 1 }
+                images += figurePaths(in: o)
+            }
+            out.append(open)
+            out.append("```text")
+            out.append(contentsOf: text.trimmingCharacters(in: .newlines).components(separatedBy: "\n"))
+            out.append("```")
+            for p in images {
+                let rel = relative(p, to: notebookDir)
+                out.append("![\(((p as NSString).lastPathComponent as NSString).deletingPathExtension)](\(rel))")
+            }
+            out.append(close)
+        }
+        return Outcome(text: out.joined(separator: "\n"), blocks: blocks, failures: failures)
+    }
+
+    /// Shell-like word splitting with single and double quotes.
+    public static func split(_ s: String) throws -> [String] {
+        var words: [String] = [], cur = "", quote: Character? = nil, has = false
+        for ch in s {
+            if let q = quote {
+                if ch == q { quote = nil } else { cur.append(ch) }
+            } else if ch == "'" || ch == "\"" { quote = ch; has = true }
+            else if ch == " " || ch == "\t" { if has || !cur.isEmpty { words.append(cur); cur = ""; has = false } }
+            else { cur.append(ch); has = true }
+        }
+        if quote != nil { throw BMError.invalid("notebook: unclosed quote in: \(s)") }
+        if has || !cur.isEmpty { words.append(cur) }
+        return words
+    }
+
+    static func figurePaths(in output: String) -> [String] {
+        var found: [String] = []
+        for word in output.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
+            let w = String(word).trimmingCharacters(in: CharacterSet(charactersIn: "\"',()"))
+            if (w.hasSuffix(".png") || w.hasSuffix(".svg")) && FileManager.default.fileExists(atPath: w) && !found.contains(w) { found.append(w) }
+        }
+        return found
+    }
+
+    /// `path` relative to `dir` (both relative to the current directory or absolute).
+    public static func relative(_ path: String, to dir: String) -> String {
+        let a = URL(fileURLWithPath: path).standardizedFileURL.pathComponents
+        let b = URL(fileURLWithPath: dir).standardizedFileURL.pathComponents
+        var k = 0
+        while k < min(a.count, b.count), a[k] == b[k] { k += 1 }
+        return (Array(repeating: "..", count: b.count - k) + a[k...]).joined(separator: "/")
+    }
+}

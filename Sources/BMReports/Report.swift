@@ -1,0 +1,77 @@
+import Foundation
+import BMCore
+import BMStorage
+import BMPlot
+import BMExperiments
+
+/// `bmlab report DIR --out notebooks-md/NAME.md`: a markdown report of a run or a
+/// sweep that renders on GitHub — title, the command that regenerates it, the
+/// spec, the results table, the figures (relative links), the machine facts.
+public enum Report {
+    public static func write(dir: String, out: String, format: FigureFormat = .png, command: String) throws -> String {
+        let set = try RunSet(dir)
+        let outDir = (out as NSString).deletingLastPathComponent.isEmpty ? "." : (out as NSString).deletingLastPathComponent
+        let base = ((out as NSString).lastPathComponent as NSString).deletingPathExtension
+        let figDir = (outDir as NSString).appendingPathComponent("\(base)-figures")
+        let figures = try RunFigures.renderAny(dir, outDir: figDir, format: format)
+        var md = "# \(set.isSweep ? "Sweep" : "Run") report: \(set.title)\n\n"
+        md += "Regenerate this report with:\n\n```sh\n\(command)\n```\n\n"
+        // spec
+        let fm = FileManager.default
+        if set.isSweep, let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
+            let file = (try? sf.stringAttribute("sweep_file")) ?? ""
+            sf.close()
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+                md += "The sweep was run with `bmlab sweep \(file) --out \(dir)`:\n\n```yaml\n\(text.trimmingCharacters(in: .newlines))\n```\n\n"
+            }
+        } else if let spec = try? String(contentsOfFile: "\(dir)/spec.yaml", encoding: .utf8) {
+            md += "## Spec\n\n```yaml\n\(spec.trimmingCharacters(in: .newlines))\n```\n\n"
+        }
+        // results
+        md += "## Results\n\n"
+        md += "| run | status | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
+        md += "|---|---|---|---|---|---|---|---|---|\n"
+        for e in set.entries {
+            let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
+            let m = try summary(e.dir)
+            func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
+            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss)) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
+        }
+        md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
+        // figures
+        md += "## Figures\n\n"
+        for p in figures {
+            let name = ((p as NSString).lastPathComponent as NSString).deletingPathExtension
+            md += "![\(name)](\(Notebook.relative(p, to: outDir)))\n\n"
+        }
+        md += "Each figure's gnuplot script (`.gp`) and data (`.dat`) are beside it: `cd \(Notebook.relative(figDir, to: ".")) && gnuplot NAME.gp`.\n\n"
+        // machine
+        md += "## Machine\n\n| fact | value |\n|---|---|\n"
+        md += "| BlackMambaLab | \(BMLab.version)\(ExperimentRun.gitCommit.map { " (\($0.prefix(10)))" } ?? "") |\n"
+        md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores |\n"
+        md += "| BLAS | OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threads) threads |\n"
+        try md.write(toFile: out, atomically: true, encoding: .utf8)
+        return out
+    }
+
+    struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
+                     var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double? }
+
+    static func summary(_ dir: String) throws -> Summary {
+        let f = try H5File(path: "\(dir)/metrics.h5", mode: .readOnly)
+        defer { f.close() }
+        var s = Summary()
+        let loss = (try? f.dataset("train/loss").readDoubles()) ?? []
+        s.steps = loss.count
+        if !loss.isEmpty { let tail = loss.suffix(10); s.trainLoss = tail.reduce(0, +) / Double(tail.count) }
+        s.valLoss = (try? f.dataset("eval/loss").readDoubles())?.last
+        s.metric = (try? f.dataset("eval/metric").readDoubles())?.last
+        if let n = try? f.group("eval").stringAttribute("metric_name"), n != "none" { s.metricName = n } else { s.metric = nil }
+        let tps = (try? f.dataset("train/tokens_per_s").readDoubles()) ?? []
+        if !tps.isEmpty { s.tokensPerSecond = tps.reduce(0, +) / Double(tps.count) }
+        s.total = try? f.intAttribute("parameters_total")
+        s.active = try? f.intAttribute("parameters_active")
+        s.flops = (try? f.dataset("train/flops").readDoubles())?.last
+        return s
+    }
+}

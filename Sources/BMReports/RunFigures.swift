@@ -1,0 +1,143 @@
+import Foundation
+import BMCore
+import BMStorage
+import BMPlot
+import BMExperiments
+
+/// The runs a figure is about: one run directory, or every run of a sweep.
+public struct RunSet {
+    public struct Entry { public var label: String; public var dir: String }
+    public var title: String
+    public var entries: [Entry]
+    public var isSweep: Bool
+
+    /// DIR with metrics.h5 (a run) or runs/*/metrics.h5 (a sweep).
+    public init(_ dir: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: "\(dir)/metrics.h5") {
+            title = (dir as NSString).lastPathComponent
+            entries = [Entry(label: title, dir: dir)]
+            isSweep = false
+            return
+        }
+        let runs = "\(dir)/runs"
+        guard let names = try? fm.contentsOfDirectory(atPath: runs).sorted(), !names.isEmpty else {
+            throw BMError.invalid("\(dir): neither a run (metrics.h5) nor a sweep (runs/*/metrics.h5)")
+        }
+        // Order runs as the sweep does when result.json tells the index.
+        var e: [(Int, Entry)] = []
+        for n in names where fm.fileExists(atPath: "\(runs)/\(n)/metrics.h5") {
+            var idx = Int.max
+            if let d = fm.contents(atPath: "\(runs)/\(n)/result.json"), let r = try? JSONDecoder().decode(RunResult.self, from: d) { idx = r.index }
+            e.append((idx, Entry(label: RunSet.label(n), dir: "\(runs)/\(n)")))
+        }
+        guard !e.isEmpty else { throw BMError.invalid("\(dir): the sweep has no run with metrics.h5 yet") }
+        entries = e.sorted { ($0.0, $0.1.dir) < ($1.0, $1.1.dir) }.map(\.1)
+        title = (dir as NSString).lastPathComponent
+        isSweep = true
+    }
+
+    /// "model.pattern=mamba+moe,train.seed=1" → "pattern=mamba+moe seed=1".
+    static func label(_ name: String) -> String {
+        name.split(separator: ",").map { part in
+            let kv = part.split(separator: "=", maxSplits: 1)
+            let key = kv[0].split(separator: ".").last.map(String.init) ?? String(kv[0])
+            return kv.count == 2 ? "\(key)=\(kv[1])" : String(part)
+        }.joined(separator: " ")
+    }
+}
+
+/// Figures of a run or a sweep, from their metrics.h5 files.
+public enum RunFigures {
+    static func column(_ f: H5File, _ name: String) -> [Double] { (try? f.dataset(name).readDoubles()) ?? [] }
+
+    /// Builds every figure that the data supports.
+    public static func figures(_ set: RunSet) throws -> [Figure] {
+        var bySteps: [Series] = [], byTokens: [Series] = [], byFlops: [Series] = [], val: [Series] = []
+        var routerFigures: [Figure] = []
+        var entropy: [Series] = [], iters: [Series] = []
+        for (k, e) in set.entries.enumerated() {
+            let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
+            defer { f.close() }
+            let step = column(f, "train/step"), loss = column(f, "train/loss")
+            let tokens = column(f, "train/tokens"), flops = column(f, "train/flops")
+            bySteps.append(Series(e.label, zip(step.map { $0 + 1 }, loss).map { ($0, $1) }))
+            byTokens.append(Series(e.label, Array(zip(tokens, loss))))
+            byFlops.append(Series(e.label, Array(zip(flops, loss))))
+            val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
+            let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
+            for layer in layers {
+                let g = "router/\(layer)"
+                let rs = column(f, "\(g)/step").map { $0 + 1 }
+                let label = set.isSweep ? "\(e.label) \(layer)" : layer
+                entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
+                let it = column(f, "\(g)/sinkhorn_iters")
+                if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
+                // expert load heatmap (first run of a sweep with this layer, or the run)
+                if k == set.entries.firstIndex(where: { (try? H5File(path: "\($0.dir)/metrics.h5", mode: .readOnly)).map { h in defer { h.close() }; return h.exists(g) } ?? false }) {
+                    let ds = try f.dataset("\(g)/load")
+                    let E = ds.shape.count == 2 ? ds.shape[1] : 1
+                    let flat = try ds.readDoubles()
+                    let n = flat.count / max(E, 1)
+                    let values = (0..<n).map { i -> [Double] in
+                        let row = Array(flat[i * E..<(i + 1) * E])
+                        let s = row.reduce(0, +)
+                        return row.map { s > 0 ? $0 / s : 0 }
+                    }
+                    routerFigures.append(Figure(name: "expert_load_\(layer)", title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [
+                        .heat(title: "share of tokens per expert", xlabel: "step", ylabel: "expert", x: rs, y: (0..<E).map(Double.init),
+                              values: values, label: "share of tokens"),
+                    ], width: 640))
+                }
+            }
+        }
+        var figs: [Figure] = [
+            Figure(name: "loss", title: "Training loss: \(set.title)", panels: [
+                Panel(title: "by step", xlabel: "step", ylabel: "loss (nats/token)", key: "top right", series: bySteps),
+                Panel(title: "by tokens", xlabel: "tokens", ylabel: "loss (nats/token)", key: "top right", series: byTokens),
+                Panel(title: "by training FLOPs", xlabel: "training FLOPs", ylabel: "loss (nats/token)", logX: true, key: "top right", series: byFlops),
+            ], height: 440),
+            Figure(name: "val_loss", title: "Validation loss: \(set.title)", panels: [
+                Panel(title: "validation loss", xlabel: "step", ylabel: "loss (nats/token)", key: "top right", series: val),
+            ], width: 640),
+        ]
+        if !entropy.isEmpty {
+            figs.append(Figure(name: "router_entropy", title: "Router entropy: \(set.title)", panels: [
+                Panel(title: "mean router softmax entropy", xlabel: "step", ylabel: "entropy (nats)", key: "bottom left", series: entropy),
+            ], width: 640))
+        }
+        if !iters.isEmpty {
+            figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [
+                Panel(title: "iterations per routing call", xlabel: "step", ylabel: "iterations", key: "top right", series: iters),
+            ], width: 640))
+        }
+        return figs + routerFigures
+    }
+
+    static func layerIndex(_ s: String) -> Int { Int(s.split(separator: "_").last ?? "") ?? 0 }
+
+    /// Renders every figure of a run or sweep into `outDir`; returns their paths.
+    public static func render(_ dir: String, outDir: String, format: FigureFormat) throws -> [String] {
+        var paths = try figures(RunSet(dir)).map { try Gnuplot.render($0, in: outDir, format: format) }
+        // The studies' own figures when their results are here.
+        return paths
+    }
+
+    /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study, mixer benchmarks.
+    public static func renderAny(_ dir: String, outDir: String, format: FigureFormat) throws -> [String] {
+        let fm = FileManager.default
+        var paths: [String] = []
+        if fm.fileExists(atPath: "\(dir)/metrics.h5") || fm.fileExists(atPath: "\(dir)/runs") {
+            paths += try render(dir, outDir: outDir, format: format)
+        }
+        if fm.fileExists(atPath: "\(dir)/sinkhorn.h5") {
+            paths.append(try Gnuplot.render(try StudyFigures.sinkhorn("\(dir)/sinkhorn.h5"), in: outDir, format: format))
+        }
+        if let d = fm.contents(atPath: "\(dir)/bench_mixers.json") {
+            let pts = try JSONDecoder().decode([StudyFigures.LatencyPoint].self, from: d)
+            paths.append(try Gnuplot.render(StudyFigures.latency(pts), in: outDir, format: format))
+        }
+        if paths.isEmpty { throw BMError.invalid("\(dir): nothing to plot (no metrics.h5, runs/, sinkhorn.h5 or bench_mixers.json)") }
+        return paths
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import BMCore
+import BMPlot
+import BMReports
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Figures (gnuplot) of a run, a sweep, a Sinkhorn study or mixer benchmarks.")
+    @Argument(help: "A run directory, a sweep directory, or a study directory.") var dir: String
+    @Option(help: "Where the figures go (default DIR/figures).") var out: String?
+    @Option(help: "png or svg.") var format = "png"
+
+    func run() throws {
+        guarded {
+            guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
+            for p in try RunFigures.renderAny(dir, outDir: out ?? "\(dir)/figures", format: fmt) { print(p) }
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "report", abstract: "Write a markdown report of a run or a sweep (with its figures).")
+    @Argument(help: "A run or sweep directory.") var dir: String
+    @Option(help: "The report file, e.g. notebooks-md/NAME.md.") var out: String
+    @Option(help: "png or svg.") var format = "png"
+
+    func run() throws {
+        startBLAS()
+        guarded {
+            guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
+            let path = try Report.write(dir: dir, out: out, format: fmt, command: "bmlab report \(dir) --out \(out)")
+            print("report: \(path)")
+        }
+    }
+}
+
+struct NotebookCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "notebook", abstract: "Run the ```bmlab blocks of a markdown notebook and write their outputs below them.")
+    @Argument(help: "The notebook (.md).") var file: String
+
+    func run() throws {
+        guarded {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw BMError.invalid("\(file): cannot read the notebook") }
+            let dir = (file as NSString).deletingLastPathComponent.isEmpty ? "." : (file as NSString).deletingLastPathComponent
+            let exe = selfPath()
+            let r = try Notebook.run(text, notebookDir: dir) { args in
+                FileHandle.standardError.write("$ bmlab \(args.joined(separator: " "))\n".data(using: .utf8)!)
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: exe)
+                p.arguments = args
+                let pipe = Pipe()
+                p.standardOutput = pipe
+                p.standardError = pipe
+                do { try p.run() } catch { return ("cannot run bmlab: \(error)\n", 127) }
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                p.waitUntilExit()
+                return (String(decoding: data, as: UTF8.self), p.terminationStatus)
+            }
+            try r.text.write(toFile: file, atomically: true, encoding: .utf8)
+            print("\(file): ran \(r.blocks) blocks\(r.failures > 0 ? ", \(r.failures) commands failed" : "")")
+            if r.failures > 0 { throw BMError.numerical("\(r.failures) notebook commands failed") }
+        }
+    }
+}

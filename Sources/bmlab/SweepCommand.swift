@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import BMCore
+import BMExperiments
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Run a sweep (the cartesian product of sweep.axes) locally, one run of it, or as a Slurm array.")
+    @Argument(help: "The sweep file (a spec with a 'sweep' section).") var file: String
+    @Argument(help: "Overrides key.path=value applied to every run.") var overrides: [String] = []
+    @Option(help: "Output directory (default results/sweep-NAME).") var out: String?
+    @Option(help: "Worker processes (BLAS threads are divided among them).") var workers = 1
+    @Flag(help: "List the runs and exit.") var dryRun = false
+    @Option(help: "Run only this run (what each worker and Slurm array task does).") var runIndex: Int?
+    @Option(help: "BLAS threads for --run-index (0 = all cores).") var threads = 0
+    @Flag(help: "Write an sbatch array script (one task per run) and submit it where sbatch exists.") var slurm = false
+    @Option(help: "Slurm partition.") var partition: String?
+    @Option(help: "Slurm time limit per run.") var time = "01:00:00"
+    @Option(help: "CPUs per Slurm task.") var cpus = 2
+    @Flag(help: "Build sweep.h5 and the table from the finished runs.") var collect = false
+
+    func run() throws {
+        guarded {
+            guard workers >= 1 else { throw BMError.invalid("--workers must be at least 1") }
+            let sweep = try Sweep(path: file, overrides: overrides)
+            let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+            let dir = out ?? "results/sweep-\(name)"
+            let runner = SweepRunner(sweep: sweep, outDir: dir)
+            if dryRun {
+                print("\(sweep.runs.count) runs (axes: \(sweep.axes.joined(separator: ", "))):")
+                for r in sweep.runs { print("  \(r.index)  \(r.name)") }
+                return
+            }
+            if let i = runIndex {
+                startBLAS(threads: threads)
+                if threads > 0 { Parallel.workers = threads }
+                let r = try runner.runOne(i, progress: true)
+                if r.status != "ok" { throw BMError.numerical("run \(i) (\(sweep.runs[i].name)) failed: \(r.error ?? "?")") }
+                print("run \(i) ok: \(runner.runDir(sweep.runs[i]))")
+                return
+            }
+            if slurm {
+                var o = Slurm.Options()
+                o.partition = partition; o.time = time; o.cpus = cpus
+                let script = try Slurm.writeScript(runner: runner, bmlab: selfPath(), sweepArgs: [file] + overrides, options: o)
+                if let job = try Slurm.submit(script) {
+                    print("submitted array job \(job) (\(sweep.runs.count) tasks): \(script)")
+                    print("when it has finished: bmlab sweep \(file) --collect --out \(dir)")
+                } else {
+                    print("wrote \(script); sbatch is not installed here — submit it where Slurm runs: sbatch \(script)")
+                }
+                return
+            }
+            if !collect {
+                startBLAS()
+                print("sweep \(file): \(sweep.runs.count) runs, \(workers) worker(s) × \(max(1, BLAS.availableCores / workers)) BLAS thread(s); out: \(dir)")
+                try runner.runLocal(workers: workers, executable: selfPath(), sweepArgs: [file] + overrides) { print($0) }
+            }
+            let rows = try runner.collect()
+            print(SweepRunner.table(rows, axes: sweep.axes), terminator: "")
+            print("summary: \(dir)/sweep.h5")
+            let failed = rows.filter { $0.result?.status != "ok" }.count
+            if failed > 0 { throw BMError.numerical("\(failed) of \(rows.count) runs did not finish (see \(dir)/runs/*/error.txt)") }
+        }
+    }
+}
+
+/// This program's own path (to start workers).
+func selfPath() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}

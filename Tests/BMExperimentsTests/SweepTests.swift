@@ -1,0 +1,106 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMStorage
+@testable import BMExperiments
+
+final class SweepTests: XCTestCase {
+    override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
+
+    func writeSweep(_ dir: String, _ sweepSection: String, extra: String = "") throws -> String {
+        try tinySpec.write(toFile: dir + "/base.yaml", atomically: true, encoding: .utf8)
+        let path = dir + "/sweep.yaml"
+        try "base: base.yaml\ntrain: {steps: 4, eval_every: 2, checkpoint_every: 2}\n\(extra)sweep:\n\(sweepSection)"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testAxisExpansionAndStableNames() throws {
+        let dir = try tempDir(self)
+        let s = try Sweep(path: try writeSweep(dir, """
+          axes:
+            train.seed: [1, 2]
+            model.layers: [[mamba, moe], [attention, mlp]]
+          zip:
+            - {model.d_model: [16, 32], train.optimizer.lr: [2.0e-3, 1.0e-3]}
+        """))
+        XCTAssertEqual(s.runs.count, 8)                          // 2 × 2 × (zip of 2)
+        XCTAssertEqual(s.axes, ["model.d_model", "model.layers", "train.optimizer.lr", "train.seed"])
+        XCTAssertEqual(s.runs[0].name, "model.d_model=16,model.layers=mamba+moe,train.optimizer.lr=2.0e-3,train.seed=1")
+        XCTAssertEqual(Set(s.runs.map(\.name)).count, 8)
+        // zip: d_model and lr move together
+        for r in s.runs { XCTAssertEqual(r.spec.model.dModel == 16, r.spec.train.lr == 2e-3, r.name) }
+        XCTAssertEqual(s.runs.filter { $0.spec.model.layers.map(\.mixer) == ["attention", "mlp"] }.count, 4)
+        XCTAssertEqual(Set(s.runs.map(\.spec.train.seed)), [1, 2])
+        XCTAssertEqual(s.runs[0].spec.train.steps, 4)             // merged over the base
+        // the same file gives the same names and order
+        XCTAssertEqual(try Sweep(path: dir + "/sweep.yaml").runs.map(\.name), s.runs.map(\.name))
+    }
+
+    func testSweepErrors() throws {
+        let dir = try tempDir(self)
+        XCTAssertThrowsError(try Sweep(path: try writeSweep(dir, "  axis:\n    train.seed: [1]\n"))) {
+            XCTAssertTrue("\($0)".contains("unknown key 'sweep.axis' (did you mean 'axes'?)"), "\($0)")
+        }
+        XCTAssertThrowsError(try Sweep(path: try writeSweep(dir, "  axes:\n    model.layers: [[mamba, mooe]]\n"))) {
+            XCTAssertTrue("\($0)".contains("unknown mixer 'mooe'"), "\($0)")
+        }
+        XCTAssertThrowsError(try Sweep(path: try writeSweep(dir, "  zip:\n    - {train.seed: [1, 2], model.d_model: [8]}\n"))) {
+            XCTAssertTrue("\($0)".contains("same length"), "\($0)")
+        }
+    }
+
+    /// Runs in-process; a failing run is recorded while the rest complete; a
+    /// rerun finishes only what was missing.
+    func testFailuresAreRecordedAndRerunsFinishOnlyWhatIsMissing() throws {
+        let dir = try tempDir(self)
+        // The second layer pattern's heads do not divide d_model at run time? No: make one run fail on its data.
+        let path = try writeSweep(dir, """
+          axes:
+            data.num_pairs: [2, 9]
+            train.seed: [1, 2]
+        """)
+        let sweep = try Sweep(path: path)
+        XCTAssertEqual(sweep.runs.count, 4)
+        let runner = SweepRunner(sweep: sweep, outDir: dir + "/out")
+        for r in sweep.runs { try runner.runOne(r.index) }
+        let rows = try runner.collect()
+        XCTAssertEqual(rows.map { $0.result?.status }, ["ok", "ok", "failed", "failed"])   // num_pairs 9 > seq_len/4
+        XCTAssertTrue(rows[2].result!.error!.contains("numPairs"), rows[2].result!.error!)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: runner.runDir(sweep.runs[2]) + "/error.txt"))
+        // sweep.h5 has a row per run
+        let f = try H5File(path: dir + "/out/sweep.h5", mode: .readOnly)
+        XCTAssertEqual(try f.dataset("ok").readInt64s(), [1, 1, 0, 0])
+        XCTAssertEqual(try f.stringArrayAttribute("run_names"), sweep.runs.map(\.name))
+        XCTAssertEqual(try f.stringArrayAttribute("axis:train.seed"), ["1", "2", "1", "2"])
+        let val = try f.dataset("val_loss").readDoubles()
+        XCTAssertTrue(val[0].isFinite && val[2].isNaN)
+        f.close()
+        // A finished run is not run again: its files stay untouched.
+        let m0 = try Data(contentsOf: URL(fileURLWithPath: runner.runDir(sweep.runs[0]) + "/metrics.h5"))
+        try runner.runOne(0)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: runner.runDir(sweep.runs[0]) + "/metrics.h5")), m0)
+    }
+
+    /// A sweep interrupted in the middle of a run resumes that run from its checkpoint.
+    func testInterruptedRunIsResumed() throws {
+        let dir = try tempDir(self)
+        let sweep = try Sweep(path: try writeSweep(dir, "  axes:\n    train.seed: [1]\n"))
+        let runner = SweepRunner(sweep: sweep, outDir: dir + "/out")
+        // interrupt: 3 of 4 steps (checkpoint at 2), no result.json
+        let run = try ExperimentRun(spec: sweep.runs[0].spec, outDir: runner.runDir(sweep.runs[0]), resume: false)
+        run.printProgress = false
+        run.stopAfter = 3
+        _ = try run.run()
+        XCTAssertNil(runner.result(sweep.runs[0]))
+        let r = try runner.runOne(0)
+        XCTAssertEqual(r.status, "ok")
+        XCTAssertEqual(r.steps, 4)
+        // the same metrics as a run that was never interrupted
+        let other = try tempDir(self)
+        let clean = SweepRunner(sweep: sweep, outDir: other)
+        try clean.runOne(0)
+        XCTAssertEqual(try readColumn(runner.runDir(sweep.runs[0]) + "/metrics.h5", "train/loss").map(\.bitPattern),
+                       try readColumn(clean.runDir(sweep.runs[0]) + "/metrics.h5", "train/loss").map(\.bitPattern))
+    }
+}

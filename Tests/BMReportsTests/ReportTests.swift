@@ -1,0 +1,113 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMPlot
+@testable import BMExperiments
+@testable import BMReports
+
+final class ReportTests: XCTestCase {
+    override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
+
+    func tempDir() throws -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("bmlab-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+        return d
+    }
+
+    /// A tiny real sweep (2 runs, MoE with Sinkhorn routing) to plot and report.
+    func makeSweep(_ dir: String) throws -> SweepRunner {
+        let spec = """
+        name: r
+        model:
+          d_model: 16
+          layers: [mamba, moe]
+          defaults:
+            mamba: {d_state: 4}
+            moe: {experts: 4, ffn: 16, router: {name: sinkhorn}}
+        data: {kind: mqar, vocab_size: 32, num_pairs: 2}
+        train: {steps: 6, batch: 4, seq_len: 16, log_every: 1, eval_every: 3, eval_batches: 1, checkpoint_every: 6}
+        sweep:
+          axes:
+            train.seed: [1, 2]
+        """
+        try spec.write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        let runner = SweepRunner(sweep: try Sweep(path: dir + "/s.yaml"), outDir: dir + "/out")
+        for r in runner.sweep.runs { try runner.runOne(r.index) }
+        _ = try runner.collect()
+        return runner
+    }
+
+    func testEveryFigureKindIsProduced() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir)
+        let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
+        let names = paths.map { ($0 as NSString).lastPathComponent }
+        XCTAssertEqual(Set(names), ["loss.png", "val_loss.png", "router_entropy.png", "sinkhorn_iterations.png", "expert_load_layer_1.png"])
+        for p in paths {
+            let d = try Data(contentsOf: URL(fileURLWithPath: p))
+            XCTAssertGreaterThan(d.count, 3000, p)
+            XCTAssertEqual(Array(d.prefix(4)), [0x89, 0x50, 0x4E, 0x47], p)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: p.replacingOccurrences(of: ".png", with: ".gp")))
+        }
+        // a single run works too, and the same input gives identical files
+        let one = runner.runDir(runner.sweep.runs[0])
+        let a = try RunFigures.renderAny(one, outDir: dir + "/f1", format: .png)
+        let b = try RunFigures.renderAny(one, outDir: dir + "/f2", format: .png)
+        for (x, y) in zip(a, b) { XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: x)), try Data(contentsOf: URL(fileURLWithPath: y))) }
+        // study figures: generation latency from bench JSON
+        let pts = [StudyFigures.LatencyPoint(mixer: "mamba", context: 128, msPerToken: 0.08, stateBytes: 40960),
+                   StudyFigures.LatencyPoint(mixer: "mamba", context: 1024, msPerToken: 0.08, stateBytes: 40960),
+                   StudyFigures.LatencyPoint(mixer: "attention", context: 128, msPerToken: 0.5, stateBytes: 300_000),
+                   StudyFigures.LatencyPoint(mixer: "attention", context: 1024, msPerToken: 2.6, stateBytes: 2_600_000)]
+        let lat = try Gnuplot.render(StudyFigures.latency(pts), in: dir + "/lat")
+        XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat)).count, 3000)
+    }
+
+    func testReportHasARowPerRunAndLinksThatResolve() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir)
+        try FileManager.default.createDirectory(atPath: dir + "/nb", withIntermediateDirectories: true)
+        let out = try Report.write(dir: dir + "/out", out: dir + "/nb/r.md", command: "bmlab report x --out y")
+        let md = try String(contentsOfFile: out, encoding: .utf8)
+        for r in runner.sweep.runs { XCTAssertTrue(md.contains("| seed=\(r.spec.train.seed) | ok |"), md) }
+        XCTAssertTrue(md.contains("## Machine") && md.contains("OpenBLAS"))
+        let links = md.components(separatedBy: "](").dropFirst().map { String($0.prefix { $0 != ")" }) }
+        XCTAssertGreaterThanOrEqual(links.count, 4)
+        for l in links { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/" + l), l) }
+    }
+
+    func testNotebookOutputsAreReplacedNotAppended() throws {
+        let dir = try tempDir()
+        let nb = """
+        # Notes
+
+        ```bmlab
+        list --short
+        ```
+
+        Some text.
+
+        ```bmlab
+        # a comment
+        validate spec.yaml
+        ```
+        """
+        var calls: [[String]] = []
+        let exec: ([String]) -> (String, Int32) = { args in calls.append(args); return ("ran \(args.joined(separator: " "))\n", 0) }
+        let once = try Notebook.run(nb, notebookDir: dir, execute: exec)
+        XCTAssertEqual(calls, [["list", "--short"], ["validate", "spec.yaml"]])
+        XCTAssertEqual(once.blocks, 2)
+        XCTAssertTrue(once.text.contains("<!-- bmlab:output -->\n```text\nran list --short\n```\n<!-- /bmlab:output -->"))
+        let twice = try Notebook.run(once.text, notebookDir: dir, execute: exec)
+        XCTAssertEqual(twice.text, once.text)
+        XCTAssertEqual(once.text.components(separatedBy: "<!-- bmlab:output -->").count, 3)   // one region per block
+        // failures are recorded in the output
+        let failed = try Notebook.run(nb, notebookDir: dir) { _ in ("boom\n", 2) }
+        XCTAssertEqual(failed.failures, 2)
+        XCTAssertTrue(failed.text.contains("[exit status 2]"))
+        XCTAssertEqual(try Notebook.split("sweep 'a b.yaml' x=\"1 2\""), ["sweep", "a b.yaml", "x=1 2"])
+    }
+}
