@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
                                                       .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMExperiments"], swiftSettings: fast),
-        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers"], swiftSettings: fast),
+        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.

@@ -29,6 +29,15 @@ public enum Machine {
         return "unknown"
     }
 
+    /// Current resident set size of this process in bytes (VmRSS).
+    public static var currentResidentBytes: Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+        }
+        return 0
+    }
+
     /// Peak resident set size of this process in bytes (VmHWM).
     public static var peakResidentBytes: Int {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }

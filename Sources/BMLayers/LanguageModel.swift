@@ -17,6 +17,9 @@ public final class LanguageModel {
     public let finalNorm: SequenceLayer
     public let head: Linear?            // nil when tied to the embedding
     public let loss: CrossEntropy
+    /// Wall time per phase and layer kind (`bmlab bench train`); off unless enabled.
+    public let timer = PhaseTimer()
+    private lazy var kinds: [String] = blocks.map { String(describing: type(of: $0.mixer)).lowercased() }
 
     private var residual: [FloatBuffer] = []      // blocks.count + 1 buffers of [B, L, D]
     private let normed = FloatBuffer(), logits = FloatBuffer()
@@ -64,15 +67,20 @@ public final class LanguageModel {
         self.tokens = tokens
         context.mode = train ? .train : .eval
         context.tokens = tokens
+        timer.start()
         embedding.forward(tokens: tokens, residual[0].ensure(T * D), T: T)
+        timer.mark("embedding")
         for (i, block) in blocks.enumerated() {
             block.forward(residual[i].pointer, residual[i + 1].ensure(T * D), B: B, L: L)
+            timer.mark("fwd \(kinds[i])")
         }
         let n = normed.ensure(T * D)
         finalNorm.forward(residual[blocks.count].pointer, n, B: B, L: L)
         let lg = logits.ensure(T * vocab)
         if let head { head.forward(n, lg, B: B, L: L) } else { embedding.headForward(n, lg, T: T) }
-        return loss.forwardBackward(logits: lg, targets: targets, T: T, dlogits: train ? lg : nil)
+        let r = loss.forwardBackward(logits: lg, targets: targets, T: T, dlogits: train ? lg : nil)
+        timer.mark("head and loss")
+        return r
     }
 
     /// Logits of the last forward ([B, L, V]); overwritten by dlogits after a training forward.
@@ -83,13 +91,17 @@ public final class LanguageModel {
         let (B, L) = shape
         let T = B * L, D = width
         var g = gradA.ensure(T * D), g2 = gradB.ensure(T * D)
+        timer.start()
         if let head { head.backward(logits.pointer, g2, B: B, L: L) } else { embedding.headBackward(logits.pointer, g2, T: T) }
         finalNorm.backward(g2, g, B: B, L: L)
-        for block in blocks.reversed() {
+        timer.mark("head and loss")
+        for (i, block) in blocks.enumerated().reversed() {
             block.backward(g, g2, B: B, L: L)
             swap(&g, &g2)
+            timer.mark("bwd \(kinds[i])")
         }
         embedding.backward(g, T: T)
+        timer.mark("embedding")
     }
 
     /// The final hidden states of the last forward, [B, L, D] (after the final norm).

@@ -61,7 +61,7 @@ public enum Gnuplot {
             if let r = panel.yRange { script += "set yrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" } else { script += "set autoscale y\n" }
             if let h = panel.heatmap {
                 script += "set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cblabel \(quote(h.label))\n"
-                script += "set autoscale xfix\nset autoscale yfix\n"
+                script += "set autoscale xfix\nset autoscale yfix\nunset key\n"
             } else {
                 script += "unset cblabel\nset autoscale x\n"
             }

@@ -5,8 +5,8 @@ import BMCore
 /// `run` executes the blocks in order (each line one bmlab command; `#` lines
 /// are comments) and writes each block's output right below it, between
 /// `<!-- bmlab:output -->` and `<!-- /bmlab:output -->`, replacing what was
-/// there. Figures named in the output (.png/.svg paths that exist) become
-/// image links relative to the notebook. The notebook is both the record and
+/// there. Figures named in the output (.png/.svg paths that exist, in the
+/// notebook's folder or below) become image links relative to the notebook. The notebook is both the record and
 /// the way to regenerate it.
 public struct Notebook {
     public static let open = "<!-- bmlab:output -->", close = "<!-- /bmlab:output -->"
@@ -55,7 +55,9 @@ public struct Notebook {
             out.append("```text")
             out.append(contentsOf: text.trimmingCharacters(in: .newlines).components(separatedBy: "\n"))
             out.append("```")
-            for p in images {
+            // Only figures beside the notebook are linked: they are committed with it
+            // (results/ is not), so the links resolve wherever the notebook is read.
+            for p in images where !relative(p, to: notebookDir).hasPrefix("../") {
                 let rel = relative(p, to: notebookDir)
                 out.append("![\(((p as NSString).lastPathComponent as NSString).deletingPathExtension)](\(rel))")
             }

@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMBench
+import BMExperiments
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [Kernels.self, Mixers.self, MoE.self])
+        subcommands: [Kernels.self, Mixers.self, MoE.self, TrainCmd.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm and vectorised exp.")
@@ -62,6 +63,37 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    struct TrainCmd: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train", abstract: "Training throughput of a spec's model (default bench-small): tokens/s, MFU, memory, time per layer kind.")
+        @Argument(help: "The spec.") var spec = "Experiments/bench-small.yaml"
+        @Argument(help: "Overrides key.path=value.") var overrides: [String] = []
+        @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 8
+        @Option(help: "BLAS threads (0 = one per core).") var threads = 0
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            startBLAS(threads: threads)
+            guarded {
+                let r = try TrainBench.run(specPath: spec, overrides: overrides, steps: steps)
+                if json {
+                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+                    print(String(decoding: try enc.encode(r), as: UTF8.self))
+                    return
+                }
+                print("\(spec): \(fmtCount(r.parametersTotal)) parameters, \(fmtCount(r.parametersActive)) active, \(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token; BLAS \(r.blasCore) × \(r.blasThreads)")
+                print(String(format: "training: %.0f tokens/s (median of %d steps, %.1f ms/step); MFU %.1f%% of a %.0f GFLOP/s sgemm peak",
+                             r.tokensPerSecond, steps, r.msPerStep, r.mfu * 100, r.sgemmPeakGFLOPS))
+                print(String(format: "memory: peak resident %.0f MiB, activations and scratch %.0f MiB", r.peakResidentMiB, r.activationMiB))
+                let tot = r.phases.values.reduce(0, +)
+                for n in r.phaseOrder {
+                    let ms = r.phases[n]!
+                    print("  " + n.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%8.1f ms  %5.1f%%", ms, 100 * ms / tot))
+                }
+            }
+        }
+    }
+
     struct MoE: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "moe", abstract: "One MoE layer at bench-small shapes (8 experts × 1024, d 256, 2,048 tokens): tokens/s and where the time goes.")

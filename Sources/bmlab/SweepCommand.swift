@@ -55,7 +55,7 @@ struct SweepCommand: ParsableCommand {
             if !collect {
                 startBLAS()
                 print("sweep \(file): \(sweep.runs.count) runs, \(workers) worker(s) × \(max(1, BLAS.availableCores / workers)) BLAS thread(s); out: \(dir)")
-                try runner.runLocal(workers: workers, executable: selfPath(), sweepArgs: [file] + overrides) { print($0) }
+                try runner.runLocal(workers: workers, executable: selfPath(), sweepArgs: [file] + overrides) { print($0); fflush(nil) }
             }
             let rows = try runner.collect()
             print(SweepRunner.table(rows, axes: sweep.axes), terminator: "")

@@ -1,0 +1,72 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMTrain
+import BMExperiments
+
+/// `bmlab bench train`: median training throughput of a spec's model, its model
+/// FLOPs utilisation against an sgemm peak measured in the same run, peak memory,
+/// and the time split by layer kind.
+public enum TrainBench {
+    public struct Result: Codable, Sendable {
+        public var spec: String
+        public var tokensPerSecond: Double          // median over timed steps
+        public var msPerStep: Double
+        public var flopsPerToken: Double
+        public var sgemmPeakGFLOPS: Double
+        public var mfu: Double                      // achieved FLOP/s ÷ sgemm peak
+        public var peakResidentMiB: Double
+        public var activationMiB: Double            // resident growth during the first step (activations and scratch)
+        public var parametersTotal: Int, parametersActive: Int
+        public var phases: [String: Double]         // ms per step
+        public var phaseOrder: [String]
+        public var blasCore: String, blasThreads: Int
+    }
+
+    public static func run(specPath: String, overrides: [String] = [], warmup: Int = 2, steps: Int = 8) throws -> Result {
+        let spec = try ExperimentSpec.load(path: specPath, overrides: overrides)
+        let data = try Dataset(spec)
+        let rssBefore = Machine.currentResidentBytes
+        let model = try ModelBuilder.build(spec)
+        let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
+        var settings = TrainSettings(steps: warmup + steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
+        settings.clip = spec.train.clip
+        let trainer = Trainer(model: model, settings: settings)
+        struct Source: BatchSource {
+            let d: Dataset; var rng: RNG
+            mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+                d.trainBatch(&rng, B: B, L: L, inputs: inputs, targets: targets)
+            }
+        }
+        var src = Source(d: data, rng: RNG(seed: 1))
+        let rssModel = Machine.currentResidentBytes
+        var times: [Double] = []
+        var optTime = 0.0
+        for i in 0..<(warmup + steps) {
+            if i == warmup { model.timer.enabled = true; model.timer.reset(); optTime = 0 }
+            let t0 = ContinuousClock.now
+            _ = try trainer.trainStep(&src)
+            let d = ContinuousClock.now - t0
+            let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            if i >= warmup { times.append(s) }
+            if i == 0 { _ = rssModel }
+        }
+        let rssAfter = Machine.peakResidentBytes
+        let med = times.sorted()[times.count / 2]
+        let total = times.reduce(0, +)
+        var phases: [String: Double] = [:]
+        var order: [String] = []
+        for (n, s) in zip(model.timer.names, model.timer.seconds) { phases[n] = s / Double(steps) * 1e3; order.append(n) }
+        optTime = total - model.timer.total
+        phases["optimizer and clipping"] = optTime / Double(steps) * 1e3
+        order.append("optimizer and clipping")
+        let peak = KernelBench.sgemmGFLOPS()
+        let tps = Double(spec.train.batch * spec.train.seqLen) / med
+        return Result(spec: specPath, tokensPerSecond: tps, msPerStep: med * 1e3, flopsPerToken: counts.flopsPerToken,
+                      sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9),
+                      peakResidentMiB: Double(rssAfter) / 1048576, activationMiB: Double(max(0, rssAfter - rssModel)) / 1048576,
+                      parametersTotal: counts.total, parametersActive: counts.active, phases: phases, phaseOrder: order,
+                      blasCore: BLAS.coreName, blasThreads: BLAS.threads)
+        _ = rssBefore
+    }
+}
