@@ -27,7 +27,7 @@ $SUDO chown munge:munge /etc/munge/munge.key; $SUDO chmod 400 /etc/munge/munge.k
 $SUDO mkdir -p /run/munge /var/log/munge /var/lib/munge
 $SUDO chown munge:munge /run/munge /var/log/munge /var/lib/munge
 if ! pgrep -x munged >/dev/null; then
-  $SUDO -u munge /usr/sbin/munged || $SUDO runuser -u munge -- /usr/sbin/munged
+  if [ -z "$SUDO" ]; then runuser -u munge -- /usr/sbin/munged; else sudo -u munge /usr/sbin/munged; fi
 fi
 munge -n | unmunge >/dev/null && log "munge works"
 
