@@ -80,4 +80,38 @@ final class KillResumeTests: XCTestCase {
         XCTAssertTrue(msg.contains("bad.yaml:3: unknown key 'model.d_modl' (did you mean 'd_model'?)"), msg)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
     }
+
+    /// `bmlab sweep --dry-run` lists the runs; `--workers 2` runs them in two worker
+    /// processes and collects sweep.h5; a rerun skips what is finished.
+    func testSweepThroughTheCommandLine() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        let dir = try tempDir(self)
+        try (tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 6") + "\nsweep:\n  axes:\n    train.seed: [1, 2, 3]\n")
+            .write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        func bm(_ args: [String]) throws -> (String, Int32) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: bmlab)
+            p.arguments = args
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            return (o, p.terminationStatus)
+        }
+        let (dry, s0) = try bm(["sweep", dir + "/s.yaml", "--dry-run"])
+        XCTAssertEqual(s0, 0)
+        XCTAssertEqual(dry, "3 runs (axes: train.seed):\n  0  train.seed=1\n  1  train.seed=2\n  2  train.seed=3\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
+        let (out, s1) = try bm(["sweep", dir + "/s.yaml", "--workers", "2", "--out", dir + "/out"])
+        XCTAssertEqual(s1, 0, out)
+        XCTAssertTrue(out.contains("2 worker(s) × 1 BLAS thread(s)"), out)
+        let f = try H5File(path: dir + "/out/sweep.h5", mode: .readOnly)
+        XCTAssertEqual(try f.dataset("ok").readInt64s(), [1, 1, 1])
+        f.close()
+        let (again, s2) = try bm(["sweep", dir + "/s.yaml", "--workers", "2", "--out", dir + "/out"])
+        XCTAssertEqual(s2, 0)
+        XCTAssertTrue(again.contains("3 of 3 runs already finished"), again)
+    }
 }
