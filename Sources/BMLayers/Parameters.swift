@@ -123,24 +123,27 @@ public final class ParameterSet: @unchecked Sendable {
     /// Number of scalar parameters (without alignment padding).
     public var parameterCount: Int { params.reduce(0) { $0 + $1.count } }
 
-    /// Global L2 norm of the gradient (accumulated in Double).
+    /// Global L2 norm of the gradient: SIMD partial sums over fixed 64k chunks
+    /// (in parallel), added in chunk order in Double — the same bits whatever the threads.
     public func gradNorm() -> Double {
-        var s = 0.0
-        for p in params {
-            let g = p.g
-            var part: Float = 0
-            var acc = F16()
-            var i = 0
-            let raw = UnsafeRawPointer(g)
-            while i + 16 <= p.count {
-                let v = raw.loadUnaligned(fromByteOffset: i * 4, as: F16.self)
-                acc += v * v; i += 16
+        let n = count, size = 65536
+        let chunks = (n + size - 1) / size
+        var partial = [Double](repeating: 0, count: max(chunks, 1))
+        let g = grads
+        partial.withUnsafeMutableBufferPointer { part in
+            let pp = part.baseAddress!
+            Parallel.forEach(chunks) { k in
+                let lo = k * size, hi = Swift.min(n, lo + size)
+                var acc = F16()
+                var i = lo
+                let raw = UnsafeRawPointer(g)
+                while i + 16 <= hi { let v = raw.loadUnaligned(fromByteOffset: i * 4, as: F16.self); acc += v * v; i += 16 }
+                var s = Double(acc.sum())
+                while i < hi { s += Double(g[i] * g[i]); i += 1 }
+                pp[k] = s
             }
-            part = acc.sum()
-            while i < p.count { part += g[i] * g[i]; i += 1 }
-            s += Double(part)
         }
-        return s.squareRoot()
+        return partial.reduce(0, +).squareRoot()
     }
 
     /// Scales all gradients so their global norm is at most `maxNorm`; returns the norm before clipping.
@@ -149,7 +152,11 @@ public final class ParameterSet: @unchecked Sendable {
         let n = gradNorm()
         if maxNorm > 0, n > maxNorm, n.isFinite {
             let s = Float(maxNorm / (n + 1e-6))
-            for i in 0..<count { grads[i] *= s }
+            let total = count, size = 65536, g = grads
+            Parallel.forEach((total + size - 1) / size) { k in
+                let lo = k * size, hi = Swift.min(total, lo + size)
+                for i in lo..<hi { g[i] *= s }
+            }
         }
         return n
     }

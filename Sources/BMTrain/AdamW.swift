@@ -22,15 +22,30 @@ public final class AdamW {
     /// Restores the step counter (moments are restored through `m` and `v`).
     public func restore(step: Int) { t = step }
 
+    /// Work items: ranges of at most 64k elements inside one parameter (so each
+    /// carries one decay flag); they touch disjoint memory and run in parallel.
+    private lazy var chunks: [(lo: Int, hi: Int, decay: Bool)] = {
+        var c: [(Int, Int, Bool)] = []
+        for p in ps.params {
+            var lo = p.offset
+            while lo < p.offset + p.count {
+                let hi = min(p.offset + p.count, lo + 65536)
+                c.append((lo, hi, p.decay)); lo = hi
+            }
+        }
+        return c
+    }()
+
     public func step(lr: Float) {
         t += 1
-        let b1 = beta1, b2 = beta2
+        let b1 = beta1, b2 = beta2, eps = self.eps, wd = weightDecay
         let c1 = 1 / (1 - Float(pow(Double(b1), Double(t))))
         let c2 = 1 / (1 - Float(pow(Double(b2), Double(t))))
         let mp = m.pointer, vp = v.pointer, w = ps.values, g = ps.grads
-        for p in ps.params {
-            let decay: Float = p.decay ? 1 - lr * weightDecay : 1
-            let lo = p.offset, hi = p.offset + p.count
+        let work = chunks
+        Parallel.forEach(work.count) { k in
+            let (lo, hi, dec) = work[k]
+            let decay: Float = dec ? 1 - lr * wd : 1
             var i = lo
             let wr = UnsafeMutableRawPointer(w), gr = UnsafeRawPointer(g)
             let mr = UnsafeMutableRawPointer(mp), vr = UnsafeMutableRawPointer(vp)

@@ -6,7 +6,7 @@ import Foundation
 
 /// issue: a 2-layer Mamba model reaches ≥ 90 % accuracy on MQAR (seq 64, 4 pairs,
 /// vocab 64) within 3 minutes of training inside the test suite. The spec
-/// (Experiments/mqar-mamba.yaml: 2,000 steps of 32 sequences) takes about 140 s
+/// (Experiments/mqar-mamba.yaml: 1,200 steps of 64 sequences) takes about 150 s
 /// in the release build `make test` uses; the accuracy is measured on 128 held-out
 /// sequences (512 queries) from a generator the training data never uses.
 final class MQARTests: XCTestCase {

@@ -237,10 +237,18 @@ public final class Mamba: Mixer {
         if gate {
             for t in 0..<T {
                 let z = xzp + t * 2 * E + E, dz = dxzp + t * 2 * E + E, dr = dgp + t * E, yr = yp + t * E
-                for c in 0..<E {
-                    let s = 1 / (1 + Foundation.exp(-z[c]))
-                    dz[c] = dr[c] * yr[c] * s * (1 + z[c] * (1 - s))
-                    dr[c] *= z[c] * s
+                var c = 0
+                while c + 16 <= E {
+                    let zv = ld(z, c), s = vsigmoid(zv), gv = ld(dr, c)
+                    st(dz, c, gv * ld(yr, c) * s * (1 + zv * (1 - s)))
+                    st(dr, c, gv * zv * s)
+                    c += 16
+                }
+                while c < E {
+                    let sg = 1 / (1 + Foundation.exp(-z[c]))
+                    dz[c] = dr[c] * yr[c] * sg * (1 + z[c] * (1 - sg))
+                    dr[c] *= z[c] * sg
+                    c += 1
                 }
             }
         }
@@ -278,7 +286,15 @@ public final class Mamba: Mixer {
         if selective, let xProj, let dtW {
             // softplus: ∂v = ∂Δ · σ(v) (1 above the threshold)        ddp now holds ∂v
             let dtp = dtPre.pointer
-            for i in 0..<(T * E) { let v = dtp[i]; if v <= 20 { ddp[i] *= 1 / (1 + Foundation.exp(-v)) } }
+            var i = 0
+            while i + 16 <= T * E {
+                let v = ld(dtp, i)
+                var s = vsigmoid(v)
+                s.replace(with: 1, where: v .> 20)
+                st(ddp, i, ld(ddp, i) * s)
+                i += 16
+            }
+            while i < T * E { let v = dtp[i]; if v <= 20 { ddp[i] *= 1 / (1 + Foundation.exp(-v)) }; i += 1 }
             // dt_proj: dW += ∂vᵀ·δr, db += Σ ∂v, ∂δr = ∂v·W        ddbc: [T, R+2N]
             let dbcp = dbc.pointer, ddbcp = ddbc.ensure(T * dbcWidth)
             matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
@@ -306,9 +322,16 @@ public final class Mamba: Mixer {
         }
         // silu: ∂xc = ∂u · silu'(xc)                            (in dup)
         let xcp = xc.pointer
-        for i in 0..<(T * E) {
-            let v = xcp[i], s = 1 / (1 + Foundation.exp(-v))
-            dup[i] *= s * (1 + v * (1 - s))
+        var k = 0
+        while k + 16 <= T * E {
+            let v = ld(xcp, k), s = vsigmoid(v)
+            st(dup, k, ld(dup, k) * s * (1 + v * (1 - s)))
+            k += 16
+        }
+        while k < T * E {
+            let v = xcp[k], s = 1 / (1 + Foundation.exp(-v))
+            dup[k] *= s * (1 + v * (1 - s))
+            k += 1
         }
         // conv backward → ∂x into dxz[:, :E]
         let dwt = dConvWT.ensure(K * E)
@@ -431,4 +454,14 @@ public final class Mamba: Mixer {
         }
         matmulXWt(yp, outProj.w, out, T: B, inDim: E, outDim: D)
     }
+}
+
+@inline(__always) private func ld(_ p: UnsafePointer<Float>, _ i: Int) -> F16 {
+    UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+}
+@inline(__always) private func ld(_ p: UnsafeMutablePointer<Float>, _ i: Int) -> F16 {
+    UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+}
+@inline(__always) private func st(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ v: F16) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, toByteOffset: 4 * i, as: F16.self)
 }
