@@ -26,6 +26,9 @@ public final class Generator {
         model.context.mode = .eval
     }
 
+    /// Bytes held by all layers' generation states (grows with the context only for attention).
+    public var stateBytes: Int { states.reduce(0) { $0 + $1.bytes } }
+
     /// Runs the prompt; returns the logits [V] for the next token.
     public func prefill(_ prompt: [Int32]) -> UnsafePointer<Float> {
         precondition(!prompt.isEmpty && prompt.count <= maxLength)

@@ -7,7 +7,7 @@ import BMExperiments
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [Kernels.self, Mixers.self, MoE.self, TrainCmd.self])
+        subcommands: [Kernels.self, Mixers.self, MoE.self, TrainCmd.self, GenerateCmd.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm and vectorised exp.")
@@ -89,6 +89,37 @@ extension Bench {
                 for n in r.phaseOrder {
                     let ms = r.phases[n]!
                     print("  " + n.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%8.1f ms  %5.1f%%", ms, 100 * ms / tot))
+                }
+            }
+        }
+    }
+
+    struct GenerateCmd: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "generate", abstract: "Batch-1 generation latency per token of whole models (bench-small and its transformer) against the context.")
+        @Argument(help: "Specs (default: bench-small and transformer).") var specs: [String] = ["Experiments/bench-small.yaml", "Experiments/transformer.yaml"]
+        @Option(help: "Contexts (comma-separated).") var contexts = "128,1024,8192,16384"
+        @Option(help: "Timed tokens per context.") var tokens = 64
+        @Option(help: "Also write bench_generate.json into this directory.") var out: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            startBLAS(threads: 1)        // batch 1 is memory-bound: one BLAS thread is fastest
+            guarded {
+                let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
+                guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
+                var all: [GenerateBench.Point] = []
+                for s in specs { all += try GenerateBench.run(specPath: s, contexts: ctxs, tokens: tokens) }
+                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+                if let out {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                    try enc.encode(all).write(to: URL(fileURLWithPath: "\(out)/bench_generate.json"))
+                }
+                if json { print(String(decoding: try enc.encode(all), as: UTF8.self)); return }
+                print("batch 1, BLAS \(BLAS.coreName) × 1 thread; median of \(tokens) tokens")
+                for p in all {
+                    print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
+                          p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMiB))
                 }
             }
         }

@@ -1,0 +1,43 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMMixers
+import BMExperiments
+
+/// `bmlab bench generate`: batch-1 generation latency per token of a whole model
+/// after a prompt of each context length, and the memory its generation state holds.
+public enum GenerateBench {
+    public struct Point: Codable, Sendable {
+        public var model: String
+        public var context: Int
+        public var msPerToken: Double        // median of the timed tokens
+        public var stateBytes: Int           // all layers' generation state (conv/SSM states, KV caches)
+        public var residentMiB: Double       // process resident memory after the tokens
+    }
+
+    public static func run(specPath: String, contexts: [Int], tokens: Int = 64) throws -> [Point] {
+        let spec = try ExperimentSpec.load(path: specPath)
+        let model = try ModelBuilder.build(spec)
+        var out: [Point] = []
+        var rng = RNG(seed: 5)
+        for ctx in contexts {
+            let gen = try Generator(model: model, maxLength: ctx + tokens + 1)
+            let prompt = (0..<ctx).map { _ in Int32(rng.below(spec.vocabSize)) }
+            var logits = gen.prefill(prompt)
+            var times: [Double] = []
+            var tok: Int32 = 0
+            for _ in 0..<tokens {
+                var best = 0
+                for v in 1..<spec.vocabSize where logits[v] > logits[best] { best = v }
+                tok = Int32(best)
+                let t0 = ContinuousClock.now
+                logits = gen.step(tok)
+                let d = ContinuousClock.now - t0
+                times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            }
+            out.append(Point(model: spec.name, context: ctx, msPerToken: times.sorted()[times.count / 2] * 1e3,
+                             stateBytes: gen.stateBytes, residentMiB: Double(Machine.currentResidentBytes) / 1048576))
+        }
+        return out
+    }
+}
