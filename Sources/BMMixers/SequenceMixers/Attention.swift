@@ -57,8 +57,10 @@ public final class Attention: Mixer {
 
     // MARK: RoPE
 
-    private func ensureTables(_ L: Int) {
-        guard rope, L > tableLength else { return }
+    private func ensureTables(_ needed: Int) {
+        guard rope, needed > tableLength else { return }
+        // Grow geometrically: generation asks for one more position per token.
+        let L = max(needed, 2 * tableLength)
         let half = hd / 2
         let c = cosT.ensure(L * half), s = sinT.ensure(L * half)
         for t in 0..<L {
