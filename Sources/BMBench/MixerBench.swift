@@ -24,6 +24,15 @@ public enum MixerBench {
     public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
                              options: [String: OptionValue] = [:]) throws -> TrainFigure {
         let (m, ps) = try build(name, width: width, options: options)
+        let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps)
+        let med = times.sorted()[times.count / 2]
+        return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3)
+    }
+
+    /// Seconds of forward + backward for `steps` steps after `warmup` (random input and
+    /// upstream gradient); `afterWarmup` runs once before the timed steps.
+    static func timeSteps(_ m: Mixer, _ ps: ParameterSet, width: Int, B: Int, L: Int, warmup: Int, steps: Int,
+                          afterWarmup: () -> Void = {}) -> [Double] {
         let n = B * L * width
         let x = FloatBuffer(count: n), y = FloatBuffer(count: n), dy = FloatBuffer(count: n), dx = FloatBuffer(count: n)
         var rng = RNG(seed: 2)
@@ -31,14 +40,14 @@ public enum MixerBench {
         rng.fillNormal(dy.pointer, n, std: 1)
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
+            if i == warmup { afterWarmup() }
             let t0 = ContinuousClock.now
             ps.zeroGrad()
             m.forward(x.pointer, y.pointer, B: B, L: L)
             m.backward(dy.pointer, dx.pointer, B: B, L: L)
             if i >= warmup { times.append(seconds(ContinuousClock.now - t0)) }
         }
-        let med = times.sorted()[times.count / 2]
-        return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3)
+        return times
     }
 
     /// MoE at bench-small shapes with its per-phase profile (summed over the timed steps).
@@ -49,19 +58,8 @@ public enum MixerBench {
         guard let m = try MixerRegistry.build("moe", options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)],
                                               in: ctx, context: "bench") as? MoE else { throw BMError.invalid("moe did not build an MoE") }
         ps.finalize(seed: 1)
-        let n = B * L * width
-        let x = FloatBuffer(count: n), y = FloatBuffer(count: n), dy = FloatBuffer(count: n), dx = FloatBuffer(count: n)
-        var rng = RNG(seed: 2)
-        rng.fillNormal(x.pointer, n, std: 1)
-        rng.fillNormal(dy.pointer, n, std: 1)
-        var times: [Double] = []
-        for i in 0..<(warmup + steps) {
-            if i == warmup { m.timer.enabled = true; m.timer.reset() }
-            let t0 = ContinuousClock.now
-            ps.zeroGrad()
-            m.forward(x.pointer, y.pointer, B: B, L: L)
-            m.backward(dy.pointer, dx.pointer, B: B, L: L)
-            if i >= warmup { times.append(seconds(ContinuousClock.now - t0)) }
+        let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
+            m.timer.enabled = true; m.timer.reset()
         }
         let med = times.sorted()[times.count / 2]
         // FLOPs of the expert multiplies: 3 products of 2·d·2F + 2·F·d per token, ×3 for fwd+bwd.

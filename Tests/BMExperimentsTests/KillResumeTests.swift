@@ -25,6 +25,20 @@ final class KillResumeTests: XCTestCase {
         return p
     }
 
+    /// Runs bmlab to completion; returns its standard output (or error) and exit status.
+    func capture(_ args: [String], stderr: Bool) throws -> (String, Int32) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: bmlab)
+        p.arguments = args
+        let pipe = Pipe()
+        if stderr { p.standardError = pipe; p.standardOutput = FileHandle.nullDevice }
+        else { p.standardOutput = pipe; p.standardError = FileHandle.nullDevice }
+        try p.run()
+        let o = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (o, p.terminationStatus)
+    }
+
     func testSIGKILLThenResumeEqualsUninterrupted() throws {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
         let dir = try tempDir(self)
@@ -67,16 +81,8 @@ final class KillResumeTests: XCTestCase {
         let dir = try tempDir(self)
         let spec = dir + "/bad.yaml"
         try tinySpec.replacingOccurrences(of: "d_model: 16", with: "d_modl: 16").write(toFile: spec, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bmlab)
-        p.arguments = ["train", spec, "--out", dir + "/out"]
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 2)
+        let (msg, status) = try capture(["train", spec, "--out", dir + "/out"], stderr: true)
+        XCTAssertEqual(status, 2)
         XCTAssertTrue(msg.contains("bad.yaml:3: unknown key 'model.d_modl' (did you mean 'd_model'?)"), msg)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"))
     }
@@ -88,18 +94,7 @@ final class KillResumeTests: XCTestCase {
         let dir = try tempDir(self)
         try (tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 6") + "\nsweep:\n  axes:\n    train.seed: [1, 2, 3]\n")
             .write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
-        func bm(_ args: [String]) throws -> (String, Int32) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: bmlab)
-            p.arguments = args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (o, p.terminationStatus)
-        }
+        func bm(_ args: [String]) throws -> (String, Int32) { try capture(args, stderr: false) }
         let (dry, s0) = try bm(["sweep", dir + "/s.yaml", "--dry-run"])
         XCTAssertEqual(s0, 0)
         XCTAssertEqual(dry, "3 runs (axes: train.seed):\n  0  train.seed=1\n  1  train.seed=2\n  2  train.seed=3\n")

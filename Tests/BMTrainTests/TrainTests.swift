@@ -8,13 +8,6 @@ import Foundation
 final class TrainTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
-    func tempDir() throws -> String {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("bmlab-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
-        return d
-    }
-
     func testAdamWMatchesHandComputedSteps() {
         let ps = ParameterSet()
         let w = ps.declare("w", [2], init: .constant(1))
@@ -68,18 +61,5 @@ final class TrainTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("at step"), "\(e)")
             XCTAssertEqual((e as? BMError)?.exitCode, 4)
         }
-    }
-
-    func run(_ program: String, _ args: [String]) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [program] + args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = Pipe()
-        do { try p.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return p.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 }

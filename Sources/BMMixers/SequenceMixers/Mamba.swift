@@ -23,22 +23,28 @@ public final class Mamba: Mixer {
     public static let entry = MixerEntry(
         name: "mamba", kind: .sequence,
         summary: "Mamba-1 selective SSM (input-dependent Δ, B, C), causal conv, SiLU gate",
-        options: [
-            .int("d_state", 16, "SSM state size N per channel", min: 1, max: 256),
-            .int("d_conv", 4, "causal depthwise conv width K", min: 1, max: 16),
-            .int("expand", 2, "inner width E = expand · d_model", min: 1, max: 8),
-            .int("dt_rank", -1, "rank R of the Δ projection (auto = ceil(d_model/16))", min: 1, auto: true),
-            .double("dt_min", 0.001, "smallest initial Δ", min: 1e-6),
-            .double("dt_max", 0.1, "largest initial Δ", min: 1e-6),
-            .bool("gate", true, "multiply by silu(z) (off: no z branch)"),
-            .bool("skip_d", true, "D·u skip connection"),
-            .int("chunk", 16, "scan chunk length: states kept at chunk starts, recomputed inside in backward", min: 1),
-        ],
+        options: Array(blockOptions[0..<3])
+            + [.int("dt_rank", -1, "rank R of the Δ projection (auto = ceil(d_model/16))", min: 1, auto: true)]
+            + Array(blockOptions[3...]),
         variants: [[:], ["gate": .bool(false)], ["skip_d": .bool(false)], ["d_state": .int(20), "d_conv": .int(3)]],
-        validate: { o, _, ctx in
-            if o.double("dt_min") > o.double("dt_max") { throw BMError.invalid("\(ctx): dt_min (\(o.double("dt_min"))) must not exceed dt_max (\(o.double("dt_max")))") }
-        },
+        validate: validateDt,
         build: { ctx, o in Mamba(ctx, o) })
+
+    /// Options of the block that Mamba and S4D share.
+    static let blockOptions: [OptionSpec] = [
+        .int("d_state", 16, "SSM state size N per channel", min: 1, max: 256),
+        .int("d_conv", 4, "causal depthwise conv width K", min: 1, max: 16),
+        .int("expand", 2, "inner width E = expand · d_model", min: 1, max: 8),
+        .double("dt_min", 0.001, "smallest initial Δ", min: 1e-6),
+        .double("dt_max", 0.1, "largest initial Δ", min: 1e-6),
+        .bool("gate", true, "multiply by silu(z) (off: no z branch)"),
+        .bool("skip_d", true, "D·u skip connection"),
+        .int("chunk", 16, "scan chunk length: states kept at chunk starts, recomputed inside in backward", min: 1),
+    ]
+
+    static let validateDt: @Sendable (ResolvedOptions, Int, String) throws -> Void = { o, _, ctx in
+        if o.double("dt_min") > o.double("dt_max") { throw BMError.invalid("\(ctx): dt_min (\(o.double("dt_min"))) must not exceed dt_max (\(o.double("dt_max")))") }
+    }
 
     public let D: Int, E: Int, N: Int, Np: Int, K: Int, R: Int
     public let gate: Bool, skipD: Bool, chunk: Int, selective: Bool
