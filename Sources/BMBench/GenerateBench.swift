@@ -25,15 +25,11 @@ public enum GenerateBench {
             let prompt = (0..<ctx).map { _ in Int32(rng.below(spec.vocabSize)) }
             var logits = gen.prefill(prompt)
             var times: [Double] = []
-            var tok: Int32 = 0
             for _ in 0..<tokens {
-                var best = 0
-                for v in 1..<spec.vocabSize where logits[v] > logits[best] { best = v }
-                tok = Int32(best)
+                let tok = Generator.sample(logits, vocab: spec.vocabSize, temperature: 0, topK: 0, rng: &rng)   // greedy
                 let t0 = ContinuousClock.now
                 logits = gen.step(tok)
-                let d = ContinuousClock.now - t0
-                times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+                times.append((ContinuousClock.now - t0).seconds)
             }
             out.append(Point(model: spec.name, context: ctx, msPerToken: times.sorted()[times.count / 2] * 1e3,
                              stateBytes: gen.stateBytes, residentMiB: Double(Machine.currentResidentBytes) / 1048576))

@@ -10,15 +10,13 @@ public enum MixerBench {
     public struct TrainFigure: Codable { public var mixer: String; public var tokensPerSecond: Double; public var msPerStep: Double }
     public struct GenFigure: Codable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
 
-    static func build(_ name: String, width: Int, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
+    static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 8, step: StepContext())
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, step: StepContext())
         let m = try MixerRegistry.build(name, options: options, in: ctx, context: "bench")
         ps.finalize(seed: 1)
         return (m, ps)
     }
-
-    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 
     /// Median seconds of forward + backward over `steps` timed steps after `warmup`.
     public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
@@ -45,7 +43,7 @@ public enum MixerBench {
             ps.zeroGrad()
             m.forward(x.pointer, y.pointer, B: B, L: L)
             m.backward(dy.pointer, dx.pointer, B: B, L: L)
-            if i >= warmup { times.append(seconds(ContinuousClock.now - t0)) }
+            if i >= warmup { times.append((ContinuousClock.now - t0).seconds) }
         }
         return times
     }
@@ -53,11 +51,9 @@ public enum MixerBench {
     /// MoE at bench-small shapes with its per-phase profile (summed over the timed steps).
     public static func moe(router: String = "sinkhorn-fast", width: Int = 256, experts: Int = 8, ffn: Int = 1024,
                            B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7) throws -> (TrainFigure, [(String, Double)], Double) {
-        let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 1, layerCount: 8, step: StepContext())
-        guard let m = try MixerRegistry.build("moe", options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)],
-                                              in: ctx, context: "bench") as? MoE else { throw BMError.invalid("moe did not build an MoE") }
-        ps.finalize(seed: 1)
+        let (mixer, ps) = try build("moe", width: width, layerIndex: 1,
+                                    options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)])
+        guard let m = mixer as? MoE else { throw BMError.invalid("moe did not build an MoE") }
         let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
             m.timer.enabled = true; m.timer.reset()
         }
@@ -84,7 +80,7 @@ public enum MixerBench {
         for _ in 0..<tokens {
             let t0 = ContinuousClock.now
             m.step(x.pointer, y.pointer, B: 1, state: state)
-            times.append(seconds(ContinuousClock.now - t0))
+            times.append((ContinuousClock.now - t0).seconds)
         }
         let med = times.sorted()[times.count / 2]
         return GenFigure(mixer: name, context: context, msPerToken: med * 1e3, stateBytes: state.bytes)

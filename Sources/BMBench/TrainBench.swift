@@ -26,30 +26,19 @@ public enum TrainBench {
     public static func run(specPath: String, overrides: [String] = [], warmup: Int = 2, steps: Int = 8) throws -> Result {
         let spec = try ExperimentSpec.load(path: specPath, overrides: overrides)
         let data = try Dataset(spec)
-        let rssBefore = Machine.currentResidentBytes
         let model = try ModelBuilder.build(spec)
         let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
         var settings = TrainSettings(steps: warmup + steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
         settings.clip = spec.train.clip
         let trainer = Trainer(model: model, settings: settings)
-        struct Source: BatchSource {
-            let d: Dataset; var rng: RNG
-            mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
-                d.trainBatch(&rng, B: B, L: L, inputs: inputs, targets: targets)
-            }
-        }
-        var src = Source(d: data, rng: RNG(seed: 1))
+        var src = DatasetSource(data: data, rng: RNG(seed: 1))
         let rssModel = Machine.currentResidentBytes
         var times: [Double] = []
-        var optTime = 0.0
         for i in 0..<(warmup + steps) {
-            if i == warmup { model.timer.enabled = true; model.timer.reset(); optTime = 0 }
+            if i == warmup { model.timer.enabled = true; model.timer.reset() }
             let t0 = ContinuousClock.now
             _ = try trainer.trainStep(&src)
-            let d = ContinuousClock.now - t0
-            let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-            if i >= warmup { times.append(s) }
-            if i == 0 { _ = rssModel }
+            if i >= warmup { times.append((ContinuousClock.now - t0).seconds) }
         }
         let rssAfter = Machine.peakResidentBytes
         let med = times.sorted()[times.count / 2]
@@ -57,8 +46,7 @@ public enum TrainBench {
         var phases: [String: Double] = [:]
         var order: [String] = []
         for (n, s) in zip(model.timer.names, model.timer.seconds) { phases[n] = s / Double(steps) * 1e3; order.append(n) }
-        optTime = total - model.timer.total
-        phases["optimizer and clipping"] = optTime / Double(steps) * 1e3
+        phases["optimizer and clipping"] = (total - model.timer.total) / Double(steps) * 1e3
         order.append("optimizer and clipping")
         let peak = KernelBench.sgemmGFLOPS()
         let tps = Double(spec.train.batch * spec.train.seqLen) / med
@@ -67,6 +55,5 @@ public enum TrainBench {
                       peakResidentMiB: Double(rssAfter) / 1048576, activationMiB: Double(max(0, rssAfter - rssModel)) / 1048576,
                       parametersTotal: counts.total, parametersActive: counts.active, phases: phases, phaseOrder: order,
                       blasCore: BLAS.coreName, blasThreads: BLAS.threads)
-        _ = rssBefore
     }
 }

@@ -30,23 +30,24 @@ public enum Machine {
     }
 
     /// Current resident set size of this process in bytes (VmRSS).
-    public static var currentResidentBytes: Int {
+    public static var currentResidentBytes: Int { statusBytes("VmRSS:") }
+
+    /// Peak resident set size of this process in bytes (VmHWM).
+    public static var peakResidentBytes: Int { statusBytes("VmHWM:") }
+
+    /// A "Field:   N kB" line of /proc/self/status, in bytes (0 when unknown).
+    static func statusBytes(_ field: String) -> Int {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        for line in s.split(separator: "\n") where line.hasPrefix(field) {
             return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
         }
         return 0
     }
+}
 
-    /// Peak resident set size of this process in bytes (VmHWM).
-    public static var peakResidentBytes: Int {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-            return kb * 1024
-        }
-        return 0
-    }
+extension Duration {
+    /// The duration in seconds.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
 /// Seconds of a closure, best of `repeats`.
@@ -56,7 +57,7 @@ public func bestTime(repeats: Int, _ body: () -> Void) -> Double {
         let t0 = ContinuousClock.now
         body()
         let d = ContinuousClock.now - t0
-        best = min(best, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        best = min(best, d.seconds)
     }
     return best
 }

@@ -15,9 +15,8 @@ public final class PhaseTimer: @unchecked Sendable {
     @inline(__always) public func mark(_ name: String) {
         guard enabled else { return }
         let now = ContinuousClock.now
-        let d = now - last
+        let s = (now - last).seconds
         last = now
-        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
         if let i = names.firstIndex(of: name) { seconds[i] += s } else { names.append(name); seconds.append(s) }
     }
 

@@ -21,8 +21,8 @@ public func vexp(_ x: F16) -> F16 {
     // `SIMD16<Int32>(_:rounding:)` and (across modules) `pointwiseMin/Max` are not
     // specialised and made this up to 60× slower; masked `replacing`, FMA through
     // `addingProduct` (vfmadd with -target-cpu haswell) and reading n's bits out of
-    // the magic-number sum compile to plain AVX2. `@inlinable` lets other modules
-    // inline it into their loops (the scan).
+    // the magic-number sum compile to plain AVX2. `@_transparent` makes other modules
+    // inline it into their loops (the scan); `@inline(__always)` does not cross modules.
     // The input is clamped to [-87.34, 88.38] so that n ∈ [-126, 127] and one
     // exponent-bit scale 2^n stays a normal float.
     let lo = F16(repeating: -87.33654), hi = F16(repeating: 88.37626)

@@ -7,10 +7,11 @@ import BMStorage
 import BMTrain
 
 /// Training batches from a Dataset; its generator state is the data position.
-struct DatasetSource: BatchSource {
-    let data: Dataset
-    var rng: RNG
-    mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+public struct DatasetSource: BatchSource {
+    public let data: Dataset
+    public var rng: RNG
+    public init(data: Dataset, rng: RNG) { self.data = data; self.rng = rng }
+    public mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
         data.trainBatch(&rng, B: B, L: L, inputs: inputs, targets: targets)
     }
 }
@@ -101,8 +102,9 @@ public final class ExperimentRun {
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
         let tokensPerStep = B * L
         let progress = printProgress ? ProgressLine(total: S) : nil
-        var windowLoss = 0.0, windowSteps = 0, lastLoss = 0.0
-        var windowStart = ContinuousClock.now
+        // Throughput over the steps since the previous row, from the steps' own
+        // durations (evaluation, checkpoints and logging are not counted).
+        var windowSteps = 0, windowTime = 0.0, lastLoss = 0.0
         var lastEval: (Double, Double?)? = nil
         var totalTime = 0.0
         var tokensPerSecond = 0.0
@@ -116,12 +118,12 @@ public final class ExperimentRun {
                 try? metrics.flush()
                 throw error
             }
-            totalTime += seconds(ContinuousClock.now - t0)
+            let stepTime = (ContinuousClock.now - t0).seconds
+            totalTime += stepTime
             let done = trainer.step
-            windowLoss += r.loss; windowSteps += 1; lastLoss = r.loss
+            windowSteps += 1; windowTime += stepTime; lastLoss = r.loss
             if done % spec.train.logEvery == 0 || done == S {
-                let dt = seconds(ContinuousClock.now - windowStart)
-                tokensPerSecond = Double(windowSteps * tokensPerStep) / max(dt, 1e-9)
+                tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
                 try metrics.append("train/step", done - 1)
                 try metrics.append("train/tokens", done * tokensPerStep)
                 try metrics.append("train/loss", r.loss)
@@ -132,17 +134,14 @@ public final class ExperimentRun {
                 try metrics.append("train/aux_loss", trainer.lastAuxLoss)
                 try logRouters(metrics, step: done - 1)
                 try metrics.flush()
-                windowLoss = 0; windowSteps = 0
-                windowStart = ContinuousClock.now
+                windowSteps = 0; windowTime = 0
             }
             if done % spec.train.evalEvery == 0 || done == S {
                 lastEval = try evaluate(metrics, step: done)
-                windowStart = ContinuousClock.now
             }
             if done % spec.train.checkpointEvery == 0 || done == S {
                 try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer,
                                     state: .init(step: done, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
-                windowStart = ContinuousClock.now
             }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
                              extra: lastEval.map { String(format: "val %.4f", $0.0) } ?? "")
@@ -153,8 +152,6 @@ public final class ExperimentRun {
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)
     }
-
-    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 
     /// Validation loss (and bits per byte or accuracy) over `eval_batches` fixed batches.
     func evaluate(_ metrics: MetricsLog, step: Int) throws -> (Double, Double?) {

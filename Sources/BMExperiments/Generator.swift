@@ -66,11 +66,20 @@ public final class Generator {
     private func head(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
         let D = model.width, V = model.vocab
         let hn = n.ensure(D), lg = logits.ensure(V)
-        let hc = FloatBuffer(count: D)
-        hc.pointer.update(from: h, count: D)
-        model.finalNorm.forward(hc.pointer, hn, B: 1, L: 1)
+        model.finalNorm.forward(h, hn, B: 1, L: 1)
         if let head = model.head { head.forward(hn, lg, B: 1, L: 1) } else { model.embedding.headForward(hn, lg, T: 1) }
         return UnsafePointer(lg)
+    }
+
+    /// Runs `prompt`, then samples `maxTokens` tokens one at a time, calling `onToken` with each.
+    public func generate(_ prompt: [Int32], maxTokens: Int, temperature: Double, topK: Int, rng: inout RNG,
+                         onToken: (Int32) -> Void) {
+        var logits = prefill(prompt)
+        for _ in 0..<maxTokens {
+            let t = Generator.sample(logits, vocab: model.vocab, temperature: temperature, topK: topK, rng: &rng)
+            onToken(t)
+            logits = step(t)
+        }
     }
 
     /// Samples from logits with temperature (0 = greedy) and top-k (0 = all).

@@ -8,38 +8,15 @@ import BMRouting
 /// per `model.layers` entry (mixers from the registry) → final norm → head.
 public enum ModelBuilder {
     public static func build(_ spec: ExperimentSpec) throws -> LanguageModel {
-        var buildError: Error?
         let n = spec.model.layers.count
-        let model = LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
-                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
-                                  embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed)) { ps, prefix, i in
-            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: stepContext)
-            do {
-                return try MixerRegistry.build(spec.model.layers[i].mixer, options: spec.model.layers[i].options, in: ctx,
-                                               context: "\(spec.file): model.layers[\(i)]")
-            } catch {
-                buildError = buildError ?? error
-                return Identity(width: spec.model.dModel)
-            }
+        return try LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
+                                 finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
+                                 embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed)) { ps, prefix, i, step in
+            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: step)
+            return try MixerRegistry.build(spec.model.layers[i].mixer, options: spec.model.layers[i].options, in: ctx,
+                                           context: "\(spec.file): model.layers[\(i)]")
         }
-        if let buildError { throw buildError }
-        // Mixers share the model's step context (mode, token ids, step).
-        for b in model.blocks { (b.mixer as? MoE)?.rebind(model.context) }
-        return model
     }
-
-    /// Placeholder while a failing build unwinds (never used for computation).
-    final class Identity: SequenceLayer {
-        let width: Int
-        init(width: Int) { self.width = width }
-        var inWidth: Int { width }
-        var outWidth: Int { width }
-        var parameters: [Param] { [] }
-        func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) { y.update(from: x, count: B * L * width) }
-        func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) { dx.update(from: dy, count: B * L * width) }
-    }
-
-    static let stepContext = StepContext()
 
     public struct Counts: Sendable {
         public var total: Int

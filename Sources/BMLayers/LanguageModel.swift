@@ -10,7 +10,8 @@ public enum NormKind: String, Sendable, CaseIterable { case rmsnorm, layernorm }
 /// and `output_layer.weight` when the head is not tied.
 public final class LanguageModel {
     public let params: ParameterSet
-    public let context = StepContext()
+    /// Shared with every mixer (mode, token ids, step number).
+    public let context: StepContext
     public let vocab: Int, width: Int
     public let embedding: Embedding
     public let blocks: [ResidualBlock]
@@ -27,20 +28,22 @@ public final class LanguageModel {
     private var shape = (B: 0, L: 0)
     private var tokens: UnsafePointer<Int32>?
 
-    /// `mixer(ps, prefix, i)` builds layer i's mixer with parameters under `prefix`
-    /// (= "decoder.layers.{i}.mixer").
+    /// `mixer(ps, prefix, i, context)` builds layer i's mixer with parameters under
+    /// `prefix` (= "decoder.layers.{i}.mixer"), sharing the model's step context.
     public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
                 embeddingStd: Float = 0.02, seed: UInt64,
-                mixer: (ParameterSet, String, Int) -> SequenceLayer) {
+                mixer: (ParameterSet, String, Int, StepContext) throws -> SequenceLayer) rethrows {
         let ps = ParameterSet()
         params = ps
+        let ctx = StepContext()
+        context = ctx
         self.vocab = vocab; self.width = width
         embedding = Embedding(ps, "embedding.word_embeddings", vocab: vocab, width: width, std: embeddingStd)
         var bs: [ResidualBlock] = []
         for i in 0..<layers {
             let prefix = "decoder.layers.\(i)"
             let norm = RMSNorm(ps, "\(prefix).norm", width: width)
-            bs.append(ResidualBlock(norm: norm, mixer: mixer(ps, "\(prefix).mixer", i)))
+            bs.append(ResidualBlock(norm: norm, mixer: try mixer(ps, "\(prefix).mixer", i, ctx)))
         }
         blocks = bs
         switch finalNorm {

@@ -123,17 +123,24 @@ public final class ParameterSet: @unchecked Sendable {
     /// Number of scalar parameters (without alignment padding).
     public var parameterCount: Int { params.reduce(0) { $0 + $1.count } }
 
-    /// Global L2 norm of the gradient: SIMD partial sums over fixed 64k chunks
-    /// (in parallel), added in chunk order in Double — the same bits whatever the threads.
+    private static let chunkSize = 65536
+    private var chunkCount: Int { (count + Self.chunkSize - 1) / Self.chunkSize }
+
+    /// Runs body(k, lo, hi) over the slab in fixed chunks of 64k elements, in parallel.
+    /// Chunks are fixed, so per-chunk results combined in chunk order do not depend on threads.
+    private func forEachChunk(_ body: (Int, Int, Int) -> Void) {
+        let n = count, size = Self.chunkSize
+        Parallel.forEach(chunkCount) { k in body(k, k * size, Swift.min(n, (k + 1) * size)) }
+    }
+
+    /// Global L2 norm of the gradient: SIMD partial sums per chunk, added in chunk
+    /// order in Double — the same bits whatever the threads.
     public func gradNorm() -> Double {
-        let n = count, size = 65536
-        let chunks = (n + size - 1) / size
-        var partial = [Double](repeating: 0, count: max(chunks, 1))
         let g = grads
-        partial.withUnsafeMutableBufferPointer { part in
+        var sums = [Double](repeating: 0, count: Swift.max(1, chunkCount))
+        sums.withUnsafeMutableBufferPointer { part in
             let pp = part.baseAddress!
-            Parallel.forEach(chunks) { k in
-                let lo = k * size, hi = Swift.min(n, lo + size)
+            forEachChunk { k, lo, hi in
                 var acc = F16()
                 var i = lo
                 let raw = UnsafeRawPointer(g)
@@ -143,7 +150,7 @@ public final class ParameterSet: @unchecked Sendable {
                 pp[k] = s
             }
         }
-        return partial.reduce(0, +).squareRoot()
+        return sums.reduce(0, +).squareRoot()
     }
 
     /// Scales all gradients so their global norm is at most `maxNorm`; returns the norm before clipping.
@@ -151,12 +158,8 @@ public final class ParameterSet: @unchecked Sendable {
     public func clipGradients(maxNorm: Double) -> Double {
         let n = gradNorm()
         if maxNorm > 0, n > maxNorm, n.isFinite {
-            let s = Float(maxNorm / (n + 1e-6))
-            let total = count, size = 65536, g = grads
-            Parallel.forEach((total + size - 1) / size) { k in
-                let lo = k * size, hi = Swift.min(total, lo + size)
-                for i in lo..<hi { g[i] *= s }
-            }
+            let s = Float(maxNorm / (n + 1e-6)), g = grads
+            forEachChunk { _, lo, hi in for i in lo..<hi { g[i] *= s } }
         }
         return n
     }

@@ -56,7 +56,8 @@ public enum RunFigures {
         var bySteps: [Series] = [], byTokens: [Series] = [], byFlops: [Series] = [], val: [Series] = []
         var routerFigures: [Figure] = []
         var entropy: [Series] = [], iters: [Series] = []
-        for (k, e) in set.entries.enumerated() {
+        var heatmapLayers = Set<String>()
+        for e in set.entries {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
             let step = column(f, "train/step"), loss = column(f, "train/loss")
@@ -73,8 +74,8 @@ public enum RunFigures {
                 entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
                 let it = column(f, "\(g)/sinkhorn_iters")
                 if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
-                // expert load heatmap (first run of a sweep with this layer, or the run)
-                if k == set.entries.firstIndex(where: { (try? H5File(path: "\($0.dir)/metrics.h5", mode: .readOnly)).map { h in defer { h.close() }; return h.exists(g) } ?? false }) {
+                // expert load heatmap (the first run that has this layer)
+                if heatmapLayers.insert(layer).inserted {
                     let ds = try f.dataset("\(g)/load")
                     let E = ds.shape.count == 2 ? ds.shape[1] : 1
                     let flat = try ds.readDoubles()
@@ -118,9 +119,7 @@ public enum RunFigures {
 
     /// Renders every figure of a run or sweep into `outDir`; returns their paths.
     public static func render(_ dir: String, outDir: String, format: FigureFormat) throws -> [String] {
-        var paths = try figures(RunSet(dir)).map { try Gnuplot.render($0, in: outDir, format: format) }
-        // The studies' own figures when their results are here.
-        return paths
+        try figures(RunSet(dir)).map { try Gnuplot.render($0, in: outDir, format: format) }
     }
 
     /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study, mixer benchmarks.

@@ -27,12 +27,9 @@ struct Demo: ParsableCommand {
             let gen = try Generator(model: run.model, maxLength: 400)
             var rng = RNG(seed: 7)
             let prompt = Array("The ".utf8)
-            var logits = gen.prefill(prompt.map { Int32($0) })
             var out: [UInt8] = prompt
-            for _ in 0..<200 {
-                let t = Generator.sample(logits, vocab: run.model.vocab, temperature: 0.7, topK: 20, rng: &rng)
-                out.append(UInt8(truncatingIfNeeded: t))
-                logits = gen.step(t)
+            gen.generate(prompt.map { Int32($0) }, maxTokens: 200, temperature: 0.7, topK: 20, rng: &rng) {
+                out.append(UInt8(truncatingIfNeeded: $0))
             }
             print("sample: " + String(decoding: out, as: UTF8.self))
         }

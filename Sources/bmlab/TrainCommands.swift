@@ -134,22 +134,18 @@ struct Generate: ParsableCommand {
             guard maxTokens >= 1 else { throw BMError.invalid("--max-tokens must be at least 1") }
             let gen = try Generator(model: model, maxLength: bytes.count + maxTokens + 1)
             var rng = RNG(seed: seed)
-            var logits = gen.prefill(bytes.map { Int32($0) })
             FileHandle.standardOutput.write(Data(bytes))
             var pending: [UInt8] = []
             let t0 = ContinuousClock.now
-            for _ in 0..<maxTokens {
-                let t = Generator.sample(logits, vocab: model.vocab, temperature: temperature, topK: topK, rng: &rng)
+            gen.generate(bytes.map { Int32($0) }, maxTokens: maxTokens, temperature: temperature, topK: topK, rng: &rng) { t in
                 pending.append(UInt8(truncatingIfNeeded: t))
                 // stream whole UTF-8 characters
                 if String(validating: pending, as: UTF8.self) != nil || pending.count >= 4 {
                     FileHandle.standardOutput.write(Data(pending)); pending = []
                 }
-                logits = gen.step(t)
             }
             if !pending.isEmpty { FileHandle.standardOutput.write(Data(pending)) }
-            let d = ContinuousClock.now - t0
-            let secs = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            let secs = (ContinuousClock.now - t0).seconds
             FileHandle.standardError.write(String(format: "\n[%d tokens, %.1f tokens/s]\n", maxTokens, Double(maxTokens) / secs).data(using: .utf8)!)
         }
     }

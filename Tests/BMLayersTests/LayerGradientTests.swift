@@ -114,7 +114,7 @@ final class LayerGradientTests: XCTestCase {
         for norm in NormKind.allCases {
             for tied in [true, false] {
                 let V = 11, D = 8, B = 2, L = 4
-                let model = LanguageModel(vocab: V, width: D, layers: 2, finalNorm: norm, tiedHead: tied, embeddingStd: 0.5, seed: 3) { ps, name, _ in
+                let model = LanguageModel(vocab: V, width: D, layers: 2, finalNorm: norm, tiedHead: tied, embeddingStd: 0.5, seed: 3) { ps, name, _, _ in
                     GatedMLP(ps, name, d: D, F: 12, std: 0.3, outputStd: 0.3)
                 }
                 perturbParameters(model.params, seed: 4)
@@ -137,7 +137,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testParameterNamesAndShapesFollowZyphra() {
-        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, seed: 1) { ps, name, _ in
+        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, seed: 1) { ps, name, _, _ in
             GatedMLP(ps, name, d: 16, F: 32)
         }
         let names = model.params.params.map { "\($0.name) \($0.shape)" }
@@ -160,7 +160,7 @@ final class LayerGradientTests: XCTestCase {
 
     func testSameSeedSameInitialisation() {
         func build() -> LanguageModel {
-            LanguageModel(vocab: 32, width: 16, layers: 2, seed: 77) { ps, name, _ in GatedMLP(ps, name, d: 16, F: 24) }
+            LanguageModel(vocab: 32, width: 16, layers: 2, seed: 77) { ps, name, _, _ in GatedMLP(ps, name, d: 16, F: 24) }
         }
         let a = build(), b = build()
         XCTAssertEqual(Array(UnsafeBufferPointer(start: a.params.values, count: a.params.count)).map(\.bitPattern),

@@ -56,7 +56,7 @@ public final class MoE: Mixer {
     public let routerWeight: Param?, routerBias: Param?
     public let fc1: [Param], fc2: [Param]
     public let capacityFactor: Double, dropByPosition: Bool
-    public private(set) var context: StepContext
+    public let context: StepContext
     let layerIndex: Int
     /// Keep the last assignment (and capacity decisions); only the gates are
     /// recomputed. Used by gradient checks ("assignments held fixed").
@@ -99,9 +99,6 @@ public final class MoE: Mixer {
         }
         fc1 = f1; fc2 = f2
     }
-
-    /// Shares the model's step context (mode, token ids, step number).
-    public func rebind(_ c: StepContext) { context = c }
 
     /// Experts a token uses on average (k for top-k, the capacity factor for expert choice, else 1).
     public var activeExpertsPerToken: Double {
