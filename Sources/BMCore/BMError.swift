@@ -48,6 +48,14 @@ public func nearest(_ name: String, in candidates: [String]) -> String? {
     return c
 }
 
+/// The entry called `name` among `entries`, or an error naming `context`, the
+/// kind of plugin, the nearest valid name and all of them (plugin registries).
+public func lookup<Entry>(_ name: String, in entries: [Entry], named: (Entry) -> String, kind: String, context: String) throws -> Entry {
+    if let e = entries.first(where: { named($0) == name }) { return e }
+    let names = entries.map(named)
+    throw BMError.invalid("\(context): unknown \(kind) '\(name)'\(didYouMean(name, in: names)); available: \(names.joined(separator: ", "))")
+}
+
 /// " (did you mean 'x'?)" or "".
 public func didYouMean(_ name: String, in candidates: [String]) -> String {
     if let n = nearest(name, in: candidates) { return " (did you mean '\(n)'?)" }

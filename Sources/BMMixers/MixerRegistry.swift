@@ -14,8 +14,7 @@ public enum MixerRegistry {
     public static var names: [String] { entries.map(\.name) }
 
     public static func entry(_ name: String, context: String) throws -> MixerEntry {
-        if let e = entries.first(where: { $0.name == name }) { return e }
-        throw BMError.invalid("\(context): unknown mixer '\(name)'\(didYouMean(name, in: names)); available: \(names.joined(separator: ", "))")
+        try lookup(name, in: entries, named: \.name, kind: "mixer", context: context)
     }
 
     /// Resolves options and builds a mixer; errors name `context` (file and key).

@@ -29,8 +29,7 @@ public enum RouterRegistry {
     public static var names: [String] { entries.map(\.name) }
 
     public static func entry(_ name: String, context: String) throws -> RouterEntry {
-        if let e = entries.first(where: { $0.name == name }) { return e }
-        throw BMError.invalid("\(context): unknown router '\(name)'\(didYouMean(name, in: names)); available: \(names.joined(separator: ", "))")
+        try lookup(name, in: entries, named: \.name, kind: "router", context: context)
     }
 
     /// Builds a router from `{name: …, options…}` (or a bare name).
