@@ -29,6 +29,16 @@ public enum BLAS {
     public static var config: String { String(cString: bm_blas_config()) }
     public static var cpuHasAVX512: Bool { bm_cpu_features() & 2 != 0 }
     public static var cpuHasAVX2: Bool { bm_cpu_features() & 1 != 0 }
+
+    /// Threads of the toolkit's own one-token matrix-vector product (`matmulXWt` with
+    /// T = 1, i.e. batch-1 generation). Its rows are split over a spinning pool;
+    /// results do not depend on the count. 1 outside generation.
+    public static var gemvThreads: Int {
+        get { Int(bm_rowgemv_threads()) }
+        set { bm_rowgemv_set_threads(Int32(max(1, newValue))) }
+    }
+    /// `avx2-fma` or `scalar`.
+    public static var gemvKernel: String { String(cString: bm_rowgemv_kernel()) }
 }
 
 // MARK: - Matrix products (row-major; weights stored PyTorch-style as W[out, in])
@@ -56,8 +66,9 @@ public func sgemm(transA: Bool = false, transB: Bool = false,
 public func matmulXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                       T: Int, inDim: Int, outDim: Int, ldx: Int? = nil, ldy: Int? = nil, beta: Float = 0) {
     if T == 1 {
-        // One token (generation): a matrix-vector product, memory-bound; sgemv avoids sgemm's packing.
-        bm_sgemv(Int32(BM_NO_TRANS), Int32(outDim), Int32(inDim), 1, w, Int32(inDim), x, beta, y)
+        // One token (generation): a matrix-vector product, bound by reading W (see bmgemv.h).
+        precondition(beta == 0 || beta == 1, "matmulXWt: beta must be 0 or 1")
+        bm_rowgemv(w, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)
         return
     }
     sgemm(transB: true, M: T, N: outDim, K: inDim, A: x, lda: ldx ?? inDim, B: w, ldb: inDim,

@@ -15,6 +15,13 @@ func startBLAS(threads: Int = 0) {
     do { try BLAS.setup(threads: threads) } catch { fail(error) }
 }
 
+/// Batch-1 generation: OpenBLAS on one thread (waking its threads costs more than a
+/// token's products are worth); the one-token products split over every core instead.
+func startGeneration(gemvThreads: Int = 0) {
+    startBLAS(threads: 1)
+    BLAS.gemvThreads = gemvThreads > 0 ? gemvThreads : BLAS.availableCores
+}
+
 func fail(_ error: Error) -> Never {
     let code: Int32 = (error as? BMError)?.exitCode ?? 1
     FileHandle.standardError.write("bmlab: error: \(error)\n".data(using: .utf8)!)

@@ -101,10 +101,11 @@ extension Bench {
         @Option(help: "Contexts (comma-separated).") var contexts = "128,1024,8192,16384"
         @Option(help: "Timed tokens per context.") var tokens = 64
         @Option(help: "Also write bench_generate.json into this directory.") var out: String?
+        @Option(help: "Threads of the one-token matrix-vector products (0 = one per core).") var threads = 0
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            startBLAS(threads: 1)        // batch 1 is memory-bound: one BLAS thread is fastest
+            startGeneration(gemvThreads: threads)
             guarded {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
@@ -116,7 +117,7 @@ extension Bench {
                     try enc.encode(all).write(to: URL(fileURLWithPath: "\(out)/bench_generate.json"))
                 }
                 if json { print(String(decoding: try enc.encode(all), as: UTF8.self)); return }
-                print("batch 1, BLAS \(BLAS.coreName) × 1 thread; median of \(tokens) tokens")
+                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
                 for p in all {
                     print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
                           p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMiB))

@@ -125,7 +125,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 1
 
     func run() throws {
-        startBLAS(threads: 1)   // batch-1 generation is memory-bound: one BLAS thread is fastest
+        startGeneration()
         guarded {
             let (s, model) = try loadCheckpoint(checkpoint)
             guard s.vocabSize >= 256 else { throw BMError.invalid("generate needs a byte-level (text) model; this one has vocabulary \(s.vocabSize)") }

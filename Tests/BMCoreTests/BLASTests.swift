@@ -1,5 +1,6 @@
 import XCTest
 @testable import BMCore
+import CBLASShim
 
 final class BLASTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
@@ -44,5 +45,46 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(BLAS.threads, 1)
         BLAS.setThreads(BLAS.availableCores)
         XCTAssertEqual(BLAS.threads, BLAS.availableCores)
+    }
+
+    /// The one-token product (matmulXWt with T = 1, generation's path) against a naive
+    /// Double product: rows not a multiple of 4, columns not a multiple of 8 or 16, a
+    /// leading dimension wider than the row, accumulation; and bitwise the same result
+    /// on 1 and 2 threads (each row is summed by one thread in a fixed order).
+    func testOneTokenProductMatchesNaiveOnAnyThreadCount() {
+        var rng = RNG(seed: 11)
+        defer { BLAS.gemvThreads = 1 }
+        for (rows, cols, lda) in [(1, 1, 1), (3, 5, 7), (37, 29, 29), (1030, 257, 260), (512, 1024, 1024), (2048, 256, 256)] {
+            let a = (0..<rows * lda).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
+            let y0 = (0..<rows).map { _ in rng.normal() }
+            var results: [[Float]] = []
+            for threads in [1, 2] {
+                BLAS.gemvThreads = threads
+                for acc in [false, true] {
+                    var y = y0
+                    a.withUnsafeBufferPointer { ap in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                        bm_rowgemv(ap.baseAddress!, Int32(rows), Int32(cols), Int32(lda), xp.baseAddress!, yp.baseAddress!, acc ? 1 : 0)
+                    } } }
+                    for i in 0..<rows {
+                        var s = 0.0
+                        for j in 0..<cols { s += Double(a[i * lda + j]) * Double(x[j]) }
+                        let want = s + (acc ? Double(y0[i]) : 0)
+                        XCTAssertEqual(Double(y[i]), want, accuracy: 1e-5 * (Double(cols).squareRoot() + abs(want)),
+                                       "\(rows)x\(cols) lda \(lda) row \(i) acc \(acc) threads \(threads)")
+                    }
+                    results.append(y)
+                }
+            }
+            XCTAssertEqual(results[0], results[2], "\(rows)x\(cols): 1 and 2 threads differ")
+            XCTAssertEqual(results[1], results[3], "\(rows)x\(cols) accumulating: 1 and 2 threads differ")
+        }
+        // the library entry point: matmulXWt with one row goes through the same product
+        let w = (0..<64 * 96).map { _ in rng.normal() }, xv = (0..<96).map { _ in rng.normal() }
+        var viaLayer = [Float](repeating: 0, count: 64), direct = viaLayer
+        w.withUnsafeBufferPointer { wp in xv.withUnsafeBufferPointer { xp in
+            viaLayer.withUnsafeMutableBufferPointer { matmulXWt(xp.baseAddress!, wp.baseAddress!, $0.baseAddress!, T: 1, inDim: 96, outDim: 64) }
+            direct.withUnsafeMutableBufferPointer { bm_rowgemv(wp.baseAddress!, 64, 96, 96, xp.baseAddress!, $0.baseAddress!, 0) }
+        } }
+        XCTAssertEqual(viaLayer, direct)
     }
 }

@@ -44,3 +44,6 @@ void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
 #ifdef __cplusplus
 }
 #endif
+
+// The toolkit's own one-token matrix-vector products (generation).
+#include "bmgemv.h"

@@ -1,0 +1,191 @@
+// Row-split matrix-vector products for batch-1 generation (see bmgemv.h).
+#define _GNU_SOURCE
+#include "bmgemv.h"
+#include "bmblas.h"
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <immintrin.h>
+
+// ---------------------------------------------------------------------------
+// Kernels: y[r0..<r1] = A[r0..<r1, :] · x
+
+// Four rows at a time: x is loaded once per 16 columns and used for four rows,
+// eight independent accumulators hide the FMA latency. Memory-bound by design.
+__attribute__((target("avx2,fma")))
+static void rows_avx2(const float *A, int r0, int r1, int cols, int lda,
+                      const float *x, float *y, int acc) {
+    int i = r0;
+    for (; i + 4 <= r1; i += 4) {
+        const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        int j = 0;
+        for (; j + 16 <= cols; j += 16) {
+            __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j), x0, s0);
+            t0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j + 8), x1, t0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j), x0, s1);
+            t1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j + 8), x1, t1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j), x0, s2);
+            t2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j + 8), x1, t2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j), x0, s3);
+            t3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j + 8), x1, t3);
+        }
+        for (; j + 8 <= cols; j += 8) {
+            __m256 x0 = _mm256_loadu_ps(x + j);
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j), x0, s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j), x0, s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j), x0, s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j), x0, s3);
+        }
+        s0 = _mm256_add_ps(s0, t0); s1 = _mm256_add_ps(s1, t1);
+        s2 = _mm256_add_ps(s2, t2); s3 = _mm256_add_ps(s3, t3);
+        // [s0 s0 s1 s1 | s0 s0 s1 s1] etc. → four row sums
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float out[4];
+        _mm_storeu_ps(out, r);
+        for (; j < cols; j++) {
+            out[0] += a0[j] * x[j]; out[1] += a1[j] * x[j];
+            out[2] += a2[j] * x[j]; out[3] += a3[j] * x[j];
+        }
+        for (int k = 0; k < 4; k++) y[i + k] = acc ? y[i + k] + out[k] : out[k];
+    }
+    for (; i < r1; i++) {
+        const float *a = A + (size_t)i * lda;
+        __m256 s = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(x + j), s);
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_hadd_ps(q, q); q = _mm_hadd_ps(q, q);
+        float v = _mm_cvtss_f32(q);
+        for (; j < cols; j++) v += a[j] * x[j];
+        y[i] = acc ? y[i] + v : v;
+    }
+}
+
+static void rows_scalar(const float *A, int r0, int r1, int cols, int lda,
+                        const float *x, float *y, int acc) {
+    for (int i = r0; i < r1; i++) {
+        const float *a = A + (size_t)i * lda;
+        float v = 0;
+        for (int j = 0; j < cols; j++) v += a[j] * x[j];
+        y[i] = acc ? y[i] + v : v;
+    }
+}
+
+typedef void (*rows_fn)(const float *, int, int, int, int, const float *, float *, int);
+static rows_fn kernel;
+static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
+static void choose_kernel(void) { kernel = (bm_cpu_features() & 1) ? rows_avx2 : rows_scalar; }
+
+const char *bm_rowgemv_kernel(void) {
+    pthread_once(&kernel_once, choose_kernel);
+    return kernel == rows_avx2 ? "avx2-fma" : "scalar";
+}
+
+// ---------------------------------------------------------------------------
+// A small pool: helpers spin on a generation counter for a while after each task
+// (a token's ~30 products arrive microseconds apart), then sleep on a futex.
+
+enum { MAX_THREADS = 16, SPIN_NS = 300000, MIN_PARALLEL_ELEMS = 32768 };
+
+static struct {
+    const float *A, *x; float *y;
+    int rows, cols, lda, acc, parts, chunk;
+    _Atomic unsigned gen;          // bumped once per task
+    _Atomic int pending;           // helpers still working on the current task
+    _Atomic int sleepers;          // helpers inside futex_wait
+    _Atomic int busy;              // a task is in flight (a second caller runs alone)
+    int helpers;                   // started helper threads
+    int threads;                   // wanted threads including the caller
+} pool = { .threads = 1 };
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void run_part(int p) {
+    int r0 = p * pool.chunk, r1 = r0 + pool.chunk;
+    if (r1 > pool.rows) r1 = pool.rows;
+    if (r0 < r1) kernel(pool.A, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
+}
+
+static void *helper_main(void *arg) {
+    int id = (int)(intptr_t)arg;                 // part index 1...
+    unsigned seen = atomic_load(&pool.gen);
+    for (;;) {
+        unsigned g;
+        uint64_t start = 0;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
+            _mm_pause();
+            if (++spins % 256 == 0) {
+                uint64_t t = now_ns();
+                if (!start) start = t;
+                else if (t - start > SPIN_NS) {
+                    atomic_fetch_add(&pool.sleepers, 1);
+                    syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+                    atomic_fetch_sub(&pool.sleepers, 1);
+                    start = 0;
+                }
+            }
+        }
+        seen = g;
+        if (id < pool.parts) run_part(id);
+        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+void bm_rowgemv_set_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    pthread_mutex_lock(&pool_lock);
+    while (pool.helpers < n - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, helper_main, (void *)(intptr_t)(pool.helpers + 1)) != 0) {
+            pthread_attr_destroy(&attr);
+            break;                                   // fewer helpers: still correct
+        }
+        pthread_attr_destroy(&attr);
+        pool.helpers++;
+    }
+    pool.threads = n <= pool.helpers + 1 ? n : pool.helpers + 1;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+int bm_rowgemv_threads(void) { return pool.threads; }
+
+void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
+    pthread_once(&kernel_once, choose_kernel);
+    int n = pool.threads;
+    int expected = 0;
+    if (n <= 1 || (long)rows * cols < MIN_PARALLEL_ELEMS || rows < 8 * n ||
+        !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+        kernel(A, 0, rows, cols, lda, x, y, accumulate);
+        return;
+    }
+    pool.A = A; pool.x = x; pool.y = y;
+    pool.rows = rows; pool.cols = cols; pool.lda = lda; pool.acc = accumulate;
+    pool.parts = n;
+    pool.chunk = ((rows + n - 1) / n + 3) & ~3;     // whole 4-row blocks per thread
+    atomic_store_explicit(&pool.pending, pool.helpers, memory_order_relaxed);
+    atomic_fetch_add(&pool.gen, 1);                  // publishes the task (seq_cst)
+    if (atomic_load(&pool.sleepers) > 0)
+        syscall(SYS_futex, &pool.gen, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
+    run_part(0);
+    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
+    atomic_store(&pool.busy, 0);
+}
