@@ -157,10 +157,17 @@ public final class ParameterSet: @unchecked Sendable {
     @discardableResult
     public func clipGradients(maxNorm: Double) -> Double {
         let n = gradNorm()
-        if maxNorm > 0, n > maxNorm, n.isFinite {
-            let s = Float(maxNorm / (n + 1e-6)), g = grads
+        let s = Self.clipScale(norm: n, maxNorm: maxNorm)
+        if s != 1 {
+            let g = grads
             forEachChunk { _, lo, hi in for i in lo..<hi { g[i] *= s } }
         }
         return n
+    }
+
+    /// The factor clipping multiplies the gradients by: maxNorm / (norm + 1e-6) when
+    /// the norm exceeds maxNorm (> 0), else 1. The optimizer applies it as it reads them.
+    public static func clipScale(norm n: Double, maxNorm: Double) -> Float {
+        maxNorm > 0 && n > maxNorm && n.isFinite ? Float(maxNorm / (n + 1e-6)) : 1
     }
 }

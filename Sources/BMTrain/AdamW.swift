@@ -36,7 +36,10 @@ public final class AdamW {
         return c
     }()
 
-    public func step(lr: Float) {
+    /// One update. `gradScale` multiplies every gradient as it is read (gradient
+    /// clipping without a separate pass over the gradients: the same bits as
+    /// scaling them first, one read of 108 MB fewer per step on bench-small).
+    public func step(lr: Float, gradScale: Float = 1) {
         t += 1
         let b1 = beta1, b2 = beta2, eps = self.eps, wd = weightDecay
         let c1 = 1 / (1 - Float(pow(Double(b1), Double(t))))
@@ -51,7 +54,7 @@ public final class AdamW {
             let mr = UnsafeMutableRawPointer(mp), vr = UnsafeMutableRawPointer(vp)
             while i + 16 <= hi {
                 let o = 4 * i
-                let gv = gr.loadUnaligned(fromByteOffset: o, as: F16.self)
+                let gv = gr.loadUnaligned(fromByteOffset: o, as: F16.self) * gradScale
                 var mv = mr.loadUnaligned(fromByteOffset: o, as: F16.self)
                 var vv = vr.loadUnaligned(fromByteOffset: o, as: F16.self)
                 mv = b1 * mv + (1 - b1) * gv
@@ -64,8 +67,9 @@ public final class AdamW {
                 i += 16
             }
             while i < hi {
-                mp[i] = b1 * mp[i] + (1 - b1) * g[i]
-                vp[i] = b2 * vp[i] + (1 - b2) * g[i] * g[i]
+                let gi = g[i] * gradScale
+                mp[i] = b1 * mp[i] + (1 - b1) * gi
+                vp[i] = b2 * vp[i] + (1 - b2) * gi * gi
                 w[i] = w[i] * decay - lr * (mp[i] * c1) / ((vp[i] * c2).squareRoot() + eps)
                 i += 1
             }

@@ -65,12 +65,12 @@ public final class Trainer {
             throw BMError.numerical("training loss is \(loss) at step \(step); stopped (the last good checkpoint is kept)")
         }
         model.backward()
-        let norm = model.params.clipGradients(maxNorm: settings.clip)
+        let norm = model.params.gradNorm()
         guard norm.isFinite else {
             throw BMError.numerical("gradient norm is \(norm) at step \(step); stopped (the last good checkpoint is kept)")
         }
         let lr = settings.schedule.lr(at: step)
-        optimizer.step(lr: Float(lr))
+        optimizer.step(lr: Float(lr), gradScale: ParameterSet.clipScale(norm: norm, maxNorm: settings.clip))   // clipping
         step += 1
         return StepResult(loss: r.loss, gradNorm: norm, lr: lr, correct: r.correct, counted: r.counted)
     }

@@ -41,6 +41,28 @@ final class TrainTests: XCTestCase {
         for i in 0..<37 { XCTAssertEqual(p.w[i].bitPattern, p.w[0].bitPattern, "element \(i)") }
     }
 
+    /// Clipping inside AdamW (gradScale, the trainer's path) gives bitwise the update
+    /// of clipping the gradients first and then stepping.
+    func testAdamWGradScaleEqualsClippingFirst() {
+        func make() -> (ParameterSet, Param) {
+            let ps = ParameterSet()
+            let p = ps.declare("p", [300], init: .normal(std: 1))
+            ps.finalize(seed: 4)
+            var rng = RNG(seed: 9)
+            for i in 0..<300 { p.g[i] = rng.normal() * 3 }
+            return (ps, p)
+        }
+        let (a, pa) = make(), (b, pb) = make()
+        let norm = a.gradNorm()
+        XCTAssertGreaterThan(norm, 1)                       // clipping is active
+        _ = a.clipGradients(maxNorm: 1)
+        AdamW(a).step(lr: 0.01)
+        AdamW(b).step(lr: 0.01, gradScale: ParameterSet.clipScale(norm: b.gradNorm(), maxNorm: 1))
+        for i in 0..<300 { XCTAssertEqual(pa.w[i].bitPattern, pb.w[i].bitPattern, "element \(i)") }
+        XCTAssertEqual(ParameterSet.clipScale(norm: 0.5, maxNorm: 1), 1)
+        XCTAssertEqual(ParameterSet.clipScale(norm: 5, maxNorm: 0), 1)   // clip 0 = off
+    }
+
     func testSchedules() {
         let s = LRSchedule.cosine(lr: 1, warmup: 10, total: 110, minLR: 0.1)
         XCTAssertEqual(s.lr(at: 0), 0.1, accuracy: 1e-12)
