@@ -7,7 +7,12 @@ import BMMixers
 /// bench-small shapes (d_model 256, batch 8 × 256), and batch-1 generation
 /// latency per token after a prompt of a given context length.
 public enum MixerBench {
-    public struct TrainFigure: Codable { public var mixer: String; public var tokensPerSecond: Double; public var msPerStep: Double }
+    public struct Phase: Codable { public var name: String; public var ms: Double }
+    public struct TrainFigure: Codable {
+        public var mixer: String; public var tokensPerSecond: Double; public var msPerStep: Double
+        /// Mean time per step of each phase, for mixers that profile themselves (`PhaseProfiled`).
+        public var phases: [Phase] = []
+    }
     public struct GenFigure: Codable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
 
     static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
@@ -22,9 +27,14 @@ public enum MixerBench {
     public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
                              options: [String: OptionValue] = [:]) throws -> TrainFigure {
         let (m, ps) = try build(name, width: width, options: options)
-        let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps)
+        let timer = (m as? PhaseProfiled)?.timer
+        let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
+            timer?.enabled = true; timer?.reset()
+        }
+        timer?.enabled = false
         let med = times.sorted()[times.count / 2]
-        return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3)
+        let phases = timer.map { t in zip(t.names, t.seconds).map { Phase(name: $0, ms: $1 * 1e3 / Double(steps)) } } ?? []
+        return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3, phases: phases)
     }
 
     /// Seconds of forward + backward for `steps` steps after `warmup` (random input and

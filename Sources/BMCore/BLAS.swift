@@ -5,14 +5,20 @@ import CBLASShim
 /// Call `BLAS.setup(threads:)` once at start-up (bmlab and the test helpers do);
 /// any BLAS call made before it loads the library with the default thread count.
 public enum BLAS {
-    /// Loads OpenBLAS with `threads` threads (0 = one per available core).
-    /// Throws a clear error when the library is missing.
+    /// Loads OpenBLAS and sets the threads matrix products run on (0 = one per
+    /// available core). Throws a clear error when the library is missing.
+    ///
+    /// OpenBLAS itself runs single-threaded: `sgemm` splits a product's rows (or
+    /// columns) over our own threads and calls OpenBLAS on each part. OpenBLAS's
+    /// own idle threads spin in `sched_yield` after every call and took 15–25 % of
+    /// the CPU from the selective scan running between the products
+    /// (docs/performance.md); with one thread pool there is nothing to spin.
     public static func setup(threads: Int = 0) throws {
-        let n = threads > 0 ? threads : availableCores
-        if bm_blas_load(Int32(n)) != 0 {
+        if bm_blas_load(1) != 0 {
             throw BMError.system(String(cString: bm_blas_error()))
         }
-        bm_blas_set_threads(Int32(n))
+        bm_blas_set_threads(1)
+        setThreads(threads > 0 ? threads : availableCores)
     }
 
     /// Cores this process may run on (its CPU affinity mask).
@@ -20,8 +26,12 @@ public enum BLAS {
 
     /// The kernel family OpenBLAS actually runs, e.g. `Haswell`, `SkylakeX`.
     public static var coreName: String { String(cString: bm_blas_corename()) }
-    public static var threads: Int { Int(bm_blas_get_threads()) }
-    public static func setThreads(_ n: Int) { bm_blas_set_threads(Int32(max(1, n))) }
+    /// Threads a matrix product is split over (OpenBLAS runs one thread per part).
+    public static var threads: Int { splitThreads }
+    public static func setThreads(_ n: Int) { splitThreads = max(1, n) }
+    nonisolated(unsafe) private(set) static var splitThreads = 1
+    /// OpenBLAS's own thread count (1: the toolkit splits products itself).
+    public static var openblasThreads: Int { Int(bm_blas_get_threads()) }
     /// `environment` (OPENBLAS_CORETYPE was set by the user), `cpuid` (chosen by
     /// BlackMambaLab) or `openblas` (left to OpenBLAS's own detection).
     public static var coreSource: String { String(cString: bm_blas_coretype_source()) }
@@ -55,6 +65,32 @@ public func sgemm(transA: Bool = false, transB: Bool = false,
     if K == 0 {
         // BLAS would leave C untouched for beta = 1 and is undefined-ish otherwise.
         if beta != 1 { for i in 0..<M { let row = C + i * ldc; for j in 0..<N { row[j] *= beta } } }
+        return
+    }
+    let parts = BLAS.threads
+    // Split only products worth a thread hand-off (~1 MFLOP, tens of µs).
+    if parts > 1 && !Parallel.isNested && 2 * M * N * K >= 1 << 20 && max(M, N) >= 32 * parts {
+        if M >= N || M >= 64 * parts {
+            // rows of C: A's rows (or columns, when transposed) and C's rows
+            let step = ((M + parts - 1) / parts + 15) & ~15
+            Parallel.split(parts) { p in
+                let m0 = p * step, m1 = min(M, m0 + step)
+                if m0 >= m1 { return }
+                bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
+                         Int32(m1 - m0), Int32(N), Int32(K), alpha, A + (transA ? m0 : m0 * lda), Int32(lda),
+                         B, Int32(ldb), beta, C + m0 * ldc, Int32(ldc))
+            }
+        } else {
+            // columns of C: B's columns (or rows, when transposed) and C's columns
+            let step = ((N + parts - 1) / parts + 15) & ~15
+            Parallel.split(parts) { p in
+                let n0 = p * step, n1 = min(N, n0 + step)
+                if n0 >= n1 { return }
+                bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
+                         Int32(M), Int32(n1 - n0), Int32(K), alpha, A, Int32(lda),
+                         B + (transB ? n0 * ldb : n0), Int32(ldb), beta, C + n0, Int32(ldc))
+            }
+        }
         return
     }
     bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),

@@ -1,22 +1,41 @@
 import Dispatch
+import CBLASShim
 
-/// Runs body(i) for i in 0..<n on up to `Parallel.workers` threads. Each i must
-/// write disjoint memory; reductions are done afterwards in a fixed order, so
-/// results do not depend on scheduling (determinism). No BLAS calls inside.
+/// The toolkit's threads: one pool (Dispatch's) for its own parallel loops and for
+/// the parts of matrix products (`sgemm` splits them; OpenBLAS runs single-threaded).
 public enum Parallel {
     /// Threads for the toolkit's own parallel loops (set to 1 inside sweep workers).
     nonisolated(unsafe) public static var workers = BLAS.availableCores
 
+    /// Runs body(i) for i in 0..<n on up to `Parallel.workers` threads. Each i must
+    /// write disjoint memory; reductions are done afterwards in a fixed order, so
+    /// results do not depend on scheduling (determinism).
     public static func forEach(_ n: Int, _ body: (Int) -> Void) {
         if n <= 1 || workers <= 1 {
             for i in 0..<n { body(i) }
             return
         }
+        split(n, body)
+    }
+
+    /// Runs body(p) for p in 0..<n concurrently (the parts of one matrix product,
+    /// sized by `BLAS.threads`). Parts write disjoint memory. A matrix product
+    /// inside a part runs on that part's thread (`isNested`), so loops can hold
+    /// products (one expert per part) without oversubscribing the cores.
+    public static func split(_ n: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { b in
             let box = UncheckedClosure(run: b)   // indices write disjoint memory (see above)
-            DispatchQueue.concurrentPerform(iterations: n) { box.run($0) }
+            DispatchQueue.concurrentPerform(iterations: n) { i in
+                let outer = bm_thread_in_parallel()
+                bm_thread_set_in_parallel(1)
+                box.run(i)
+                bm_thread_set_in_parallel(outer)
+            }
         }
     }
+
+    /// True on a thread that is running a part of `forEach` / `split`.
+    public static var isNested: Bool { bm_thread_in_parallel() != 0 }
 }
 
 private struct UncheckedClosure: @unchecked Sendable {

@@ -15,6 +15,17 @@
 
 public typealias F16 = SIMD16<Float>
 
+/// Σ of the 16 lanes as a tree (8 + 4 + 2 + 1 vector adds). `SIMD.sum()` adds the
+/// lanes one after another — a chain of 15 dependent scalar adds that was 60 % of
+/// the selective scan's time. The order is fixed, so results are deterministic.
+@_transparent
+public func hsum(_ v: F16) -> Float {
+    let a = v.lowHalf + v.highHalf
+    let b = a.lowHalf + a.highHalf
+    let c = b.lowHalf + b.highHalf
+    return c[0] + c[1]
+}
+
 @_transparent
 public func vexp(_ x: F16) -> F16 {
     // Written for the code generator: `clamped(lowerBound:upperBound:)`,

@@ -23,6 +23,12 @@ public protocol Mixer: SequenceLayer {
     func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState)
 }
 
+/// A mixer that can say where its time goes (`bmlab bench mixers`, `bench moe`):
+/// its timer, off by default, accumulates wall time per phase of forward and backward.
+public protocol PhaseProfiled: AnyObject {
+    var timer: PhaseTimer { get }
+}
+
 /// State of mixers that look at one token at a time (mlp, moe): nothing to keep.
 public final class StatelessState: MixerState {
     public init() {}

@@ -125,6 +125,10 @@ const char *bm_blas_config(void) { ensure(); return p_config ? p_config() : ""; 
 int bm_blas_get_threads(void) { ensure(); return p_get_threads(); }
 void bm_blas_set_threads(int n) { ensure(); p_set_threads(n); }
 
+static _Thread_local int in_parallel;
+int bm_thread_in_parallel(void) { return in_parallel; }
+void bm_thread_set_in_parallel(int on) { in_parallel = on; }
+
 void bm_sgemm(int transA, int transB, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc) {

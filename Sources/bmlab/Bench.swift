@@ -56,7 +56,10 @@ struct Bench: ParsableCommand {
                 return
             }
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; d_model 256, batch 8 x 256 tokens")
-            for t in train { print(String(format: "train  %-10@ %9.0f tokens/s  (%.1f ms per forward+backward)", t.mixer, t.tokensPerSecond, t.msPerStep)) }
+            for t in train {
+                print(String(format: "train  %-10@ %9.0f tokens/s  (%.1f ms per forward+backward)", t.mixer, t.tokensPerSecond, t.msPerStep))
+                for p in t.phases { print("    " + p.name.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%7.2f ms", p.ms)) }
+            }
             for g in gen { print(String(format: "generate %-10@ context %6d: %.3f ms/token, state %d bytes", g.mixer, g.context, g.msPerToken, g.stateBytes)) }
         }
     }

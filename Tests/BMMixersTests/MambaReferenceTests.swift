@@ -460,13 +460,15 @@ final class MambaReferenceTests: XCTestCase {
         }
     }
 
-    /// 3. d_state padding: N = 20 (not a multiple of 16) and N = 16.
-    func testStateSizesPaddedTo16() throws {
-        for N in [20, 16] {
-            var c = Self.base; c.N = N
+    /// 3. Channel blocks: the scan vectorises 16 channels at a time, so E = 20 and
+    /// E = 36 exercise a partial last block (4 lanes) after one or two full ones, and
+    /// N = 20 / N = 5 state sizes that are not powers of two; E = 16 a single full block.
+    func testChannelBlocksAndPartialLastBlock() throws {
+        for (D, N) in [(10, 20), (18, 5), (8, 16)] {
+            var c = Self.base; c.D = D; c.E = 2 * D; c.N = N
             for perturb in [false, true] {
                 try compare(c, B: 2, L: 7, perturb: perturb,
-                            label: "N=\(N) \(perturb ? "perturbed" : "init") L=7")
+                            label: "E=\(2 * D) N=\(N) \(perturb ? "perturbed" : "init") L=7")
             }
         }
     }

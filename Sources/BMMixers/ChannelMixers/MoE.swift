@@ -13,7 +13,7 @@ import BMRouting
 /// expert runs ONE matrix multiply over all its tokens → y[token] += gate · Expert(x).
 /// Backward mirrors it per expert; the router gets gradient only through the gates
 /// and its own aux / z losses.
-public final class MoE: Mixer {
+public final class MoE: Mixer, PhaseProfiled {
     public static let entry = MixerEntry(
         name: "moe", kind: .channel,
         summary: "mixture of gated-MLP experts with a pluggable router (default: BlackMamba's sinkhorn-fast)",
@@ -72,6 +72,7 @@ public final class MoE: Mixer {
     private let kept = IntBuffer()            // [A] 1 = kept, 0 = dropped by capacity
     private let order = IntBuffer()           // kept assignment indices grouped by expert
     private var offsets = [Int]()             // [E + 1] into order
+    private var largestFirst = [Int]()        // experts by decreasing token count
     private let logits = FloatBuffer(), dlogits = FloatBuffer(), dgate = FloatBuffer()
     private let xe = FloatBuffer(), ye = FloatBuffer(), h = FloatBuffer(), act = FloatBuffer()
     private let dye = FloatBuffer(), dxe = FloatBuffer(), scratch = FloatBuffer()
@@ -154,6 +155,8 @@ public final class MoE: Mixer {
         for i in 0..<A where kp[i] != 0 { op[fill[Int(ep[i])]] = Int32(i); fill[Int(ep[i])] += 1 }
         let n = offsets[E]
         stats.load = (0..<E).map { offsets[$0 + 1] - offsets[$0] }
+        // experts by decreasing load: the threads take the big ones first (balance)
+        largestFirst = (0..<E).sorted { stats.load[$0] > stats.load[$1] || (stats.load[$0] == stats.load[$1] && $0 < $1) }
         stats.assignments = A
         stats.dropped = A - n
         timer.mark("fwd router")
@@ -163,8 +166,11 @@ public final class MoE: Mixer {
         timer.mark("fwd dispatch")
         // one matrix multiply per expert over its tokens           ye: [n, d]
         let yp = ye.ensure(max(n, 1) * d), hp = h.ensure(max(n, 1) * 2 * F), ap = act.ensure(max(n, 1) * F)
-        for e in 0..<E {
-            let o = offsets[e], c = offsets[e + 1] - o
+        // Experts in parallel, each product on one thread: a whole expert per thread runs
+        // its ~T/E-row products faster than splitting each one (docs/performance.md).
+        let off = offsets, big = largestFirst
+        Parallel.forEach(E) { i in
+            let e = big[i], o = off[e], c = off[e + 1] - o
             kernel.forward(xp + o * d, yp + o * d, T: c, fc1: fc1[e].w, fc2: fc2[e].w, h: hp + o * 2 * F, a: ap + o * F)
         }
         timer.mark("fwd experts")
@@ -219,10 +225,11 @@ public final class MoE: Mixer {
         // experts, one matrix multiply each
         let hp = h.pointer, ap = act.pointer
         let sc = scratch.ensure(max(n, 1) * 3 * F)
-        for e in 0..<E {
-            let o = offsets[e], c = offsets[e + 1] - o
+        let off = offsets, big = largestFirst
+        Parallel.forEach(E) { i in     // each expert writes its own rows and its own gradients
+            let e = big[i], o = off[e], c = off[e + 1] - o
             kernel.backward(dyp + o * d, dxp + o * d, T: c, x: xp + o * d, fc1: fc1[e].w, fc2: fc2[e].w,
-                            dfc1: fc1[e].g, dfc2: fc2[e].g, h: hp + o * 2 * F, a: ap + o * F, scratch: sc)
+                            dfc1: fc1[e].g, dfc2: fc2[e].g, h: hp + o * 2 * F, a: ap + o * F, scratch: sc + o * 3 * F)
         }
         timer.mark("bwd experts")
         // scatter back to tokens

@@ -19,7 +19,7 @@ import BMLayers
 /// (S4D.swift): Δ, B and C are learned per-channel parameters (`dt_proj.bias [E]`,
 /// `B [E, N]`, `C [E, N]`) instead of functions of the input, and there is no
 /// x_proj / dt_proj weight. The scan kernel runs both through its strides.
-public final class Mamba: Mixer {
+public final class Mamba: Mixer, PhaseProfiled {
     public static let entry = MixerEntry(
         name: "mamba", kind: .sequence,
         summary: "Mamba-1 selective SSM (input-dependent Δ, B, C), causal conv, SiLU gate",
@@ -46,7 +46,7 @@ public final class Mamba: Mixer {
         if o.double("dt_min") > o.double("dt_max") { throw BMError.invalid("\(ctx): dt_min (\(o.double("dt_min"))) must not exceed dt_max (\(o.double("dt_max")))") }
     }
 
-    public let D: Int, E: Int, N: Int, Np: Int, K: Int, R: Int
+    public let D: Int, E: Int, N: Int, Ep: Int, K: Int, R: Int
     public let gate: Bool, skipD: Bool, chunk: Int, selective: Bool
     public let inProj: Param, convW: Param, convB: Param, dtB: Param, aLog: Param
     /// Selective (mamba) only.
@@ -66,6 +66,7 @@ public final class Mamba: Mixer {
     private let dg = FloatBuffer(), dxz = FloatBuffer(), du = FloatBuffer(), dDelta = FloatBuffer(), ddbc = FloatBuffer()
     private let dBp = FloatBuffer(), dCp = FloatBuffer(), dAb = FloatBuffer(), dDb = FloatBuffer(), work = FloatBuffer()
     private let dConvWT = FloatBuffer()
+    public let timer = PhaseTimer()
     private var shape = (B: 0, L: 0)
 
     public init(_ ctx: MixerContext, _ o: ResolvedOptions, selective: Bool = true) {
@@ -73,7 +74,7 @@ public final class Mamba: Mixer {
         D = ctx.width
         E = o.int("expand") * D
         N = o.int("d_state")
-        Np = (N + 15) / 16 * 16
+        Ep = (E + 15) / 16 * 16
         K = o.int("d_conv")
         R = selective ? (o.intOrAuto("dt_rank") ?? (D + 15) / 16) : 0
         gate = o.bool("gate"); skipD = o.bool("skip_d"); chunk = o.int("chunk")
@@ -126,26 +127,27 @@ public final class Mamba: Mixer {
     var dbcWidth: Int { R + 2 * N }
 
     func scanShape(L: Int) -> ScanShape {
-        selective ? ScanShape(L: L, E: E, Np: Np, chunk: chunk, deltaT: E, bT: Np, bC: 0, cT: Np, cC: 0)
-                  : ScanShape(L: L, E: E, Np: Np, chunk: chunk, deltaT: 0, bT: 0, bC: Np, cT: 0, cC: Np)
+        // Mamba: B_t, C_t read in place from x_proj's output rows [δr | B | C]; S4D: B, C [N, Ep].
+        selective ? ScanShape(L: L, E: E, N: N, chunk: chunk, deltaT: E, bT: dbcWidth, bN: 1, bC: 0, cT: dbcWidth, cN: 1, cC: 0)
+                  : ScanShape(L: L, E: E, N: N, chunk: chunk, deltaT: 0, bT: 0, bN: Ep, bC: 1, cT: 0, cN: Ep, cC: 1)
     }
 
-    /// A = −exp(A_log), padded to [E, Np] with zeros; conv weight transposed to [K, E].
+    /// A = −exp(A_log) as [N, Ep] (channels padded with zeros); conv weight transposed to [K, E].
     private func prepare() {
-        let a = A.ensure(E * Np), al = aLog.w
-        a.update(repeating: 0, count: E * Np)
-        for c in 0..<E { for n in 0..<N { a[c * Np + n] = -Foundation.exp(al[c * N + n]) } }
+        let a = A.ensure(N * Ep), al = aLog.w
+        a.update(repeating: 0, count: N * Ep)
+        for c in 0..<E { for n in 0..<N { a[n * Ep + c] = -Foundation.exp(al[c * N + n]) } }
         let wt = convWT.ensure(K * E), w = convW.w
         for c in 0..<E { for k in 0..<K { wt[k * E + c] = w[c * K + k] } }
         if !selective, let bP = bParam, let cP = cParam {
-            // Time-invariant: Δ = softplus(dt bias) [E]; B, C padded to [E, Np].
+            // Time-invariant: Δ = softplus(dt bias) [E]; B, C as [N, Ep].
             vsoftplus(dtB.w, delta.ensure(E), count: E)
-            let bp = Bp.ensure(E * Np), cp = Cp.ensure(E * Np)
-            bp.update(repeating: 0, count: E * Np); cp.update(repeating: 0, count: E * Np)
-            for c in 0..<E {
-                (bp + c * Np).update(from: bP.w + c * N, count: N)
-                (cp + c * Np).update(from: cP.w + c * N, count: N)
-            }
+            let bp = Bp.ensure(N * Ep), cp = Cp.ensure(N * Ep)
+            bp.update(repeating: 0, count: N * Ep); cp.update(repeating: 0, count: N * Ep)
+            for c in 0..<E { for n in 0..<N {
+                bp[n * Ep + c] = bP.w[c * N + n]
+                cp[n * Ep + c] = cP.w[c * N + n]
+            } }
         }
     }
 
@@ -156,14 +158,17 @@ public final class Mamba: Mixer {
         let T = B * L
         h = hIn
         shape = (B, L)
+        timer.start()
         prepare()
         // 1. xz = h · in_projᵀ                                  xz: [T, 2E]
         let xzp = xz.ensure(T * xzWidth)
         matmulXWt(hIn, inProj.w, xzp, T: T, inDim: D, outDim: xzWidth)
+        timer.mark("fwd in_proj")
         // 2. causal depthwise conv, u = silu(xc)               xc, u: [T, E]
         let xcp = xc.ensure(T * E), up = u.ensure(T * E)
         for b in 0..<B { conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L) }
         vsilu(xcp, up, count: T * E)
+        timer.mark("fwd conv, silu")
         if selective, let xProj, let dtW {
             // 3. dbc = u · x_projᵀ                                  dbc: [T, R+2N]
             let dbcp = dbc.ensure(T * dbcWidth)
@@ -173,30 +178,34 @@ public final class Mamba: Mixer {
             for t in 0..<T { (dtp + t * E).update(from: dtB.w, count: E) }
             matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
             vsoftplus(dtp, dp, count: T * E)
-            // B, C padded to Np                                     Bp, Cp: [T, Np]
-            let bp = Bp.ensure(T * Np), cp = Cp.ensure(T * Np)
-            bp.update(repeating: 0, count: T * Np); cp.update(repeating: 0, count: T * Np)
-            for t in 0..<T {
-                (bp + t * Np).update(from: dbcp + t * dbcWidth + R, count: N)
-                (cp + t * Np).update(from: dbcp + t * dbcWidth + R + N, count: N)
-            }
         }
+        timer.mark("fwd x_proj, dt_proj, softplus")
         // 5–6. selective scan, per sequence in parallel          y: [T, E]
         let yp = y.ensure(T * E)
         let sh = scanShape(L: L)
-        let bnd = boundaries.ensure(B * sh.chunks * E * Np), stp = state.ensure(B * E * Np)
-        let ap = A.pointer, dsk = dSkip?.w, dp = delta.pointer, bp = Bp.pointer, cp = Cp.pointer
-        let (dStride, bcStride) = selective ? (L * E, L * Np) : (0, 0)
+        let SN = N * Ep
+        let bnd = boundaries.ensure(B * sh.chunks * SN), stp = state.ensure(B * SN)
+        let ap = A.pointer, dsk = dSkip?.w, dp = delta.pointer
+        let (bp, cp) = bcSource()
+        let (dStride, bcStride) = selective ? (L * E, L * dbcWidth) : (0, 0)
         Parallel.forEach(B) { b in
-            let s0 = stp + b * E * Np
-            s0.update(repeating: 0, count: E * Np)
+            let s0 = stp + b * SN
+            s0.update(repeating: 0, count: SN)
             SelectiveScan.forward(sh, u: up + b * L * E, delta: dp + b * dStride, A: ap,
                                   Bm: bp + b * bcStride, Cm: cp + b * bcStride, D: dsk.map { UnsafePointer($0) },
-                                  y: yp + b * L * E, state: s0, boundaries: bnd + b * sh.chunks * E * Np)
+                                  y: yp + b * L * E, state: s0, boundaries: bnd + b * sh.chunks * SN)
         }
+        timer.mark("fwd scan")
         // 7. gate and out_proj                                  g: [T, E], out: [T, D]
         let gp = gated(T: T)
         matmulXWt(gp, outProj.w, out, T: T, inDim: E, outDim: D)
+        timer.mark("fwd gate, out_proj")
+    }
+
+    /// Where the scan reads B and C: x_proj's output columns (Mamba) or the [N, Ep] copies (S4D).
+    private func bcSource() -> (UnsafePointer<Float>, UnsafePointer<Float>) {
+        selective ? (UnsafePointer(dbc.pointer + R), UnsafePointer(dbc.pointer + R + N))
+                  : (UnsafePointer(Bp.pointer), UnsafePointer(Cp.pointer))
     }
 
     /// g = y ⊙ silu(z) (or y when the gate is off).
@@ -233,11 +242,13 @@ public final class Mamba: Mixer {
     public func backward(_ dout: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, B: Int, L: Int) {
         guard let h else { preconditionFailure("Mamba.backward before forward") }
         let T = B * L
+        timer.start()
         let gp = gate ? g.pointer : y.pointer
         // out_proj: dW += doutᵀ·g; dg = dout·W                  dg: [T, E]
         matmulDyTX(dout, gp, outProj.g, T: T, inDim: E, outDim: D)
         let dgp = dg.ensure(T * E)
         matmulDyW(dout, outProj.w, dgp, T: T, inDim: E, outDim: D)
+        timer.mark("bwd out_proj")
         // gate: dy = dg·silu(z) (in dgp), dz = dg·y·silu'(z)    dxz: [T, 2E]
         let dxzp = dxz.ensure(T * xzWidth), xzp = xz.pointer, yp = y.pointer
         if gate {
@@ -258,35 +269,44 @@ public final class Mamba: Mixer {
                 }
             }
         }
-        // scan backward, per sequence in parallel. Mamba: ∂Δ, ∂B, ∂C are per (t, c)
-        // rows of each sequence. S4D: they are shared by all positions, so each
-        // sequence accumulates into its own slice and the slices are summed after.
-        let sh = scanShape(L: L)
-        let dSize = selective ? T * E : B * E, bcSize = selective ? T * Np : B * E * Np
-        let dStride = selective ? L * E : E, bcStride = selective ? L * Np : E * Np
+        timer.mark("bwd gate")
+        // scan backward, per sequence in parallel. Mamba: ∂Δ is per (t, c) and ∂B, ∂C
+        // per (t, n), written straight into x_proj's output gradient ddbc [T, R+2N].
+        // S4D: they are shared by all positions, so each sequence accumulates into its
+        // own slice and the slices are summed after.
+        let sh = scanShape(L: L), SN = N * Ep
+        let dSize = selective ? T * E : B * E, dStride = selective ? L * E : E
         let dup = du.ensure(T * E), ddp = dDelta.ensure(dSize)
-        let dbp = dBp.ensure(bcSize), dcp = dCp.ensure(bcSize)
         ddp.update(repeating: 0, count: dSize)
-        dbp.update(repeating: 0, count: bcSize); dcp.update(repeating: 0, count: bcSize)
-        let dab = dAb.ensure(B * E * Np), ddb = dDb.ensure(B * E)
-        dab.update(repeating: 0, count: B * E * Np); ddb.update(repeating: 0, count: B * E)
-        let workSize = (chunk + 1) * E * Np
-        let wk = work.ensure(B * workSize)
-        let up = u.pointer, dp = delta.pointer, ap = A.pointer, bp = Bp.pointer, cp = Cp.pointer
+        let dbp: UnsafeMutablePointer<Float>, dcp: UnsafeMutablePointer<Float>, bcStride: Int
+        if selective {
+            let ddbcp = ddbc.ensure(T * dbcWidth)
+            ddbcp.update(repeating: 0, count: T * dbcWidth)
+            (dbp, dcp, bcStride) = (ddbcp + R, ddbcp + R + N, L * dbcWidth)
+        } else {
+            dbp = dBp.ensure(B * SN); dcp = dCp.ensure(B * SN); bcStride = SN
+            dbp.update(repeating: 0, count: B * SN); dcp.update(repeating: 0, count: B * SN)
+        }
+        let dab = dAb.ensure(B * SN), ddb = dDb.ensure(B * E)
+        dab.update(repeating: 0, count: B * SN); ddb.update(repeating: 0, count: B * E)
+        let wk = work.ensure(B * sh.workSize)
+        let up = u.pointer, dp = delta.pointer, ap = A.pointer
+        let (bp, cp) = bcSource()
         let bnd = boundaries.pointer, dsk = dSkip?.w
-        let (inD, inBC) = selective ? (L * E, L * Np) : (0, 0)
+        let (inD, inBC) = selective ? (L * E, L * dbcWidth) : (0, 0)
         Parallel.forEach(B) { b in
             SelectiveScan.backward(sh, u: up + b * L * E, delta: dp + b * inD, A: ap,
                                    Bm: bp + b * inBC, Cm: cp + b * inBC, D: dsk.map { UnsafePointer($0) },
-                                   boundaries: bnd + b * sh.chunks * E * Np, gy: dgp + b * L * E,
+                                   boundaries: bnd + b * sh.chunks * SN, gy: dgp + b * L * E,
                                    du: dup + b * L * E, dDelta: ddp + b * dStride,
                                    dB: dbp + b * bcStride, dC: dcp + b * bcStride,
-                                   dA: dab + b * E * Np, dD: ddb + b * E, work: wk + b * workSize)
+                                   dA: dab + b * SN, dD: ddb + b * E, work: wk + b * sh.workSize)
         }
+        timer.mark("bwd scan")
         // Reduce per-sequence dA, dD in a fixed order; ∂A_log = ∂A · A.
         let al = aLog.g
         for b in 0..<B { for c in 0..<E { for n in 0..<N {
-            al[c * N + n] += dab[b * E * Np + c * Np + n] * ap[c * Np + n]
+            al[c * N + n] += dab[b * SN + n * Ep + c] * ap[n * Ep + c]
         } } }
         if let dS = dSkip { for b in 0..<B { for c in 0..<E { dS.g[c] += ddb[b * E + c] } } }
         if selective, let xProj, let dtW {
@@ -302,14 +322,10 @@ public final class Mamba: Mixer {
             }
             while i < T * E { let v = dtp[i]; if v <= 20 { ddp[i] *= 1 / (1 + Foundation.exp(-v)) }; i += 1 }
             // dt_proj: dW += ∂vᵀ·δr, db += Σ ∂v, ∂δr = ∂v·W        ddbc: [T, R+2N]
-            let dbcp = dbc.pointer, ddbcp = ddbc.ensure(T * dbcWidth)
+            let dbcp = dbc.pointer, ddbcp = ddbc.pointer      // ∂B, ∂C already in its columns R..<R+2N
             matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
             for t in 0..<T { let r = ddp + t * E; for c in 0..<E { dtB.g[c] += r[c] } }
-            matmulDyW(ddp, dtW.w, ddbcp, T: T, inDim: R, outDim: E, lddx: dbcWidth)
-            for t in 0..<T {
-                (ddbcp + t * dbcWidth + R).update(from: dbp + t * Np, count: N)
-                (ddbcp + t * dbcWidth + R + N).update(from: dcp + t * Np, count: N)
-            }
+            matmulDyW(ddp, dtW.w, ddbcp, T: T, inDim: R, outDim: E, lddx: dbcWidth)   // columns 0..<R
             // x_proj: dW += ddbcᵀ·u; du += ddbc·W
             matmulDyTX(ddbcp, up, xProj.g, T: T, inDim: E, outDim: dbcWidth)
             matmulDyW(ddbcp, xProj.w, dup, T: T, inDim: E, outDim: dbcWidth, beta: 1)
@@ -320,12 +336,13 @@ public final class Mamba: Mixer {
                     let v = dtB.w[c]
                     dtB.g[c] += ddp[b * E + c] * (v > 20 ? 1 : 1 / (1 + Foundation.exp(-v)))
                     for n in 0..<N {
-                        bP.g[c * N + n] += dbp[b * E * Np + c * Np + n]
-                        cP.g[c * N + n] += dcp[b * E * Np + c * Np + n]
+                        bP.g[c * N + n] += dbp[b * SN + n * Ep + c]
+                        cP.g[c * N + n] += dcp[b * SN + n * Ep + c]
                     }
                 }
             }
         }
+        timer.mark("bwd dA, softplus, dt_proj, x_proj")
         // silu: ∂xc = ∂u · silu'(xc)                            (in dup)
         let xcp = xc.pointer
         var k = 0
@@ -347,9 +364,11 @@ public final class Mamba: Mixer {
                          dx: dxzp + b * L * xzWidth, L: L, dwt: dwt)
         }
         for c in 0..<E { for k in 0..<K { convW.g[c * K + k] += dwt[k * E + c] } }
+        timer.mark("bwd silu, conv")
         // in_proj: dW += dxzᵀ·h; dh = dxz·W
         matmulDyTX(dxzp, h, inProj.g, T: T, inDim: D, outDim: xzWidth)
         matmulDyW(dxzp, inProj.w, dh, T: T, inDim: D, outDim: xzWidth)
+        timer.mark("bwd in_proj")
     }
 
     /// For one sequence: dx[t', c] = Σ_k dxc[t' + (K−1) − k, c] · w[c, k] (written);
@@ -377,11 +396,11 @@ public final class Mamba: Mixer {
 
     public final class State: MixerState {
         public let conv: FloatBuffer      // [B, K, E]: last K raw x values, oldest first
-        public let ssm: FloatBuffer       // [B, E, Np]
+        public let ssm: FloatBuffer       // [B, N, Ep]
         let B: Int
-        init(B: Int, K: Int, E: Int, Np: Int) {
+        init(B: Int, K: Int, E: Int, N: Int, Ep: Int) {
             self.B = B
-            conv = FloatBuffer(count: B * K * E); ssm = FloatBuffer(count: B * E * Np)
+            conv = FloatBuffer(count: B * K * E); ssm = FloatBuffer(count: B * N * Ep)
         }
         public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
     }
@@ -391,7 +410,7 @@ public final class Mamba: Mixer {
     /// S4D's Δ, B, C) are computed here once instead of at every token.
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
         prepare()
-        return State(B: batch, K: K, E: E, Np: Np)
+        return State(B: batch, K: K, E: E, N: N, Ep: Ep)
     }
 
     public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
@@ -406,11 +425,11 @@ public final class Mamba: Mixer {
                 if t >= 0 { (cv + (b * K + k) * E).update(from: xzp + (b * L + t) * xzWidth, count: E) }
             }
         }
-        s.ssm.pointer.update(from: state.pointer, count: B * E * Np)
+        s.ssm.pointer.update(from: state.pointer, count: B * N * Ep)
     }
 
     private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepDBC = FloatBuffer(), stepDelta = FloatBuffer()
-    private let stepY = FloatBuffer(), stepBC = FloatBuffer()
+    private let stepY = FloatBuffer()
 
     // x: [B, D] → out: [B, D], one token per sequence
     public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState) {
@@ -431,7 +450,6 @@ public final class Mamba: Mixer {
         vsilu(up, up, count: B * E)
         let yp = stepY.ensure(B * E)
         let sh = scanShape(L: 1)
-        let bc = stepBC.ensure(2 * Np)
         let dp = stepDelta.ensure(B * E)
         var dbcp: UnsafeMutablePointer<Float>? = nil
         if selective, let xProj, let dtW {
@@ -444,15 +462,13 @@ public final class Mamba: Mixer {
         }
         for b in 0..<B {
             var bm = UnsafePointer(Bp.pointer), cm = UnsafePointer(Cp.pointer), dl = UnsafePointer(delta.pointer)
-            if let p = dbcp {
-                bc.update(repeating: 0, count: 2 * Np)
-                bc.update(from: p + b * dbcWidth + R, count: N)
-                (bc + Np).update(from: p + b * dbcWidth + R + N, count: N)
-                bm = UnsafePointer(bc); cm = UnsafePointer(bc + Np); dl = UnsafePointer(dp + b * E)
+            if let p = dbcp {       // B_t, C_t in place in x_proj's output row
+                bm = UnsafePointer(p + b * dbcWidth + R); cm = UnsafePointer(p + b * dbcWidth + R + N)
+                dl = UnsafePointer(dp + b * E)
             }
             SelectiveScan.forward(sh, u: up + b * E, delta: dl, A: A.pointer, Bm: bm, Cm: cm,
                                   D: dSkip.map { UnsafePointer($0.w) }, y: yp + b * E,
-                                  state: s.ssm.pointer + b * E * Np, boundaries: nil)
+                                  state: s.ssm.pointer + b * N * Ep, boundaries: nil)
             if gate {
                 let z = xzp + b * xzWidth + E, yr = yp + b * E
                 for c in 0..<E { yr[c] *= z[c] / (1 + Foundation.exp(-z[c])) }

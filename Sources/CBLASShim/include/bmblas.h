@@ -35,6 +35,11 @@ int bm_cpu_features(void);
 /// Number of CPUs this process may run on (sched_getaffinity).
 int bm_cpu_available(void);
 
+/// Per-thread flag: set while a thread runs a part of a parallel loop, so that a
+/// matrix product started there runs on that thread instead of splitting again.
+int bm_thread_in_parallel(void);
+void bm_thread_set_in_parallel(int on);
+
 void bm_sgemm(int transA, int transB, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc);
