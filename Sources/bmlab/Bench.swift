@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
         subcommands: [Kernels.self, Mixers.self, MoE.self, TrainCmd.self, GenerateCmd.self])
 
     struct Kernels: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "sgemm and vectorised exp.")
+        static let configuration = CommandConfiguration(abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
 
@@ -20,11 +20,15 @@ struct Bench: ParsableCommand {
             let g2 = KernelBench.sgemmGFLOPS(M: 2048, N: 1024, K: 256)
             let g3 = KernelBench.sgemmGFLOPS(M: 512, N: 512, K: 512, repeats: 10)
             let e = KernelBench.exp()
-            let rows: [(String, Double)] = [
+            var rows: [(String, Double)] = [
                 ("sgemm_1024x1024x1024_gflops", g1), ("sgemm_2048x1024x256_gflops", g2),
                 ("sgemm_512x512x512_gflops", g3),
                 ("exp_vector_ns", e.vector), ("exp_scalar_ns", e.scalar), ("exp_speedup", e.scalar / e.vector),
             ]
+            // bench-small shapes: scan of 8 sequences × 256 steps, E 512, N 16; dispatch of 2,048 tokens × 256
+            for f in KernelsBench.scan() + KernelsBench.dispatch() {
+                rows += [("\(f.name)_ms", f.ms), ("\(f.name)_gelements_per_s", f.elementsPerSecond / 1e9), ("\(f.name)_gb_per_s", f.gbPerSecond)]
+            }
             if json {
                 print("{\"blas.core\": \"\(BLAS.coreName)\", \"blas.threads\": \(BLAS.threads), "
                       + rows.map { "\"\($0.0)\": \(String(format: "%.3f", $0.1))" }.joined(separator: ", ") + "}")

@@ -18,6 +18,8 @@ struct Doctor: ParsableCommand {
             ("blas.core", BLAS.coreName),
             ("blas.core_source", BLAS.coreSource),
             ("blas.threads", String(BLAS.threads)),
+            ("blas.openblas_threads", String(BLAS.openblasThreads)),
+            ("gemv.kernel", BLAS.gemvKernel),
             ("blas.library", BLAS.libraryPath),
             ("sgemm.gflops", String(format: "%.1f", gflops)),
             ("hdf5.version", HDF5Library.version),

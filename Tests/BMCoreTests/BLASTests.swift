@@ -31,6 +31,38 @@ final class BLASTests: XCTestCase {
         }
     }
 
+    /// `sgemm` splits a product over the toolkit's threads (rows of C, or columns when C
+    /// is wide and short). For every transpose combination and shapes that split by rows
+    /// and by columns: the split product agrees with the one-thread product to rounding
+    /// (OpenBLAS's kernels for a part's edge may add in another order, so not bitwise),
+    /// and the same thread count gives bitwise the same result twice (determinism).
+    func testSplitProductsAgreeAndAreDeterministic() {
+        var rng = RNG(seed: 21)
+        defer { BLAS.setThreads(BLAS.availableCores) }
+        for (M, N, K) in [(300, 200, 100), (24, 1000, 300), (1000, 40, 70)] {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let a = (0..<M * K).map { _ in rng.normal() }, b = (0..<K * N).map { _ in rng.normal() }
+                func product(threads: Int) -> [Float] {
+                    BLAS.setThreads(threads)
+                    var c = [Float](repeating: 0.5, count: M * N)
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                        sgemm(transA: ta, transB: tb, M: M, N: N, K: K, alpha: 1, A: ap.baseAddress!, lda: ta ? M : K,
+                              B: bp.baseAddress!, ldb: tb ? K : N, beta: 1, C: cp.baseAddress!, ldc: N)
+                    } } }
+                    return c
+                }
+                let one = product(threads: 1)
+                for threads in [2, 3] {
+                    let split = product(threads: threads)
+                    XCTAssertEqual(split, product(threads: threads), "\(M)x\(N)x\(K) trans \(ta) \(tb): \(threads) threads not deterministic")
+                    // each element: a sum of K products of N(0,1) values, |sum| ~ sqrt(K)
+                    let worst = zip(one, split).map { abs($0 - $1) }.max()!
+                    XCTAssertLessThan(worst, 1e-5 * Float(K), "\(M)x\(N)x\(K) trans \(ta) \(tb), \(threads) threads")
+                }
+            }
+        }
+    }
+
     /// On a CPU with AVX2 the toolkit must not run OpenBLAS's SSE3 fallback kernels.
     func testFastKernelsSelected() throws {
         try XCTSkipUnless(BLAS.cpuHasAVX2, "CPU without AVX2")

@@ -162,7 +162,7 @@ public final class MoE: Mixer, PhaseProfiled {
         timer.mark("fwd router")
         // gather                                                   xe: [n, d]
         let xp = xe.ensure(max(n, 1) * d)
-        for s in 0..<n { (xp + s * d).update(from: xIn + Int(tp[Int(op[s])]) * d, count: d) }
+        ExpertDispatch.gather(xIn, into: xp, order: op, token: tp, n: n, d: d)
         timer.mark("fwd dispatch")
         // one matrix multiply per expert over its tokens           ye: [n, d]
         let yp = ye.ensure(max(n, 1) * d), hp = h.ensure(max(n, 1) * 2 * F), ap = act.ensure(max(n, 1) * F)
@@ -176,10 +176,7 @@ public final class MoE: Mixer, PhaseProfiled {
         timer.mark("fwd experts")
         // combine: y[token] += gate · ye
         y.update(repeating: 0, count: T * d)
-        for s in 0..<n {
-            let i = Int(op[s])
-            axpy(gp[i], yp + s * d, y + Int(tp[i]) * d, d)
-        }
+        ExpertDispatch.scatterAdd(yp, into: y, order: op, token: tp, weight: gp, n: n, d: d)
         timer.mark("fwd combine")
     }
 
@@ -234,7 +231,7 @@ public final class MoE: Mixer, PhaseProfiled {
         timer.mark("bwd experts")
         // scatter back to tokens
         dx.update(repeating: 0, count: T * d)
-        for s in 0..<n { axpy(1, dxp + s * d, dx + Int(tp[Int(op[s])]) * d, d) }
+        ExpertDispatch.scatterAdd(dxp, into: dx, order: op, token: tp, weight: nil, n: n, d: d)
         timer.mark("bwd dispatch")
         // router: gradient through the gates and the aux / z losses
         if let w = routerWeight {

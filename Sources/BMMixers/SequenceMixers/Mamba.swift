@@ -166,8 +166,10 @@ public final class Mamba: Mixer, PhaseProfiled {
         timer.mark("fwd in_proj")
         // 2. causal depthwise conv, u = silu(xc)               xc, u: [T, E]
         let xcp = xc.ensure(T * E), up = u.ensure(T * E)
-        for b in 0..<B { conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L) }
-        vsilu(xcp, up, count: T * E)
+        Parallel.forEach(B) { b in
+            conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L)
+            vsilu(xcp + b * L * E, up + b * L * E, count: L * E)
+        }
         timer.mark("fwd conv, silu")
         if selective, let xProj, let dtW {
             // 3. dbc = u · x_projᵀ                                  dbc: [T, R+2N]
@@ -177,7 +179,7 @@ public final class Mamba: Mixer, PhaseProfiled {
             let dtp = dtPre.ensure(T * E), dp = delta.ensure(T * E)
             for t in 0..<T { (dtp + t * E).update(from: dtB.w, count: E) }
             matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
-            vsoftplus(dtp, dp, count: T * E)
+            Parallel.forEach(B) { b in vsoftplus(dtp + b * L * E, dp + b * L * E, count: L * E) }
         }
         timer.mark("fwd x_proj, dt_proj, softplus")
         // 5–6. selective scan, per sequence in parallel          y: [T, E]
@@ -197,7 +199,7 @@ public final class Mamba: Mixer, PhaseProfiled {
         }
         timer.mark("fwd scan")
         // 7. gate and out_proj                                  g: [T, E], out: [T, D]
-        let gp = gated(T: T)
+        let gp = gated(B: B, L: L)
         matmulXWt(gp, outProj.w, out, T: T, inDim: E, outDim: D)
         timer.mark("fwd gate, out_proj")
     }
@@ -209,14 +211,16 @@ public final class Mamba: Mixer, PhaseProfiled {
     }
 
     /// g = y ⊙ silu(z) (or y when the gate is off).
-    private func gated(T: Int) -> UnsafeMutablePointer<Float> {
+    private func gated(B: Int, L: Int) -> UnsafeMutablePointer<Float> {
         let yp = y.pointer
         guard gate else { return yp }
-        let gp = g.ensure(T * E), xzp = xz.pointer
-        for t in 0..<T {
-            let z = xzp + t * 2 * E + E, yr = yp + t * E, gr = gp + t * E
-            mapSIMD(z, gr, E) { vsilu($0) }
-            for c in 0..<E { gr[c] *= yr[c] }
+        let gp = g.ensure(B * L * E), xzp = xz.pointer
+        Parallel.forEach(B) { b in
+            for t in b * L..<(b + 1) * L {
+                let z = xzp + t * 2 * E + E, yr = yp + t * E, gr = gp + t * E
+                mapSIMD(z, gr, E) { vsilu($0) }
+                for c in 0..<E { gr[c] *= yr[c] }
+            }
         }
         return gp
     }
@@ -252,7 +256,7 @@ public final class Mamba: Mixer, PhaseProfiled {
         // gate: dy = dg·silu(z) (in dgp), dz = dg·y·silu'(z)    dxz: [T, 2E]
         let dxzp = dxz.ensure(T * xzWidth), xzp = xz.pointer, yp = y.pointer
         if gate {
-            for t in 0..<T {
+            Parallel.forEach(B) { b in for t in b * L..<(b + 1) * L {
                 let z = xzp + t * 2 * E + E, dz = dxzp + t * 2 * E + E, dr = dgp + t * E, yr = yp + t * E
                 var c = 0
                 while c + 16 <= E {
@@ -267,7 +271,7 @@ public final class Mamba: Mixer, PhaseProfiled {
                     dr[c] *= z[c] * sg
                     c += 1
                 }
-            }
+            } }
         }
         timer.mark("bwd gate")
         // scan backward, per sequence in parallel. Mamba: ∂Δ is per (t, c) and ∂B, ∂C
@@ -344,26 +348,34 @@ public final class Mamba: Mixer, PhaseProfiled {
         }
         timer.mark("bwd dA, softplus, dt_proj, x_proj")
         // silu: ∂xc = ∂u · silu'(xc)                            (in dup)
+        // then conv backward → ∂x into dxz[:, :E]; per-sequence ∂w, ∂bias summed after in order
         let xcp = xc.pointer
-        var k = 0
-        while k + 16 <= T * E {
-            let v = ld(xcp, k), s = vsigmoid(v)
-            st(dup, k, ld(dup, k) * s * (1 + v * (1 - s)))
-            k += 16
-        }
-        while k < T * E {
-            let v = xcp[k], s = 1 / (1 + Foundation.exp(-v))
-            dup[k] *= s * (1 + v * (1 - s))
-            k += 1
-        }
-        // conv backward → ∂x into dxz[:, :E]
-        let dwt = dConvWT.ensure(K * E)
-        dwt.update(repeating: 0, count: K * E)
-        for b in 0..<B {
+        let dwt = dConvWT.ensure(B * (K + 1) * E)
+        dwt.update(repeating: 0, count: B * (K + 1) * E)
+        Parallel.forEach(B) { b in
+            let lo = b * L * E, hi = lo + L * E
+            var k = lo
+            while k + 16 <= hi {
+                let v = ld(xcp, k), s = vsigmoid(v)
+                st(dup, k, ld(dup, k) * s * (1 + v * (1 - s)))
+                k += 16
+            }
+            while k < hi {
+                let v = xcp[k], s = 1 / (1 + Foundation.exp(-v))
+                dup[k] *= s * (1 + v * (1 - s))
+                k += 1
+            }
+            let part = dwt + b * (K + 1) * E       // [K, E] weight, then [E] bias
             convBackward(x: xzp + b * L * xzWidth, ldx: xzWidth, dxc: dup + b * L * E,
-                         dx: dxzp + b * L * xzWidth, L: L, dwt: dwt)
+                         dx: dxzp + b * L * xzWidth, L: L, dwt: part, dbias: part + K * E)
         }
-        for c in 0..<E { for k in 0..<K { convW.g[c * K + k] += dwt[k * E + c] } }
+        for b in 0..<B {
+            let part = dwt + b * (K + 1) * E
+            for c in 0..<E {
+                for k in 0..<K { convW.g[c * K + k] += part[k * E + c] }
+                convB.g[c] += part[K * E + c]
+            }
+        }
         timer.mark("bwd silu, conv")
         // in_proj: dW += dxzᵀ·h; dh = dxz·W
         matmulDyTX(dxzp, h, inProj.g, T: T, inDim: D, outDim: xzWidth)
@@ -372,10 +384,11 @@ public final class Mamba: Mixer, PhaseProfiled {
     }
 
     /// For one sequence: dx[t', c] = Σ_k dxc[t' + (K−1) − k, c] · w[c, k] (written);
-    /// dwt[k, c] += Σ_t dxc[t, c] · x[t − (K−1) + k, c]; conv bias grad += Σ_t dxc.
+    /// dwt[k, c] += Σ_t dxc[t, c] · x[t − (K−1) + k, c]; dbias[c] += Σ_t dxc[t, c].
     private func convBackward(x: UnsafePointer<Float>, ldx: Int, dxc: UnsafePointer<Float>,
-                              dx: UnsafeMutablePointer<Float>, L: Int, dwt: UnsafeMutablePointer<Float>) {
-        let wt = convWT.pointer, gb = convB.g
+                              dx: UnsafeMutablePointer<Float>, L: Int, dwt: UnsafeMutablePointer<Float>,
+                              dbias gb: UnsafeMutablePointer<Float>) {
+        let wt = convWT.pointer
         for t in 0..<L { (dx + t * ldx).update(repeating: 0, count: E) }
         for t in 0..<L {
             let gr = dxc + t * E
