@@ -6,11 +6,11 @@ import Foundation
 
 /// issue: a 2-layer Mamba model reaches ≥ 90 % accuracy on MQAR (seq 64, 4 pairs,
 /// vocab 64) within 3 minutes of training inside the test suite. The spec
-/// (Experiments/mqar-mamba.yaml: 1,200 steps of 64 sequences) takes about 2 minutes
-/// in the release build `make test` uses, with one BLAS thread — the setting the spec
-/// was measured with (MQAR's plateau escape depends on the run's last bits, which
-/// depend on the thread count). The accuracy is measured on 256 held-out sequences
-/// (1,024 queries) from a generator the training data never uses.
+/// (Experiments/mqar-mamba.yaml: 2,000 steps of 64 sequences, ~2.5 minutes here) was
+/// chosen to pass with a margin for every seed tried (97–99.9 % for seeds 1–5), not for
+/// one lucky trajectory, so it survives numerical changes to the kernels and thread
+/// counts. The accuracy is measured on 256 held-out sequences (1,024 queries) from a
+/// generator the training data never uses.
 final class MQARTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
@@ -21,9 +21,6 @@ final class MQARTests: XCTestCase {
         XCTAssertEqual([spec.train.seqLen, spec.data.numPairs, spec.vocabSize], [64, 4, 64])
         XCTAssertEqual(spec.model.dModel, 64)
         let dir = try tempDir(self) + "/mqar"
-        let threads = BLAS.threads
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(threads) }
         let run = try ExperimentRun(spec: spec, outDir: dir, resume: false)
         run.printProgress = false
         let s = try run.run()
