@@ -2,19 +2,44 @@ import Foundation
 
 /// Facts about this machine and its tools, for `bmlab doctor` and run metadata.
 public enum Machine {
-    /// Runs a program and returns its first output line, or nil if it is missing.
-    public static func firstLine(of program: String, _ args: [String]) -> String? {
+    /// What a finished child process left: its exit status and both outputs.
+    public struct ProcessResult: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+    }
+
+    /// Runs `program` (looked up on PATH) with `args`, in `dir` when given, and waits.
+    /// stdout and stderr are read concurrently, so a child that fills one pipe while
+    /// the other is being read cannot deadlock. Throws only when it cannot be started.
+    public static func run(_ program: String, _ args: [String], in dir: String? = nil) throws -> ProcessResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [program] + args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        do { try p.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        if let dir { p.currentDirectoryURL = URL(fileURLWithPath: dir) }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let errBox = DataBox()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+            done.signal()
+        }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        done.wait()
         p.waitUntilExit()
-        guard p.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init)
+        return ProcessResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                             stderr: String(decoding: errBox.data, as: UTF8.self))
+    }
+
+    /// The first line a successful `program args` prints (stdout, else stderr); nil when
+    /// it is missing or fails.
+    public static func firstLine(of program: String, _ args: [String]) -> String? {
+        guard let r = try? run(program, args), r.status == 0 else { return nil }
+        let text = r.stdout.isEmpty ? r.stderr : r.stdout
+        return text.split(separator: "\n").first.map(String.init)
     }
 
     public static var gnuplotVersion: String? {
@@ -60,4 +85,9 @@ public func bestTime(repeats: Int, _ body: () -> Void) -> Double {
         best = min(best, d.seconds)
     }
     return best
+}
+
+/// The stderr bytes of `Machine.run`, filled by the reading thread before it signals.
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
 }

@@ -33,16 +33,8 @@ public enum Slurm {
     /// Submits with sbatch when it exists; returns the job id.
     public static func submit(_ script: String) throws -> String? {
         guard Machine.firstLine(of: "sbatch", ["--version"]) != nil else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["sbatch", "--parsable", script]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out; p.standardError = err
-        try p.run()
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw BMError.system("sbatch failed (exit \(p.terminationStatus)): \(e.trimmingCharacters(in: .whitespacesAndNewlines))") }
-        return o.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init)
+        let r = try Machine.run("sbatch", ["--parsable", script])
+        guard r.status == 0 else { throw BMError.system("sbatch failed (exit \(r.status)): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first.map(String.init)
     }
 }

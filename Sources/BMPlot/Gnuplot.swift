@@ -76,21 +76,13 @@ public enum Gnuplot {
 
     /// Runs `gnuplot SCRIPT` in `dir`; throws with gnuplot's message on failure.
     public static func run(script: String, in dir: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["gnuplot", script]
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
-        do { try p.run() } catch {
+        let r: Machine.ProcessResult
+        do { r = try Machine.run("gnuplot", [script], in: dir) } catch {
             throw BMError.system("cannot run gnuplot (\(error)); install gnuplot-nox (make deps)")
         }
-        let msg = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        if p.terminationStatus != 0 {
-            if p.terminationStatus == 127 { throw BMError.system("gnuplot is not installed; install gnuplot-nox (make deps)") }
-            throw BMError.system("gnuplot failed on \(dir)/\(script) (exit \(p.terminationStatus)): \(msg.trimmingCharacters(in: .whitespacesAndNewlines))")
+        if r.status != 0 {
+            if r.status == 127 { throw BMError.system("gnuplot is not installed; install gnuplot-nox (make deps)") }
+            throw BMError.system("gnuplot failed on \(dir)/\(script) (exit \(r.status)): \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
     }
 
