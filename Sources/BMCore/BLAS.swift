@@ -3,7 +3,7 @@ import CBLASShim
 /// OpenBLAS, loaded with the right kernels for this CPU (see docs/blas.md).
 ///
 /// Call `BLAS.setup(threads:)` once at start-up (bmlab and the test helpers do);
-/// any BLAS call made before it loads the library with the default thread count.
+/// any BLAS call made before it loads the library single-threaded (products are not split).
 public enum BLAS {
     /// Loads OpenBLAS and sets the threads matrix products run on (0 = one per
     /// available core). Throws a clear error when the library is missing.

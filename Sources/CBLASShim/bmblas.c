@@ -110,7 +110,8 @@ int bm_blas_load(int threads) {
 }
 
 static void ensure(void) {
-    if (bm_blas_load(0) != 0) {
+    // A product before BLAS.setup: OpenBLAS still single-threaded (the toolkit splits).
+    if (bm_blas_load(1) != 0) {
         fprintf(stderr, "bmlab: %s\n", error_text);
         exit(3);
     }

@@ -98,14 +98,15 @@ enum { MAX_THREADS = 16, SPIN_NS = 300000, MIN_PARALLEL_ELEMS = 32768 };
 static struct {
     const float *A, *x; float *y;
     int rows, cols, lda, acc, parts, chunk;
-    _Atomic unsigned gen;          // bumped once per task
+    _Atomic unsigned gen;          // bumped once per task, only by the caller holding `busy`
     _Atomic int pending;           // helpers still working on the current task
     _Atomic int sleepers;          // helpers inside futex_wait
-    _Atomic int busy;              // a task is in flight (a second caller runs alone)
-    int helpers;                   // started helper threads
-    int threads;                   // wanted threads including the caller
+    _Atomic int busy;              // a task is in flight, or the pool is being resized
+    _Atomic int threads;           // threads per product, the caller included
+    int helpers;                   // started helper threads (ids 1...helpers)
 } pool = { .threads = 1 };
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned start_gen[MAX_THREADS];   // the generation a helper starts from
 
 static uint64_t now_ns(void) {
     struct timespec t;
@@ -121,59 +122,77 @@ static void run_part(int p) {
 
 static void *helper_main(void *arg) {
     int id = (int)(intptr_t)arg;                 // part index 1...
-    unsigned seen = atomic_load(&pool.gen);
+    unsigned seen = start_gen[id];               // written before this thread was created
     for (;;) {
         unsigned g;
         uint64_t start = 0;
         int spins = 0;
         while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
-            _mm_pause();
-            if (++spins % 256 == 0) {
+            // Spin for a while after a task (the next product of the token comes soon);
+            // a helper beyond the current thread count sleeps at once.
+            if (id < atomic_load_explicit(&pool.threads, memory_order_relaxed)) {
+                _mm_pause();
+                if (++spins % 256 != 0) continue;
                 uint64_t t = now_ns();
-                if (!start) start = t;
-                else if (t - start > SPIN_NS) {
-                    atomic_fetch_add(&pool.sleepers, 1);
-                    syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
-                    atomic_fetch_sub(&pool.sleepers, 1);
-                    start = 0;
-                }
+                if (!start) { start = t; continue; }
+                if (t - start <= SPIN_NS) continue;
             }
+            atomic_fetch_add(&pool.sleepers, 1);
+            syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            start = 0;
         }
         seen = g;
-        if (id < pool.parts) run_part(id);
-        atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+        if (id < pool.parts) {                   // parts is written before gen is bumped
+            run_part(id);
+            atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+        }
     }
     return NULL;
+}
+
+static void acquire_busy(void) {
+    int expected = 0;
+    while (!atomic_compare_exchange_weak(&pool.busy, &expected, 1)) { expected = 0; sched_yield(); }
 }
 
 void bm_rowgemv_set_threads(int n) {
     if (n < 1) n = 1;
     if (n > MAX_THREADS) n = MAX_THREADS;
     pthread_mutex_lock(&pool_lock);
+    acquire_busy();                              // no task in flight while the pool changes
     while (pool.helpers < n - 1) {
+        int id = pool.helpers + 1;
+        start_gen[id] = atomic_load(&pool.gen);  // gen cannot move while we hold busy
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, helper_main, (void *)(intptr_t)(pool.helpers + 1)) != 0) {
-            pthread_attr_destroy(&attr);
-            break;                                   // fewer helpers: still correct
-        }
+        int rc = pthread_create(&t, &attr, helper_main, (void *)(intptr_t)id);
         pthread_attr_destroy(&attr);
+        if (rc != 0) break;                      // fewer helpers: still correct
         pool.helpers++;
     }
-    pool.threads = n <= pool.helpers + 1 ? n : pool.helpers + 1;
+    atomic_store(&pool.threads, n <= pool.helpers + 1 ? n : pool.helpers + 1);
+    atomic_store(&pool.busy, 0);
     pthread_mutex_unlock(&pool_lock);
 }
 
-int bm_rowgemv_threads(void) { return pool.threads; }
+int bm_rowgemv_threads(void) { return atomic_load(&pool.threads); }
 
 void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
     pthread_once(&kernel_once, choose_kernel);
-    int n = pool.threads;
     int expected = 0;
-    if (n <= 1 || (long)rows * cols < MIN_PARALLEL_ELEMS || rows < 8 * n ||
-        !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+    // Small products, a caller inside a parallel loop (its cores are busy), or a
+    // second concurrent caller: run on the calling thread.
+    if (atomic_load_explicit(&pool.threads, memory_order_relaxed) <= 1 || (long)rows * cols < MIN_PARALLEL_ELEMS ||
+        bm_thread_in_parallel() || !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
+        kernel(A, 0, rows, cols, lda, x, y, accumulate);
+        return;
+    }
+    int n = atomic_load(&pool.threads);          // stable while we hold busy
+    if (n <= 1 || rows < 8 * n) {
+        atomic_store(&pool.busy, 0);
         kernel(A, 0, rows, cols, lda, x, y, accumulate);
         return;
     }
@@ -181,7 +200,7 @@ void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, flo
     pool.rows = rows; pool.cols = cols; pool.lda = lda; pool.acc = accumulate;
     pool.parts = n;
     pool.chunk = ((rows + n - 1) / n + 3) & ~3;     // whole 4-row blocks per thread
-    atomic_store_explicit(&pool.pending, pool.helpers, memory_order_relaxed);
+    atomic_store_explicit(&pool.pending, n - 1, memory_order_relaxed);
     atomic_fetch_add(&pool.gen, 1);                  // publishes the task (seq_cst)
     if (atomic_load(&pool.sleepers) > 0)
         syscall(SYS_futex, &pool.gen, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);

@@ -82,7 +82,8 @@ final class BLASTests: XCTestCase {
     /// The one-token product (matmulXWt with T = 1, generation's path) against a naive
     /// Double product: rows not a multiple of 4, columns not a multiple of 8 or 16, a
     /// leading dimension wider than the row, accumulation; and bitwise the same result
-    /// on 1 and 2 threads (each row is summed by one thread in a fixed order).
+    /// on 1, 2 and 3 threads and after lowering 3 to 2 (each row is summed by one thread
+    /// in a fixed order), each product issued right after the pool was resized.
     func testOneTokenProductMatchesNaiveOnAnyThreadCount() {
         var rng = RNG(seed: 11)
         defer { BLAS.gemvThreads = 1 }
@@ -90,7 +91,7 @@ final class BLASTests: XCTestCase {
             let a = (0..<rows * lda).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
             let y0 = (0..<rows).map { _ in rng.normal() }
             var results: [[Float]] = []
-            for threads in [1, 2] {
+            for threads in [1, 2, 3, 2] {               // 3 then 2: a helper left idle after lowering
                 BLAS.gemvThreads = threads
                 for acc in [false, true] {
                     var y = y0
@@ -107,8 +108,10 @@ final class BLASTests: XCTestCase {
                     results.append(y)
                 }
             }
-            XCTAssertEqual(results[0], results[2], "\(rows)x\(cols): 1 and 2 threads differ")
-            XCTAssertEqual(results[1], results[3], "\(rows)x\(cols) accumulating: 1 and 2 threads differ")
+            for k in stride(from: 2, to: results.count, by: 2) {
+                XCTAssertEqual(results[0], results[k], "\(rows)x\(cols): thread settings differ (run \(k / 2))")
+                XCTAssertEqual(results[1], results[k + 1], "\(rows)x\(cols) accumulating: thread settings differ (run \(k / 2))")
+            }
         }
         // the library entry point: matmulXWt with one row goes through the same product
         let w = (0..<64 * 96).map { _ in rng.normal() }, xv = (0..<96).map { _ in rng.normal() }

@@ -18,7 +18,8 @@ extern "C" {
 /// y[rows] = A[rows, cols] · x[cols] (+ y when accumulate != 0); A row-major, leading dimension lda.
 void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate);
 
-/// Threads used by bm_rowgemv (1 = the calling thread only). Starts or parks helpers.
+/// Threads used by bm_rowgemv (1 = the calling thread only). Starts helpers as needed;
+/// helpers beyond a lowered count sleep until it is raised again.
 void bm_rowgemv_set_threads(int n);
 int bm_rowgemv_threads(void);
 /// Which kernel runs: "avx2-fma" or "scalar".
