@@ -29,22 +29,33 @@ public final class Generator {
     /// Bytes held by all layers' generation states (grows with the context only for attention).
     public var stateBytes: Int { states.reduce(0) { $0 + $1.bytes } }
 
+    /// Prompt positions per prefill pass when every mixer continues from its state
+    /// (Mamba, MoE, MLP): a long prompt then needs the activations of one chunk, not of
+    /// the whole prompt. Models with attention prefill the prompt in one pass.
+    public var prefillChunk = 512
+
     /// Runs the prompt; returns the logits [V] for the next token.
     public func prefill(_ prompt: [Int32]) -> UnsafePointer<Float> {
         precondition(!prompt.isEmpty && prompt.count <= maxLength)
-        let L = prompt.count, D = model.width
-        let tp = IntBuffer(count: L)
-        for i in 0..<L { tp.pointer[i] = prompt[i] }
-        model.context.tokens = UnsafePointer(tp.pointer)
-        let xp = x.ensure(L * D), np = n.ensure(L * D), fp = f.ensure(L * D)
-        model.embedding.forward(tokens: tp.pointer, xp, T: L)
-        for (i, b) in model.blocks.enumerated() {
-            b.norm.forward(xp, np, B: 1, L: L)
-            mixers[i].prefill(np, fp, B: 1, L: L, state: states[i])
-            axpy(1, fp, xp, L * D)
+        let D = model.width
+        let chunk = mixers.allSatisfy(\.prefillsInChunks) ? max(1, prefillChunk) : prompt.count
+        let tp = IntBuffer(count: min(chunk, prompt.count))
+        var start = 0, L = 0
+        while start < prompt.count {
+            L = min(chunk, prompt.count - start)
+            for i in 0..<L { tp.pointer[i] = prompt[start + i] }
+            model.context.tokens = UnsafePointer(tp.pointer)
+            let xp = x.ensure(L * D), np = n.ensure(L * D), fp = f.ensure(L * D)
+            model.embedding.forward(tokens: tp.pointer, xp, T: L)
+            for (i, b) in model.blocks.enumerated() {
+                b.norm.forward(xp, np, B: 1, L: L)
+                mixers[i].prefill(np, fp, B: 1, L: L, state: states[i])
+                axpy(1, fp, xp, L * D)
+            }
+            start += L
         }
-        position = L
-        return head(xp + (L - 1) * D)
+        position = prompt.count
+        return head(x.pointer + (L - 1) * D)
     }
 
     /// Feeds one token; returns the logits [V] for the next one.

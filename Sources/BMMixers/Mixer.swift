@@ -19,6 +19,9 @@ public protocol Mixer: SequenceLayer {
     func makeState(batch: Int, maxLength: Int) throws -> MixerState
     /// x: [B, L, D] → y: [B, L, D], evaluation mode; leaves `state` after position L−1.
     func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState)
+    /// True when `prefill` continues from the state it is given (a fresh state is
+    /// empty), so a long prompt can be prefilled in chunks with bounded memory.
+    var prefillsInChunks: Bool { get }
     /// x: [B, D] → y: [B, D] for the next position; updates `state`.
     func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState)
 }
@@ -27,6 +30,10 @@ public protocol Mixer: SequenceLayer {
 /// its timer, off by default, accumulates wall time per phase of forward and backward.
 public protocol PhaseProfiled: AnyObject {
     var timer: PhaseTimer { get }
+}
+
+extension Mixer {
+    public var prefillsInChunks: Bool { false }
 }
 
 /// State of mixers that look at one token at a time (mlp, moe): nothing to keep.

@@ -25,6 +25,9 @@ public final class DenseMLPMixer: Mixer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) { mlp.forward(x, y, B: B, L: L) }
     public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) { mlp.backward(dy, dx, B: B, L: L) }
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState { StatelessState() }
+    /// Position by position: nothing carries over between calls.
+    public var prefillsInChunks: Bool { true }
+
     public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
         mlp.forward(x, y, B: B, L: L)
     }

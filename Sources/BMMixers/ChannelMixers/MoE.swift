@@ -253,6 +253,9 @@ public final class MoE: Mixer, PhaseProfiled {
         return StatelessState()
     }
 
+    /// Position by position (evaluation routing is per token): nothing carries over.
+    public var prefillsInChunks: Bool { true }
+
     public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
         let mode = context.mode
         context.mode = .eval

@@ -155,6 +155,13 @@ public final class Mamba: Mixer, PhaseProfiled {
 
     // h: [B, L, D] → out: [B, L, D]
     public func forward(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        run(hIn, out, B: B, L: L, from: nil)
+    }
+
+    /// The forward pass, starting from a generation state (its last K−1 conv inputs and
+    /// its SSM state) when given, from zeros otherwise — a fresh state is zeros, so a
+    /// prompt can be prefilled in chunks.
+    private func run(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, from initial: State?) {
         let T = B * L
         h = hIn
         shape = (B, L)
@@ -166,8 +173,9 @@ public final class Mamba: Mixer, PhaseProfiled {
         timer.mark("fwd in_proj")
         // 2. causal depthwise conv, u = silu(xc)               xc, u: [T, E]
         let xcp = xc.ensure(T * E), up = u.ensure(T * E)
+        let history = initial.map { UnsafePointer($0.conv.pointer) }
         Parallel.forEach(B) { b in
-            conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L)
+            conv(x: xzp + b * L * xzWidth, ldx: xzWidth, xc: xcp + b * L * E, L: L, history: history.map { $0 + b * K * E })
             vsilu(xcp + b * L * E, up + b * L * E, count: L * E)
         }
         timer.mark("fwd conv, silu")
@@ -190,9 +198,10 @@ public final class Mamba: Mixer, PhaseProfiled {
         let ap = A.pointer, dsk = dSkip?.w, dp = delta.pointer
         let (bp, cp) = bcSource()
         let (dStride, bcStride) = selective ? (L * E, L * dbcWidth) : (0, 0)
+        let s0Initial = initial.map { UnsafePointer($0.ssm.pointer) }
         Parallel.forEach(B) { b in
             let s0 = stp + b * SN
-            s0.update(repeating: 0, count: SN)
+            if let s0Initial { s0.update(from: s0Initial + b * SN, count: SN) } else { s0.update(repeating: 0, count: SN) }
             SelectiveScan.forward(sh, u: up + b * L * E, delta: dp + b * dStride, A: ap,
                                   Bm: bp + b * bcStride, Cm: cp + b * bcStride, D: dsk.map { UnsafePointer($0) },
                                   y: yp + b * L * E, state: s0, boundaries: bnd + b * sh.chunks * SN)
@@ -226,15 +235,19 @@ public final class Mamba: Mixer, PhaseProfiled {
     }
 
     /// xc[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c]  for one sequence.
-    private func conv(x: UnsafePointer<Float>, ldx: Int, xc: UnsafeMutablePointer<Float>, L: Int) {
+    /// Positions before the sequence are zeros, or rows of `history` ([K, E], the K raw
+    /// inputs before position 0, oldest first) when given.
+    private func conv(x: UnsafePointer<Float>, ldx: Int, xc: UnsafeMutablePointer<Float>, L: Int,
+                      history: UnsafePointer<Float>? = nil) {
         let wt = convWT.pointer, bias = convB.w
         for t in 0..<L {
             let row = xc + t * E
             row.update(from: bias, count: E)
             for k in 0..<K {
                 let src = t - (K - 1) + k
-                if src < 0 { continue }
-                let xr = x + src * ldx, wr = wt + k * E
+                let xr: UnsafePointer<Float>
+                if src >= 0 { xr = x + src * ldx } else if let history { xr = history + (K + src) * E } else { continue }
+                let wr = wt + k * E
                 for c in 0..<E { row[c] += wr[c] * xr[c] }
             }
         }
@@ -426,16 +439,19 @@ public final class Mamba: Mixer, PhaseProfiled {
         return State(B: batch, K: K, E: E, N: N, Ep: Ep)
     }
 
+    /// Mamba: the conv history and SSM state carry over between calls.
+    public var prefillsInChunks: Bool { true }
+
     public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
         let s = st as! State
-        forward(x, out, B: B, L: L)
-        // Cache: last K raw x values (zero-padded on the left) and the final scan state.
+        run(x, out, B: B, L: L, from: s)           // continues from the state: prompts can come in chunks
+        // Cache: the last K raw x values (the previous history shifted in when L < K) and
+        // the final scan state. Row k reads old row L + k > k, not yet overwritten.
         let cv = s.conv.pointer, xzp = xz.pointer
-        cv.update(repeating: 0, count: B * K * E)
         for b in 0..<B {
             for k in 0..<K {
-                let t = L - K + k
-                if t >= 0 { (cv + (b * K + k) * E).update(from: xzp + (b * L + t) * xzWidth, count: E) }
+                let t = L - K + k, dst = cv + (b * K + k) * E
+                if t >= 0 { dst.update(from: xzp + (b * L + t) * xzWidth, count: E) } else { dst.update(from: cv + (b * K + K + t) * E, count: E) }
             }
         }
         s.ssm.pointer.update(from: state.pointer, count: B * N * Ep)
