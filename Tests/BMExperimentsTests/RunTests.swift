@@ -189,14 +189,20 @@ final class RunTests: XCTestCase {
         model.forward(tokens: seq, targets: tgt, B: 1, L: L, train: false)
         let ref = Array(UnsafeBufferPointer(start: model.lastLogits, count: L * 32))
         let gen = try Generator(model: model, maxLength: 16)
-        var got = Array(UnsafeBufferPointer(start: gen.prefill(Array(seq.prefix(4))), count: 32))
+        XCTAssertLessThan(generationError(gen, seq, prompt: 4, ref: ref, vocab: 32), 1e-4)
+    }
+
+    /// Largest |logit − reference| over the prompt's last position and every position
+    /// generated after it (prefill of seq[..<prompt], then one step per further token).
+    private func generationError(_ gen: Generator, _ seq: [Int32], prompt: Int, ref: [Float], vocab V: Int) -> Float {
+        var got = Array(UnsafeBufferPointer(start: gen.prefill(Array(seq.prefix(prompt))), count: V))
         var worst: Float = 0
-        for v in 0..<32 { worst = max(worst, abs(got[v] - ref[3 * 32 + v])) }
-        for t in 4..<L {
-            got = Array(UnsafeBufferPointer(start: gen.step(seq[t]), count: 32))
-            for v in 0..<32 { worst = max(worst, abs(got[v] - ref[t * 32 + v])) }
+        for v in 0..<V { worst = max(worst, abs(got[v] - ref[(prompt - 1) * V + v])) }
+        for t in prompt..<seq.count {
+            got = Array(UnsafeBufferPointer(start: gen.step(seq[t]), count: V))
+            for v in 0..<V { worst = max(worst, abs(got[v] - ref[t * V + v])) }
         }
-        XCTAssertLessThan(worst, 1e-4)
+        return worst
     }
 
     /// A prompt prefilled in chunks (Mamba carries its conv history and SSM state between
@@ -214,14 +220,7 @@ final class RunTests: XCTestCase {
             for chunk in [1, 3, 5, 64] {
                 let gen = try Generator(model: model, maxLength: 32)
                 gen.prefillChunk = chunk
-                var got = Array(UnsafeBufferPointer(start: gen.prefill(Array(seq.prefix(19))), count: 32))
-                var worst: Float = 0
-                for v in 0..<32 { worst = max(worst, abs(got[v] - ref[18 * 32 + v])) }
-                for t in 19..<L {
-                    got = Array(UnsafeBufferPointer(start: gen.step(seq[t]), count: 32))
-                    for v in 0..<32 { worst = max(worst, abs(got[v] - ref[t * 32 + v])) }
-                }
-                XCTAssertLessThan(worst, 1e-4, "\(layers) chunk \(chunk)")
+                XCTAssertLessThan(generationError(gen, seq, prompt: 19, ref: ref, vocab: 32), 1e-4, "\(layers) chunk \(chunk)")
             }
         }
     }
