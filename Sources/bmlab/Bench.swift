@@ -158,9 +158,16 @@ extension Bench {
     }
 }
 
+/// `bench mixers --json`: the BLAS facts and every figure (throughput, ms per step,
+/// Mamba's phases, generation latency and state), snake_case keys.
 func jsonString(_ meta: [String: String], train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) -> String {
-    let t = train.map { "{\"mixer\": \"\($0.mixer)\", \"tokens_per_s\": \(String(format: "%.1f", $0.tokensPerSecond))}" }
-    let g = gen.map { "{\"mixer\": \"\($0.mixer)\", \"context\": \($0.context), \"ms_per_token\": \(String(format: "%.4f", $0.msPerToken)), \"state_bytes\": \($0.stateBytes)}" }
-    let m = meta.keys.sorted().map { "\"\($0)\": \"\(meta[$0]!)\"" }
-    return "{" + m.joined(separator: ", ") + ", \"train\": [" + t.joined(separator: ", ") + "], \"generate\": [" + g.joined(separator: ", ") + "]}"
+    struct Out: Encodable {
+        var blas_core: String, blas_threads: String
+        var train: [MixerBench.TrainFigure], generate: [MixerBench.GenFigure]
+    }
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    enc.keyEncodingStrategy = .convertToSnakeCase
+    let out = Out(blas_core: meta["blas_core"] ?? "", blas_threads: meta["blas_threads"] ?? "", train: train, generate: gen)
+    return (try? enc.encode(out)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }
