@@ -27,11 +27,9 @@ public enum GenerateBench {
             var times: [Double] = []
             for _ in 0..<tokens {
                 let tok = Generator.sample(logits, vocab: spec.vocabSize, temperature: 0, topK: 0, rng: &rng)   // greedy
-                let t0 = ContinuousClock.now
-                logits = gen.step(tok)
-                times.append((ContinuousClock.now - t0).seconds)
+                times.append(seconds { logits = gen.step(tok) })
             }
-            out.append(Point(model: spec.name, context: ctx, msPerToken: times.sorted()[times.count / 2] * 1e3,
+            out.append(Point(model: spec.name, context: ctx, msPerToken: median(times) * 1e3,
                              stateBytes: gen.stateBytes, residentMiB: Double(Machine.currentResidentBytes) / 1048576))
         }
         return out

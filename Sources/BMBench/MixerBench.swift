@@ -25,14 +25,14 @@ public enum MixerBench {
 
     /// Median seconds of forward + backward over `steps` timed steps after `warmup`.
     public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
-                             options: [String: OptionValue] = [:]) throws -> TrainFigure {
-        let (m, ps) = try build(name, width: width, options: options)
+                             layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> TrainFigure {
+        let (m, ps) = try build(name, width: width, layerIndex: layerIndex, options: options)
         let timer = (m as? PhaseProfiled)?.timer
         let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
             timer?.enabled = true; timer?.reset()
         }
         timer?.enabled = false
-        let med = times.sorted()[times.count / 2]
+        let med = median(times)
         let phases = timer.map { t in zip(t.names, t.seconds).map { Phase(name: $0, ms: $1 * 1e3 / Double(steps)) } } ?? []
         return TrainFigure(mixer: name, tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3, phases: phases)
     }
@@ -49,30 +49,26 @@ public enum MixerBench {
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
             if i == warmup { afterWarmup() }
-            let t0 = ContinuousClock.now
-            ps.zeroGrad()
-            m.forward(x.pointer, y.pointer, B: B, L: L)
-            m.backward(dy.pointer, dx.pointer, B: B, L: L)
-            if i >= warmup { times.append((ContinuousClock.now - t0).seconds) }
+            let s = seconds {
+                ps.zeroGrad()
+                m.forward(x.pointer, y.pointer, B: B, L: L)
+                m.backward(dy.pointer, dx.pointer, B: B, L: L)
+            }
+            if i >= warmup { times.append(s) }
         }
         return times
     }
 
-    /// MoE at bench-small shapes with its per-phase profile (summed over the timed steps).
+    /// MoE at bench-small shapes with its per-phase profile (ms per step, in the figure)
+    /// and the GFLOP/s of its expert multiplies.
     public static func moe(router: String = "sinkhorn-fast", width: Int = 256, experts: Int = 8, ffn: Int = 1024,
-                           B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7) throws -> (TrainFigure, [(String, Double)], Double) {
-        let (mixer, ps) = try build("moe", width: width, layerIndex: 1,
-                                    options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)])
-        guard let m = mixer as? MoE else { throw BMError.invalid("moe did not build an MoE") }
-        let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
-            m.timer.enabled = true; m.timer.reset()
-        }
-        let med = times.sorted()[times.count / 2]
+                           B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7) throws -> (TrainFigure, Double) {
+        var fig = try train("moe", width: width, B: B, L: L, warmup: warmup, steps: steps, layerIndex: 1,
+                            options: ["experts": .int(experts), "ffn": .int(ffn), "router": .string(router)])
+        fig.mixer = "moe(\(router))"
         // FLOPs of the expert multiplies: 3 products of 2·d·2F + 2·F·d per token, ×3 for fwd+bwd.
         let expertFlops = Double(B * L) * 3 * (2 * Double(width) * 2 * Double(ffn) + 2 * Double(ffn) * Double(width))
-        let gflops = expertFlops / med / 1e9
-        return (TrainFigure(mixer: "moe(\(router))", tokensPerSecond: Double(B * L) / med, msPerStep: med * 1e3),
-                Array(zip(m.timer.names, m.timer.seconds.map { $0 / Double(steps) })), gflops)
+        return (fig, expertFlops / (fig.msPerStep / 1e3) / 1e9)
     }
 
     /// Median per-token latency (batch 1) of `tokens` steps after a prompt of `context` tokens.
@@ -88,11 +84,9 @@ public enum MixerBench {
         rng.fillNormal(x.pointer, width, std: 1)
         var times: [Double] = []
         for _ in 0..<tokens {
-            let t0 = ContinuousClock.now
-            m.step(x.pointer, y.pointer, B: 1, state: state)
-            times.append((ContinuousClock.now - t0).seconds)
+            times.append(seconds { m.step(x.pointer, y.pointer, B: 1, state: state) })
         }
-        let med = times.sorted()[times.count / 2]
+        let med = median(times)
         return GenFigure(mixer: name, context: context, msPerToken: med * 1e3, stateBytes: state.bytes)
     }
 }

@@ -36,12 +36,11 @@ public enum TrainBench {
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
             if i == warmup { model.timer.enabled = true; model.timer.reset() }
-            let t0 = ContinuousClock.now
-            _ = try trainer.trainStep(&src)
-            if i >= warmup { times.append((ContinuousClock.now - t0).seconds) }
+            let s = try seconds { _ = try trainer.trainStep(&src) }
+            if i >= warmup { times.append(s) }
         }
         let rssAfter = Machine.peakResidentBytes
-        let med = times.sorted()[times.count / 2]
+        let med = median(times)
         let total = times.reduce(0, +)
         var phases: [String: Double] = [:]
         var order: [String] = []

@@ -67,34 +67,29 @@ public func sgemm(transA: Bool = false, transB: Bool = false,
         if beta != 1 { for i in 0..<M { let row = C + i * ldc; for j in 0..<N { row[j] *= beta } } }
         return
     }
+    let ta = Int32(transA ? BM_TRANS : BM_NO_TRANS), tb = Int32(transB ? BM_TRANS : BM_NO_TRANS)
     let parts = BLAS.threads
-    // Split only products worth a thread hand-off (~1 MFLOP, tens of µs).
+    // Split only products worth a thread hand-off (~1 MFLOP, tens of µs), by the rows of
+    // C (A's rows, or columns when transposed) or, when C is wide and short, its columns
+    // (B's columns, or rows when transposed); parts are whole multiples of 16.
     if parts > 1 && !Parallel.isNested && 2 * M * N * K >= 1 << 20 && max(M, N) >= 32 * parts {
-        if M >= N || M >= 64 * parts {
-            // rows of C: A's rows (or columns, when transposed) and C's rows
-            let step = ((M + parts - 1) / parts + 15) & ~15
-            Parallel.split(parts) { p in
-                let m0 = p * step, m1 = min(M, m0 + step)
-                if m0 >= m1 { return }
-                bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
-                         Int32(m1 - m0), Int32(N), Int32(K), alpha, A + (transA ? m0 : m0 * lda), Int32(lda),
-                         B, Int32(ldb), beta, C + m0 * ldc, Int32(ldc))
-            }
-        } else {
-            // columns of C: B's columns (or rows, when transposed) and C's columns
-            let step = ((N + parts - 1) / parts + 15) & ~15
-            Parallel.split(parts) { p in
-                let n0 = p * step, n1 = min(N, n0 + step)
-                if n0 >= n1 { return }
-                bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
-                         Int32(M), Int32(n1 - n0), Int32(K), alpha, A, Int32(lda),
-                         B + (transB ? n0 * ldb : n0), Int32(ldb), beta, C + n0, Int32(ldc))
+        let byRows = M >= N || M >= 64 * parts
+        let total = byRows ? M : N
+        let step = ((total + parts - 1) / parts + 15) & ~15
+        Parallel.split(parts) { p in
+            let lo = p * step, hi = min(total, lo + step)
+            if lo >= hi { return }
+            if byRows {
+                bm_sgemm(ta, tb, Int32(hi - lo), Int32(N), Int32(K), alpha, A + (transA ? lo : lo * lda), Int32(lda),
+                         B, Int32(ldb), beta, C + lo * ldc, Int32(ldc))
+            } else {
+                bm_sgemm(ta, tb, Int32(M), Int32(hi - lo), Int32(K), alpha, A, Int32(lda),
+                         B + (transB ? lo * ldb : lo), Int32(ldb), beta, C + lo, Int32(ldc))
             }
         }
         return
     }
-    bm_sgemm(Int32(transA ? BM_TRANS : BM_NO_TRANS), Int32(transB ? BM_TRANS : BM_NO_TRANS),
-             Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+    bm_sgemm(ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
 }
 
 /// y[T, out] = x[T, in] · W[out, in]ᵀ  (+ beta · y).  A Linear layer's forward.

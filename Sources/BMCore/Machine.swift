@@ -75,17 +75,22 @@ extension Duration {
     public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
+/// Seconds one run of `body` takes.
+public func seconds(of body: () throws -> Void) rethrows -> Double {
+    let t0 = ContinuousClock.now
+    try body()
+    return (ContinuousClock.now - t0).seconds
+}
+
 /// Seconds of a closure, best of `repeats`.
 public func bestTime(repeats: Int, _ body: () -> Void) -> Double {
     var best = Double.infinity
-    for _ in 0..<repeats {
-        let t0 = ContinuousClock.now
-        body()
-        let d = ContinuousClock.now - t0
-        best = min(best, d.seconds)
-    }
+    for _ in 0..<repeats { best = min(best, seconds(of: body)) }
     return best
 }
+
+/// The median of timings (the upper middle one for an even count).
+public func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
 /// The stderr bytes of `Machine.run`, filled by the reading thread before it signals.
 private final class DataBox: @unchecked Sendable {

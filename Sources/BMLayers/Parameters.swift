@@ -123,7 +123,8 @@ public final class ParameterSet: @unchecked Sendable {
     /// Number of scalar parameters (without alignment padding).
     public var parameterCount: Int { params.reduce(0) { $0 + $1.count } }
 
-    private static let chunkSize = 65536
+    /// Elements per work item of the slab-wide parallel loops (gradient norm, clipping, AdamW).
+    public static let chunkSize = 65536
     private var chunkCount: Int { (count + Self.chunkSize - 1) / Self.chunkSize }
 
     /// Runs body(k, lo, hi) over the slab in fixed chunks of 64k elements, in parallel.

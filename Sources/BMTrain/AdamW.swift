@@ -22,14 +22,14 @@ public final class AdamW {
     /// Restores the step counter (moments are restored through `m` and `v`).
     public func restore(step: Int) { t = step }
 
-    /// Work items: ranges of at most 64k elements inside one parameter (so each
-    /// carries one decay flag); they touch disjoint memory and run in parallel.
+    /// Work items: ranges of at most `ParameterSet.chunkSize` elements inside one
+    /// parameter (so each carries one decay flag); disjoint memory, run in parallel.
     private lazy var chunks: [(lo: Int, hi: Int, decay: Bool)] = {
         var c: [(Int, Int, Bool)] = []
         for p in ps.params {
             var lo = p.offset
             while lo < p.offset + p.count {
-                let hi = min(p.offset + p.count, lo + 65536)
+                let hi = min(p.offset + p.count, lo + ParameterSet.chunkSize)
                 c.append((lo, hi, p.decay)); lo = hi
             }
         }

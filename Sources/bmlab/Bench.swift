@@ -56,7 +56,7 @@ struct Bench: ParsableCommand {
                 for n in names { for c in ctxs { gen.append(try MixerBench.generate(n, context: c)) } }
             }
             if json {
-                print(jsonString(["blas_core": BLAS.coreName, "blas_threads": "\(BLAS.threads)"], train: train, gen: gen))
+                print(mixersJSON(train: train, gen: gen))
                 return
             }
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; d_model 256, batch 8 x 256 tokens")
@@ -142,7 +142,8 @@ extension Bench {
         func run() throws {
             startBLAS()
             guarded {
-                let (fig, phases, gflops) = try MixerBench.moe(router: router)
+                let (fig, gflops) = try MixerBench.moe(router: router)
+                let phases = fig.phases.map { ($0.name, $0.ms / 1e3) }       // seconds per step
                 let total = phases.reduce(0) { $0 + $1.1 }
                 if json {
                     let ph = phases.map { "\"\($0.0)\": \(String(format: "%.5f", $0.1))" }.joined(separator: ", ")
@@ -160,14 +161,13 @@ extension Bench {
 
 /// `bench mixers --json`: the BLAS facts and every figure (throughput, ms per step,
 /// Mamba's phases, generation latency and state), snake_case keys.
-func jsonString(_ meta: [String: String], train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) -> String {
+func mixersJSON(train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) -> String {
     struct Out: Encodable {
-        var blas_core: String, blas_threads: String
+        var blasCore = BLAS.coreName, blasThreads = "\(BLAS.threads)"
         var train: [MixerBench.TrainFigure], generate: [MixerBench.GenFigure]
     }
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys]
     enc.keyEncodingStrategy = .convertToSnakeCase
-    let out = Out(blas_core: meta["blas_core"] ?? "", blas_threads: meta["blas_threads"] ?? "", train: train, generate: gen)
-    return (try? enc.encode(out)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    return (try? enc.encode(Out(train: train, generate: gen))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }

@@ -445,16 +445,19 @@ public final class Mamba: Mixer, PhaseProfiled {
     public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
         let s = st as! State
         run(x, out, B: B, L: L, from: s)           // continues from the state: prompts can come in chunks
-        // Cache: the last K raw x values (the previous history shifted in when L < K) and
-        // the final scan state. Row k reads old row L + k > k, not yet overwritten.
         let cv = s.conv.pointer, xzp = xz.pointer
-        for b in 0..<B {
-            for k in 0..<K {
-                let t = L - K + k, dst = cv + (b * K + k) * E
-                if t >= 0 { dst.update(from: xzp + (b * L + t) * xzWidth, count: E) } else { dst.update(from: cv + (b * K + K + t) * E, count: E) }
-            }
-        }
+        for b in 0..<B { pushHistory(cv + b * K * E, x: xzp + b * L * xzWidth, ldx: xzWidth, L: L) }
         s.ssm.pointer.update(from: state.pointer, count: B * N * Ep)
+    }
+
+    /// Appends a sequence's L raw conv inputs (rows of `x`, stride ldx) to its history
+    /// [K, E] (the K most recent inputs, oldest first). Row k reads old row L + k > k,
+    /// not yet overwritten.
+    private func pushHistory(_ cv: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, ldx: Int, L: Int) {
+        for k in 0..<K {
+            let t = L - K + k, dst = cv + k * E
+            if t >= 0 { dst.update(from: x + t * ldx, count: E) } else { dst.update(from: cv + (L + k) * E, count: E) }
+        }
     }
 
     private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepDBC = FloatBuffer(), stepDelta = FloatBuffer()
@@ -465,16 +468,12 @@ public final class Mamba: Mixer, PhaseProfiled {
         let s = st as! State
         let xzp = stepXZ.ensure(B * xzWidth)
         matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth)
-        let cv = s.conv.pointer, wt = convWT.pointer
+        let cv = s.conv.pointer
         let up = stepU.ensure(B * E)
         for b in 0..<B {
-            let cs = cv + b * K * E
-            // shift left by one and append the new x
-            if K > 1 { cs.update(from: cs + E, count: (K - 1) * E) }
-            (cs + (K - 1) * E).update(from: xzp + b * xzWidth, count: E)
-            let ur = up + b * E
-            ur.update(from: convB.w, count: E)
-            for k in 0..<K { let wr = wt + k * E, xr = cs + k * E; for c in 0..<E { ur[c] += wr[c] * xr[c] } }
+            let cs = cv + b * K * E, xr = xzp + b * xzWidth
+            conv(x: xr, ldx: xzWidth, xc: up + b * E, L: 1, history: cs)
+            pushHistory(cs, x: xr, ldx: xzWidth, L: 1)
         }
         vsilu(up, up, count: B * E)
         let yp = stepY.ensure(B * E)
@@ -505,14 +504,4 @@ public final class Mamba: Mixer, PhaseProfiled {
         }
         matmulXWt(yp, outProj.w, out, T: B, inDim: E, outDim: D)
     }
-}
-
-@inline(__always) private func ld(_ p: UnsafePointer<Float>, _ i: Int) -> F16 {
-    UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-}
-@inline(__always) private func ld(_ p: UnsafeMutablePointer<Float>, _ i: Int) -> F16 {
-    UnsafeRawPointer(p).loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-}
-@inline(__always) private func st(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ v: F16) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, toByteOffset: 4 * i, as: F16.self)
 }

@@ -40,15 +40,6 @@ public struct ScanShape {
     }
 }
 
-@inline(__always) private func ld(_ p: UnsafePointer<Float>) -> F16 {
-    UnsafeRawPointer(p).loadUnaligned(as: F16.self)
-}
-@inline(__always) private func ld(_ p: UnsafeMutablePointer<Float>) -> F16 {
-    UnsafeRawPointer(p).loadUnaligned(as: F16.self)
-}
-@inline(__always) private func st(_ p: UnsafeMutablePointer<Float>, _ v: F16) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: F16.self)
-}
 /// The first `lanes` floats (the rest 0): the last block of a row whose length is not a multiple of 16.
 @inline(__always) private func ldp(_ p: UnsafePointer<Float>, _ lanes: Int) -> F16 {
     if lanes == 16 { return ld(p) }
