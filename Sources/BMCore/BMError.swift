@@ -1,3 +1,4 @@
+import Foundation
 /// Errors a user can act on. Every message names what was wrong and what was expected.
 public enum BMError: Error, CustomStringConvertible, Equatable {
     /// Bad input: a spec, option, file or argument. Exit code 2.
@@ -11,6 +12,33 @@ public enum BMError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .invalid(let m), .system(let m), .numerical(let m): return m
         }
+    }
+
+    /// One readable line for any error: a toolkit error's message, or for a
+    /// Foundation error the file it concerns and the system's reason (instead of
+    /// `Error Domain=NSCocoaErrorDomain Code=513 …`).
+    public static func reason(_ error: Error) -> String {
+        if let e = error as? BMError { return e.description }
+        let ns = error as NSError
+        if ns.domain == NSCocoaErrorDomain || ns.domain == NSPOSIXErrorDomain {
+            var parts: [String] = []
+            if let path = ns.userInfo[NSFilePathErrorKey] as? String { parts.append(path) }
+            if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+                parts.append(String(cString: strerror(Int32(u.code))).lowercased())
+            } else if ns.domain == NSPOSIXErrorDomain {
+                parts.append(String(cString: strerror(Int32(ns.code))).lowercased())
+            } else {
+                switch ns.code {
+                case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: parts.append("permission denied")
+                case NSFileNoSuchFileError, NSFileReadNoSuchFileError: parts.append("no such file or directory")
+                case NSFileWriteOutOfSpaceError: parts.append("no space left on the device")
+                case NSFileWriteVolumeReadOnlyError: parts.append("read-only file system")
+                default: parts.append(ns.localizedDescription)
+                }
+            }
+            return parts.joined(separator: ": ")
+        }
+        return "\(error)"
     }
 
     public var exitCode: Int32 {

@@ -1,4 +1,5 @@
 import Foundation
+import CBLASShim
 
 /// Facts about this machine and its tools, for `bmlab doctor` and run metadata.
 public enum Machine {
@@ -59,6 +60,30 @@ public enum Machine {
 
     /// Peak resident set size of this process in bytes (VmHWM).
     public static var peakResidentBytes: Int { statusBytes("VmHWM:") }
+
+    /// Standard output line-buffered even into a file or a pipe (Slurm .out files,
+    /// sweep logs, notebooks): each line is there as soon as it is printed.
+    public static func lineBufferStandardOutput() { bm_stdout_line_buffered() }
+
+    /// Memory this process can still take, in bytes: MemAvailable of /proc/meminfo,
+    /// lowered to the cgroup's limit less its usage when a limit is set (containers,
+    /// Slurm jobs). `BMLAB_MEMORY_LIMIT` (bytes) overrides both, for tests.
+    public static var availableMemoryBytes: Int {
+        if let v = ProcessInfo.processInfo.environment["BMLAB_MEMORY_LIMIT"], let n = Int(v) { return n }
+        var avail = Int.max
+        if let s = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
+            for line in s.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+                avail = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+            }
+        }
+        func read(_ p: String) -> Int? {
+            (try? String(contentsOfFile: p, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        if let limit = read("/sys/fs/cgroup/memory.max"), let used = read("/sys/fs/cgroup/memory.current") {
+            avail = min(avail, max(0, limit - used))
+        }
+        return avail == Int.max ? 0 : avail
+    }
 
     /// A "Field:   N kB" line of /proc/self/status, in bytes (0 when unknown).
     static func statusBytes(_ field: String) -> Int {

@@ -9,8 +9,16 @@ import BMTrain
 /// `optimizer/exp_avg/` and `optimizer/exp_avg_sq/` (PyTorch's names), and
 /// attributes for the step, the optimizer step, the data generator's state and
 /// the resolved spec. Written atomically: temporary file, fsync, rename.
+///
+/// Integrity: the file starts with a 512-byte header (HDF5's user block, which HDF5
+/// and h5py skip) holding the SHA-256 and length of the HDF5 bytes after it. Loading
+/// verifies both before libhdf5 parses anything (a damaged file can crash libhdf5),
+/// then checks every weight is finite; a damaged file is refused (exit 2).
 public enum Checkpoint {
-    public static let format = "bmlab-checkpoint-1"
+    public static let format = "bmlab-checkpoint-2"
+    /// Bytes of the integrity header (HDF5 user block) at the start of the file.
+    public static let headerSize = 512
+    static let magic = "BMLAB-CHECKPOINT 2"
 
     public struct State {
         public var step: Int
@@ -21,23 +29,72 @@ public enum Checkpoint {
 
     public static func save(to path: String, model: LanguageModel, optimizer: AdamW?, state: State) throws {
         try AtomicFile.write(to: path) { tmp in
-            let f = try H5File(path: tmp, mode: .create)
-            defer { f.close() }
-            try f.setAttribute("format", format)
-            try f.setAttribute("toolkit_version", BMLab.version)
-            try f.setAttribute("step", state.step)
-            try f.setAttribute("optimizer_step", state.optimizerStep)
-            try f.setAttribute("data_rng", state.dataRNG.map { Int(Int64(bitPattern: $0)) })
-            try f.setAttribute("spec", state.specYAML)
-            try f.setAttribute("parameter_names", model.params.params.map(\.name))
-            for p in model.params.params {
-                try f.write("model/\(p.name)", floats: UnsafeBufferPointer(p.values), shape: p.shape)
-                if let o = optimizer {
-                    try f.write("optimizer/exp_avg/\(p.name)", floats: UnsafeBufferPointer(start: o.m.pointer + p.offset, count: p.count), shape: p.shape)
-                    try f.write("optimizer/exp_avg_sq/\(p.name)", floats: UnsafeBufferPointer(start: o.v.pointer + p.offset, count: p.count), shape: p.shape)
-                }
+            try writeHDF5(tmp, model: model, optimizer: optimizer, state: state)
+            try sealHeader(tmp)
+        }
+    }
+
+    static func writeHDF5(_ tmp: String, model: LanguageModel, optimizer: AdamW?, state: State) throws {
+        let f = try H5File(path: tmp, mode: .create, userBlock: headerSize)
+        defer { f.close() }
+        try f.setAttribute("format", format)
+        try f.setAttribute("toolkit_version", BMLab.version)
+        try f.setAttribute("step", state.step)
+        try f.setAttribute("optimizer_step", state.optimizerStep)
+        try f.setAttribute("data_rng", state.dataRNG.map { Int(Int64(bitPattern: $0)) })
+        try f.setAttribute("spec", state.specYAML)
+        try f.setAttribute("parameter_names", model.params.params.map(\.name))
+        for p in model.params.params {
+            try f.write("model/\(p.name)", floats: UnsafeBufferPointer(p.values), shape: p.shape)
+            if let o = optimizer {
+                try f.write("optimizer/exp_avg/\(p.name)", floats: UnsafeBufferPointer(start: o.m.pointer + p.offset, count: p.count), shape: p.shape)
+                try f.write("optimizer/exp_avg_sq/\(p.name)", floats: UnsafeBufferPointer(start: o.v.pointer + p.offset, count: p.count), shape: p.shape)
             }
         }
+    }
+
+    /// Writes the header: magic, SHA-256 and length of the bytes after it.
+    static func sealHeader(_ path: String) throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        guard data.count > headerSize else { throw BMError.system("\(path): the checkpoint writer produced no HDF5 data") }
+        let digest = data.withUnsafeBytes { SHA256.hex(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
+        var header = Array(("\(magic)\nsha256 \(digest) bytes \(data.count - headerSize)\n" +
+            "# HDF5 starts at byte \(headerSize) (this is its user block). Check: tail -c +\(headerSize + 1) FILE | sha256sum\n").utf8)
+        header += [UInt8](repeating: 0, count: headerSize - header.count)
+        guard let fh = FileHandle(forUpdatingAtPath: path) else { throw BMError.system("\(path): cannot reopen the checkpoint to write its header") }
+        defer { try? fh.close() }
+        try fh.seek(toOffset: 0)
+        try fh.write(contentsOf: header)
+    }
+
+    /// Verifies the header's length and SHA-256 against the file's bytes, before
+    /// anything parses it. Throws "damaged" (exit 2) on any mismatch.
+    public static func verify(_ path: String) throws {
+        func damaged(_ why: String) -> BMError {
+            BMError.invalid("\(path): the checkpoint is damaged (\(why)); it cannot be used: restore it from a copy, or retrain")
+        }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw BMError.invalid("\(path): cannot read the checkpoint (\(BMError.reason(error)))")
+        }
+        let head = data.prefix(headerSize)
+        guard head.starts(with: Array(magic.utf8)) else {
+            if head.starts(with: Array("\u{89}HDF".utf8)) {
+                throw BMError.invalid("\(path): an HDF5 file without a BlackMambaLab checkpoint header (written by another program, or by a toolkit before \(format))")
+            }
+            throw BMError.invalid("\(path): not a BlackMambaLab checkpoint, or a damaged one (it does not start with '\(magic)')")
+        }
+        guard data.count > headerSize else { throw damaged("it is \(data.count) bytes, shorter than its \(headerSize)-byte header") }
+        let text = String(decoding: head.prefix { $0 != 0 }, as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        guard lines.count >= 2 else { throw damaged("its header is cut short") }
+        let f = lines[1].split(separator: " ")
+        guard f.count == 4, f[0] == "sha256", f[1].count == 64, f[2] == "bytes", let n = Int(f[3]) else {
+            throw damaged("its header's checksum line is unreadable")
+        }
+        guard n == data.count - headerSize else { throw damaged("it holds \(data.count - headerSize) bytes of data, its header says \(n)") }
+        let digest = data.withUnsafeBytes { SHA256.hex(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
+        guard digest == f[1] else { throw damaged("its SHA-256 does not match the one in its header") }
     }
 
     /// Reads the resolved spec stored in a checkpoint (to rebuild its model).
@@ -49,6 +106,7 @@ public enum Checkpoint {
 
     static func open(_ path: String) throws -> H5File {
         guard FileManager.default.fileExists(atPath: path) else { throw BMError.invalid("\(path): no such checkpoint") }
+        try verify(path)
         let f: H5File
         do { f = try H5File(path: path, mode: .readOnly) } catch {
             throw BMError.invalid("\(path): not a readable HDF5 checkpoint (\(error))")
@@ -81,9 +139,17 @@ public enum Checkpoint {
                 throw BMError.invalid("\(path): \(p.name) has shape \(ds.shape) in the checkpoint but \(p.shape) in the model")
             }
             try ds.readFloats(into: p.values)
+            if let bad = p.values.firstIndex(where: { !$0.isFinite }) {
+                throw BMError.invalid("\(path): the checkpoint holds a non-finite weight (\(p.name)[\(bad)] = \(p.values[bad])); it cannot be used")
+            }
             if let o = optimizer {
-                try f.dataset("optimizer/exp_avg/\(p.name)").readFloats(into: UnsafeMutableBufferPointer(start: o.m.pointer + p.offset, count: p.count))
-                try f.dataset("optimizer/exp_avg_sq/\(p.name)").readFloats(into: UnsafeMutableBufferPointer(start: o.v.pointer + p.offset, count: p.count))
+                let m = UnsafeMutableBufferPointer(start: o.m.pointer + p.offset, count: p.count)
+                let v = UnsafeMutableBufferPointer(start: o.v.pointer + p.offset, count: p.count)
+                try f.dataset("optimizer/exp_avg/\(p.name)").readFloats(into: m)
+                try f.dataset("optimizer/exp_avg_sq/\(p.name)").readFloats(into: v)
+                if m.contains(where: { !$0.isFinite }) || v.contains(where: { !$0.isFinite || $0 < 0 }) {
+                    throw BMError.invalid("\(path): the checkpoint's optimizer state for \(p.name) is not finite; it cannot be resumed")
+                }
             }
         }
         let st = State(step: try f.intAttribute("step"), optimizerStep: try f.intAttribute("optimizer_step"),

@@ -39,11 +39,45 @@ public final class ExperimentRun {
     public var metricsPath: String { (outDir as NSString).appendingPathComponent("metrics.h5") }
     public var checkpointPath: String { (outDir as NSString).appendingPathComponent("checkpoint.h5") }
 
+    /// Memory the run was estimated to need (checked against the machine before anything was allocated).
+    public let memory: MemoryEstimate
+    /// Set when `--resume` found no checkpoint and the run starts over (said to the user).
+    public private(set) var notice: String?
+    private var startOver = false
+
     public init(spec: ExperimentSpec, outDir: String, resume: Bool) throws {
         self.spec = spec
         self.outDir = outDir
         specYAML = try spec.resolvedYAML()
+        // 1. Can the machine hold it? (before any allocation or file)
+        memory = try MemoryEstimate(spec)
+        try memory.check(spec)
+        // 2. What is in the output directory, and may we use it?
+        let fm = FileManager.default
+        let ck = (outDir as NSString).appendingPathComponent("checkpoint.h5")
+        let mt = (outDir as NSString).appendingPathComponent("metrics.h5")
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: outDir, isDirectory: &isDir), !isDir.boolValue {
+            throw BMError.invalid("--out \(outDir) is a file, not a directory")
+        }
+        var storedSpec: String? = nil
+        if resume && fm.fileExists(atPath: ck) {
+            guard fm.fileExists(atPath: mt) else { throw BMError.invalid("\(outDir): checkpoint.h5 without metrics.h5; cannot resume this run") }
+            storedSpec = try Checkpoint.spec(at: ck)
+            if let diff = SpecDiff.firstDifference(stored: storedSpec!, now: specYAML) {
+                throw BMError.invalid("\(outDir) holds a run of a different spec (\(diff)); resume it with the same spec, or choose another --out")
+            }
+        } else if resume {
+            if fm.fileExists(atPath: mt) || fm.fileExists(atPath: (outDir as NSString).appendingPathComponent("spec.yaml")) {
+                startOver = true
+                notice = "\(outDir) has no checkpoint yet (the run stopped before its first one): starting it over"
+            }
+        } else if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck) {
+            throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
+        }
         data = try Dataset(spec)
+        try ExperimentRun.checkWritable(outDir)         // the last check: it creates the directory
+        // 3. Model, optimiser.
         model = try ModelBuilder.build(spec)
         counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
         var settings = TrainSettings(steps: spec.train.steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
@@ -53,25 +87,37 @@ public final class ExperimentRun {
         settings.logEvery = spec.train.logEvery
         trainer = Trainer(model: model, settings: settings)
         source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
-        let fm = FileManager.default
-        let ck = (outDir as NSString).appendingPathComponent("checkpoint.h5")
-        let mt = (outDir as NSString).appendingPathComponent("metrics.h5")
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: outDir, isDirectory: &isDir), !isDir.boolValue {
-            throw BMError.invalid("--out \(outDir) is a file, not a directory")
-        }
-        if resume && fm.fileExists(atPath: ck) {
+        if storedSpec != nil {
             let st = try Checkpoint.load(from: ck, into: model, optimizer: trainer.optimizer)
-            guard fm.fileExists(atPath: mt) else { throw BMError.invalid("\(outDir): checkpoint.h5 without metrics.h5; cannot resume this run") }
             trainer.restore(step: st.step)
             source.rng = RNG(state: st.dataRNG)
             resumeState = st
         } else {
-            if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck) {
-                throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
-            }
             resumeState = nil
         }
+    }
+
+    /// Makes sure `dir` (created if missing, with its parents) takes new files: a
+    /// clear error now rather than a raw one after the start-up header.
+    static func checkWritable(_ dir: String) throws {
+        let fm = FileManager.default
+        // mkdir -p with POSIX calls, so the error is the system's own reason
+        var path = dir.hasPrefix("/") ? "" : "."
+        for part in dir.split(separator: "/") {
+            path += "/" + part
+            if mkdir(path, 0o755) != 0 && errno != EEXIST {
+                throw BMError.invalid("--out \(dir): cannot create the directory \(path) (\(String(cString: strerror(errno))))")
+            }
+        }
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw BMError.invalid("--out \(dir): cannot create the directory (a file of that name is in the way)")
+        }
+        let probe = (dir as NSString).appendingPathComponent(".bmlab-write-test-\(getpid())")
+        guard fm.createFile(atPath: probe, contents: Data()) else {
+            throw BMError.invalid("--out \(dir): cannot write there (\(String(cString: strerror(errno))))")
+        }
+        try? fm.removeItem(atPath: probe)
     }
 
     public struct Summary: Sendable {
@@ -89,19 +135,27 @@ public final class ExperimentRun {
 
     public func run() throws -> Summary {
         let fm = FileManager.default
+        if startOver {
+            for f in ["metrics.h5", "spec.yaml", "checkpoint.h5"] { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
+            startOver = false
+        }
         try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
-        try specYAML.write(toFile: (outDir as NSString).appendingPathComponent("spec.yaml"), atomically: true, encoding: .utf8)
+        try AtomicFile.write(to: (outDir as NSString).appendingPathComponent("spec.yaml")) { tmp in
+            try specYAML.write(toFile: tmp, atomically: false, encoding: .utf8)
+        }
         let metrics: MetricsLog
         if let st = resumeState {
             metrics = try MetricsLog(resuming: metricsPath, step: st.step)
         } else {
             metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
-            try metrics.file.createGroup("eval").setAttribute("metric_name", data.metric.rawValue)
+            let eval = try metrics.file.createGroup("eval")
+            try eval.setAttribute("metric_name", data.metric.rawValue)
+            if specYAML.contains("expert-choice") { try eval.setAttribute("routing_note", ExpertChoiceRouter.evaluationNote) }
         }
         defer { metrics.close() }
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
         let tokensPerStep = B * L
-        let progress = printProgress ? ProgressLine(total: S) : nil
+        let progress = printProgress ? ProgressLine(total: S, logEvery: spec.train.logEvery) : nil
         // Throughput over the steps since the previous row, from the steps' own
         // durations (evaluation, checkpoints and logging are not counted).
         var windowSteps = 0, windowTime = 0.0, lastLoss = 0.0

@@ -15,7 +15,8 @@ public struct ModelSpec: Sendable, Equatable {
     public var layers: [LayerSpec] = []
     public var finalNorm: NormKind = .layernorm
     public var tiedHead = true
-    public var initStd: Double = 0.02
+    public var initStd: Double = 0.02          // the embedding's std
+    public var initScheme: InitScheme = .megatron
 }
 
 public struct DataSpec: Sendable, Equatable {
@@ -69,32 +70,44 @@ public struct ExperimentSpec: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> ExperimentSpec {
         var node = try SpecNode.parse(text, file: file)
-        for o in overrides { node = try node.applying(override: o, file: file) }
-        var spec = try ExperimentSpec(node, file: file)
+        if let dir = specDirectory(file) { node = node.resolvingPaths(against: dir) }
+        for (k, o) in overrides.enumerated() { node = try node.applying(override: o, index: k) }
+        node = node.resolvingPaths(against: FileManager.default.currentDirectoryPath)
+        var spec = try ExperimentSpec(node, source: SpecSource(file: file, overrides: overrides))
         spec.file = file
         try spec.validate()
         return spec
     }
 
-    init(_ node: SpecNode, file: String) throws {
-        var root = try SpecReader(node, file: file, path: "")
+    /// The folder of a spec file that exists (nil for a spec that is not a file,
+    /// e.g. the one stored in a checkpoint, whose paths are already absolute).
+    static func specDirectory(_ file: String) -> String? {
+        guard FileManager.default.fileExists(atPath: file) else { return nil }
+        let abs = URL(fileURLWithPath: file).standardizedFileURL
+        return abs.deletingLastPathComponent().path
+    }
+
+    init(_ node: SpecNode, source src: SpecSource) throws {
+        let file = src.file
+        var root = try SpecReader(node, source: src, path: "")
         name = try root.string("name", "experiment")!
         description = try root.string("description", "")!
         var m = try root.sub("model")
         model.vocabSize = try m.int("vocab_size", nil, min: 2, max: 1 << 20)
-        model.dModel = try m.int("d_model", 128, min: 1)
+        model.dModel = try m.int("d_model", 128, min: 1, max: 1 << 20)
         model.finalNorm = NormKind(rawValue: try m.choice("final_norm", "layernorm", NormKind.allCases.map(\.rawValue)))!
         model.tiedHead = try m.bool("tied_head", true)
         model.initStd = try m.double("init_std", 0.02, min: 0)
+        model.initScheme = InitScheme(rawValue: try m.choice("init", InitScheme.megatron.rawValue, InitScheme.allCases.map(\.rawValue)))!
         // per-kind defaults: model.defaults.{mixer}: {options}
         var defaults: [String: [String: OptionValue]] = [:]
         if let dn = m.raw("defaults") {
             guard case .map(let entries, _) = dn else { throw m.fail(dn, "defaults", "a mapping from mixer names to options") }
             for (k, v) in entries {
                 guard MixerRegistry.names.contains(k) else {
-                    throw BMError.invalid("\(file):\(v.line): model.defaults: unknown mixer '\(k)'\(didYouMean(k, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
+                    throw BMError.invalid("\(src.at(v)): model.defaults: unknown mixer '\(k)'\(didYouMean(k, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
                 }
-                guard case .table(let t) = try v.optionValue(at: "model.defaults.\(k)", file: file) else {
+                guard case .table(let t) = try v.optionValue(at: "model.defaults.\(k)", source: src) else {
                     throw m.fail(v, "defaults.\(k)", "a mapping of options")
                 }
                 defaults[k] = t
@@ -114,11 +127,11 @@ public struct ExperimentSpec: Sendable, Equatable {
             guard case .list(let items, _) = p else { throw m.fail(p, "pattern", "a list of mixers, e.g. [mamba, moe]") }
             for _ in 0..<repeatCount { expanded += items }
         case (_?, _?):
-            throw BMError.invalid("\(file):\(m.line): model: give either 'layers' or 'pattern' (with 'repeat'), not both")
+            throw BMError.invalid("\(src.at(m.line)): model: give either 'layers' or 'pattern' (with 'repeat'), not both")
         case (nil, nil):
-            throw BMError.invalid("\(file):\(m.line): model: 'layers' (or 'pattern' with 'repeat') is required, e.g. layers: [mamba, moe]")
+            throw BMError.invalid("\(src.at(m.line)): model: 'layers' (or 'pattern' with 'repeat') is required, e.g. layers: [mamba, moe]")
         }
-        if expanded.isEmpty { throw BMError.invalid("\(file):\(list.line): model.layers must not be empty") }
+        if expanded.isEmpty { throw BMError.invalid("\(src.at(list)): model.layers must not be empty") }
         for (i, item) in expanded.enumerated() {
             let where_ = "model.layers[\(i)]"
             var name: String, opts: [String: OptionValue] = [:]
@@ -126,15 +139,15 @@ public struct ExperimentSpec: Sendable, Equatable {
             case .scalar(let s, _, _): name = s
             case .map(let entries, _):
                 guard let mn = entries.first(where: { $0.key == "mixer" }), case .scalar(let s, _, _) = mn.value else {
-                    throw BMError.invalid("\(file):\(item.line): \(where_) needs 'mixer: NAME' (one of \(MixerRegistry.names.joined(separator: ", ")))")
+                    throw BMError.invalid("\(src.at(item)): \(where_) needs 'mixer: NAME' (one of \(MixerRegistry.names.joined(separator: ", ")))")
                 }
                 name = s
-                for (k, v) in entries where k != "mixer" { opts[k] = try v.optionValue(at: "\(where_).\(k)", file: file) }
+                for (k, v) in entries where k != "mixer" { opts[k] = try v.optionValue(at: "\(where_).\(k)", source: src) }
             case .list:
-                throw BMError.invalid("\(file):\(item.line): \(where_) must be a mixer name or a mapping with 'mixer'")
+                throw BMError.invalid("\(src.at(item)): \(where_) must be a mixer name or a mapping with 'mixer'")
             }
             guard MixerRegistry.names.contains(name) else {
-                throw BMError.invalid("\(file):\(item.line): \(where_): unknown mixer '\(name)'\(didYouMean(name, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
+                throw BMError.invalid("\(src.at(item)): \(where_): unknown mixer '\(name)'\(didYouMean(name, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
             }
             var merged = defaults[name] ?? [:]
             for (k, v) in opts { merged[k] = v }
@@ -155,8 +168,8 @@ public struct ExperimentSpec: Sendable, Equatable {
         var t = try root.sub("train")
         train.steps = try t.int("steps", 200, min: 1)
         train.tokens = try t.int("tokens", nil, min: 1)
-        train.batch = try t.int("batch", 8, min: 1)
-        train.seqLen = try t.int("seq_len", 128, min: 1)
+        train.batch = try t.int("batch", 8, min: 1, max: 1 << 24)
+        train.seqLen = try t.int("seq_len", 128, min: 1, max: 1 << 24)
         var o = try t.sub("optimizer")
         _ = try o.choice("name", "adamw", ["adamw"])
         train.lr = try o.double("lr", 3e-3, min: 0)
@@ -230,7 +243,7 @@ public struct ExperimentSpec: Sendable, Equatable {
             let r = try resolvedOptions(i)
             y += "    - {mixer: \(model.layers[i].mixer)" + r.values.keys.sorted().map { ", \($0): \(yamlValue(r.values[$0]!))" }.joined() + "}\n"
         }
-        y += "  final_norm: \(model.finalNorm.rawValue)\n  tied_head: \(model.tiedHead)\n  init_std: \(model.initStd)\n"
+        y += "  final_norm: \(model.finalNorm.rawValue)\n  tied_head: \(model.tiedHead)\n  init: \(model.initScheme.rawValue)\n  init_std: \(model.initStd)\n"
         y += "data:\n  kind: \(data.kind.rawValue)\n"
         if let p = data.path { y += "  path: \(q(p))\n" }
         if data.kind == .text && data.path == nil { y += "  path: \(q(ExperimentSpec.defaultCorpusDir))  # the fortunes corpus\n" }

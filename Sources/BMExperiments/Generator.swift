@@ -93,6 +93,35 @@ public final class Generator {
         }
     }
 
+    /// True for a model trained on bytes (text data): prompts and outputs are text.
+    /// Models trained on token files or synthetic tasks read and write token ids.
+    public static func isByteLevel(_ spec: ExperimentSpec) -> Bool { spec.data.kind == .text && spec.vocabSize == 256 }
+
+    /// The prompt as token ids: the UTF-8 bytes of `text` for a byte-level model, or
+    /// `ids` ("12 5 7" or "12,5,7", each below the vocabulary) for any other model.
+    public static func promptTokens(_ spec: ExperimentSpec, text: String?, ids: String?) throws -> [Int32] {
+        let V = spec.vocabSize
+        switch (text, ids) {
+        case (_?, _?): throw BMError.invalid("give either --prompt (text) or --tokens (token ids), not both")
+        case (nil, nil): throw BMError.invalid(isByteLevel(spec) ? "--prompt is required" : "--tokens is required: this model reads token ids (e.g. --tokens \"3 17 42\")")
+        case (let t?, nil):
+            guard isByteLevel(spec) else {
+                throw BMError.invalid("--prompt: this model was trained on token ids (data.kind \(spec.data.kind.rawValue), vocabulary \(V)), not on text; give the prompt as --tokens \"3 17 42\" (ids below \(V))")
+            }
+            guard !t.isEmpty else { throw BMError.invalid("--prompt must not be empty") }
+            return Array(t.utf8).map { Int32($0) }
+        case (nil, let list?):
+            let words = list.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+            guard !words.isEmpty else { throw BMError.invalid("--tokens must list at least one token id") }
+            return try words.map { w in
+                guard let v = Int32(w), v >= 0, Int(v) < V else {
+                    throw BMError.invalid("--tokens: '\(w)' is not a token id of this model (an integer from 0 to \(V - 1))")
+                }
+                return v
+            }
+        }
+    }
+
     /// Samples from logits with temperature (0 = greedy) and top-k (0 = all).
     public static func sample(_ logits: UnsafePointer<Float>, vocab V: Int, temperature: Double, topK: Int, rng: inout RNG) -> Int32 {
         if temperature <= 0 {

@@ -7,12 +7,15 @@ import BMRouting
 /// Builds a LanguageModel from a spec: embedding → one pre-norm residual block
 /// per `model.layers` entry (mixers from the registry) → final norm → head.
 public enum ModelBuilder {
-    public static func build(_ spec: ExperimentSpec) throws -> LanguageModel {
+    /// `allocate: false` declares the model without giving its parameters memory
+    /// (to count them before deciding whether the machine can hold it).
+    public static func build(_ spec: ExperimentSpec, allocate: Bool = true) throws -> LanguageModel {
         let n = spec.model.layers.count
         return try LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
-                                 embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed)) { ps, prefix, i, step in
-            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: step)
+                                 embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i, step in
+            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: step,
+                                   initScheme: spec.model.initScheme)
             return try MixerRegistry.build(spec.model.layers[i].mixer, options: spec.model.layers[i].options, in: ctx,
                                            context: "\(spec.file): model.layers[\(i)]")
         }

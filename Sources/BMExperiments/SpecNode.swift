@@ -55,7 +55,7 @@ public indirect enum SpecNode: Sendable, Equatable {
     }
 
     /// The value as a plugin option (scalars typed, mappings as tables).
-    public func optionValue(at path: String, file: String) throws -> OptionValue {
+    public func optionValue(at path: String, source: SpecSource) throws -> OptionValue {
         switch self {
         case .scalar(let s, let plain, _):
             guard plain else { return .string(s) }
@@ -68,51 +68,146 @@ public indirect enum SpecNode: Sendable, Equatable {
             }
         case .map(let entries, _):
             var t: [String: OptionValue] = [:]
-            for (k, v) in entries { t[k] = try v.optionValue(at: "\(path).\(k)", file: file) }
+            for (k, v) in entries { t[k] = try v.optionValue(at: "\(path).\(k)", source: source) }
             return .table(t)
         case .list:
-            throw BMError.invalid("\(file):\(line): \(path): a list is not a valid option value")
+            throw BMError.invalid("\(source.at(line)): \(path): a list is not a valid option value")
         }
     }
 }
 
-// MARK: - Overrides `key.path=value`
+// MARK: - Overrides `key.path=value` and `~key.path`
 
 extension SpecNode {
-    /// Applies `a.b.c=value` (value parsed as YAML; list items addressed by index).
-    public func applying(override: String, file: String) throws -> SpecNode {
-        guard let eq = override.firstIndex(of: "=") else {
-            throw BMError.invalid("override '\(override)': expected key.path=value")
+    /// Applies override number `index` of a command line: `a.b.c=value` (value parsed
+    /// as YAML; list items addressed by index) or `~a.b.c` (deletes the key, as Hydra).
+    /// The nodes it adds carry line −(index+1), so errors can name the override
+    /// (`SpecSource.at`).
+    public func applying(override: String, index: Int) throws -> SpecNode {
+        let line = -(index + 1)
+        if override.hasPrefix("~") {
+            let path = override.dropFirst().split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            guard !path.isEmpty, !path.contains(where: \.isEmpty), !override.contains("=") else {
+                throw BMError.invalid("override '\(override)': expected ~key.path (deletes the key)")
+            }
+            return try removing(path[...], full: override)
         }
-        let path = override[..<eq].split(separator: ".").map(String.init)
+        guard let eq = override.firstIndex(of: "=") else {
+            throw BMError.invalid("override '\(override)': expected key.path=value (or ~key.path to delete a key)")
+        }
+        let path = override[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard !path.isEmpty, !path.contains(where: \.isEmpty) else { throw BMError.invalid("override '\(override)': empty key") }
         let valueText = String(override[override.index(after: eq)...])
-        let value = try SpecNode.parse(valueText.isEmpty ? "''" : valueText, file: "override '\(override)'")
-        return try setting(path[...], to: value, full: path.joined(separator: "."))
+        let value = try SpecNode.parse(valueText.isEmpty ? "''" : valueText, file: "override '\(override)'").relabeled(line)
+        return try overriding(path, with: value, full: override, line: line)
     }
 
-    func setting(_ path: ArraySlice<String>, to value: SpecNode, full: String) throws -> SpecNode {
+    /// Sets `path` to `value` (what an override or a sweep axis does). A model's layers
+    /// are given either as `layers` or as `pattern` × `repeat`: setting one of them
+    /// replaces the other, and `model.layers.i` on a pattern edits its expansion.
+    public func overriding(_ path: [String], with value: SpecNode, full: String, line: Int = 0) throws -> SpecNode {
+        var node = self
+        if path.count >= 2, path[0] == "model", case .map(let top, _) = node,
+           let mi = top.firstIndex(where: { $0.key == "model" }), case .map(var m, let ml) = top[mi].value {
+            let has = { (k: String) in m.contains { $0.key == k } }
+            if path[1] == "layers", has("pattern") {
+                // expand pattern × repeat into layers, then edit those
+                guard case .list(let items, let pl)? = m.first(where: { $0.key == "pattern" })?.value else {
+                    throw BMError.invalid("override '\(full)': model.pattern must be a list to be replaced by model.layers")
+                }
+                var count = 1
+                if let r = m.first(where: { $0.key == "repeat" })?.value {
+                    guard case .scalar(let t, _, _) = r, let n = Int(t), n >= 1 else {
+                        throw BMError.invalid("override '\(full)': model.repeat must be a positive integer")
+                    }
+                    count = n
+                }
+                m.removeAll { $0.key == "pattern" || $0.key == "repeat" }
+                m.append(("layers", .list(Array(repeating: items, count: count).flatMap { $0 }, line: pl)))
+            } else if path[1] == "pattern" || path[1] == "repeat", has("layers") {
+                m.removeAll { $0.key == "layers" }
+            }
+            var t = top
+            t[mi].value = .map(m, line: ml)
+            node = .map(t, line: node.line)
+        }
+        return try node.setting(path[...], to: value, full: full, line: line)
+    }
+
+    func setting(_ path: ArraySlice<String>, to value: SpecNode, full: String, line newLine: Int = 0) throws -> SpecNode {
         guard let head = path.first else { return value }
         let rest = path.dropFirst()
         switch self {
         case .map(var entries, let line):
             if let i = entries.firstIndex(where: { $0.key == head }) {
-                entries[i].value = try entries[i].value.setting(rest, to: value, full: full)
+                entries[i].value = try entries[i].value.setting(rest, to: value, full: full, line: newLine)
             } else {
-                entries.append((head, try SpecNode.map([], line: 0).setting(rest, to: value, full: full)))
+                entries.append((head, try SpecNode.map([], line: newLine).setting(rest, to: value, full: full, line: newLine)))
             }
             return .map(entries, line: line)
         case .list(var items, let line):
             guard let i = Int(head), i >= 0, i < items.count else {
                 throw BMError.invalid("override '\(full)': '\(head)' is not an index of the list (0..<\(items.count))")
             }
-            items[i] = try items[i].setting(rest, to: value, full: full)
+            items[i] = try items[i].setting(rest, to: value, full: full, line: newLine)
             return .list(items, line: line)
         case .scalar:
             if rest.isEmpty && path.count == 1 {
-                return .map([(head, value)], line: 0)
+                return .map([(head, value)], line: newLine)
             }
             throw BMError.invalid("override '\(full)': '\(head)' goes below a plain value")
+        }
+    }
+
+    func removing(_ path: ArraySlice<String>, full: String) throws -> SpecNode {
+        guard let head = path.first else { return self }
+        let rest = path.dropFirst()
+        switch self {
+        case .map(var entries, let line):
+            guard let i = entries.firstIndex(where: { $0.key == head }) else {
+                throw BMError.invalid("override '\(full)': there is no key '\(head)' to delete\(didYouMean(head, in: entries.map(\.key)))")
+            }
+            if rest.isEmpty { entries.remove(at: i) } else { entries[i].value = try entries[i].value.removing(rest, full: full) }
+            return .map(entries, line: line)
+        case .list(var items, let line):
+            guard let i = Int(head), i >= 0, i < items.count else {
+                throw BMError.invalid("override '\(full)': '\(head)' is not an index of the list (0..<\(items.count))")
+            }
+            if rest.isEmpty { items.remove(at: i) } else { items[i] = try items[i].removing(rest, full: full) }
+            return .list(items, line: line)
+        case .scalar:
+            throw BMError.invalid("override '\(full)': '\(head)' goes below a plain value")
+        }
+    }
+
+    /// Keys that hold file paths. A relative path in a spec file is relative to that
+    /// file's folder (as `base:` in a sweep), so a spec means the same thing from any
+    /// working directory; one given in an override is relative to the working directory.
+    public static let pathKeys: [[String]] = [["data", "path"]]
+
+    /// The same tree with the relative paths of `pathKeys` made absolute against `dir`.
+    public func resolvingPaths(against dir: String) -> SpecNode {
+        var node = self
+        for key in SpecNode.pathKeys {
+            guard case .scalar(let p, let plain, let line)? = node.value(at: key[...]), !p.isEmpty, !p.hasPrefix("/") else { continue }
+            let abs = URL(fileURLWithPath: p, relativeTo: URL(fileURLWithPath: dir, isDirectory: true)).standardizedFileURL.path
+            node = (try? node.setting(key[...], to: .scalar(abs, plain: plain, line: line), full: key.joined(separator: "."))) ?? node
+        }
+        return node
+    }
+
+    func value(at path: ArraySlice<String>) -> SpecNode? {
+        guard let head = path.first else { return self }
+        guard case .map(let e, _) = self, let v = e.first(where: { $0.key == head })?.value else { return nil }
+        return v.value(at: path.dropFirst())
+    }
+
+    /// The same tree with every line number set to `line`.
+    func relabeled(_ line: Int) -> SpecNode {
+        switch self {
+        case .map(let e, _): return .map(e.map { ($0.key, $0.value.relabeled(line)) }, line: line)
+        case .list(let items, _): return .list(items.map { $0.relabeled(line) }, line: line)
+        case .scalar(let s, let p, _): return .scalar(s, plain: p, line: line)
         }
     }
 }

@@ -1,29 +1,46 @@
 import Foundation
 import BMCore
 
+/// Where a spec's values came from: its file, and the command-line overrides, whose
+/// nodes carry line −(k+1) for override k (`SpecNode.applying(override:index:)`),
+/// so that an error names the override rather than a line of the file.
+public struct SpecSource: Sendable, Equatable {
+    public var file: String
+    public var overrides: [String]
+    public init(file: String, overrides: [String] = []) { self.file = file; self.overrides = overrides }
+
+    /// "FILE:LINE", "override 'k=v'", or "FILE" (a node with no line).
+    public func at(_ line: Int) -> String {
+        if line < 0 { return -line - 1 < overrides.count ? "override '\(overrides[-line - 1])'" : "an override" }
+        return line > 0 ? "\(file):\(line)" : file
+    }
+    public func at(_ node: SpecNode) -> String { at(node.line) }
+}
+
 /// Reads one mapping of a spec with typed getters. Every error names the file,
 /// the line and the dotted key, and says what was expected; `finish()` rejects
 /// keys nobody asked for, suggesting the nearest valid name.
 struct SpecReader {
-    let file: String
+    let source: SpecSource
+    var file: String { source.file }
     let path: String               // e.g. "train.optimizer"
     let entries: [(key: String, value: SpecNode)]
     let line: Int
     private var used: [String] = []
     private var known: [String] = []
 
-    init(_ node: SpecNode?, file: String, path: String) throws {
-        self.file = file; self.path = path
+    init(_ node: SpecNode?, source: SpecSource, path: String) throws {
+        self.source = source; self.path = path
         switch node {
         case nil: entries = []; line = 0
         case .map(let e, let l)?: entries = e; line = l
         case let other?:
-            throw BMError.invalid("\(file):\(other.line): \(path.isEmpty ? "the spec" : path) must be a mapping of keys to values")
+            throw BMError.invalid("\(source.at(other)): \(path.isEmpty ? "the spec" : path) must be a mapping of keys to values")
         }
     }
 
     func key(_ k: String) -> String { path.isEmpty ? k : "\(path).\(k)" }
-    func at(_ node: SpecNode) -> String { "\(file):\(node.line)" }
+    func at(_ node: SpecNode) -> String { source.at(node) }
 
     mutating func raw(_ k: String) -> SpecNode? {
         known.append(k)
@@ -85,7 +102,7 @@ struct SpecReader {
     }
 
     mutating func sub(_ k: String) throws -> SpecReader {
-        try SpecReader(raw(k), file: file, path: key(k))
+        try SpecReader(raw(k), source: source, path: key(k))
     }
 
     /// Errors on keys that no getter asked for.

@@ -36,7 +36,8 @@ public struct Sweep {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw BMError.invalid("\(path): no such sweep file (or not readable)")
         }
-        var root = try SpecNode.parse(text, file: path)
+        let sweepDir = URL(fileURLWithPath: path).standardizedFileURL.deletingLastPathComponent().path
+        var root = try SpecNode.parse(text, file: path).resolvingPaths(against: sweepDir)
         guard case .map(var entries, _) = root else { throw BMError.invalid("\(path): a sweep file must be a mapping") }
         guard let si = entries.firstIndex(where: { $0.key == "sweep" }) else {
             throw BMError.invalid("\(path): no 'sweep' section (sweep: {axes: {key: [values]}})")
@@ -50,11 +51,13 @@ public struct Sweep {
             guard let bt = try? String(contentsOfFile: basePath, encoding: .utf8) else {
                 throw BMError.invalid("\(path): base: cannot read \(basePath)")
             }
-            root = Sweep.merge(try SpecNode.parse(bt, file: basePath), .map(entries, line: 1))
+            let baseDir = URL(fileURLWithPath: basePath).standardizedFileURL.deletingLastPathComponent().path
+            root = Sweep.merge(try SpecNode.parse(bt, file: basePath).resolvingPaths(against: baseDir), .map(entries, line: 1))
         } else {
             root = .map(entries, line: 1)
         }
-        for o in overrides { root = try root.applying(override: o, file: path) }
+        for (k, o) in overrides.enumerated() { root = try root.applying(override: o, index: k) }
+        root = root.resolvingPaths(against: FileManager.default.currentDirectoryPath)
         // axes and zip groups
         guard case .map(let sw, _) = sweepNode else { throw BMError.invalid("\(path):\(sweepNode.line): sweep must be a mapping with 'axes'") }
         var groups: [[Axis]] = []
@@ -94,17 +97,25 @@ public struct Sweep {
             let sorted = c.sorted { $0.0 < $1.0 }
             var node = root
             for (k, v) in sorted {
-                node = try node.setting(k.split(separator: ".").map(String.init)[...], to: v, full: k)
+                node = try node.overriding(k.split(separator: ".").map(String.init), with: v, full: k)
             }
+            node = node.resolvingPaths(against: sweepDir)      // an axis of paths, relative to this file
             let name = sorted.map { "\($0.0)=\(Sweep.slug($0.1))" }.joined(separator: ",")
             if seen.contains(name) { throw BMError.invalid("\(path): two runs would both be named '\(name)'") }
             seen.insert(name)
-            var spec = try ExperimentSpec(node, file: "\(path) [run \(i): \(name)]")
+            var spec = try ExperimentSpec(node, source: SpecSource(file: "\(path) [run \(i): \(name)]", overrides: overrides))
             spec.file = "\(path) [run \(i): \(name)]"
             try spec.validate()
             out.append(Run(index: i, name: name, assignments: sorted.map { (key: $0.0, value: $0.1) }, spec: spec))
         }
         runs = out
+    }
+
+    /// True when the YAML file has a top-level `sweep` section (a sweep file, not a spec).
+    public static func isSweepFile(_ path: String) -> Bool {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              case .map(let e, _)? = try? SpecNode.parse(text, file: path) else { return false }
+        return e.contains { $0.key == "sweep" }
     }
 
     static func axis(_ key: String, _ v: SpecNode, file: String) throws -> Axis {

@@ -32,14 +32,26 @@ public struct SweepRunner {
         return try? JSONDecoder().decode(RunResult.self, from: d)
     }
 
+    /// Throws when run `r`'s directory holds a run made from a different spec (a
+    /// rerun into the same --out with other overrides): its results would be stale.
+    public func checkReusable(_ r: Sweep.Run) throws {
+        let dir = runDir(r)
+        guard let stored = try? String(contentsOfFile: "\(dir)/spec.yaml", encoding: .utf8) else { return }
+        if let diff = SpecDiff.firstDifference(stored: stored, now: try r.spec.resolvedYAML()) {
+            throw BMError.invalid("\(dir) holds run \(r.index) of a different spec (\(diff)); " +
+                                  "rerun with the same sweep file and overrides, or choose another --out")
+        }
+    }
+
     /// Runs (or resumes) run `index` here; returns its result (also written to result.json).
-    /// Already finished runs are not run again.
+    /// Already finished runs are not run again, if their spec is the one asked for.
     @discardableResult
     public func runOne(_ index: Int, progress: Bool = false) throws -> RunResult {
         guard index >= 0 && index < sweep.runs.count else {
             throw BMError.invalid("--run-index \(index) is out of range: the sweep has \(sweep.runs.count) runs (0…\(sweep.runs.count - 1))")
         }
         let r = sweep.runs[index]
+        try checkReusable(r)
         if let done = result(r), done.status == "ok" { return done }
         let dir = runDir(r)
         let fm = FileManager.default
@@ -59,7 +71,7 @@ public struct SweepRunner {
             res.trainingFlops = Double(s.steps * r.spec.train.batch * r.spec.train.seqLen) * s.counts.flopsPerToken
             try? fm.removeItem(atPath: "\(dir)/error.txt")
         } catch {
-            res.error = "\(error)"
+            res.error = BMError.reason(error)
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
         }
@@ -74,6 +86,7 @@ public struct SweepRunner {
     /// Runs every unfinished run with `workers` processes of `executable`
     /// (`bmlab sweep FILE --run-index i --out DIR --threads T`), T = cores / workers.
     public func runLocal(workers: Int, executable: String, sweepArgs: [String], log: (String) -> Void) throws {
+        for r in sweep.runs { try checkReusable(r) }          // before any run starts
         let pending = sweep.runs.filter { result($0)?.status != "ok" }
         let done = sweep.runs.count - pending.count
         if done > 0 { log("\(done) of \(sweep.runs.count) runs already finished; running the other \(pending.count)") }
@@ -89,8 +102,9 @@ public struct SweepRunner {
                 p.arguments = ["sweep"] + sweepArgs + ["--run-index", "\(r.index)", "--out", outDir, "--threads", "\(threads)"]
                 try FileManager.default.createDirectory(atPath: runDir(r), withIntermediateDirectories: true)
                 let logPath = "\(runDir(r))/log.txt"
-                FileManager.default.createFile(atPath: logPath, contents: nil)
-                let fh = FileHandle(forWritingAtPath: logPath)
+                guard FileManager.default.createFile(atPath: logPath, contents: nil), let fh = FileHandle(forWritingAtPath: logPath) else {
+                    throw BMError.invalid("\(logPath): cannot create the run's log (\(String(cString: strerror(errno))))")
+                }
                 p.standardOutput = fh; p.standardError = fh
                 try p.run()
                 running.append((p, r, Date()))

@@ -52,12 +52,12 @@ public final class GatedMLP: SequenceLayer {
     private var x: UnsafePointer<Float>?
     private let h = FloatBuffer(), a = FloatBuffer(), scratch = FloatBuffer()
 
-    /// `outputStd` is the init std of fc2 (residual-output scaling, GPT-2 style).
+    /// `outputInit` initialises fc2 (residual-output scaling, see InitScheme).
     public init(_ ps: ParameterSet, _ name: String, d: Int, F: Int, activation: GateActivation = .swiglu,
-                std: Float = 0.02, outputStd: Float = 0.02) {
+                init fc1Init: Initializer = .normal(std: 0.02), outputInit: Initializer = .normal(std: 0.02)) {
         kernel = GatedMLPKernel(d: d, F: F, activation: activation)
-        fc1 = ps.declare("\(name).linear_fc1.weight", [2 * F, d], init: .normal(std: std))
-        fc2 = ps.declare("\(name).linear_fc2.weight", [d, F], init: .normal(std: outputStd))
+        fc1 = ps.declare("\(name).linear_fc1.weight", [2 * F, d], init: fc1Init)
+        fc2 = ps.declare("\(name).linear_fc2.weight", [d, F], init: outputInit)
     }
     public var inWidth: Int { kernel.d }
     public var outWidth: Int { kernel.d }

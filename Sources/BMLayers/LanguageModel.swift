@@ -28,12 +28,14 @@ public final class LanguageModel {
     private var shape = (B: 0, L: 0)
     private var tokens: UnsafePointer<Int32>?
 
+    /// With `allocate: false` the model is only declared (its parameters counted, no
+    /// memory given to them), for the memory estimate made before a run.
     /// `mixer(ps, prefix, i, context)` builds layer i's mixer with parameters under
     /// `prefix` (= "decoder.layers.{i}.mixer"), sharing the model's step context.
     public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
-                embeddingStd: Float = 0.02, seed: UInt64,
+                embeddingStd: Float = 0.02, seed: UInt64, allocate: Bool = true,
                 mixer: (ParameterSet, String, Int, StepContext) throws -> SequenceLayer) rethrows {
-        let ps = ParameterSet()
+        let ps = ParameterSet(allocates: allocate)
         params = ps
         let ctx = StepContext()
         context = ctx

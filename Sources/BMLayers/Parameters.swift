@@ -80,7 +80,11 @@ public final class ParameterSet: @unchecked Sendable {
     public private(set) var isFinal = false
     private var byName: [String: Int] = [:]
 
-    public init() {}
+    /// False for a model built only to be counted (`MemoryEstimate`): `finalize`
+    /// then allocates and initialises nothing.
+    public let allocates: Bool
+
+    public init(allocates: Bool = true) { self.allocates = allocates }
 
     /// Declares a parameter. `decay: false` for norms, biases, A_log, D, embeddings' …
     public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true) -> Param {
@@ -100,8 +104,9 @@ public final class ParameterSet: @unchecked Sendable {
     /// Allocates the slabs and initialises every parameter from `seed`.
     public func finalize(seed: UInt64) {
         precondition(!isFinal)
-        slab.allocate(count)
         isFinal = true
+        guard allocates else { return }
+        slab.allocate(count)
         var rng = RNG(seed: seed)
         for (p, ini) in zip(params, initializers) {
             let buf = p.values

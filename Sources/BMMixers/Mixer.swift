@@ -24,6 +24,11 @@ public protocol Mixer: SequenceLayer {
     var prefillsInChunks: Bool { get }
     /// x: [B, D] → y: [B, D] for the next position; updates `state`.
     func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState)
+    /// Floats the layer's activation caches and scratch hold after a training
+    /// forward + backward of [B, L] (what its `FloatBuffer`s grow to). The memory
+    /// check before a run (`MemoryEstimate`) adds these up; a test compares them
+    /// with the buffers each mixer really allocates.
+    func activationFloats(B: Int, L: Int) -> Int
 }
 
 /// A mixer that can say where its time goes (`bmlab bench mixers`, `bench moe`):
@@ -51,13 +56,19 @@ public struct MixerContext {
     /// Layer index and total number of layers (for residual-output init scaling).
     public let layerIndex: Int, layerCount: Int
     public let step: StepContext
-    public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int, step: StepContext) {
+    /// How projections are initialised (`model.init`).
+    public let initScheme: InitScheme
+    public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int, step: StepContext,
+                initScheme: InitScheme = .megatron) {
         self.params = params; self.prefix = prefix; self.width = width
         self.layerIndex = layerIndex; self.layerCount = layerCount; self.step = step
+        self.initScheme = initScheme
     }
 
-    /// Init std of residual output projections: 0.02 / sqrt(2 · layers), GPT-2 style.
-    public var outputStd: Float { 0.02 / Float(2 * max(1, layerCount)).squareRoot() }
+    /// Init of a projection reading a hidden vector of width `fanIn`.
+    public func hiddenInit(fanIn: Int) -> Initializer { initScheme.hidden(fanIn: fanIn) }
+    /// Init of a residual output projection (scaled by the number of layers).
+    public func outputInit(fanIn: Int) -> Initializer { initScheme.output(fanIn: fanIn, layers: layerCount) }
 }
 
 public enum MixerKind: String, Sendable { case sequence, channel }

@@ -13,8 +13,10 @@ public struct Notebook {
 
     public struct Outcome { public var text: String; public var blocks: Int; public var failures: Int }
 
-    /// Runs the notebook text; `execute(args)` runs one command and returns (output, exit status).
-    public static func run(_ text: String, notebookDir: String, execute: ([String]) -> (String, Int32)) throws -> Outcome {
+    /// Runs the notebook text; `execute(args)` runs one command (in `workingDir`, the
+    /// notebook's project) and returns (output, exit status). Figure paths in the
+    /// output are relative to `workingDir`.
+    public static func run(_ text: String, notebookDir: String, workingDir: String = ".", execute: ([String]) -> (String, Int32)) throws -> Outcome {
         var lines = text.components(separatedBy: "\n")
         var out: [String] = []
         var i = 0, blocks = 0, failures = 0
@@ -49,7 +51,7 @@ public struct Notebook {
                 let (o, status) = execute(args)
                 text += o
                 if status != 0 { text += "[exit status \(status)]\n"; failures += 1 }
-                images += figurePaths(in: o)
+                images += figurePaths(in: o, relativeTo: workingDir)
             }
             out.append(open)
             out.append("```text")
@@ -64,6 +66,25 @@ public struct Notebook {
             out.append(close)
         }
         return Outcome(text: out.joined(separator: "\n"), blocks: blocks, failures: failures)
+    }
+
+    /// The project a notebook belongs to: the nearest folder at or above the
+    /// notebook's that holds `Experiments/` (a BlackMambaLab project), else the
+    /// notebook's own folder. Its commands run there, whatever the caller's working
+    /// directory, so a notebook writes into its own project's `results/` and figures
+    /// (a copy elsewhere never overwrites the original's).
+    public static func projectRoot(for notebook: String) -> String {
+        let dir = URL(fileURLWithPath: notebook).standardizedFileURL.deletingLastPathComponent()
+        var d = dir
+        while true {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: d.appendingPathComponent("Experiments").path, isDirectory: &isDir), isDir.boolValue {
+                return d.path
+            }
+            let up = d.deletingLastPathComponent()
+            if up.path == d.path { return dir.path }
+            d = up
+        }
     }
 
     /// Shell-like word splitting with single and double quotes.
@@ -81,10 +102,11 @@ public struct Notebook {
         return words
     }
 
-    static func figurePaths(in output: String) -> [String] {
+    static func figurePaths(in output: String, relativeTo base: String = ".") -> [String] {
         var found: [String] = []
         for word in output.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }) {
-            let w = String(word).trimmingCharacters(in: CharacterSet(charactersIn: "\"',()"))
+            var w = String(word).trimmingCharacters(in: CharacterSet(charactersIn: "\"',()"))
+            if !w.hasPrefix("/") && base != "." { w = (base as NSString).appendingPathComponent(w) }
             if (w.hasSuffix(".png") || w.hasSuffix(".svg")) && FileManager.default.fileExists(atPath: w) && !found.contains(w) { found.append(w) }
         }
         return found

@@ -3,6 +3,7 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMExperiments
+import BMRouting
 
 /// `bmlab report DIR --out notebooks-md/NAME.md`: a markdown report of a run or a
 /// sweep that renders on GitHub — title, the command that regenerates it, the
@@ -31,12 +32,16 @@ public enum Report {
         md += "## Results\n\n"
         md += "| run | status | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
         md += "|---|---|---|---|---|---|---|---|---|\n"
+        var expertChoice = false
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
-            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss)) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
+            let mark = m.expertChoice ? " †" : ""
+            if m.expertChoice { expertChoice = true }
+            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
+        if expertChoice { md += "\n† \(ExpertChoiceRouter.evaluationNote).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
         // figures
         md += "## Figures\n\n"
@@ -55,7 +60,8 @@ public enum Report {
     }
 
     struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
-                     var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double? }
+                     var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
+                     var expertChoice = false }
 
     static func summary(_ dir: String) throws -> Summary {
         let f = try H5File(path: "\(dir)/metrics.h5", mode: .readOnly)
@@ -72,6 +78,7 @@ public enum Report {
         s.total = try? f.intAttribute("parameters_total")
         s.active = try? f.intAttribute("parameters_active")
         s.flops = (try? f.dataset("train/flops").readDoubles())?.last
+        s.expertChoice = ((try? f.stringAttribute("spec")) ?? "").contains("expert-choice")
         return s
     }
 }

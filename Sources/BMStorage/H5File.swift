@@ -26,7 +26,10 @@ public final class H5File: H5Node {
     public let path: String
     public let mode: H5Mode
 
-    public init(path: String, mode: H5Mode, swmr: Bool = false) throws {
+    /// `userBlock` (with `.create`): bytes at the start of the file that HDF5 skips
+    /// (0, or a power of two ≥ 512), for a header of the writer's own (checkpoints
+    /// keep their checksum there).
+    public init(path: String, mode: H5Mode, swmr: Bool = false, userBlock: Int = 0) throws {
         let ctx = H5Context(path: path, object: nil)
         let fapl = try ctx.id("cannot create file access property list for") {
             H5Pcreate(bm_h5p_file_access())
@@ -45,8 +48,14 @@ public final class H5File: H5Node {
         let fid: hid_t
         switch mode {
         case .create:
+            var fcpl = bm_h5p_default()
+            if userBlock > 0 {
+                fcpl = try ctx.id("cannot create file creation property list for") { H5Pcreate(bm_h5p_file_create()) }
+                try ctx.check("cannot set a user block of \(userBlock) bytes for") { H5Pset_userblock(fcpl, hsize_t(userBlock)) }
+            }
+            defer { if userBlock > 0 { closePlist(fcpl) } }
             fid = try ctx.id("cannot create") {
-                H5Fcreate(path, bm_h5f_acc_trunc(), bm_h5p_default(), fapl)
+                H5Fcreate(path, bm_h5f_acc_trunc(), fcpl, fapl)
             }
         case .readOnly:
             let flags = bm_h5f_acc_rdonly() | (swmr ? bm_h5f_acc_swmr_read() : 0)

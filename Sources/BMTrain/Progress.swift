@@ -1,15 +1,20 @@
 import Foundation
 
-/// A live progress line on a terminal (step, loss, tokens/s, ETA); plain lines
-/// every `logEvery` steps when standard error is not a terminal.
+/// A live progress line on a terminal (step, loss, tokens/s, ETA); without a
+/// terminal (a Slurm `.out` file, a sweep's `log.txt`, a pipe) one plain line every
+/// `logEvery` steps, written straight to the file descriptor (unbuffered), so a log
+/// shows how far a run got even when it is killed.
 public final class ProgressLine {
     let total: Int
-    let isTTY = isatty(2) != 0
+    let logEvery: Int
+    let isTTY: Bool
     let start = Date()
     var lastPrint = Date.distantPast
     public var enabled = true
 
-    public init(total: Int) { self.total = total }
+    public init(total: Int, logEvery: Int = 10, terminal: Bool = isatty(2) != 0) {
+        self.total = total; self.logEvery = max(1, logEvery); isTTY = terminal
+    }
 
     public func update(step: Int, loss: Double, tokensPerSecond: Double, extra: String = "", force: Bool = false) {
         guard enabled else { return }
@@ -24,7 +29,7 @@ public final class ProgressLine {
                 FileHandle.standardError.write(("\r\u{1B}[K" + line + (done == total ? "\n" : "")).data(using: .utf8)!)
                 lastPrint = now
             }
-        } else if force || done == total {
+        } else if force || done == total || done % logEvery == 0 {
             FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
         }
     }

@@ -142,3 +142,5 @@ void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
     if (!p_sgemv) ensure();
     p_sgemv(BM_ROW_MAJOR, transA, M, N, alpha, A, lda, x, 1, beta, y, 1);
 }
+
+void bm_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

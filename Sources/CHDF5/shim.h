@@ -29,3 +29,4 @@ static inline unsigned bm_h5f_acc_swmr_write(void) { return H5F_ACC_SWMR_WRITE; 
 static inline unsigned bm_h5f_acc_swmr_read(void)  { return H5F_ACC_SWMR_READ; }
 static inline unsigned bm_h5f_obj_all(void)        { return H5F_OBJ_ALL; }
 static inline hid_t bm_h5p_link_create(void)       { return H5P_LINK_CREATE; }
+static inline hid_t bm_h5p_file_create(void)       { return H5P_FILE_CREATE; }

@@ -24,8 +24,18 @@ func startGeneration(gemvThreads: Int = 0) {
 
 func fail(_ error: Error) -> Never {
     let code: Int32 = (error as? BMError)?.exitCode ?? 1
-    FileHandle.standardError.write("bmlab: error: \(error)\n".data(using: .utf8)!)
+    FileHandle.standardError.write("bmlab: error: \(BMError.reason(error))\n".data(using: .utf8)!)
     exit(code)
+}
+
+/// A command-line option check: one line naming the option and what it must be, exit 2
+/// (the same as every other user error; commands call it from `validate()`).
+func require(_ ok: Bool, _ message: @autoclosure () -> String) {
+    if !ok { fail(BMError.invalid(message())) }
+}
+
+func requireThreads(_ n: Int, _ name: String = "--threads") {
+    require(n >= 0, "\(name) must be 0 (one per available core) or a positive count, got \(n)")
 }
 
 /// Runs `body`, mapping toolkit errors to their exit codes and clear messages.

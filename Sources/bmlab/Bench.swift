@@ -13,6 +13,7 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+        func validate() throws { requireThreads(threads) }
 
         func run() throws {
             startBLAS(threads: threads)
@@ -77,6 +78,7 @@ extension Bench {
         @Argument(help: "Overrides key.path=value.") var overrides: [String] = []
         @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 8
         @Option(help: "BLAS threads (0 = one per core).") var threads = 0
+        func validate() throws { requireThreads(threads); require(steps >= 1, "--steps must be at least 1, got \(steps)") }
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -109,6 +111,7 @@ extension Bench {
         @Option(help: "Timed tokens per context.") var tokens = 64
         @Option(help: "Also write bench_generate.json into this directory.") var out: String?
         @Option(help: "Threads of the one-token matrix-vector products (0 = one per core).") var threads = 0
+        func validate() throws { requireThreads(threads); require(tokens >= 1, "--tokens must be at least 1, got \(tokens)") }
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {

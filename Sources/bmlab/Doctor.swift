@@ -9,6 +9,7 @@ struct Doctor: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of key: value lines.") var json = false
     @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+    func validate() throws { requireThreads(threads) }
 
     func run() throws {
         startBLAS(threads: threads)

@@ -41,12 +41,15 @@ struct NotebookCommand: ParsableCommand {
     func run() throws {
         guarded {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw BMError.invalid("\(file): cannot read the notebook") }
-            let dir = (file as NSString).deletingLastPathComponent.isEmpty ? "." : (file as NSString).deletingLastPathComponent
+            let dir = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
+            let root = Notebook.projectRoot(for: file)
             let exe = selfPath()
-            let r = try Notebook.run(text, notebookDir: dir) { args in
+            FileHandle.standardError.write("running \(file)'s blocks in its project: \(root)\n".data(using: .utf8)!)
+            let r = try Notebook.run(text, notebookDir: dir, workingDir: root) { args in
                 FileHandle.standardError.write("$ bmlab \(args.joined(separator: " "))\n".data(using: .utf8)!)
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: exe)
+                p.currentDirectoryURL = URL(fileURLWithPath: root)
                 p.arguments = args
                 let pipe = Pipe()
                 p.standardOutput = pipe

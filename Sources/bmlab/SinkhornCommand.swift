@@ -19,6 +19,8 @@ struct SinkhornCommand: ParsableCommand {
     @Option(help: "Datasets in --logits to use (comma-separated; default: every 2-D dataset under router_logits/).") var datasets: String?
     @Option(help: "Figure format: png or svg.") var format = "png"
 
+    func validate() throws { require(seeds >= 1, "--seeds must be at least 1, got \(seeds)") }
+
     func run() throws {
         startBLAS()
         guarded {

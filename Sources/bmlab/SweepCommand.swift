@@ -18,6 +18,13 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Slurm partition.") var partition: String?
     @Option(help: "Slurm time limit per run.") var time = "01:00:00"
     @Option(help: "CPUs per Slurm task.") var cpus = 2
+
+    func validate() throws {
+        requireThreads(threads)
+        require(workers >= 1, "--workers must be at least 1, got \(workers)")
+        require(cpus >= 1, "--cpus must be at least 1, got \(cpus)")
+        if let i = runIndex { require(i >= 0, "--run-index must be 0 or more, got \(i)") }
+    }
     @Flag(help: "Build sweep.h5 and the table from the finished runs.") var collect = false
 
     func run() throws {
@@ -41,6 +48,7 @@ struct SweepCommand: ParsableCommand {
                 return
             }
             if slurm {
+                for r in sweep.runs { try runner.checkReusable(r) }
                 var o = Slurm.Options()
                 o.partition = partition; o.time = time; o.cpus = cpus
                 let script = try Slurm.writeScript(runner: runner, bmlab: selfPath(), sweepArgs: [file] + overrides, options: o)

@@ -14,12 +14,15 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue from DIR/checkpoint.h5.") var resume = false
     @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
 
+    func validate() throws { requireThreads(threads) }
+
     func run() throws {
         startBLAS(threads: threads)
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             let dir = out ?? "results/\(s.name)"
             let run = try ExperimentRun(spec: s, outDir: dir, resume: resume)
+            if let n = run.notice { print("note: \(n)") }
             let c = run.counts
             print("\(s.name): \(s.model.layers.map(\.mixer).joined(separator: ","))  d_model \(s.model.dModel)  parameters \(fmtCount(c.total)) total, \(fmtCount(c.active)) active  \(String(format: "%.1f", c.flopsPerToken / 1e6)) MFLOP/token")
             print("data: \(run.data.description)")
@@ -40,16 +43,35 @@ func fmtCount(_ n: Int) -> String {
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a spec (keys, types, plugins, options, shapes, data) without training.")
-    @Argument(help: "The spec file.") var spec: String
-    @Argument(help: "Overrides key.path=value.") var overrides: [String] = []
-    @Flag(help: "Print the resolved spec (every default filled in).") var resolved = false
+    static let configuration = CommandConfiguration(abstract: "Check a spec or a sweep file (keys, types, plugins, options, shapes, data, memory) without training.")
+    @Argument(help: "The spec file, or a sweep file (every run is checked).") var spec: String
+    @Argument(help: "Overrides key.path=value (or ~key.path to delete a key).") var overrides: [String] = []
+    @Flag(help: "Print the resolved spec (every default filled in; for a sweep, of its first run).") var resolved = false
 
     func run() throws {
         guarded {
+            if Sweep.isSweepFile(spec) {
+                let sweep = try Sweep(path: spec, overrides: overrides)
+                var largest: (MemoryEstimate, ExperimentSpec)? = nil
+                for r in sweep.runs {
+                    _ = try Dataset(r.spec)
+                    let m = try MemoryEstimate(r.spec)
+                    try m.check(r.spec)
+                    if largest.map({ m.totalBytes > $0.0.totalBytes }) ?? true { largest = (m, r.spec) }
+                }
+                if resolved, let first = sweep.runs.first { print(try first.spec.resolvedYAML(), terminator: "") }
+                if let (m, s) = largest {
+                    print("memory: largest run about \(MemoryEstimate.format(m.totalBytes)) (\(m.summary(s))); available \(MemoryEstimate.format(Double(Machine.availableMemoryBytes)))")
+                }
+                print("\(spec): ok (a sweep of \(sweep.runs.count) runs over \(sweep.axes.joined(separator: ", ")))")
+                return
+            }
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             _ = try Dataset(s)
+            let m = try MemoryEstimate(s)
             if resolved { print(try s.resolvedYAML(), terminator: "") }
+            print("memory: about \(MemoryEstimate.format(m.totalBytes)) (\(m.summary(s))); available \(MemoryEstimate.format(Double(Machine.availableMemoryBytes)))")
+            try m.check(s)
             print("\(spec): ok (\(s.model.layers.count) layers: \(s.model.layers.map(\.mixer).joined(separator: ", ")))")
         }
     }
@@ -70,6 +92,8 @@ struct Eval: ParsableCommand {
     @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
     @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
     @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
+
+    func validate() throws { if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") } }
 
     func run() throws {
         startBLAS()
@@ -116,35 +140,43 @@ struct Eval: ParsableCommand {
 }
 
 struct Generate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint (Mamba layers recurrently, attention from its KV cache).")
+    static let configuration = CommandConfiguration(abstract: "Generate from a checkpoint (Mamba layers recurrently, attention from its KV cache): text for byte-level models, token ids for the others.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
-    @Option(help: "The prompt.") var prompt: String
+    @Option(help: "The prompt, as text (byte-level models).") var prompt: String?
+    @Option(help: "The prompt as token ids, e.g. \"3 17 42\" (models trained on token files or synthetic tasks).") var tokens: String?
     @Option(help: "Tokens to generate.") var maxTokens = 200
     @Option(help: "Sampling temperature (0 = greedy).") var temperature = 0.8
     @Option(help: "Sample among the K most likely tokens (0 = all).") var topK = 40
     @Option(help: "Random seed.") var seed: UInt64 = 1
 
+    func validate() throws {
+        require(maxTokens >= 1, "--max-tokens must be at least 1, got \(maxTokens)")
+        require(temperature >= 0 && temperature.isFinite, "--temperature must be 0 (greedy) or positive, got \(temperature)")
+        require(topK >= 0, "--top-k must be 0 (all tokens) or positive, got \(topK)")
+    }
+
     func run() throws {
         startGeneration()
         guarded {
             let (s, model) = try loadCheckpoint(checkpoint)
-            guard s.vocabSize >= 256 else { throw BMError.invalid("generate needs a byte-level (text) model; this one has vocabulary \(s.vocabSize)") }
-            let bytes = Array(prompt.utf8)
-            guard !bytes.isEmpty else { throw BMError.invalid("--prompt must not be empty") }
-            guard maxTokens >= 1 else { throw BMError.invalid("--max-tokens must be at least 1") }
-            let gen = try Generator(model: model, maxLength: bytes.count + maxTokens + 1)
+            let ids = try Generator.promptTokens(s, text: prompt, ids: tokens)
+            let bytes = Generator.isByteLevel(s)
+            let gen = try Generator(model: model, maxLength: ids.count + maxTokens + 1)
             var rng = RNG(seed: seed)
-            FileHandle.standardOutput.write(Data(bytes))
             var pending: [UInt8] = []
+            if bytes { FileHandle.standardOutput.write(Data(ids.map { UInt8($0) })) } else { print(ids.map(String.init).joined(separator: " "), terminator: " |") }
             let t0 = ContinuousClock.now
-            gen.generate(bytes.map { Int32($0) }, maxTokens: maxTokens, temperature: temperature, topK: topK, rng: &rng) { t in
-                pending.append(UInt8(truncatingIfNeeded: t))
+            gen.generate(ids, maxTokens: maxTokens, temperature: temperature, topK: topK, rng: &rng) { t in
+                guard bytes else { print(" \(t)", terminator: ""); return }
+                pending.append(UInt8(t))
                 // stream whole UTF-8 characters
                 if String(validating: pending, as: UTF8.self) != nil || pending.count >= 4 {
                     FileHandle.standardOutput.write(Data(pending)); pending = []
                 }
             }
             if !pending.isEmpty { FileHandle.standardOutput.write(Data(pending)) }
+            if !bytes { print("") }
+            fflush(nil)
             let secs = (ContinuousClock.now - t0).seconds
             FileHandle.standardError.write(String(format: "\n[%d tokens, %.1f tokens/s]\n", maxTokens, Double(maxTokens) / secs).data(using: .utf8)!)
         }

@@ -7,36 +7,12 @@ import Foundation
 /// The real thing: `bmlab train` killed with SIGKILL between checkpoints and
 /// rerun with --resume writes exactly the metrics of an uninterrupted run.
 final class KillResumeTests: XCTestCase {
-    /// The bmlab binary built beside this test bundle (`swift build --build-tests` builds both).
-    var bmlab: String {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = exe.deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        return dir.appendingPathComponent("bmlab").path
-    }
-
-    func launch(_ args: [String]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bmlab)
-        p.arguments = args
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
-    }
-
+    var bmlab: String { BMLabProcess.path }
+    func launch(_ args: [String]) throws -> Process { try BMLabProcess.launch(args) }
     /// Runs bmlab to completion; returns its standard output (or error) and exit status.
     func capture(_ args: [String], stderr: Bool) throws -> (String, Int32) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bmlab)
-        p.arguments = args
-        let pipe = Pipe()
-        if stderr { p.standardError = pipe; p.standardOutput = FileHandle.nullDevice }
-        else { p.standardOutput = pipe; p.standardError = FileHandle.nullDevice }
-        try p.run()
-        let o = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (o, p.terminationStatus)
+        let r = try BMLabProcess.run(args)
+        return (stderr ? r.err : r.out, r.status)
     }
 
     func testSIGKILLThenResumeEqualsUninterrupted() throws {

@@ -121,7 +121,7 @@ final class RunTests: XCTestCase {
         let bad = dir + "/corrupt.h5"
         try Data("not hdf5 at all".utf8).write(to: URL(fileURLWithPath: bad))
         XCTAssertThrowsError(try Checkpoint.load(from: bad, into: other, optimizer: nil)) {
-            XCTAssertTrue("\($0)".contains("not a readable HDF5 checkpoint"), "\($0)")
+            XCTAssertTrue("\($0)".contains("not a BlackMambaLab checkpoint"), "\($0)")
             XCTAssertEqual(($0 as? BMError)?.exitCode, 2)
         }
     }

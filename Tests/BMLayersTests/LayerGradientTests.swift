@@ -20,10 +20,10 @@ enum GradientCases {
         LayerCase(name: "linear+bias", build: { Linear($0, "lin", in: d, out: 6, bias: true, init: .normal(std: 0.3)) }),
         LayerCase(name: "rmsnorm", build: { RMSNorm($0, "norm", width: d) }),
         LayerCase(name: "layernorm", build: { LayerNorm($0, "ln", width: d) }),
-        LayerCase(name: "mlp-swiglu", build: { GatedMLP($0, "mlp", d: d, F: 12, activation: .swiglu, std: 0.3, outputStd: 0.3) }),
-        LayerCase(name: "mlp-geglu", build: { GatedMLP($0, "mlp", d: d, F: 12, activation: .geglu, std: 0.3, outputStd: 0.3) }),
+        LayerCase(name: "mlp-swiglu", build: { GatedMLP($0, "mlp", d: d, F: 12, activation: .swiglu, init: .normal(std: 0.3), outputInit: .normal(std: 0.3)) }),
+        LayerCase(name: "mlp-geglu", build: { GatedMLP($0, "mlp", d: d, F: 12, activation: .geglu, init: .normal(std: 0.3), outputInit: .normal(std: 0.3)) }),
         LayerCase(name: "residual(rmsnorm, mlp)", build: { ps in
-            ResidualBlock(norm: RMSNorm(ps, "n", width: d), mixer: GatedMLP(ps, "m", d: d, F: 12, std: 0.3, outputStd: 0.3))
+            ResidualBlock(norm: RMSNorm(ps, "n", width: d), mixer: GatedMLP(ps, "m", d: d, F: 12, init: .normal(std: 0.3), outputInit: .normal(std: 0.3)))
         }),
     ]
 }
@@ -115,7 +115,7 @@ final class LayerGradientTests: XCTestCase {
             for tied in [true, false] {
                 let V = 11, D = 8, B = 2, L = 4
                 let model = LanguageModel(vocab: V, width: D, layers: 2, finalNorm: norm, tiedHead: tied, embeddingStd: 0.5, seed: 3) { ps, name, _, _ in
-                    GatedMLP(ps, name, d: D, F: 12, std: 0.3, outputStd: 0.3)
+                    GatedMLP(ps, name, d: D, F: 12, init: .normal(std: 0.3), outputInit: .normal(std: 0.3))
                 }
                 perturbParameters(model.params, seed: 4)
                 var rng = RNG(seed: 8)

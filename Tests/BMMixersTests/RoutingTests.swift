@@ -175,6 +175,31 @@ final class RoutingTests: XCTestCase {
         }
     }
 
+    /// expert-choice trains non-causally but evaluates causally (each token to its top
+    /// expert), so its validation loss is comparable with the causal routers'.
+    func testExpertChoiceEvaluatesCausally() throws {
+        let (m, _, _) = try buildMoE(["router": .string("expert-choice")])
+        setEval(m)
+        let B = 1, L = 12, D = m.inWidth
+        var rng = RNG(seed: 8)
+        let x = FloatBuffer(count: L * D), y1 = FloatBuffer(count: L * D), y2 = FloatBuffer(count: L * D)
+        rng.fillNormal(x.pointer, L * D, std: 1)
+        m.forward(x.pointer, y1.pointer, B: B, L: L)
+        let first = y1.array(L * D)
+        for i in (L / 2) * D..<L * D { x.pointer[i] = -3 * x.pointer[i] + 1 }     // change the second half
+        m.forward(x.pointer, y2.pointer, B: B, L: L)
+        // equal to rounding: an expert's product over more rows may block its sums differently
+        let diff = zip(first[0..<(L / 2) * D], y2.array((L / 2) * D)).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(diff, 1e-5, "evaluation of the first half depends on later tokens")
+        // in training it is not causal: the same change moves earlier outputs
+        m.context.mode = .train
+        m.forward(x.pointer, y2.pointer, B: B, L: L)
+        rng.fillNormal(x.pointer, L * D, std: 1)
+        let before = y2.array(L * D)
+        m.forward(x.pointer, y1.pointer, B: B, L: L)
+        XCTAssertNotEqual(before, y1.array(L * D))
+    }
+
     func testHashRoutingIsDeterministicAndSpreads() {
         let h = HashRouter(salt: 0)
         var counts = [Int](repeating: 0, count: 8)

@@ -110,4 +110,16 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(failed.text.contains("[exit status 2]"))
         XCTAssertEqual(try Notebook.split("sweep 'a b.yaml' x=\"1 2\""), ["sweep", "a b.yaml", "x=1 2"])
     }
+
+    /// A notebook's commands run in its project (the folder above it with Experiments/),
+    /// whatever the working directory; a notebook outside any project runs in its folder.
+    func testNotebookProjectRoot() throws {
+        let dir = URL(fileURLWithPath: try tempDir()).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: dir + "/p/Experiments", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/p/notebooks-md/sub", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/lone", withIntermediateDirectories: true)
+        XCTAssertEqual(Notebook.projectRoot(for: dir + "/p/notebooks-md/a.md"), dir + "/p")
+        XCTAssertEqual(Notebook.projectRoot(for: dir + "/p/notebooks-md/sub/b.md"), dir + "/p")
+        XCTAssertEqual(Notebook.projectRoot(for: dir + "/lone/c.md"), dir + "/lone")
+    }
 }

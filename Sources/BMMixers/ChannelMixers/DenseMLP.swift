@@ -17,8 +17,11 @@ public final class DenseMLPMixer: Mixer {
     public init(_ ctx: MixerContext, _ o: ResolvedOptions) {
         let F = o.int("ffn") > 0 ? o.int("ffn") : 4 * ctx.width
         mlp = GatedMLP(ctx.params, ctx.prefix, d: ctx.width, F: F,
-                       activation: GateActivation(rawValue: o.string("activation"))!, outputStd: ctx.outputStd)
+                       activation: GateActivation(rawValue: o.string("activation"))!,
+                       init: ctx.hiddenInit(fanIn: ctx.width), outputInit: ctx.outputInit(fanIn: F))
     }
+    /// h [T, 2F], a [T, F], backward scratch [T, 3F].
+    public func activationFloats(B: Int, L: Int) -> Int { 6 * B * L * mlp.kernel.F }
     public var inWidth: Int { mlp.inWidth }
     public var outWidth: Int { mlp.outWidth }
     public var parameters: [Param] { mlp.parameters }

@@ -88,15 +88,15 @@ public final class MoE: Mixer, PhaseProfiled {
         layerIndex = ctx.layerIndex
         let ps = ctx.params, p = ctx.prefix
         if router.usesLogits {
-            routerWeight = ps.declare("\(p).router.weight", [E, d], init: .normal(std: 0.02))
+            routerWeight = ps.declare("\(p).router.weight", [E, d], init: ctx.hiddenInit(fanIn: d))
             routerBias = o.bool("router_bias") ? ps.declare("\(p).router.bias", [E], init: .zeros, decay: false) : nil
         } else {
             routerWeight = nil; routerBias = nil
         }
         var f1: [Param] = [], f2: [Param] = []
         for e in 0..<E {
-            f1.append(ps.declare("\(p).local_experts.\(e).linear_fc1.weight", [2 * F, d], init: .normal(std: 0.02)))
-            f2.append(ps.declare("\(p).local_experts.\(e).linear_fc2.weight", [d, F], init: .normal(std: ctx.outputStd)))
+            f1.append(ps.declare("\(p).local_experts.\(e).linear_fc1.weight", [2 * F, d], init: ctx.hiddenInit(fanIn: d)))
+            f2.append(ps.declare("\(p).local_experts.\(e).linear_fc2.weight", [d, F], init: ctx.outputInit(fanIn: F)))
         }
         fc1 = f1; fc2 = f2
     }
@@ -106,6 +106,16 @@ public final class MoE: Mixer, PhaseProfiled {
         if let r = router as? TopKRouter { return Double(r.k) }
         if let r = router as? ExpertChoiceRouter { return r.capacityFactor }
         return 1
+    }
+
+    public func activationFloats(B: Int, L: Int) -> Int {
+        let T = B * L
+        // routed rows: every token's active experts (more under a capacity factor > 1)
+        let n = Int((Double(T) * activeExpertsPerToken * max(1, capacityFactor)).rounded(.up))
+        // logits, dlogits and the router's own [T, E] buffers (probabilities, Sinkhorn plan, …);
+        // gathered x, y, dy, dx [n, d]; h [n, 2F], act [n, F], scratch [n, 3F]; assignment
+        // (token, expert, gate, order, kept, dgate) [n]
+        return (router.usesLogits ? 6 * T * E : 0) + n * (4 * d + 6 * F) + 8 * n
     }
 
     public var inWidth: Int { d }

@@ -44,10 +44,15 @@ public final class Attention: Mixer {
         D = ctx.width; H = opt.int("heads"); hd = D / H
         rope = opt.bool("rope"); ropeBase = opt.double("rope_base")
         let ps = ctx.params, p = ctx.prefix
-        wq = ps.declare("\(p).q_proj.weight", [D, D], init: .normal(std: 0.02))
-        wk = ps.declare("\(p).k_proj.weight", [D, D], init: .normal(std: 0.02))
-        wv = ps.declare("\(p).v_proj.weight", [D, D], init: .normal(std: 0.02))
-        wo = ps.declare("\(p).o_proj.weight", [D, D], init: .normal(std: ctx.outputStd))
+        wq = ps.declare("\(p).q_proj.weight", [D, D], init: ctx.hiddenInit(fanIn: D))
+        wk = ps.declare("\(p).k_proj.weight", [D, D], init: ctx.hiddenInit(fanIn: D))
+        wv = ps.declare("\(p).v_proj.weight", [D, D], init: ctx.hiddenInit(fanIn: D))
+        wo = ps.declare("\(p).o_proj.weight", [D, D], init: ctx.outputInit(fanIn: D))
+    }
+
+    public func activationFloats(B: Int, L: Int) -> Int {
+        // q, k, v, o and their gradients [T, D]; lse [B, H, L]; scores, P, dP [L, L] (reused per head)
+        8 * B * L * D + B * H * L + 3 * L * L
     }
 
     public var inWidth: Int { D }

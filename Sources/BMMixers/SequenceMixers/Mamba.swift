@@ -69,6 +69,15 @@ public final class Mamba: Mixer, PhaseProfiled {
     public let timer = PhaseTimer()
     private var shape = (B: 0, L: 0)
 
+    public func activationFloats(B: Int, L: Int) -> Int {
+        let T = B * L, xzW = (gate ? 2 : 1) * E, dbcW = selective ? R + 2 * N : 0
+        let SN = N * Ep, chunks = (L + chunk - 1) / chunk
+        let work = SN + 4 * chunk * N * 16
+        // forward: xz, xc, u, dbc, dtPre, delta, y, g; boundaries, state
+        // backward: dg, dxz, du, dDelta, ddbc, dB, dC, dA, dD, work, dConvWT
+        return T * (2 * xzW + 9 * E + 2 * dbcW) + B * (chunks + 4) * SN + B * (work + (K + 2) * E)
+    }
+
     public init(_ ctx: MixerContext, _ o: ResolvedOptions, selective: Bool = true) {
         self.selective = selective
         D = ctx.width
@@ -80,12 +89,12 @@ public final class Mamba: Mixer, PhaseProfiled {
         gate = o.bool("gate"); skipD = o.bool("skip_d"); chunk = o.int("chunk")
         let ps = ctx.params, p = ctx.prefix
         let (E, N, K, R) = (E, N, K, R)
-        inProj = ps.declare("\(p).in_proj.weight", [(gate ? 2 : 1) * E, D], init: .normal(std: 0.02))
+        inProj = ps.declare("\(p).in_proj.weight", [(gate ? 2 : 1) * E, D], init: ctx.hiddenInit(fanIn: D))
         let cb = 1 / Float(K).squareRoot()
         convW = ps.declare("\(p).conv1d.weight", [E, 1, K], init: .uniform(-cb, cb))
         convB = ps.declare("\(p).conv1d.bias", [E], init: .uniform(-cb, cb), decay: false)
         if selective {
-            xProj = ps.declare("\(p).x_proj.weight", [R + 2 * N, E], init: .normal(std: 0.02))
+            xProj = ps.declare("\(p).x_proj.weight", [R + 2 * N, E], init: ctx.hiddenInit(fanIn: E))
             let dtStd = 1 / Float(R).squareRoot()
             dtW = ps.declare("\(p).dt_proj.weight", [E, R], init: .uniform(-dtStd, dtStd))
         } else {
@@ -106,7 +115,7 @@ public final class Mamba: Mixer, PhaseProfiled {
             cParam = ps.declare("\(p).C", [E, N], init: .normal(std: 1 / Float(N).squareRoot()), decay: false)
         }
         dSkip = skipD ? ps.declare("\(p).D", [E], init: .ones, decay: false) : nil
-        outProj = ps.declare("\(p).out_proj.weight", [D, E], init: .normal(std: ctx.outputStd))
+        outProj = ps.declare("\(p).out_proj.weight", [D, E], init: ctx.outputInit(fanIn: E))
     }
 
     /// dt = exp(U(0,1)·(ln dt_max − ln dt_min) + ln dt_min), clamped ≥ 1e-4; bias = softplus⁻¹(dt).

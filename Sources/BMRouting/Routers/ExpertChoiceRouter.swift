@@ -4,10 +4,13 @@ import BMLayers
 
 /// `expert-choice` (Zhou et al. 2022): S = softmax(logits); each expert takes its
 /// top ⌈T·c/E⌉ tokens by S; gate = S. A token may go to several experts or none.
-/// It looks at the whole batch, so it is not causal: generation refuses it.
+/// It looks at the whole batch, so training with it is not causal, and generation
+/// refuses it. Evaluation routes causally instead: each token to the expert with
+/// its largest S (token choice, top-1, gate = S), so that its validation loss is
+/// comparable with the causal routers' (docs/routing.md; reports mark it).
 public final class ExpertChoiceRouter: Router {
     public static let entry = RouterEntry(
-        name: "expert-choice", summary: "each expert picks its top tokens (Zhou et al. 2022); not causal, no generation",
+        name: "expert-choice", summary: "each expert picks its top tokens (Zhou et al. 2022); non-causal training, causal top-1 evaluation, no generation",
         options: [.double("capacity_factor", 1.0, "c: each expert takes ⌈T·c/E⌉ tokens", min: 0.01)],
         variants: [[:], ["capacity_factor": .double(2.0)]],
         build: { o, _ in ExpertChoiceRouter(capacityFactor: o.double("capacity_factor")) })
@@ -18,6 +21,8 @@ public final class ExpertChoiceRouter: Router {
     public var usesLogits: Bool { true }
     public var allowsCapacity: Bool { false }
     public var isCausal: Bool { false }
+    /// How the validation loss of a model with this router is computed (reports say it).
+    public static let evaluationNote = "expert-choice: trained non-causally (experts pick from the whole batch); validation routes causally, each token to its top expert"
 
     public func capacity(T: Int, E: Int) -> Int { min(T, Int((Double(T) * capacityFactor / Double(E)).rounded(.up))) }
 
@@ -25,6 +30,17 @@ public final class ExpertChoiceRouter: Router {
         let T = input.T, E = input.E
         let s = S.ensure(T * E)
         RouterMath.softmax(input.logits!, s, T: T, E: E)
+        if input.mode != .train {
+            // causal evaluation: every token to its own best expert
+            a.reset(T)
+            for t in 0..<T {
+                var best = 0
+                for e in 1..<max(E, 1) where s[t * E + e] > s[t * E + best] { best = e }
+                a.token.pointer[t] = Int32(t)
+                a.expert.pointer[t] = Int32(best)
+            }
+            return
+        }
         let cap = capacity(T: T, E: E)
         a.reset(E * cap)
         var order = Array(0..<T)

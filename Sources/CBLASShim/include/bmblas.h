@@ -52,3 +52,6 @@ void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
 
 // The toolkit's own one-token matrix-vector products (generation).
 #include "bmgemv.h"
+
+// Makes C's stdout line-buffered (Swift cannot name `stdout` under strict concurrency).
+void bm_stdout_line_buffered(void);
