@@ -5,7 +5,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fo
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-debug test-slurm demo doctor bench clean
+.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor bench clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -32,6 +32,11 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path .build-test
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing 2>&1 | tee .test.log; exit $${PIPESTATUS[0]}
+
+## test-matrix: the suite under every OpenBLAS kernel this CPU runs, with 1 and 2 threads
+## (KERNELS="Zen Prescott" THREADS=2 make test-matrix for a part); logs in .test-matrix/
+test-matrix: deps
+	bash scripts/test-matrix.sh
 
 ## test-debug: the same suite in a debug build (slower; the MQAR test alone takes ~15 minutes)
 test-debug: deps

@@ -28,8 +28,8 @@ public enum TrainBench {
         let data = try Dataset(spec)
         let model = try ModelBuilder.build(spec)
         let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
-        var settings = TrainSettings(steps: warmup + steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
-        settings.clip = spec.train.clip
+        var settings = spec.trainSettings               // betas, eps, weight decay as the spec says
+        settings.steps = warmup + steps
         let trainer = Trainer(model: model, settings: settings)
         var src = DatasetSource(data: data, rng: RNG(seed: 1))
         let rssModel = Machine.currentResidentBytes

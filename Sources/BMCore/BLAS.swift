@@ -1,3 +1,4 @@
+import Foundation
 import CBLASShim
 
 /// OpenBLAS, loaded with the right kernels for this CPU (see docs/blas.md).
@@ -5,8 +6,10 @@ import CBLASShim
 /// Call `BLAS.setup(threads:)` once at start-up (bmlab and the test helpers do);
 /// any BLAS call made before it loads the library single-threaded (products are not split).
 public enum BLAS {
-    /// Loads OpenBLAS and sets the threads matrix products run on (0 = one per
-    /// available core). Throws a clear error when the library is missing.
+    /// Loads OpenBLAS and sets the threads matrix products and the toolkit's parallel
+    /// loops run on (0 = `BMLAB_THREADS` if set, else one per available core). Throws a
+    /// clear error when the library is missing or `OPENBLAS_CORETYPE` names a kernel
+    /// this CPU cannot run.
     ///
     /// OpenBLAS itself runs single-threaded: `sgemm` splits a product's rows (or
     /// columns) over our own threads and calls OpenBLAS on each part. OpenBLAS's
@@ -14,11 +17,18 @@ public enum BLAS {
     /// the CPU from the selective scan running between the products
     /// (docs/performance.md); with one thread pool there is nothing to spin.
     public static func setup(threads: Int = 0) throws {
+        if let core = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !core.isEmpty {
+            try checkRunnable(core, "OPENBLAS_CORETYPE")
+        }
         if bm_blas_load(1) != 0 {
             throw BMError.system(String(cString: bm_blas_error()))
         }
         bm_blas_set_threads(1)
-        setThreads(threads > 0 ? threads : availableCores)
+        // 0 = BMLAB_THREADS when set (how `make test` runs the whole suite on 1 thread), else every core
+        let env = ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) }
+        let n = threads > 0 ? threads : env ?? availableCores
+        setThreads(n)
+        Parallel.workers = n
     }
 
     /// Cores this process may run on (its CPU affinity mask).
@@ -39,6 +49,34 @@ public enum BLAS {
     public static var config: String { String(cString: bm_blas_config()) }
     public static var cpuHasAVX512: Bool { bm_cpu_features() & 2 != 0 }
     public static var cpuHasAVX2: Bool { bm_cpu_features() & 1 != 0 }
+    public static var cpuHasAVX: Bool { bm_cpu_features() & 4 != 0 }
+
+    /// OpenBLAS x86-64 kernel families this CPU can execute, oldest first (forcing one
+    /// the CPU cannot run would end in SIGILL). `OPENBLAS_CORETYPE` / `--blas-core`
+    /// must name one of them.
+    public static var runnableCores: [String] {
+        var c = ["Prescott", "Core2", "Nehalem"]
+        if cpuHasAVX { c.append("Sandybridge") }
+        if cpuHasAVX2 { c += ["Haswell", "Zen"] }
+        if cpuHasAVX512 { c += ["SkylakeX", "CooperLake"] }
+        return c
+    }
+
+    /// Throws a clear error (exit 2) when `core` is not a kernel family this CPU runs.
+    public static func checkRunnable(_ core: String, _ what: String) throws {
+        let ok = runnableCores
+        guard let name = ok.first(where: { $0.lowercased() == core.lowercased() }) else {
+            throw BMError.invalid("\(what)=\(core): not an OpenBLAS kernel this CPU can run\(didYouMean(core, in: ok)); it runs: \(ok.joined(separator: ", "))")
+        }
+        _ = name
+    }
+
+    /// Forces OpenBLAS's kernel family (before `setup`), as `OPENBLAS_CORETYPE` does;
+    /// child processes (sweep workers) inherit it.
+    public static func forceCore(_ core: String) throws {
+        try checkRunnable(core, "--blas-core")
+        setenv("OPENBLAS_CORETYPE", core, 1)
+    }
 
     /// Threads of the toolkit's own one-token matrix-vector product (`matmulXWt` with
     /// T = 1, i.e. batch-1 generation). Its rows are split over a spinning pool;

@@ -80,12 +80,7 @@ public final class ExperimentRun {
         // 3. Model, optimiser.
         model = try ModelBuilder.build(spec)
         counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
-        var settings = TrainSettings(steps: spec.train.steps, batch: spec.train.batch, seqLen: spec.train.seqLen, schedule: spec.schedule)
-        settings.clip = spec.train.clip
-        settings.weightDecay = Float(spec.train.weightDecay)
-        settings.beta1 = Float(spec.train.beta1); settings.beta2 = Float(spec.train.beta2); settings.eps = Float(spec.train.eps)
-        settings.logEvery = spec.train.logEvery
-        trainer = Trainer(model: model, settings: settings)
+        trainer = Trainer(model: model, settings: spec.trainSettings)
         source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
         if storedSpec != nil {
             let st = try Checkpoint.load(from: ck, into: model, optimizer: trainer.optimizer)

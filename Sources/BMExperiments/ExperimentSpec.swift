@@ -36,6 +36,7 @@ public struct TrainSpec: Sendable, Equatable {
     public var seqLen = 128
     public var lr = 3e-3
     public var beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1
+    public var ssmLRScale = 1.0                // learning-rate factor of A_log, dt_proj, S4D's B
     public var schedule = "cosine"             // cosine | constant
     public var warmup = 20
     public var minLR: Double? = nil            // default lr / 10
@@ -177,6 +178,7 @@ public struct ExperimentSpec: Sendable, Equatable {
         train.beta2 = try o.double("beta2", 0.95, min: 0, max: 0.999999)
         train.eps = try o.double("eps", 1e-8, min: 0)
         train.weightDecay = try o.double("weight_decay", 0.1, min: 0)
+        train.ssmLRScale = try o.double("ssm_lr_scale", 1.0, min: 0, max: 10)
         try o.finish()
         var s = try t.sub("schedule")
         train.schedule = try s.choice("name", "cosine", ["cosine", "constant"])
@@ -251,7 +253,7 @@ public struct ExperimentSpec: Sendable, Equatable {
         if data.kind == .mqar { y += "  num_pairs: \(data.numPairs)\n" }
         if data.kind == .selectiveCopy { y += "  num_tokens: \(data.numTokens)\n" }
         y += "train:\n  steps: \(train.steps)\n  batch: \(train.batch)\n  seq_len: \(train.seqLen)\n"
-        y += "  optimizer: {name: adamw, lr: \(train.lr), beta1: \(train.beta1), beta2: \(train.beta2), eps: \(train.eps), weight_decay: \(train.weightDecay)}\n"
+        y += "  optimizer: {name: adamw, lr: \(train.lr), beta1: \(train.beta1), beta2: \(train.beta2), eps: \(train.eps), weight_decay: \(train.weightDecay), ssm_lr_scale: \(train.ssmLRScale)}\n"
         y += "  schedule: {name: \(train.schedule), warmup: \(train.warmup), min_lr: \(train.minLR ?? train.lr / 10)}\n"
         y += "  clip: \(train.clip)\n  seed: \(train.seed)\n  log_every: \(train.logEvery)\n  eval_every: \(train.evalEvery)\n"
         y += "  eval_batches: \(train.evalBatches)\n  checkpoint_every: \(train.checkpointEvery)\n"
@@ -270,6 +272,17 @@ public struct ExperimentSpec: Sendable, Equatable {
         let plain = s.range(of: "^[A-Za-z_][A-Za-z0-9_./-]*$", options: .regularExpression) != nil
             && !["true", "false", "yes", "no", "on", "off", "null"].contains(s.lowercased())
         return plain ? s : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    /// The training loop's settings (optimizer, clipping, schedule) as the spec says.
+    public var trainSettings: TrainSettings {
+        var t = TrainSettings(steps: train.steps, batch: train.batch, seqLen: train.seqLen, schedule: schedule)
+        t.clip = train.clip
+        t.weightDecay = Float(train.weightDecay)
+        t.beta1 = Float(train.beta1); t.beta2 = Float(train.beta2); t.eps = Float(train.eps)
+        t.ssmLRScale = Float(train.ssmLRScale)
+        t.logEvery = train.logEvery
+        return t
     }
 
     public var schedule: LRScheduleSpec {

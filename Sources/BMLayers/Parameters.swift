@@ -22,6 +22,11 @@ public enum Initializer: Sendable, Equatable {
     }
 }
 
+/// Optimizer groups. `ssm`: a state-space layer's dynamics (A_log, the Δ projection,
+/// S4D's B), which `train.optimizer.ssm_lr_scale` trains at a smaller learning rate,
+/// as S4 does (docs/init.md).
+public enum ParamGroup: String, Sendable { case standard, ssm }
+
 /// A named view into the parameter slab: `w` the values, `g` the gradient.
 public struct Param: @unchecked Sendable {
     public let name: String
@@ -29,6 +34,7 @@ public struct Param: @unchecked Sendable {
     public let offset: Int
     public let count: Int
     public let decay: Bool
+    public let group: ParamGroup
     /// Strong: a layer keeps its parameters' memory alive even if the caller drops
     /// the ParameterSet (the slab does not point back at params, so no cycle).
     let owner: ParameterSlab
@@ -87,13 +93,14 @@ public final class ParameterSet: @unchecked Sendable {
     public init(allocates: Bool = true) { self.allocates = allocates }
 
     /// Declares a parameter. `decay: false` for norms, biases, A_log, D, embeddings' …
-    public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true) -> Param {
+    public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true,
+                        group: ParamGroup = .standard) -> Param {
         precondition(!isFinal, "parameter \(name) declared after finalize()")
         precondition(byName[name] == nil, "parameter \(name) declared twice")
         let n = shape.reduce(1, *)
         // Keep every parameter 16-float (64-byte) aligned for SIMD loops.
         let offset = (count + 15) / 16 * 16
-        let p = Param(name: name, shape: shape, offset: offset, count: n, decay: decay, owner: slab)
+        let p = Param(name: name, shape: shape, offset: offset, count: n, decay: decay, group: group, owner: slab)
         byName[name] = params.count
         params.append(p)
         initializers.append(initializer)

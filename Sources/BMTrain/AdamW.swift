@@ -9,12 +9,16 @@ import BMLayers
 /// Moments live in two slabs parallel to the parameter slab.
 public final class AdamW {
     public var beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    /// Learning-rate factor of the `ssm` parameter group (A_log, Δ projection, S4D's B).
+    public let ssmLRScale: Float
     public private(set) var t = 0
     public let m: FloatBuffer, v: FloatBuffer
     private let ps: ParameterSet
 
-    public init(_ ps: ParameterSet, beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1) {
+    public init(_ ps: ParameterSet, beta1: Float = 0.9, beta2: Float = 0.95, eps: Float = 1e-8, weightDecay: Float = 0.1,
+                ssmLRScale: Float = 1) {
         self.ps = ps
+        self.ssmLRScale = ssmLRScale
         self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
         m = FloatBuffer(count: ps.count); v = FloatBuffer(count: ps.count)
     }
@@ -23,14 +27,16 @@ public final class AdamW {
     public func restore(step: Int) { t = step }
 
     /// Work items: ranges of at most `ParameterSet.chunkSize` elements inside one
-    /// parameter (so each carries one decay flag); disjoint memory, run in parallel.
-    private lazy var chunks: [(lo: Int, hi: Int, decay: Bool)] = {
-        var c: [(Int, Int, Bool)] = []
+    /// parameter (so each carries one decay flag and one learning-rate factor);
+    /// disjoint memory, run in parallel.
+    private lazy var chunks: [(lo: Int, hi: Int, decay: Bool, lrScale: Float)] = {
+        var c: [(Int, Int, Bool, Float)] = []
         for p in ps.params {
             var lo = p.offset
+            let scale: Float = p.group == .ssm ? ssmLRScale : 1
             while lo < p.offset + p.count {
                 let hi = min(p.offset + p.count, lo + ParameterSet.chunkSize)
-                c.append((lo, hi, p.decay)); lo = hi
+                c.append((lo, hi, p.decay, scale)); lo = hi
             }
         }
         return c
@@ -39,7 +45,7 @@ public final class AdamW {
     /// One update. `gradScale` multiplies every gradient as it is read (gradient
     /// clipping without a separate pass over the gradients: the same bits as
     /// scaling them first, one read of 108 MB fewer per step on bench-small).
-    public func step(lr: Float, gradScale: Float = 1) {
+    public func step(lr baseLR: Float, gradScale: Float = 1) {
         t += 1
         let b1 = beta1, b2 = beta2, eps = self.eps, wd = weightDecay
         let c1 = 1 / (1 - Float(pow(Double(b1), Double(t))))
@@ -47,7 +53,8 @@ public final class AdamW {
         let mp = m.pointer, vp = v.pointer, w = ps.values, g = ps.grads
         let work = chunks
         Parallel.forEach(work.count) { k in
-            let (lo, hi, dec) = work[k]
+            let (lo, hi, dec, scale) = work[k]
+            let lr = baseLR * scale
             let decay: Float = dec ? 1 - lr * wd : 1
             var i = lo
             let wr = UnsafeMutableRawPointer(w), gr = UnsafeRawPointer(g)

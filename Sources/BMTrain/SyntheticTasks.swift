@@ -2,7 +2,7 @@ import Foundation
 import BMCore
 
 // Synthetic sequence tasks for ablating sequence mixers without a corpus
-// (see /work/shared/reference/synthetic-tasks.md). Every task is framed as
+// (docs/synthetic-tasks.md states each task). Every task is framed as
 // next-token prediction: `targets[t]` is the token a causal model must output
 // after reading `inputs[0...t]`, or −1 where the position is ignored in the
 // loss and in accuracy. All randomness comes from the caller's `RNG`, so the

@@ -26,6 +26,8 @@ public struct TrainSettings: Sendable {
     public var beta1: Float = 0.9, beta2: Float = 0.95
     public var logEvery: Int = 1
     public var eps: Float = 1e-8
+    /// Learning-rate factor of the SSM dynamics parameters (`ParamGroup.ssm`).
+    public var ssmLRScale: Float = 1
     public init(steps: Int, batch: Int, seqLen: Int, schedule: LRSchedule) {
         self.steps = steps; self.batch = batch; self.seqLen = seqLen; self.schedule = schedule
     }
@@ -46,7 +48,8 @@ public final class Trainer {
     public init(model: LanguageModel, settings: TrainSettings) {
         self.model = model
         self.settings = settings
-        optimizer = AdamW(model.params, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps, weightDecay: settings.weightDecay)
+        optimizer = AdamW(model.params, beta1: settings.beta1, beta2: settings.beta2, eps: settings.eps, weightDecay: settings.weightDecay,
+                          ssmLRScale: settings.ssmLRScale)
     }
 
     public struct StepResult { public var loss: Double; public var gradNorm: Double; public var lr: Double; public var correct: Int; public var counted: Int }

@@ -34,6 +34,7 @@ int bm_cpu_features(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f |= 1;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) f |= 2;
+    if (__builtin_cpu_supports("avx")) f |= 4;
     return f;
 }
 

@@ -7,7 +7,7 @@ struct BMLabCommand: ParsableCommand {
         commandName: "bmlab",
         abstract: "BlackMambaLab: small BlackMamba-style models on a CPU, from plugins.",
         version: BMLab.version,
-        subcommands: [Doctor.self, List.self, Validate.self, Train.self, Eval.self, Generate.self, Demo.self, SweepCommand.self, Plot.self, ReportCommand.self, NotebookCommand.self, SinkhornCommand.self, Bench.self])
+        subcommands: [Doctor.self, List.self, Validate.self, Train.self, Eval.self, Generate.self, Demo.self, SweepCommand.self, Plot.self, ReportCommand.self, RobustnessCommand.self, NotebookCommand.self, SinkhornCommand.self, Bench.self])
 }
 
 /// Loads OpenBLAS (fast kernels, threads = cores) and turns errors into a message + exit code.
@@ -19,6 +19,7 @@ func startBLAS(threads: Int = 0) {
 /// token's products are worth); the one-token products split over every core instead.
 func startGeneration(gemvThreads: Int = 0) {
     startBLAS(threads: 1)
+    Parallel.workers = BLAS.availableCores          // experts of a prefill still run side by side
     BLAS.gemvThreads = gemvThreads > 0 ? gemvThreads : BLAS.availableCores
 }
 

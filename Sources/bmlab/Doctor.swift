@@ -29,6 +29,7 @@ struct Doctor: ParsableCommand {
             ("cpu.model", Machine.cpuModel),
             ("cpu.avx2", String(BLAS.cpuHasAVX2)),
             ("cpu.avx512", String(BLAS.cpuHasAVX512)),
+            ("blas.runnable_cores", BLAS.runnableCores.joined(separator: ",")),
         ]
         if json {
             let obj = "{" + facts.map { k, v in

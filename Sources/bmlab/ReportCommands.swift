@@ -34,6 +34,29 @@ struct ReportCommand: ParsableCommand {
     }
 }
 
+struct RobustnessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "robustness",
+        abstract: "Does a recipe learn in every run? Final accuracy of every run of one or more sweeps (each a condition: init, threads, BLAS kernel), a summary and the curves.")
+    @Argument(help: "Sweep directories, one per condition.") var dirs: [String]
+    @Option(help: "The report file, e.g. notebooks-md/NAME.md.") var out: String
+    @Option(help: "Accuracy every run must reach.") var threshold = 0.9
+
+    func validate() throws {
+        require(!dirs.isEmpty, "give at least one sweep directory")
+        require(threshold > 0 && threshold <= 1, "--threshold must be in (0, 1], got \(threshold)")
+    }
+
+    func run() throws {
+        startBLAS()
+        guarded {
+            let cmd = "bmlab robustness \(dirs.joined(separator: " ")) --out \(out)" + (threshold == 0.9 ? "" : " --threshold \(threshold)")
+            let failed = try Robustness.write(dirs: dirs, out: out, threshold: threshold, command: cmd)
+            let n = try Robustness.rows(dirs, threshold: threshold).count
+            print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %; report: \(out)")
+        }
+    }
+}
+
 struct NotebookCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "notebook", abstract: "Run the ```bmlab blocks of a markdown notebook and write their outputs below them.")
     @Argument(help: "The notebook (.md).") var file: String

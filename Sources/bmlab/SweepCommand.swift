@@ -18,6 +18,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Slurm partition.") var partition: String?
     @Option(help: "Slurm time limit per run.") var time = "01:00:00"
     @Option(help: "CPUs per Slurm task.") var cpus = 2
+    @Option(help: "Force OpenBLAS's kernel family in every run (as OPENBLAS_CORETYPE), e.g. Zen, Sandybridge, Prescott.") var blasCore: String?
 
     func validate() throws {
         requireThreads(threads)
@@ -30,6 +31,7 @@ struct SweepCommand: ParsableCommand {
     func run() throws {
         guarded {
             guard workers >= 1 else { throw BMError.invalid("--workers must be at least 1") }
+            if let c = blasCore { try BLAS.forceCore(c) }           // the workers inherit it
             let sweep = try Sweep(path: file, overrides: overrides)
             let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = out ?? "results/sweep-\(name)"
@@ -41,7 +43,6 @@ struct SweepCommand: ParsableCommand {
             }
             if let i = runIndex {
                 startBLAS(threads: threads)
-                if threads > 0 { Parallel.workers = threads }
                 let r = try runner.runOne(i, progress: true)
                 if r.status != "ok" { throw BMError.numerical("run \(i) (\(sweep.runs[i].name)) failed: \(r.error ?? "?")") }
                 print("run \(i) ok: \(runner.runDir(sweep.runs[i]))")

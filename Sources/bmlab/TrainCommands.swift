@@ -13,10 +13,12 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory (default results/NAME).") var out: String?
     @Flag(help: "Continue from DIR/checkpoint.h5.") var resume = false
     @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+    @Option(help: "Force OpenBLAS's kernel family (as OPENBLAS_CORETYPE), e.g. Zen, Sandybridge, Prescott.") var blasCore: String?
 
     func validate() throws { requireThreads(threads) }
 
     func run() throws {
+        if let c = blasCore { guarded { try BLAS.forceCore(c) } }
         startBLAS(threads: threads)
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)

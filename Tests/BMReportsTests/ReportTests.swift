@@ -3,6 +3,7 @@ import Foundation
 @testable import BMCore
 @testable import BMPlot
 @testable import BMExperiments
+@testable import BMStorage
 @testable import BMReports
 
 final class ReportTests: XCTestCase {
@@ -109,6 +110,33 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(failed.failures, 2)
         XCTAssertTrue(failed.text.contains("[exit status 2]"))
         XCTAssertEqual(try Notebook.split("sweep 'a b.yaml' x=\"1 2\""), ["sweep", "a b.yaml", "x=1 2"])
+    }
+
+    /// The robustness report reads every run's final accuracy, kernel and threads back
+    /// from metrics.h5, counts the runs below the threshold and draws one figure per condition.
+    func testRobustnessReport() throws {
+        let dir = try tempDir()
+        let runner = try makeSweep(dir)
+        let rows = try Robustness.rows([runner.outDir], threshold: 0.5)
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows.map(\.seed), [1, 2])
+        XCTAssertEqual(Set(rows.map(\.condition)), ["out"])
+        XCTAssertEqual(rows[0].kernel, BLAS.coreName)
+        XCTAssertEqual(rows[0].threads, BLAS.threads)
+        for r in rows {
+            let acc = try H5File(path: "\(runner.runDir(runner.sweep.runs[r.seed - 1]))/metrics.h5", mode: .readOnly)
+            XCTAssertEqual(r.final, try acc.dataset("eval/metric").readDoubles().last!)
+            XCTAssertEqual(r.curve.count, 3)                   // evaluations at steps 0, 3, 6
+            acc.close()
+        }
+        let below = rows.filter { $0.final < 0.5 }.count
+        let out = dir + "/nb/rob.md"
+        try FileManager.default.createDirectory(atPath: dir + "/nb", withIntermediateDirectories: true)
+        XCTAssertEqual(try Robustness.write(dirs: [runner.outDir], out: out, threshold: 0.5, command: "x"), below)
+        let md = try String(contentsOfFile: out, encoding: .utf8)
+        XCTAssertTrue(md.contains("**\(2 - below) of 2 runs reach it.**"), md)
+        if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }
+        XCTAssertThrowsError(try Robustness.rows([dir + "/nowhere"], threshold: 0.9))
     }
 
     /// A notebook's commands run in its project (the folder above it with Experiments/),

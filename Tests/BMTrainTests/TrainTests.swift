@@ -31,6 +31,22 @@ final class TrainTests: XCTestCase {
         XCTAssertEqual(Double(n.w[0]), ref[2], accuracy: 1e-5)
     }
 
+    /// The `ssm` group (A_log, Δ projection) moves at lr × ssm_lr_scale, the rest at lr:
+    /// Adam's first step moves every weight by lr · sign(g) (m̂ / √v̂ = ±1).
+    func testSSMGroupLearningRateScale() {
+        let ps = ParameterSet()
+        let a = ps.declare("a", [20], init: .constant(1), decay: false)
+        let b = ps.declare("b", [20], init: .constant(1), decay: false, group: .ssm)
+        ps.finalize(seed: 0)
+        for i in 0..<20 { a.g[i] = Float(i + 1) * 0.3; b.g[i] = -Float(i + 1) * 0.7 }
+        let opt = AdamW(ps, eps: 0, weightDecay: 0, ssmLRScale: 0.1)
+        opt.step(lr: 0.01)
+        for i in 0..<20 {
+            XCTAssertEqual(a.w[i], 1 - 0.01, accuracy: 1e-6)
+            XCTAssertEqual(b.w[i], 1 + 0.001, accuracy: 1e-6)
+        }
+    }
+
     func testAdamWVectorAndTailPathsAgree() {
         // 37 elements: two SIMD16 blocks and a scalar tail must give the same update per element.
         let ps = ParameterSet()

@@ -96,22 +96,22 @@ public final class Mamba: Mixer, PhaseProfiled {
         if selective {
             xProj = ps.declare("\(p).x_proj.weight", [R + 2 * N, E], init: ctx.hiddenInit(fanIn: E))
             let dtStd = 1 / Float(R).squareRoot()
-            dtW = ps.declare("\(p).dt_proj.weight", [E, R], init: .uniform(-dtStd, dtStd))
+            dtW = ps.declare("\(p).dt_proj.weight", [E, R], init: .uniform(-dtStd, dtStd), group: .ssm)
         } else {
             xProj = nil; dtW = nil
         }
         let (dtMin, dtMax) = (o.double("dt_min"), o.double("dt_max"))
         dtB = ps.declare("\(p).dt_proj.bias", [E], init: .custom({ rng, buf in
             Mamba.initDtBias(&rng, buf, dtMin: dtMin, dtMax: dtMax)
-        }), decay: false)
+        }), decay: false, group: .ssm)
         aLog = ps.declare("\(p).A_log", [E, N], init: .custom({ _, buf in
             for c in 0..<E { for n in 0..<N { buf[c * N + n] = Float(log(Double(n + 1))) } }
-        }), decay: false)
+        }), decay: false, group: .ssm)
         if selective {
             bParam = nil; cParam = nil
         } else {
             // S4D-real: B = 1, C ~ N(0, 1/N) (Gu et al. 2022, "On the parameterization…").
-            bParam = ps.declare("\(p).B", [E, N], init: .ones, decay: false)
+            bParam = ps.declare("\(p).B", [E, N], init: .ones, decay: false, group: .ssm)
             cParam = ps.declare("\(p).C", [E, N], init: .normal(std: 1 / Float(N).squareRoot()), decay: false)
         }
         dSkip = skipD ? ps.declare("\(p).D", [E], init: .ones, decay: false) : nil

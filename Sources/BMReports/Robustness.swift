@@ -1,0 +1,97 @@
+import Foundation
+import BMCore
+import BMStorage
+import BMPlot
+import BMExperiments
+
+/// `bmlab robustness DIR… --out notebooks-md/NAME.md`: does a recipe learn in every
+/// run? For each sweep directory (a condition: an init scheme, a thread count, a BLAS
+/// kernel, …) and each of its runs, the final accuracy, the first evaluation at or above
+/// the threshold, the BLAS kernel and threads the run really used (from metrics.h5);
+/// a summary per condition; the accuracy curves as figures (one per condition).
+public enum Robustness {
+    public struct Row: Sendable {
+        public var condition: String
+        public var run: String
+        public var seed: Int
+        public var kernel: String
+        public var threads: Int
+        public var final: Double
+        public var firstAbove: Int?            // first eval step with metric ≥ threshold
+        public var seconds: Double?
+        public var curve: [(Double, Double)]
+    }
+
+    /// Reads every run of every directory.
+    public static func rows(_ dirs: [String], threshold: Double) throws -> [Row] {
+        var out: [Row] = []
+        for dir in dirs {
+            let set = try RunSet(dir)
+            for e in set.entries {
+                // a condition: the directory, and the run's axis values other than the seed
+                let others = e.label.split(separator: " ").filter { !$0.hasPrefix("seed=") }.joined(separator: " ")
+                let condition = (dir as NSString).lastPathComponent + (set.isSweep && !others.isEmpty ? " \(others)" : "")
+                let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
+                defer { f.close() }
+                guard (try? f.group("eval").stringAttribute("metric_name")) == "accuracy" else {
+                    throw BMError.invalid("\(e.dir)/metrics.h5: its metric is not accuracy (a synthetic task's runs are needed)")
+                }
+                let steps = (try? f.dataset("eval/step").readDoubles()) ?? []
+                let acc = (try? f.dataset("eval/metric").readDoubles()) ?? []
+                let curve = Array(zip(steps, acc))
+                let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
+                out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
+                               kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,
+                               final: acc.last ?? .nan, firstAbove: curve.first { $0.1 >= threshold }.map { Int($0.0) },
+                               seconds: result?.seconds, curve: curve))
+            }
+        }
+        return out
+    }
+
+    /// Writes the report (and its figures beside it); returns the number of runs below the threshold.
+    @discardableResult
+    public static func write(dirs: [String], out: String, threshold: Double, command: String, format: FigureFormat = .png) throws -> Int {
+        let rows = try rows(dirs, threshold: threshold)
+        let outDir = (out as NSString).deletingLastPathComponent.isEmpty ? "." : (out as NSString).deletingLastPathComponent
+        let base = ((out as NSString).lastPathComponent as NSString).deletingPathExtension
+        let figDir = (outDir as NSString).appendingPathComponent("\(base)-figures")
+        try FileManager.default.createDirectory(atPath: figDir, withIntermediateDirectories: true)
+        let pct = { (x: Double) in x.isNaN ? "–" : String(format: "%.1f %%", 100 * x) }
+        let conditions = rows.map(\.condition).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let failed = rows.filter { !($0.final >= threshold) }.count
+        var md = "# Learning robustness: \(conditions.joined(separator: ", "))\n\n"
+        md += "Regenerate with:\n\n```sh\n\(command)\n```\n\n"
+        md += "Threshold: final accuracy ≥ \(pct(threshold)). **\(rows.count - failed) of \(rows.count) runs reach it.**\n\n"
+        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) | first eval ≥ \(pct(threshold)), median step |\n|---|---|---|---|---|---|---|\n"
+        for c in conditions {
+            let rs = rows.filter { $0.condition == c }
+            let finals = rs.map(\.final).sorted()
+            let firsts = rs.compactMap(\.firstAbove).sorted()
+            let kernels = Array(Set(rs.map(\.kernel))).sorted().joined(separator: ", ")
+            let threads = Array(Set(rs.map(\.threads))).sorted().map(String.init).joined(separator: ", ")
+            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) | \(firsts.isEmpty ? "–" : String(firsts[firsts.count / 2])) |\n"
+        }
+        md += "\n## Every run\n\n| condition | run | BLAS kernel | threads | final accuracy | first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|---|---|\n"
+        for r in rows {
+            md += "| \(r.condition) | \(r.run) | \(r.kernel) | \(r.threads) | \(pct(r.final))\(r.final >= threshold ? "" : " **below**") | \(r.firstAbove.map(String.init) ?? "never") | \(r.seconds.map { String(format: "%.0f s", $0) } ?? "–") |\n"
+        }
+        md += "\n## Accuracy over training\n\n"
+        for c in conditions {
+            let rs = rows.filter { $0.condition == c }
+            let fig = Figure(name: "accuracy_" + String(c.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }), title: "Held-out accuracy: \(c)", panels: [
+                Panel(title: "\(rs.count) runs", xlabel: "step", ylabel: "accuracy", yRange: 0...1, key: "bottom right",
+                      series: rs.map { Series($0.run, $0.curve) }),
+            ], width: 640)
+            let path = try Gnuplot.render(fig, in: figDir, format: format)
+            md += "![accuracy \(c)](\(Notebook.relative(path, to: outDir)))\n\n"
+        }
+        md += "Each figure's gnuplot script (`.gp`) and data (`.dat`) are beside it.\n\n"
+        md += "## Machine\n\n| fact | value |\n|---|---|\n"
+        md += "| BlackMambaLab | \(BMLab.version)\(ExperimentRun.gitCommit.map { " (\($0.prefix(10)))" } ?? "") |\n"
+        md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores, \(BLAS.cpuHasAVX512 ? "AVX-512" : BLAS.cpuHasAVX2 ? "AVX2, no AVX-512" : "no AVX2") |\n"
+        md += "| kernels this CPU runs | \(BLAS.runnableCores.joined(separator: ", ")) |\n"
+        try md.write(toFile: out, atomically: true, encoding: .utf8)
+        return failed
+    }
+}
