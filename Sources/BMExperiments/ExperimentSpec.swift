@@ -89,7 +89,6 @@ public struct ExperimentSpec: Sendable, Equatable {
     }
 
     init(_ node: SpecNode, source src: SpecSource) throws {
-        let file = src.file
         var root = try SpecReader(node, source: src, path: "")
         name = try root.string("name", "experiment")!
         description = try root.string("description", "")!
