@@ -22,7 +22,8 @@ public enum Robustness {
         public var curve: [(Double, Double)]
     }
 
-    /// Reads every run of every directory.
+    /// Reads every finished run of every directory (a sweep's runs without an ok
+    /// result.json are still running or failed, and are left out).
     public static func rows(_ dirs: [String], threshold: Double) throws -> [Row] {
         var out: [Row] = []
         for dir in dirs {
@@ -40,6 +41,7 @@ public enum Robustness {
                 let acc = (try? f.dataset("eval/metric").readDoubles()) ?? []
                 let curve = Array(zip(steps, acc))
                 let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
+                if set.isSweep && result?.status != "ok" { continue }
                 out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
                                kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,
                                final: acc.last ?? .nan, firstAbove: curve.first { $0.1 >= threshold }.map { Int($0.0) },
