@@ -51,9 +51,11 @@ public enum Robustness {
         return out
     }
 
-    /// Writes the report (and its figures beside it); returns the number of runs below the threshold.
+    /// Writes the report (and its figures beside it); returns how many runs it read and
+    /// how many of them ended below the threshold.
     @discardableResult
-    public static func write(dirs: [String], out: String, threshold: Double, command: String, format: FigureFormat = .png) throws -> Int {
+    public static func write(dirs: [String], out: String, threshold: Double, command: String,
+                             format: FigureFormat = .png) throws -> (runs: Int, below: Int) {
         let rows = try rows(dirs, threshold: threshold)
         let outDir = (out as NSString).deletingLastPathComponent.isEmpty ? "." : (out as NSString).deletingLastPathComponent
         let base = ((out as NSString).lastPathComponent as NSString).deletingPathExtension
@@ -94,6 +96,6 @@ public enum Robustness {
         md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores, \(BLAS.cpuHasAVX512 ? "AVX-512" : BLAS.cpuHasAVX2 ? "AVX2, no AVX-512" : "no AVX2") |\n"
         md += "| kernels this CPU runs | \(BLAS.runnableCores.joined(separator: ", ")) |\n"
         try md.write(toFile: out, atomically: true, encoding: .utf8)
-        return failed
+        return (rows.count, failed)
     }
 }

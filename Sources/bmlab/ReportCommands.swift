@@ -50,8 +50,7 @@ struct RobustnessCommand: ParsableCommand {
         startBLAS()
         guarded {
             let cmd = "bmlab robustness \(dirs.joined(separator: " ")) --out \(out)" + (threshold == 0.9 ? "" : " --threshold \(threshold)")
-            let failed = try Robustness.write(dirs: dirs, out: out, threshold: threshold, command: cmd)
-            let n = try Robustness.rows(dirs, threshold: threshold).count
+            let (n, failed) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, command: cmd)
             print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %; report: \(out)")
         }
     }

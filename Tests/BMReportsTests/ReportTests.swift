@@ -132,7 +132,9 @@ final class ReportTests: XCTestCase {
         let below = rows.filter { $0.final < 0.5 }.count
         let out = dir + "/nb/rob.md"
         try FileManager.default.createDirectory(atPath: dir + "/nb", withIntermediateDirectories: true)
-        XCTAssertEqual(try Robustness.write(dirs: [runner.outDir], out: out, threshold: 0.5, command: "x"), below)
+        let written = try Robustness.write(dirs: [runner.outDir], out: out, threshold: 0.5, command: "x")
+        XCTAssertEqual(written.below, below)
+        XCTAssertEqual(written.runs, 2)
         let md = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertTrue(md.contains("**\(2 - below) of 2 runs reach it.**"), md)
         if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }
