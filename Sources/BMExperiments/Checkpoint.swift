@@ -97,11 +97,12 @@ public enum Checkpoint {
         guard digest == f[1] else { throw damaged("its SHA-256 does not match the one in its header") }
     }
 
-    /// Reads the resolved spec stored in a checkpoint (to rebuild its model).
+    /// Reads the resolved spec stored in a checkpoint (to rebuild its model). To read
+    /// the spec and then the weights, use `OpenedCheckpoint` (hashes the file once).
     public static func spec(at path: String) throws -> String {
-        let f = try open(path)
-        defer { f.close() }
-        return try f.stringAttribute("spec")
+        let c = try OpenedCheckpoint(path)
+        defer { c.close() }
+        return try c.specYAML()
     }
 
     static func open(_ path: String) throws -> H5File {
@@ -122,8 +123,28 @@ public enum Checkpoint {
     /// model built from the same spec; every name and shape must match.
     @discardableResult
     public static func load(from path: String, into model: LanguageModel, optimizer: AdamW?) throws -> State {
-        let f = try open(path)
-        defer { f.close() }
+        let c = try OpenedCheckpoint(path)
+        defer { c.close() }
+        return try c.load(into: model, optimizer: optimizer)
+    }
+}
+
+/// A checkpoint verified (its SHA-256 computed) once and open for reading: the
+/// stored spec first (to build the model), then the weights into that model.
+public final class OpenedCheckpoint {
+    public let path: String
+    let f: H5File
+
+    public init(_ path: String) throws { self.path = path; f = try Checkpoint.open(path) }
+    public func close() { f.close() }
+
+    /// The resolved spec the run was trained with.
+    public func specYAML() throws -> String { try f.stringAttribute("spec") }
+
+    /// Loads parameters (and optimizer moments when `optimizer` is given) into a
+    /// model built from the same spec; every name and shape must match.
+    @discardableResult
+    public func load(into model: LanguageModel, optimizer: AdamW?) throws -> Checkpoint.State {
         let names = try f.stringArrayAttribute("parameter_names")
         let want = model.params.params.map(\.name)
         if names != want {
@@ -152,7 +173,7 @@ public enum Checkpoint {
                 }
             }
         }
-        let st = State(step: try f.intAttribute("step"), optimizerStep: try f.intAttribute("optimizer_step"),
+        let st = Checkpoint.State(step: try f.intAttribute("step"), optimizerStep: try f.intAttribute("optimizer_step"),
                        dataRNG: try f.intArrayAttribute("data_rng").map { UInt64(bitPattern: Int64($0)) },
                        specYAML: try f.stringAttribute("spec"))
         guard st.dataRNG.count == 4 else { throw BMError.invalid("\(path): attribute data_rng must hold 4 integers") }

@@ -60,11 +60,12 @@ public final class ExperimentRun {
         if fm.fileExists(atPath: outDir, isDirectory: &isDir), !isDir.boolValue {
             throw BMError.invalid("--out \(outDir) is a file, not a directory")
         }
-        var storedSpec: String? = nil
+        var stored: OpenedCheckpoint? = nil             // verified (hashed) once, read twice
+        defer { stored?.close() }
         if resume && fm.fileExists(atPath: ck) {
             guard fm.fileExists(atPath: mt) else { throw BMError.invalid("\(outDir): checkpoint.h5 without metrics.h5; cannot resume this run") }
-            storedSpec = try Checkpoint.spec(at: ck)
-            if let diff = SpecDiff.firstDifference(stored: storedSpec!, now: specYAML) {
+            stored = try OpenedCheckpoint(ck)
+            if let diff = SpecDiff.firstDifference(stored: try stored!.specYAML(), now: specYAML) {
                 throw BMError.invalid("\(outDir) holds a run of a different spec (\(diff)); resume it with the same spec, or choose another --out")
             }
         } else if resume {
@@ -82,8 +83,8 @@ public final class ExperimentRun {
         counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
         trainer = Trainer(model: model, settings: spec.trainSettings)
         source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
-        if storedSpec != nil {
-            let st = try Checkpoint.load(from: ck, into: model, optimizer: trainer.optimizer)
+        if let stored {
+            let st = try stored.load(into: model, optimizer: trainer.optimizer)
             trainer.restore(step: st.step)
             source.rng = RNG(state: st.dataRNG)
             resumeState = st
@@ -193,7 +194,9 @@ public final class ExperimentRun {
                                     state: .init(step: done, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
             }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
-                             extra: lastEval.map { String(format: "val %.4f", $0.0) } ?? "")
+                             extra: lastEval.map { e in
+                                 String(format: "val %.4f", e.0) + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
+                             } ?? "")
         }
         let ran = trainer.step - startStep
         return Summary(steps: trainer.step, trainLoss: lastLoss, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,

@@ -55,10 +55,9 @@ public struct SweepRunner {
         if let done = result(r), done.status == "ok" { return done }
         let dir = runDir(r)
         let fm = FileManager.default
-        // Interrupted before its first checkpoint: start over.
-        if !fm.fileExists(atPath: "\(dir)/checkpoint.h5") {
-            for f in ["metrics.h5", "spec.yaml", "result.json", "error.txt"] { try? fm.removeItem(atPath: "\(dir)/\(f)") }
-        }
+        // A run interrupted before its first checkpoint is started over by
+        // ExperimentRun (--resume semantics); only the sweep's own files go here.
+        for f in ["result.json", "error.txt"] { try? fm.removeItem(atPath: "\(dir)/\(f)") }
         var res = RunResult(index: index, name: r.name, status: "failed")
         do {
             let run = try ExperimentRun(spec: r.spec, outDir: dir, resume: true)

@@ -81,10 +81,11 @@ struct Validate: ParsableCommand {
 
 /// The model and spec stored in a checkpoint.
 func loadCheckpoint(_ path: String) throws -> (ExperimentSpec, LanguageModel) {
-    let yaml = try Checkpoint.spec(at: path)
-    let s = try ExperimentSpec.parse(yaml, file: "\(path) (stored spec)")
+    let ck = try OpenedCheckpoint(path)                 // verified (hashed) once
+    defer { ck.close() }
+    let s = try ExperimentSpec.parse(try ck.specYAML(), file: "\(path) (stored spec)")
     let model = try ModelBuilder.build(s)
-    try Checkpoint.load(from: path, into: model, optimizer: nil)
+    try ck.load(into: model, optimizer: nil)
     return (s, model)
 }
 

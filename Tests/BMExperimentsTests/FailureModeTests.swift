@@ -64,9 +64,7 @@ final class FailureModeTests: XCTestCase {
     func testCorruptedCheckpointsAreRefusedNeverCrash() throws {
         let dir = try tempDir(self)
         let spec = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["train.steps=4"])
-        let run = try ExperimentRun(spec: spec, outDir: dir + "/run", resume: false)
-        run.printProgress = false
-        _ = try run.run()
+        try quietRun(spec, dir + "/run")
         let ck = dir + "/run/checkpoint.h5"
         let original = try Data(contentsOf: URL(fileURLWithPath: ck))
         let reference = try ModelBuilder.build(spec)
@@ -132,13 +130,8 @@ final class FailureModeTests: XCTestCase {
     func testResumeWithoutCheckpointStartsOver() throws {
         let dir = try tempDir(self)
         let s = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["train.checkpoint_every=100"])
-        let full = try ExperimentRun(spec: s, outDir: dir + "/full", resume: false)
-        full.printProgress = false
-        _ = try full.run()
-        let cut = try ExperimentRun(spec: s, outDir: dir + "/cut", resume: false)
-        cut.printProgress = false
-        cut.stopAfter = 5                          // "killed" at step 5, before any checkpoint
-        _ = try cut.run()
+        try quietRun(s, dir + "/full")
+        try quietRun(s, dir + "/cut", stopAfter: 5)    // "killed" at step 5, before any checkpoint
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/cut/checkpoint.h5"))
         XCTAssertThrowsError(try ExperimentRun(spec: s, outDir: dir + "/cut", resume: false))   // without --resume: refused
         let again = try ExperimentRun(spec: s, outDir: dir + "/cut", resume: true)
@@ -172,6 +165,8 @@ final class FailureModeTests: XCTestCase {
         XCTAssertTrue(text.contains("step 5/100000"), text)
         XCTAssertTrue(text.contains("step 10/100000"), text)
         XCTAssertTrue(text.contains("tok/s") && text.contains("ETA"), text)
+        // the last evaluation (here the one before step 1) with the task's metric
+        XCTAssertTrue(text.contains("  val ") && text.contains("  accuracy 0."), text)
         XCTAssertTrue(text.contains("tiny: mamba,moe,attention,moe"), "the start-up header (stdout) is not in the log yet: \(text)")
     }
 
@@ -283,5 +278,14 @@ final class FailureModeTests: XCTestCase {
         let v = try BMLabProcess.run(["validate", root + "/Experiments/sweeps/tiny-layers.yaml"])
         XCTAssertEqual(v.status, 0, v.err)
         XCTAssertTrue(v.out.contains("ok (a sweep of 8 runs"), v.out)
+    }
+
+    /// Trains `spec` into `dir` without a progress line, optionally stopping after `stopAfter` steps.
+    @discardableResult
+    func quietRun(_ spec: ExperimentSpec, _ dir: String, stopAfter: Int? = nil) throws -> ExperimentRun.Summary {
+        let run = try ExperimentRun(spec: spec, outDir: dir, resume: false)
+        run.printProgress = false
+        run.stopAfter = stopAfter
+        return try run.run()
     }
 }
