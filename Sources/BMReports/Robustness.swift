@@ -67,14 +67,14 @@ public enum Robustness {
         var md = "# Learning robustness: \(conditions.joined(separator: ", "))\n\n"
         md += "Regenerate with:\n\n```sh\n\(command)\n```\n\n"
         md += "Threshold: final accuracy ≥ \(pct(threshold)). **\(rows.count - failed) of \(rows.count) runs reach it.**\n\n"
-        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) | first eval ≥ \(pct(threshold)), median step |\n|---|---|---|---|---|---|---|\n"
+        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) | first eval ≥ \(pct(threshold)): median / latest step |\n|---|---|---|---|---|---|---|\n"
         for c in conditions {
             let rs = rows.filter { $0.condition == c }
             let finals = rs.map(\.final).sorted()
             let firsts = rs.compactMap(\.firstAbove).sorted()
             let kernels = Array(Set(rs.map(\.kernel))).sorted().joined(separator: ", ")
             let threads = Array(Set(rs.map(\.threads))).sorted().map(String.init).joined(separator: ", ")
-            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) | \(firsts.isEmpty ? "–" : String(firsts[firsts.count / 2])) |\n"
+            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) | \(firsts.isEmpty ? "–" : "\(firsts[firsts.count / 2]) / \(firsts.last!)") |\n"
         }
         md += "\n## Every run\n\n| condition | run | BLAS kernel | threads | final accuracy | first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|---|---|\n"
         for r in rows {

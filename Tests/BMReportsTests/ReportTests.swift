@@ -137,6 +137,8 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(written.runs, 2)
         let md = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertTrue(md.contains("**\(2 - below) of 2 runs reach it.**"), md)
+        let firsts = rows.compactMap(\.firstAbove).sorted()     // the condition's median and latest escape
+        XCTAssertTrue(md.contains(firsts.isEmpty ? "| – |\n" : "| \(firsts[firsts.count / 2]) / \(firsts.last!) |\n"), md)
         if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }
         XCTAssertThrowsError(try Robustness.rows([dir + "/nowhere"], threshold: 0.9))
     }
