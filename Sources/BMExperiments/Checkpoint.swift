@@ -97,14 +97,6 @@ public enum Checkpoint {
         guard digest == f[1] else { throw damaged("its SHA-256 does not match the one in its header") }
     }
 
-    /// Reads the resolved spec stored in a checkpoint (to rebuild its model). To read
-    /// the spec and then the weights, use `OpenedCheckpoint` (hashes the file once).
-    public static func spec(at path: String) throws -> String {
-        let c = try OpenedCheckpoint(path)
-        defer { c.close() }
-        return try c.specYAML()
-    }
-
     static func open(_ path: String) throws -> H5File {
         guard FileManager.default.fileExists(atPath: path) else { throw BMError.invalid("\(path): no such checkpoint") }
         try verify(path)

@@ -18,13 +18,14 @@ public enum Robustness {
         public var threads: Int
         public var final: Double
         public var firstAbove: Int?            // first eval step with metric ≥ threshold
+        public var firstEscape: Int?           // first eval step with metric ≥ the escape level (when given)
         public var seconds: Double?
         public var curve: [(Double, Double)]
     }
 
     /// Reads every finished run of every directory (a sweep's runs without an ok
     /// result.json are still running or failed, and are left out).
-    public static func rows(_ dirs: [String], threshold: Double) throws -> [Row] {
+    public static func rows(_ dirs: [String], threshold: Double, escape: Double? = nil) throws -> [Row] {
         var out: [Row] = []
         for dir in dirs {
             let set = try RunSet(dir)
@@ -45,6 +46,7 @@ public enum Robustness {
                 out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
                                kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,
                                final: acc.last ?? .nan, firstAbove: curve.first { $0.1 >= threshold }.map { Int($0.0) },
+                               firstEscape: escape.flatMap { e in curve.first { $0.1 >= e }.map { Int($0.0) } },
                                seconds: result?.seconds, curve: curve))
             }
         }
@@ -54,9 +56,12 @@ public enum Robustness {
     /// Writes the report (and its figures beside it); returns how many runs it read and
     /// how many of them ended below the threshold.
     @discardableResult
-    public static func write(dirs: [String], out: String, threshold: Double, command: String,
+    /// With `escape` (an accuracy below the threshold, e.g. 0.4 for MQAR's 1/k plateau),
+    /// also when each run first reached it ("left the plateau") and how many steps it
+    /// then took to reach the threshold.
+    public static func write(dirs: [String], out: String, threshold: Double, escape: Double? = nil, command: String,
                              format: FigureFormat = .png) throws -> (runs: Int, below: Int) {
-        let rows = try rows(dirs, threshold: threshold)
+        let rows = try rows(dirs, threshold: threshold, escape: escape)
         let outDir = (out as NSString).deletingLastPathComponent.isEmpty ? "." : (out as NSString).deletingLastPathComponent
         let base = ((out as NSString).lastPathComponent as NSString).deletingPathExtension
         let figDir = (outDir as NSString).appendingPathComponent("\(base)-figures")
@@ -67,18 +72,31 @@ public enum Robustness {
         var md = "# Learning robustness: \(conditions.joined(separator: ", "))\n\n"
         md += "Regenerate with:\n\n```sh\n\(command)\n```\n\n"
         md += "Threshold: final accuracy ≥ \(pct(threshold)). **\(rows.count - failed) of \(rows.count) runs reach it.**\n\n"
-        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) | first eval ≥ \(pct(threshold)): median / latest step |\n|---|---|---|---|---|---|---|\n"
+        let allFirsts = rows.compactMap(\.firstAbove).sorted()
+        if !allFirsts.isEmpty {
+            md += "Over all runs, the first evaluation at ≥ \(pct(threshold)) came at step \(Robustness.median(allFirsts)) (median) and \(allFirsts.last!) at the latest"
+            if let e = escape {
+                let esc = rows.compactMap(\.firstEscape).sorted()
+                let climb = rows.compactMap { r in r.firstEscape.flatMap { e in r.firstAbove.map { $0 - e } } }.sorted()
+                md += "; runs left the plateau (first evaluation ≥ \(pct(e))) at step \(esc.isEmpty ? "–" : Robustness.median(esc)) (median), \(esc.last.map(String.init) ?? "–") at the latest, and from there took \(climb.isEmpty ? "–" : Robustness.median(climb)) steps (median), \(climb.last.map(String.init) ?? "–") at most, to reach \(pct(threshold))"
+            }
+            md += ".\n\n"
+        }
+        let escHead = escape.map { " first eval ≥ \(pct($0)): median / latest step |" } ?? ""
+        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) |\(escHead) first eval ≥ \(pct(threshold)): median / latest step (of the runs that reach it) |\n|---|---|---|---|---|---|\(escape == nil ? "" : "---|")---|\n"
         for c in conditions {
             let rs = rows.filter { $0.condition == c }
             let finals = rs.map(\.final).sorted()
             let firsts = rs.compactMap(\.firstAbove).sorted()
             let kernels = Array(Set(rs.map(\.kernel))).sorted().joined(separator: ", ")
             let threads = Array(Set(rs.map(\.threads))).sorted().map(String.init).joined(separator: ", ")
-            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) | \(firsts.isEmpty ? "–" : "\(firsts[firsts.count / 2]) / \(firsts.last!)") |\n"
+            let escs = rs.compactMap(\.firstEscape).sorted()
+            let escCell = escape == nil ? "" : " \(escs.isEmpty ? "–" : "\(Robustness.median(escs)) / \(escs.last!)") |"
+            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) |\(escCell) \(firsts.isEmpty ? "–" : "\(Robustness.median(firsts)) / \(firsts.last!)") |\n"
         }
-        md += "\n## Every run\n\n| condition | run | BLAS kernel | threads | final accuracy | first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|---|---|\n"
+        md += "\n## Every run\n\n| condition | run | BLAS kernel | threads | final accuracy |\(escape.map { " first eval ≥ \(pct($0)) (step) |" } ?? "") first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|\(escape == nil ? "" : "---|")---|---|\n"
         for r in rows {
-            md += "| \(r.condition) | \(r.run) | \(r.kernel) | \(r.threads) | \(pct(r.final))\(r.final >= threshold ? "" : " **below**") | \(r.firstAbove.map(String.init) ?? "never") | \(r.seconds.map { String(format: "%.0f s", $0) } ?? "–") |\n"
+            md += "| \(r.condition) | \(r.run) | \(r.kernel) | \(r.threads) | \(pct(r.final))\(r.final >= threshold ? "" : " **below**") |\(escape == nil ? "" : " \(r.firstEscape.map(String.init) ?? "never") |") \(r.firstAbove.map(String.init) ?? "never") | \(r.seconds.map { String(format: "%.0f s", $0) } ?? "–") |\n"
         }
         md += "\n## Accuracy over training\n\n"
         for c in conditions {
@@ -97,5 +115,13 @@ public enum Robustness {
         md += "| kernels this CPU runs | \(BLAS.runnableCores.joined(separator: ", ")) |\n"
         try md.write(toFile: out, atomically: true, encoding: .utf8)
         return (rows.count, failed)
+    }
+
+    /// The median of sorted steps, as text: the middle one, or the mean of the two middle ones.
+    static func median(_ sorted: [Int]) -> String {
+        let n = sorted.count
+        if n % 2 == 1 { return String(sorted[n / 2]) }
+        let m = Double(sorted[n / 2 - 1] + sorted[n / 2]) / 2
+        return m == m.rounded() ? String(Int(m)) : String(format: "%.1f", m)
     }
 }

@@ -40,17 +40,20 @@ struct RobustnessCommand: ParsableCommand {
     @Argument(help: "Sweep directories, one per condition.") var dirs: [String]
     @Option(help: "The report file, e.g. notebooks-md/NAME.md.") var out: String
     @Option(help: "Accuracy every run must reach.") var threshold = 0.9
+    @Option(help: "Also report when each run first reached this accuracy (e.g. 0.4: when an MQAR run left its 1/k plateau) and how many steps it then took to reach the threshold.") var escape: Double?
 
     func validate() throws {
         require(!dirs.isEmpty, "give at least one sweep directory")
         require(threshold > 0 && threshold <= 1, "--threshold must be in (0, 1], got \(threshold)")
+        if let e = escape { require(e > 0 && e < threshold, "--escape must be in (0, threshold), got \(e)") }
     }
 
     func run() throws {
         startBLAS()
         guarded {
             let cmd = "bmlab robustness \(dirs.joined(separator: " ")) --out \(out)" + (threshold == 0.9 ? "" : " --threshold \(threshold)")
-            let (n, failed) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, command: cmd)
+                + (escape.map { " --escape \($0)" } ?? "")
+            let (n, failed) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, escape: escape, command: cmd)
             print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %; report: \(out)")
         }
     }

@@ -137,8 +137,20 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(written.runs, 2)
         let md = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertTrue(md.contains("**\(2 - below) of 2 runs reach it.**"), md)
-        let firsts = rows.compactMap(\.firstAbove).sorted()     // the condition's median and latest escape
-        XCTAssertTrue(md.contains(firsts.isEmpty ? "| – |\n" : "| \(firsts[firsts.count / 2]) / \(firsts.last!) |\n"), md)
+        // threshold 0: both runs reach it at their first evaluation (step 0)
+        _ = try Robustness.write(dirs: [runner.outDir], out: dir + "/nb/rob0.md", threshold: 0, command: "x")
+        XCTAssertTrue(try String(contentsOfFile: dir + "/nb/rob0.md", encoding: .utf8).contains("| 2 | 0 / 0 |\n"))
+        // an escape level: its column and the over-all sentence; the tiny runs reach 0.01 at or after step 0
+        _ = try Robustness.write(dirs: [runner.outDir], out: dir + "/nb/rob1.md", threshold: 0.5, escape: 0.01, command: "x")
+        let esc = try String(contentsOfFile: dir + "/nb/rob1.md", encoding: .utf8)
+        XCTAssertTrue(esc.contains("first eval ≥ 1.0 % (step)"), esc)
+        for r in try Robustness.rows([runner.outDir], threshold: 0.5, escape: 0.01) {
+            let want = r.curve.first { $0.1 >= 0.01 }.map { Int($0.0) }
+            XCTAssertEqual(r.firstEscape, want)
+            XCTAssertTrue(esc.contains("| \(r.run) | \(r.kernel) | \(r.threads) |"), esc)
+        }
+        XCTAssertEqual([Robustness.median([100]), Robustness.median([100, 400]), Robustness.median([100, 200, 900]), Robustness.median([100, 201])],
+                       ["100", "250", "200", "150.5"])
         if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }
         XCTAssertThrowsError(try Robustness.rows([dir + "/nowhere"], threshold: 0.9))
     }
