@@ -1,3 +1,4 @@
+import Foundation
 // Vectorised elementary functions on SIMD16<Float> and on buffers.
 //
 // Scalar `expf` is a libm call (~4.5 ns); the selective scan needs millions of
@@ -13,13 +14,14 @@
 // or 0, and above 88.38 it returns 2.7e38 instead of inf; this is harmless for the
 // decays, gates and probabilities it computes (callers shift logits by their max).
 
-public typealias F16 = SIMD16<Float>
+/// 16 Float lanes: the vector every hot loop works in (two AVX2 registers, one AVX-512).
+public typealias Vec16 = SIMD16<Float>
 
 /// Σ of the 16 lanes as a tree (8 + 4 + 2 + 1 vector adds). `SIMD.sum()` adds the
 /// lanes one after another — a chain of 15 dependent scalar adds that was 60 % of
 /// the selective scan's time. The order is fixed, so results are deterministic.
 @_transparent
-public func hsum(_ v: F16) -> Float {
+public func hsum(_ v: Vec16) -> Float {
     let a = v.lowHalf + v.highHalf
     let b = a.lowHalf + a.highHalf
     let c = b.lowHalf + b.highHalf
@@ -27,7 +29,7 @@ public func hsum(_ v: F16) -> Float {
 }
 
 @_transparent
-public func vexp(_ x: F16) -> F16 {
+public func vexp(_ x: Vec16) -> Vec16 {
     // Written for the code generator: `clamped(lowerBound:upperBound:)`,
     // `SIMD16<Int32>(_:rounding:)` and (across modules) `pointwiseMin/Max` are not
     // specialised and made this up to 60× slower; masked `replacing`, FMA through
@@ -36,10 +38,10 @@ public func vexp(_ x: F16) -> F16 {
     // inline it into their loops (the scan); `@inline(__always)` does not cross modules.
     // The input is clamped to [-87.34, 88.38] so that n ∈ [-126, 127] and one
     // exponent-bit scale 2^n stays a normal float.
-    let lo = F16(repeating: -87.33654), hi = F16(repeating: 88.37626)
+    let lo = Vec16(repeating: -87.33654), hi = Vec16(repeating: 88.37626)
     let xc = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
     // n = round(x / ln2) via the 1.5·2^23 trick (round-to-nearest in the FPU).
-    let magic = F16(repeating: 12582912.0)
+    let magic = Vec16(repeating: 12582912.0)
     let t = magic.addingProduct(xc, 1.44269504088896341)
     let n = t - magic
     // r = x − n·ln2 in two parts (Cody–Waite), |r| ≤ ln2/2.
@@ -47,57 +49,57 @@ public func vexp(_ x: F16) -> F16 {
     r = r.addingProduct(n, 2.12194440e-4)
     // e^r by the Cephes expf polynomial.
     let r2 = r * r
-    var p = F16(repeating: 1.3981999507e-3).addingProduct(r, 1.9875691500e-4)
-    p = F16(repeating: 8.3334519073e-3).addingProduct(p, r)
-    p = F16(repeating: 4.1665795894e-2).addingProduct(p, r)
-    p = F16(repeating: 1.6666665459e-1).addingProduct(p, r)
-    p = F16(repeating: 5.0000001201e-1).addingProduct(p, r)
+    var p = Vec16(repeating: 1.3981999507e-3).addingProduct(r, 1.9875691500e-4)
+    p = Vec16(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = Vec16(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = Vec16(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = Vec16(repeating: 5.0000001201e-1).addingProduct(p, r)
     let y = (r + 1).addingProduct(p, r2)
     let ni = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
-    return y * unsafeBitCast((ni &+ 127) &<< 23, to: F16.self)
+    return y * unsafeBitCast((ni &+ 127) &<< 23, to: Vec16.self)
 }
 
 /// log(1 + y) for y ≥ 0 (used by softplus, where y = exp(−|x|) ∈ (0, 1]).
 @_transparent
-public func vlog1p(_ y: F16) -> F16 {
+public func vlog1p(_ y: Vec16) -> Vec16 {
     let u = 1 + y
     // log(u) by frexp + Cephes logf polynomial, then the log1p correction
     // (y − (u − 1)) / u that recovers the bits lost in 1 + y.
     let bits = unsafeBitCast(u, to: SIMD16<UInt32>.self)
-    var e = unsafeBitCast(((bits &>> 23) & 0xff) | 0x4B00_0000, to: F16.self) - (8388608.0 + 126)
-    var m = unsafeBitCast((bits & 0x807f_ffff) | 0x3f00_0000, to: F16.self)   // m ∈ [0.5, 1)
-    let small = m .< F16(repeating: 0.707106781186547524)
+    var e = unsafeBitCast(((bits &>> 23) & 0xff) | 0x4B00_0000, to: Vec16.self) - (8388608.0 + 126)
+    var m = unsafeBitCast((bits & 0x807f_ffff) | 0x3f00_0000, to: Vec16.self)   // m ∈ [0.5, 1)
+    let small = m .< Vec16(repeating: 0.707106781186547524)
     e.replace(with: e - 1, where: small)
     m.replace(with: m + m - 1, where: small)
     m.replace(with: m - 1, where: .!small)
     let z = m * m
-    var p = F16(repeating: -1.1514610310e-1).addingProduct(m, 7.0376836292e-2)
-    p = F16(repeating: 1.1676998740e-1).addingProduct(p, m)
-    p = F16(repeating: -1.2420140846e-1).addingProduct(p, m)
-    p = F16(repeating: 1.4249322787e-1).addingProduct(p, m)
-    p = F16(repeating: -1.6668057665e-1).addingProduct(p, m)
-    p = F16(repeating: 2.0000714765e-1).addingProduct(p, m)
-    p = F16(repeating: -2.4999993993e-1).addingProduct(p, m)
-    p = F16(repeating: 3.3333331174e-1).addingProduct(p, m)
+    var p = Vec16(repeating: -1.1514610310e-1).addingProduct(m, 7.0376836292e-2)
+    p = Vec16(repeating: 1.1676998740e-1).addingProduct(p, m)
+    p = Vec16(repeating: -1.2420140846e-1).addingProduct(p, m)
+    p = Vec16(repeating: 1.4249322787e-1).addingProduct(p, m)
+    p = Vec16(repeating: -1.6668057665e-1).addingProduct(p, m)
+    p = Vec16(repeating: 2.0000714765e-1).addingProduct(p, m)
+    p = Vec16(repeating: -2.4999993993e-1).addingProduct(p, m)
+    p = Vec16(repeating: 3.3333331174e-1).addingProduct(p, m)
     var r = p * m * z
     r = r - e * 2.12194440e-4
     r = r - 0.5 * z
     var out = m + r + e * 0.693359375
     out = out + (y - (u - 1)) / u
     // log1p(y) for tiny y: y itself is exact to ulp.
-    out.replace(with: y, where: y .< F16(repeating: 1e-7))
+    out.replace(with: y, where: y .< Vec16(repeating: 1e-7))
     return out
 }
 
 @_transparent
-public func vsigmoid(_ x: F16) -> F16 { 1 / (1 + vexp(-x)) }
+public func vsigmoid(_ x: Vec16) -> Vec16 { 1 / (1 + vexp(-x)) }
 
 @_transparent
-public func vsilu(_ x: F16) -> F16 { x / (1 + vexp(-x)) }
+public func vsilu(_ x: Vec16) -> Vec16 { x / (1 + vexp(-x)) }
 
 /// softplus(x) = log(1 + eˣ), computed as max(x, 0) + log1p(e^−|x|); x > 20 ⇒ x (PyTorch's threshold).
 @_transparent
-public func vsoftplus(_ x: F16) -> F16 {
+public func vsoftplus(_ x: Vec16) -> Vec16 {
     let ax = x.replacing(with: -x, where: x .< 0)
     var r = x.replacing(with: 0, where: x .< 0) + vlog1p(vexp(-ax))
     r.replace(with: x, where: x .> 20)
@@ -106,24 +108,25 @@ public func vsoftplus(_ x: F16) -> F16 {
 
 // MARK: - Scalar versions (same formulas, for tails and one-token paths)
 
-@inlinable @inline(__always) public func fexp(_ x: Float) -> Float { vexp(F16(repeating: x))[0] }
+@inlinable @inline(__always) public func fexp(_ x: Float) -> Float { vexp(Vec16(repeating: x))[0] }
 @inlinable @inline(__always) public func fsigmoid(_ x: Float) -> Float { 1 / (1 + fexp(-x)) }
+/// σ(x) with libm's `expf` (exact to rounding): for scalar tails and per-token gates
+/// whose bits must not depend on the polynomial (`fsigmoid` is the fast one).
+@inlinable @inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
 @inlinable @inline(__always) public func fsilu(_ x: Float) -> Float { x / (1 + fexp(-x)) }
-@inlinable @inline(__always) public func fsoftplus(_ x: Float) -> Float { vsoftplus(F16(repeating: x))[0] }
+@inlinable @inline(__always) public func fsoftplus(_ x: Float) -> Float { vsoftplus(Vec16(repeating: x))[0] }
 
 // MARK: - Buffer kernels: out[i] = f(x[i]); tails handled by padding into a SIMD register
 
 @inlinable @inline(__always)
-public func mapSIMD(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, _ f: (F16) -> F16) {
+public func mapSIMD(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int, _ f: (Vec16) -> Vec16) {
     var i = 0
-    let xr = UnsafeRawPointer(x), orw = UnsafeMutableRawPointer(out)
     while i + 16 <= n {
-        let v = xr.loadUnaligned(fromByteOffset: i * 4, as: F16.self)
-        orw.storeBytes(of: f(v), toByteOffset: i * 4, as: F16.self)
+        st(out, i, f(ld(x, i)))
         i += 16
     }
     if i < n {
-        var v = F16()
+        var v = Vec16()
         for j in 0..<(n - i) { v[j] = x[i + j] }
         let r = f(v)
         for j in 0..<(n - i) { out[i + j] = r[j] }

@@ -28,7 +28,7 @@ public enum ModelBuilder {
         public var flopsPerToken: Double       // training: 6 × matmulActive (+ attention scores)
     }
 
-    /// Parameter and FLOP counts (performance.md's convention: training FLOPs =
+    /// Parameter and FLOP counts (docs/performance.md's convention: training FLOPs =
     /// 6 × active matrix-multiply weights per token, head included; attention adds
     /// 6·L·d per layer for its causal score and value products).
     public static func counts(_ model: LanguageModel, seqLen: Int) -> Counts {

@@ -162,7 +162,7 @@ public struct SweepRunner {
     }
 
     public static func table(_ rows: [Row], axes: [String]) -> String {
-        var header = ["#"] + axes + ["status", "train loss", "val loss", "metric", "tokens/s", "params", "active", "train FLOPs"]
+        let header = ["#"] + axes + ["status", "train loss", "val loss", "metric", "tokens/s", "params", "active", "train FLOPs"]
         var lines: [[String]] = []
         for r in rows {
             let x = r.result
@@ -171,7 +171,6 @@ public struct SweepRunner {
                           f(x?.valMetric), f(x?.tokensPerSecond, "%.0f"), x?.parametersTotal.map(String.init) ?? "-",
                           x?.parametersActive.map(String.init) ?? "-", f(x?.trainingFlops, "%.3g")])
         }
-        header = header.map { $0 }
         let widths = header.indices.map { i in max(header[i].count, lines.map { $0[i].count }.max() ?? 0) }
         func fmt(_ row: [String]) -> String { row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") }
         return ([fmt(header)] + lines.map(fmt)).joined(separator: "\n") + "\n"

@@ -11,11 +11,8 @@ public enum GateActivation: String, Sendable, CaseIterable {
         switch self {
         case .swiglu:
             var i = 0
-            let gr = UnsafeRawPointer(g), ur = UnsafeRawPointer(u), ar = UnsafeMutableRawPointer(a)
             while i + 16 <= n {
-                let gv = gr.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-                let uv = ur.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-                ar.storeBytes(of: vsilu(gv) * uv, toByteOffset: 4 * i, as: F16.self)
+                st(a, i, vsilu(ld(g, i)) * ld(u, i))
                 i += 16
             }
             while i < n { a[i] = fsilu(g[i]) * u[i]; i += 1 }
@@ -31,16 +28,12 @@ public enum GateActivation: String, Sendable, CaseIterable {
         switch self {
         case .swiglu:
             var i = 0
-            let gr = UnsafeRawPointer(g), ur = UnsafeRawPointer(u), dar = UnsafeRawPointer(da)
-            let dgr = UnsafeMutableRawPointer(dg), dur = UnsafeMutableRawPointer(du)
             while i + 16 <= n {
-                let gv = gr.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-                let uv = ur.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
-                let dav = dar.loadUnaligned(fromByteOffset: 4 * i, as: F16.self)
+                let gv = ld(g, i), uv = ld(u, i), dav = ld(da, i)
                 let s = vsigmoid(gv)
                 let silu = gv * s
-                dgr.storeBytes(of: dav * uv * (s * (1 + gv * (1 - s))), toByteOffset: 4 * i, as: F16.self)
-                dur.storeBytes(of: dav * silu, toByteOffset: 4 * i, as: F16.self)
+                st(dg, i, dav * uv * (s * (1 + gv * (1 - s))))
+                st(du, i, dav * silu)
                 i += 16
             }
             while i < n {

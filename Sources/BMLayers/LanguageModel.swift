@@ -26,7 +26,6 @@ public final class LanguageModel {
     private let normed = FloatBuffer(), logits = FloatBuffer()
     private let gradA = FloatBuffer(), gradB = FloatBuffer()
     private var shape = (B: 0, L: 0)
-    private var tokens: UnsafePointer<Int32>?
 
     /// With `allocate: false` the model is only declared (its parameters counted, no
     /// memory given to them), for the memory estimate made before a run.
@@ -69,7 +68,6 @@ public final class LanguageModel {
                         train: Bool) -> CrossEntropy.Result {
         let T = B * L, D = width
         shape = (B, L)
-        self.tokens = tokens
         context.mode = train ? .train : .eval
         context.tokens = tokens
         timer.start()
@@ -108,7 +106,4 @@ public final class LanguageModel {
         embedding.backward(g, T: T)
         timer.mark("embedding")
     }
-
-    /// The final hidden states of the last forward, [B, L, D] (after the final norm).
-    public var lastHidden: UnsafePointer<Float> { UnsafePointer(normed.pointer) }
 }

@@ -154,10 +154,9 @@ public final class ParameterSet: @unchecked Sendable {
         sums.withUnsafeMutableBufferPointer { part in
             let pp = part.baseAddress!
             forEachChunk { k, lo, hi in
-                var acc = F16()
+                var acc = Vec16()
                 var i = lo
-                let raw = UnsafeRawPointer(g)
-                while i + 16 <= hi { let v = raw.loadUnaligned(fromByteOffset: i * 4, as: F16.self); acc += v * v; i += 16 }
+                while i + 16 <= hi { let v = ld(g, i); acc += v * v; i += 16 }
                 var s = Double(acc.sum())
                 while i < hi { s += Double(g[i] * g[i]); i += 1 }
                 pp[k] = s

@@ -122,7 +122,7 @@ public enum RunFigures {
         try figures(RunSet(dir)).map { try Gnuplot.render($0, in: outDir, format: format) }
     }
 
-    /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study, mixer benchmarks.
+    /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study.
     public static func renderAny(_ dir: String, outDir: String, format: FigureFormat) throws -> [String] {
         let fm = FileManager.default
         var paths: [String] = []
@@ -132,11 +132,7 @@ public enum RunFigures {
         if fm.fileExists(atPath: "\(dir)/sinkhorn.h5") {
             paths.append(try Gnuplot.render(try StudyFigures.sinkhorn("\(dir)/sinkhorn.h5"), in: outDir, format: format))
         }
-        if let d = fm.contents(atPath: "\(dir)/bench_mixers.json") {
-            let pts = try JSONDecoder().decode([StudyFigures.LatencyPoint].self, from: d)
-            paths.append(try Gnuplot.render(StudyFigures.latency(pts), in: outDir, format: format))
-        }
-        if paths.isEmpty { throw BMError.invalid("\(dir): nothing to plot (no metrics.h5, runs/, sinkhorn.h5 or bench_mixers.json)") }
+        if paths.isEmpty { throw BMError.invalid("\(dir): nothing to plot (no metrics.h5, runs/ or sinkhorn.h5)") }
         return paths
     }
 }

@@ -86,7 +86,7 @@ public enum RouterMath {
             var m = r[0]
             for e in 1..<max(E, 1) where r[e] > m { m = r[e] }
             var s: Float = 0
-            for e in 0..<E { o[e] = fexpScalar(r[e] - m); s += o[e] }
+            for e in 0..<E { o[e] = expf(r[e] - m); s += o[e] }
             for e in 0..<E { o[e] /= s }
             lse?[t] = m + logf(s)
         }
@@ -99,8 +99,6 @@ public enum RouterMath {
         return T > 0 ? h / Double(T) : 0
     }
 
-    @inline(__always) public static func fexpScalar(_ x: Float) -> Float { expf(x) }
-    @inline(__always) public static func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
 }
 
 #if canImport(Glibc)

@@ -2,7 +2,7 @@ import Foundation
 import BMCore
 
 /// Sinkhorn balancing of router logits, as Megatron-LM (vanilla) and BlackMamba
-/// (fast) run it (moe-routing.md), in Float32 like the references:
+/// (fast) run it (docs/routing.md), in Float32 like the references:
 ///
 ///     K = exp(logits / temperature)
 ///     d0 = ones(T); d1 = ones(E)                        (init: ones)

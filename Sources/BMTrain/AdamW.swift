@@ -57,20 +57,17 @@ public final class AdamW {
             let lr = baseLR * scale
             let decay: Float = dec ? 1 - lr * wd : 1
             var i = lo
-            let wr = UnsafeMutableRawPointer(w), gr = UnsafeRawPointer(g)
-            let mr = UnsafeMutableRawPointer(mp), vr = UnsafeMutableRawPointer(vp)
             while i + 16 <= hi {
-                let o = 4 * i
-                let gv = gr.loadUnaligned(fromByteOffset: o, as: F16.self) * gradScale
-                var mv = mr.loadUnaligned(fromByteOffset: o, as: F16.self)
-                var vv = vr.loadUnaligned(fromByteOffset: o, as: F16.self)
+                let gv = ld(g, i) * gradScale
+                var mv = ld(mp, i)
+                var vv = ld(vp, i)
                 mv = b1 * mv + (1 - b1) * gv
                 vv = b2 * vv + (1 - b2) * gv * gv
-                var wv = wr.loadUnaligned(fromByteOffset: o, as: F16.self) * decay
+                var wv = ld(w, i) * decay
                 wv -= lr * (mv * c1) / ((vv * c2).squareRoot() + eps)
-                mr.storeBytes(of: mv, toByteOffset: o, as: F16.self)
-                vr.storeBytes(of: vv, toByteOffset: o, as: F16.self)
-                wr.storeBytes(of: wv, toByteOffset: o, as: F16.self)
+                st(mp, i, mv)
+                st(vp, i, vv)
+                st(w, i, wv)
                 i += 16
             }
             while i < hi {

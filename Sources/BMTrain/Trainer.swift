@@ -7,15 +7,6 @@ public protocol BatchSource {
     mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int)
 }
 
-public struct MarkovSource: BatchSource {
-    public let task: MarkovTask
-    public var rng: RNG
-    public init(task: MarkovTask, seed: UInt64) { self.task = task; rng = RNG(seed: seed) }
-    public mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
-        task.batch(&rng, B: B, L: L, inputs: inputs, targets: targets)
-    }
-}
-
 public struct TrainSettings: Sendable {
     public var steps: Int
     public var batch: Int

@@ -6,7 +6,7 @@ final class BLASTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
     /// sgemm against a naive Double multiply, for every transpose combination
-    /// (performance.md: some kernels compute wrong results on some CPUs).
+    /// (docs/blas.md: some kernels compute wrong results on some CPUs).
     func testSgemmMatchesNaive() {
         var rng = RNG(seed: 3)
         let M = 37, N = 53, K = 71

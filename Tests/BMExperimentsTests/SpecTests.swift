@@ -85,7 +85,7 @@ final class SpecTests: XCTestCase {
         let s = try ExperimentSpec.load(path: "\(dir)/bench-small.yaml")
         let m = try ModelBuilder.build(s)
         let c = ModelBuilder.counts(m, seqLen: s.train.seqLen)
-        XCTAssertEqual(Double(c.total) / 1e6, 27.1, accuracy: 0.15)         // performance.md: "about 27.1M"; we count 26.99M (tied head)
+        XCTAssertEqual(Double(c.total) / 1e6, 27.1, accuracy: 0.15)         // docs/performance.md: "about 27.1 M"; we count 26.99M (tied head)
         XCTAssertEqual(Double(c.matmulActive) / 1e6, 4.9, accuracy: 0.05)   // about 4.9M active
         XCTAssertEqual(c.flopsPerToken / 1e6, 29.5, accuracy: 0.2)          // about 29.5 MFLOP per token
         XCTAssertEqual(s.train.batch * s.train.seqLen, 2048)

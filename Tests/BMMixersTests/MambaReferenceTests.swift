@@ -5,7 +5,7 @@ import BMLayers
 import BMMixers
 
 // An independent, sequential, Double-precision Mamba-1 mixer (forward and
-// hand-written reverse mode), written from docs in /work/shared/reference/mamba.md
+// hand-written reverse mode), written from the math in docs/mixers.md
 // (steps 1–7 and the scan / gate / softplus backward), and tests that compare
 // the library's Float `mamba` mixer against it on random inputs.
 

@@ -31,7 +31,7 @@ final class RoutingTests: XCTestCase {
         XCTAssertLessThanOrEqual(r.rowError, 2e-5)
     }
 
-    /// moe-routing.md: vanilla needs several iterations on Gaussian logits; the
+    /// docs/routing.md: vanilla needs several iterations on Gaussian logits; the
     /// fast variant stops after exactly one at tol 1e-4, with exact columns.
     func testVanillaIteratesFastStopsAfterOne() {
         let T = 4096, E = 8

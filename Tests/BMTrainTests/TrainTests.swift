@@ -101,3 +101,13 @@ final class TrainTests: XCTestCase {
         }
     }
 }
+
+/// Batches of a `MarkovTask` (the tests' smallest language to learn).
+struct MarkovSource: BatchSource {
+    let task: MarkovTask
+    var rng: RNG
+    init(task: MarkovTask, seed: UInt64) { self.task = task; rng = RNG(seed: seed) }
+    mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+        task.batch(&rng, B: B, L: L, inputs: inputs, targets: targets)
+    }
+}

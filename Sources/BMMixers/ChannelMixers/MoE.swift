@@ -4,7 +4,7 @@ import BMLayers
 import BMRouting
 
 /// `moe`: a mixture of E gated-MLP experts with a pluggable router
-/// (moe-routing.md). Names as Zyphra/BlackMamba: `router.weight [E, d]`,
+/// (docs/routing.md). Names as Zyphra/BlackMamba: `router.weight [E, d]`,
 /// `router.bias [E]`, `local_experts.{e}.linear_fc1.weight [2F, d]` (gate rows,
 /// then up rows), `local_experts.{e}.linear_fc2.weight [d, F]`.
 ///

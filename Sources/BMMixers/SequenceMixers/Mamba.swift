@@ -2,7 +2,7 @@ import Foundation
 import BMCore
 import BMLayers
 
-/// Mamba-1 mixer (Gu & Dao 2023), exactly as in mamba.md. Names as in the
+/// Mamba-1 mixer (Gu & Dao 2023), exactly as docs/mixers.md states it. Names as in the
 /// Zyphra/BlackMamba state dict: `in_proj.weight [2E, D]`, `conv1d.weight [E, 1, K]`,
 /// `conv1d.bias [E]`, `x_proj.weight [R+2N, E]`, `dt_proj.weight [E, R]`,
 /// `dt_proj.bias [E]`, `A_log [E, N]`, `D [E]`, `out_proj.weight [D, E]`.
@@ -288,7 +288,7 @@ public final class Mamba: Mixer, PhaseProfiled {
                     c += 16
                 }
                 while c < E {
-                    let sg = 1 / (1 + Foundation.exp(-z[c]))
+                    let sg = sigmoid(z[c])
                     dz[c] = dr[c] * yr[c] * sg * (1 + z[c] * (1 - sg))
                     dr[c] *= z[c] * sg
                     c += 1
@@ -346,7 +346,7 @@ public final class Mamba: Mixer, PhaseProfiled {
                 st(ddp, i, ld(ddp, i) * s)
                 i += 16
             }
-            while i < T * E { let v = dtp[i]; if v <= 20 { ddp[i] *= 1 / (1 + Foundation.exp(-v)) }; i += 1 }
+            while i < T * E { let v = dtp[i]; if v <= 20 { ddp[i] *= sigmoid(v) }; i += 1 }
             // dt_proj: dW += ∂vᵀ·δr, db += Σ ∂v, ∂δr = ∂v·W        ddbc: [T, R+2N]
             let dbcp = dbc.pointer, ddbcp = ddbc.pointer      // ∂B, ∂C already in its columns R..<R+2N
             matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
@@ -360,7 +360,7 @@ public final class Mamba: Mixer, PhaseProfiled {
             for b in 0..<B {
                 for c in 0..<E {
                     let v = dtB.w[c]
-                    dtB.g[c] += ddp[b * E + c] * (v > 20 ? 1 : 1 / (1 + Foundation.exp(-v)))
+                    dtB.g[c] += ddp[b * E + c] * (v > 20 ? 1 : sigmoid(v))
                     for n in 0..<N {
                         bP.g[c * N + n] += dbp[b * SN + n * Ep + c]
                         cP.g[c * N + n] += dcp[b * SN + n * Ep + c]
@@ -383,7 +383,7 @@ public final class Mamba: Mixer, PhaseProfiled {
                 k += 16
             }
             while k < hi {
-                let v = xcp[k], s = 1 / (1 + Foundation.exp(-v))
+                let v = xcp[k], s = sigmoid(v)
                 dup[k] *= s * (1 + v * (1 - s))
                 k += 1
             }

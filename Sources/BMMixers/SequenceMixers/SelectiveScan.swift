@@ -1,6 +1,6 @@
 import BMCore
 
-/// The selective scan of mamba.md for one sequence (one batch element):
+/// The selective scan of docs/mixers.md for one sequence (one batch element):
 ///
 ///   ā_t = exp(δ_t[c]·A[c,n]),  s_t = ā_t·s_{t−1} + δ_t[c]·B_t[n]·u_t[c]
 ///   y_t[c] = Σ_n s_t[c,n]·C_t[n] + D[c]·u_t[c]
@@ -41,19 +41,19 @@ public struct ScanShape {
 }
 
 /// The first `lanes` floats (the rest 0): the last block of a row whose length is not a multiple of 16.
-@inline(__always) private func ldp(_ p: UnsafePointer<Float>, _ lanes: Int) -> F16 {
+@inline(__always) private func ldp(_ p: UnsafePointer<Float>, _ lanes: Int) -> Vec16 {
     if lanes == 16 { return ld(p) }
-    var v = F16()
+    var v = Vec16()
     for i in 0..<lanes { v[i] = p[i] }
     return v
 }
-@inline(__always) private func stp(_ p: UnsafeMutablePointer<Float>, _ v: F16, _ lanes: Int) {
+@inline(__always) private func stp(_ p: UnsafeMutablePointer<Float>, _ v: Vec16, _ lanes: Int) {
     if lanes == 16 { st(p, v); return }
     for i in 0..<lanes { p[i] = v[i] }
 }
 /// B or C at (n, c0..c0+15) of row `row`: a broadcast scalar (stride 0 over channels) or a vector.
-@inline(__always) private func ldBC(_ row: UnsafePointer<Float>, _ n: Int, _ strideN: Int, _ perChannel: Bool, _ c0: Int) -> F16 {
-    perChannel ? ld(row + n * strideN + c0) : F16(repeating: row[n * strideN])
+@inline(__always) private func ldBC(_ row: UnsafePointer<Float>, _ n: Int, _ strideN: Int, _ perChannel: Bool, _ c0: Int) -> Vec16 {
+    perChannel ? ld(row + n * strideN + c0) : Vec16(repeating: row[n * strideN])
 }
 
 public enum SelectiveScan {
@@ -70,7 +70,7 @@ public enum SelectiveScan {
         var c0 = 0
         while c0 < E {
             let lanes = min(16, E - c0)
-            let dSkip = D.map { ldp($0 + c0, lanes) } ?? F16()
+            let dSkip = D.map { ldp($0 + c0, lanes) } ?? Vec16()
             for t in 0..<s.L {
                 if let bnd = boundaries, t % s.chunk == 0 {
                     let dst = bnd + (t / s.chunk) * N * Ep + c0
@@ -133,7 +133,7 @@ public enum SelectiveScan {
                     }
                 }
                 // Reverse pass through the chunk.
-                var dDv = F16()
+                var dDv = Vec16()
                 for t in stride(from: t1 - 1, through: t0, by: -1) {
                     let d = ldp(delta + t * s.deltaT + c0, lanes), uu = ldp(u + t * E + c0, lanes)
                     let g = ldp(gy + t * E + c0, lanes)
@@ -142,7 +142,7 @@ public enum SelectiveScan {
                     let pb = Pb + (t - t0) * blk, pc = Pc + (t - t0) * blk
                     let dB_t = dB + t * s.bT, dC_t = dC + t * s.cT
                     let dU = d * uu
-                    var accU = F16(), accD = F16()
+                    var accU = Vec16(), accD = Vec16()
                     for n in 0..<N {
                         let o = n * Ep + c0
                         let a = ld(A + o), aBar = ld(ab + n * 16)

@@ -59,7 +59,7 @@ public final class SinkhornRouter: Router {
 
     public func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double) {
         let T = input.T, E = input.E, lg = input.logits!
-        for i in 0..<a.count { a.gate.pointer[i] = RouterMath.sigmoid(lg[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])]) }
+        for i in 0..<a.count { a.gate.pointer[i] = sigmoid(lg[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])]) }
         let p = probs.ensure(T * E)
         RouterMath.softmax(lg, p, T: T, E: E)
         stats.entropy = RouterMath.meanEntropy(p, T: T, E: E)

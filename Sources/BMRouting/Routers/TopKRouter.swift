@@ -3,7 +3,7 @@ import BMCore
 import BMLayers
 
 /// `topk`: Switch / Megatron top-k softmax routing with the Switch load-balancing
-/// loss and the ST-MoE router z-loss (moe-routing.md).
+/// loss and the ST-MoE router z-loss (docs/routing.md).
 ///   pre_softmax:  P = softmax(logits) over all E; top-k of P; gate = those P (not renormalised)
 ///   post_softmax: top-k logits; gate = softmax over those k only
 ///   aux = α · E · Σ_i f_i · mean_x P_i(x)   (f_i: fraction of the T·k assignments to i; constant)
