@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 FLAGS=(-c release -Xswiftc -enable-testing --scratch-path .build-test)
 swift build "${FLAGS[@]}" --build-tests || exit 1
 BM=.build-test/release/bmlab
-KERNELS=${KERNELS:-$($BM doctor | sed -n 's/^blas.runnable_cores: //p' | tr ',' ' ')}
+KERNELS=${KERNELS:-$($BM doctor | sed -n 's/^blas_runnable_cores: //p' | tr ',' ' ')}
 THREADS=${THREADS:-"1 2"}
 mkdir -p .test-matrix
 summary=()

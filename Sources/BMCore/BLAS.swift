@@ -85,6 +85,14 @@ public enum BLAS {
         get { Int(bm_rowgemv_threads()) }
         set { bm_rowgemv_set_threads(Int32(max(1, newValue))) }
     }
+    /// Batch-1 generation: OpenBLAS on one thread (waking its threads costs more than a
+    /// token's products are worth); the one-token products split over every core
+    /// instead (`gemvThreads`, 0 = every core), and a prefill's experts still run side by side.
+    public static func setUpForGeneration(gemvThreads n: Int = 0) throws {
+        try setup(threads: 1)
+        Parallel.workers = availableCores
+        gemvThreads = n > 0 ? n : availableCores
+    }
     /// `avx2-fma` or `scalar`.
     public static var gemvKernel: String { String(cString: bm_rowgemv_kernel()) }
 }

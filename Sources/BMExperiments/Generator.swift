@@ -144,25 +144,3 @@ public final class Generator {
         return Int32(idx.last!)
     }
 }
-
-/// Gradients of the evaluation loss for every parameter (`bmlab eval --grads`),
-/// computed as in a training step (training-mode routing, auxiliary losses
-/// included, no clipping), averaged over the batches; written under the
-/// checkpoint's parameter names.
-public enum GradientDump {
-    public static func compute(model: LanguageModel, batches: Int, B: Int, L: Int,
-                               fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Double {
-        let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
-        model.params.zeroGrad()
-        var loss = 0.0
-        for i in 0..<batches {
-            fill(i, inp.pointer, tgt.pointer)
-            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
-            loss += r.loss
-            model.backward()
-        }
-        let s = 1 / Float(max(1, batches))
-        for i in 0..<model.params.count { model.params.grads[i] *= s }
-        return loss / Double(max(1, batches))
-    }
-}

@@ -29,7 +29,7 @@ public struct SweepRunner {
 
     public func result(_ r: Sweep.Run) -> RunResult? {
         guard let d = FileManager.default.contents(atPath: resultPath(r)) else { return nil }
-        return try? JSONDecoder().decode(RunResult.self, from: d)
+        return try? JSON.decoder().decode(RunResult.self, from: d)
     }
 
     /// Throws when run `r`'s directory holds a run made from a different spec (a
@@ -75,9 +75,7 @@ public struct SweepRunner {
             try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
         }
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try enc.encode(res)
+        let data = try JSON.encoder(pretty: true).encode(res)
         try AtomicFile.write(to: resultPath(r)) { tmp in try data.write(to: URL(fileURLWithPath: tmp)) }
         return res
     }

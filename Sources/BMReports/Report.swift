@@ -34,7 +34,7 @@ public enum Report {
         md += "|---|---|---|---|---|---|---|---|---|\n"
         var expertChoice = false
         for e in set.entries {
-            let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
+            let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
             let mark = m.expertChoice ? " †" : ""

@@ -41,7 +41,7 @@ public enum Robustness {
                 let steps = (try? f.dataset("eval/step").readDoubles()) ?? []
                 let acc = (try? f.dataset("eval/metric").readDoubles()) ?? []
                 let curve = Array(zip(steps, acc))
-                let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSONDecoder().decode(RunResult.self, from: $0) }
+                let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
                 if set.isSweep && result?.status != "ok" { continue }
                 out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
                                kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,

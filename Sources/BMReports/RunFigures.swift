@@ -28,7 +28,7 @@ public struct RunSet {
         var e: [(Int, Entry)] = []
         for n in names where fm.fileExists(atPath: "\(runs)/\(n)/metrics.h5") {
             var idx = Int.max
-            if let d = fm.contents(atPath: "\(runs)/\(n)/result.json"), let r = try? JSONDecoder().decode(RunResult.self, from: d) { idx = r.index }
+            if let d = fm.contents(atPath: "\(runs)/\(n)/result.json"), let r = try? JSON.decoder().decode(RunResult.self, from: d) { idx = r.index }
             e.append((idx, Entry(label: RunSet.label(n), dir: "\(runs)/\(n)")))
         }
         guard !e.isEmpty else { throw BMError.invalid("\(dir): the sweep has no run with metrics.h5 yet") }

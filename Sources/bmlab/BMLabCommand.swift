@@ -7,7 +7,7 @@ struct BMLabCommand: ParsableCommand {
         commandName: "bmlab",
         abstract: "BlackMambaLab: small BlackMamba-style models on a CPU, from plugins.",
         version: BMLab.version,
-        subcommands: [Doctor.self, List.self, Validate.self, Train.self, Eval.self, Generate.self, Demo.self, SweepCommand.self, Plot.self, ReportCommand.self, RobustnessCommand.self, NotebookCommand.self, SinkhornCommand.self, Bench.self])
+        subcommands: [DoctorCommand.self, ListCommand.self, ValidateCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, DemoCommand.self, SweepCommand.self, PlotCommand.self, ReportCommand.self, RobustnessCommand.self, NotebookCommand.self, SinkhornCommand.self, BenchCommand.self])
 }
 
 /// Loads OpenBLAS (fast kernels, threads = cores) and turns errors into a message + exit code.
@@ -15,12 +15,9 @@ func startBLAS(threads: Int = 0) {
     do { try BLAS.setup(threads: threads) } catch { fail(error) }
 }
 
-/// Batch-1 generation: OpenBLAS on one thread (waking its threads costs more than a
-/// token's products are worth); the one-token products split over every core instead.
+/// Batch-1 generation (`BLAS.setUpForGeneration`); errors become a message + exit code.
 func startGeneration(gemvThreads: Int = 0) {
-    startBLAS(threads: 1)
-    Parallel.workers = BLAS.availableCores          // experts of a prefill still run side by side
-    BLAS.gemvThreads = gemvThreads > 0 ? gemvThreads : BLAS.availableCores
+    do { try BLAS.setUpForGeneration(gemvThreads: gemvThreads) } catch { fail(error) }
 }
 
 func fail(_ error: Error) -> Never {

@@ -3,14 +3,15 @@ import Foundation
 import BMCore
 import BMBench
 import BMExperiments
+import BMStorage
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", 
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [Kernels.self, Mixers.self, MoE.self, TrainCmd.self, GenerateCmd.self])
+        subcommands: [KernelsCommand.self, MixersCommand.self, MoECommand.self, TrainCommand.self, GenerateCommand.self])
 
-    struct Kernels: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
+    struct KernelsCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "kernels", abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
         func validate() throws { requireThreads(threads) }
@@ -31,8 +32,9 @@ struct Bench: ParsableCommand {
                 rows += [("\(f.name)_ms", f.ms), ("\(f.name)_gelements_per_s", f.elementsPerSecond / 1e9), ("\(f.name)_gb_per_s", f.gbPerSecond)]
             }
             if json {
-                print("{\"blas.core\": \"\(BLAS.coreName)\", \"blas.threads\": \(BLAS.threads), "
-                      + rows.map { "\"\($0.0)\": \(String(format: "%.3f", $0.1))" }.joined(separator: ", ") + "}")
+                struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads; var figures: [String: Double] }
+                let figures = Dictionary(rows.map { ($0.0, ($0.1 * 1000).rounded() / 1000) }, uniquingKeysWith: { a, _ in a })
+                guarded { print(try JSON.text(Out(figures: figures))) }
             } else {
                 print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads")
                 for (k, v) in rows { print(String(format: "%@: %.3f", k, v)) }
@@ -40,8 +42,8 @@ struct Bench: ParsableCommand {
         }
     }
 
-    struct Mixers: ParsableCommand {
-        static let configuration = CommandConfiguration(
+    struct MixersCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "mixers", 
             abstract: "Sequence mixers at bench-small shapes: forward+backward tokens/s and generation latency per token.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Contexts for the generation latency (comma-separated).") var contexts = "128,1024,8192"
@@ -70,8 +72,8 @@ struct Bench: ParsableCommand {
     }
 }
 
-extension Bench {
-    struct TrainCmd: ParsableCommand {
+extension BenchCommand {
+    struct TrainCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "train", abstract: "Training throughput of a spec's model (default bench-small): tokens/s, MFU, memory, time per layer kind.")
         @Argument(help: "The spec.") var spec = "Experiments/bench-small.yaml"
@@ -86,8 +88,7 @@ extension Bench {
             guarded {
                 let r = try TrainBench.run(specPath: spec, overrides: overrides, steps: steps)
                 if json {
-                    let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
-                    print(String(decoding: try enc.encode(r), as: UTF8.self))
+                    print(try JSON.text(r))
                     return
                 }
                 print("\(spec): \(fmtCount(r.parametersTotal)) parameters, \(fmtCount(r.parametersActive)) active, \(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token; BLAS \(r.blasCore) × \(r.blasThreads)")
@@ -103,7 +104,7 @@ extension Bench {
         }
     }
 
-    struct GenerateCmd: ParsableCommand {
+    struct GenerateCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "generate", abstract: "Batch-1 generation latency per token of whole models (bench-small and its transformer) against the context.")
         @Argument(help: "Specs (default: bench-small and transformer).") var specs: [String] = ["Experiments/bench-small.yaml", "Experiments/transformer.yaml"]
@@ -121,12 +122,12 @@ extension Bench {
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
                 var all: [GenerateBench.Point] = []
                 for s in specs { all += try GenerateBench.run(specPath: s, contexts: ctxs, tokens: tokens) }
-                let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .prettyPrinted]
                 if let out {
                     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                    try enc.encode(all).write(to: URL(fileURLWithPath: "\(out)/bench_generate.json"))
+                    let text = try JSON.text(all, pretty: true)
+                    try AtomicFile.write(to: "\(out)/bench_generate.json") { tmp in try text.write(toFile: tmp, atomically: false, encoding: .utf8) }
                 }
-                if json { print(String(decoding: try enc.encode(all), as: UTF8.self)); return }
+                if json { print(try JSON.text(all, pretty: true)); return }
                 print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
                 for p in all {
                     print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
@@ -136,7 +137,7 @@ extension Bench {
         }
     }
 
-    struct MoE: ParsableCommand {
+    struct MoECommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "moe", abstract: "One MoE layer at bench-small shapes (8 experts × 1024, d 256, 2,048 tokens): tokens/s and where the time goes.")
         @Option(help: "Router.") var router = "sinkhorn-fast"
@@ -149,8 +150,9 @@ extension Bench {
                 let phases = fig.phases.map { ($0.name, $0.ms / 1e3) }       // seconds per step
                 let total = phases.reduce(0) { $0 + $1.1 }
                 if json {
-                    let ph = phases.map { "\"\($0.0)\": \(String(format: "%.5f", $0.1))" }.joined(separator: ", ")
-                    print("{\"router\": \"\(router)\", \"tokens_per_s\": \(String(format: "%.1f", fig.tokensPerSecond)), \"expert_gflops\": \(String(format: "%.1f", gflops)), \"phases_s\": {\(ph)}}")
+                    struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads; var router: String, tokensPerS: Double, expertGflops: Double, phasesS: [String: Double] }
+                    print(try JSON.text(Out(router: router, tokensPerS: fig.tokensPerSecond, expertGflops: gflops,
+                                            phasesS: Dictionary(phases, uniquingKeysWith: { a, b in a + b }))))
                     return
                 }
                 print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads")
@@ -166,11 +168,8 @@ extension Bench {
 /// Mamba's phases, generation latency and state), snake_case keys.
 func mixersJSON(train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) -> String {
     struct Out: Encodable {
-        var blasCore = BLAS.coreName, blasThreads = "\(BLAS.threads)"
+        var blasCore = BLAS.coreName, blasThreads = BLAS.threads
         var train: [MixerBench.TrainFigure], generate: [MixerBench.GenFigure]
     }
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys]
-    enc.keyEncodingStrategy = .convertToSnakeCase
-    return (try? enc.encode(Out(train: train, generate: gen))).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    return (try? JSON.text(Out(train: train, generate: gen))) ?? "{}"
 }

@@ -3,8 +3,8 @@ import Foundation
 import BMCore
 import BMExperiments
 
-struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "demo", 
         abstract: "Train Experiments/blackmamba-tiny.yaml on the fortunes corpus, evaluate it and generate a sample.")
 
     @Option(help: "The spec.") var spec = "Experiments/blackmamba-tiny.yaml"
@@ -24,7 +24,7 @@ struct Demo: ParsableCommand {
                 print(String(format: "final validation loss: %.4f nats/byte (%.3f bits/byte); unigram baseline %.4f", e, e / log(2.0), run.data.unigramEntropy ?? .nan))
             }
             print(String(format: "training speed: %.0f tokens/s", sum.tokensPerSecond))
-            BLAS.setThreads(1); BLAS.gemvThreads = BLAS.availableCores     // batch-1 generation (see startGeneration)
+            try BLAS.setUpForGeneration()                     // batch-1 generation
             let gen = try Generator(model: run.model, maxLength: 400)
             var rng = RNG(seed: 7)
             let prompt = Array("The ".utf8)

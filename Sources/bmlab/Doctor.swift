@@ -3,8 +3,8 @@ import Foundation
 import BMCore
 import BMStorage
 
-struct Doctor: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "doctor", 
         abstract: "Report the BLAS kernel and threads, sgemm speed, HDF5 and gnuplot versions.")
 
     @Flag(help: "Print one JSON object instead of key: value lines.") var json = false
@@ -14,32 +14,44 @@ struct Doctor: ParsableCommand {
     func run() throws {
         startBLAS(threads: threads)
         let gflops = KernelBench.sgemmGFLOPS()
-        let facts: [(String, String)] = [
-            ("bmlab.version", BMLab.version),
-            ("blas.core", BLAS.coreName),
-            ("blas.core_source", BLAS.coreSource),
-            ("blas.threads", String(BLAS.threads)),
-            ("blas.openblas_threads", String(BLAS.openblasThreads)),
-            ("gemv.kernel", BLAS.gemvKernel),
-            ("blas.library", BLAS.libraryPath),
-            ("sgemm.gflops", String(format: "%.1f", gflops)),
-            ("hdf5.version", HDF5Library.version),
-            ("gnuplot.version", Machine.gnuplotVersion ?? "missing"),
-            ("cpu.cores", String(BLAS.availableCores)),
-            ("cpu.model", Machine.cpuModel),
-            ("cpu.avx2", String(BLAS.cpuHasAVX2)),
-            ("cpu.avx512", String(BLAS.cpuHasAVX512)),
-            ("blas.runnable_cores", BLAS.runnableCores.joined(separator: ",")),
-        ]
+        let facts = DoctorFacts(sgemmGflops: (gflops * 10).rounded() / 10)
         if json {
-            let obj = "{" + facts.map { k, v in
-                let num = Double(v) != nil && k != "bmlab.version" && k != "hdf5.version"
-                let isBool = v == "true" || v == "false"
-                return "\"\(k)\": " + (num || isBool ? v : "\"\(v.replacingOccurrences(of: "\"", with: "\\\""))\"")
-            }.joined(separator: ", ") + "}"
-            print(obj)
+            guarded { print(try JSON.text(facts)) }
         } else {
-            for (k, v) in facts { print("\(k): \(v)") }
+            for (k, v) in facts.lines { print("\(k): \(v)") }
+        }
+    }
+}
+
+/// What `bmlab doctor` reports; `--json` prints it as one object, otherwise one
+/// `key: value` line each, in this order, with the same snake_case keys.
+struct DoctorFacts: Encodable {
+    var bmlabVersion = BMLab.version
+    var blasCore = BLAS.coreName
+    var blasCoreSource = BLAS.coreSource
+    var blasThreads = BLAS.threads
+    var blasOpenblasThreads = BLAS.openblasThreads
+    var gemvKernel = BLAS.gemvKernel
+    var blasLibrary = BLAS.libraryPath
+    var sgemmGflops: Double
+    var hdf5Version = HDF5Library.version
+    var gnuplotVersion = Machine.gnuplotVersion ?? "missing"
+    var cpuCores = BLAS.availableCores
+    var cpuModel = Machine.cpuModel
+    var cpuAvx2 = BLAS.cpuHasAVX2
+    var cpuAvx512 = BLAS.cpuHasAVX512
+    var blasRunnableCores = BLAS.runnableCores
+
+    /// (snake_case key, value as text) in declaration order.
+    var lines: [(String, String)] {
+        Mirror(reflecting: self).children.map { c in
+            let v: String
+            switch c.value {
+            case let a as [String]: v = a.joined(separator: ",")
+            case let d as Double: v = String(format: "%.1f", d)
+            default: v = "\(c.value)"
+            }
+            return (JSON.snakeCase(c.label ?? "?"), v)
         }
     }
 }

@@ -3,8 +3,8 @@ import BMCore
 import BMMixers
 import BMRouting
 
-struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the registered plugins (mixers, routers) with their options.")
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the registered plugins (mixers, routers) with their options.")
     @Flag(help: "Names and one-line descriptions only.") var short = false
 
     func run() throws {

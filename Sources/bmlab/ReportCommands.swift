@@ -4,8 +4,8 @@ import BMCore
 import BMPlot
 import BMReports
 
-struct Plot: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Figures (gnuplot) of a run, a sweep, a Sinkhorn study or mixer benchmarks.")
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plot", abstract: "Figures (gnuplot) of a run, a sweep, a Sinkhorn study or mixer benchmarks.")
     @Argument(help: "A run directory, a sweep directory, or a study directory.") var dir: String
     @Option(help: "Where the figures go (default DIR/figures).") var out: String?
     @Option(help: "png or svg.") var format = "png"

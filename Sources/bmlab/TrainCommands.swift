@@ -5,8 +5,8 @@ import BMLayers
 import BMStorage
 import BMExperiments
 
-struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train", 
         abstract: "Train the model an experiment spec describes; metrics to DIR/metrics.h5, checkpoints to DIR/checkpoint.h5.")
     @Argument(help: "The spec file (YAML), e.g. Experiments/blackmamba-tiny.yaml.") var spec: String
     @Argument(help: "Overrides key.path=value, e.g. train.steps=100 model.d_model=128.") var overrides: [String] = []
@@ -44,8 +44,8 @@ func fmtCount(_ n: Int) -> String {
     n >= 1_000_000 ? String(format: "%.2fM", Double(n) / 1e6) : n >= 1000 ? String(format: "%.1fk", Double(n) / 1e3) : "\(n)"
 }
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a spec or a sweep file (keys, types, plugins, options, shapes, data, memory) without training.")
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Check a spec or a sweep file (keys, types, plugins, options, shapes, data, memory) without training.")
     @Argument(help: "The spec file, or a sweep file (every run is checked).") var spec: String
     @Argument(help: "Overrides key.path=value (or ~key.path to delete a key).") var overrides: [String] = []
     @Flag(help: "Print the resolved spec (every default filled in; for a sweep, of its first run).") var resolved = false
@@ -89,8 +89,8 @@ func loadCheckpoint(_ path: String) throws -> (ExperimentSpec, LanguageModel) {
     return (s, model)
 }
 
-struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
     @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
     @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
@@ -126,24 +126,15 @@ struct Eval: ParsableCommand {
             if let m = r.metric { print("\(metric.rawValue): \(String(format: "%.6f", m))") }
             print("tokens: \(r.tokens)")
             if let out = grads {
-                let gl = GradientDump.compute(model: model, batches: n, B: B, L: L, fill: fill)
-                try AtomicFile.write(to: out) { tmp in
-                    let f = try H5File(path: tmp, mode: .create)
-                    defer { f.close() }
-                    try f.setAttribute("loss", gl)
-                    try f.setAttribute("checkpoint", checkpoint)
-                    try f.setAttribute("batches", n)
-                    try f.setAttribute("note", "gradient of the mean loss over the batches, training-mode routing, auxiliary losses included, before clipping")
-                    for p in model.params.params { try f.write(p.name, floats: UnsafeBufferPointer(p.grads), shape: p.shape) }
-                }
+                try GradientDump.write(to: out, model: model, checkpoint: checkpoint, batches: n, B: B, L: L, fill: fill)
                 print("gradients: \(out)")
             }
         }
     }
 }
 
-struct Generate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Generate from a checkpoint (Mamba layers recurrently, attention from its KV cache): text for byte-level models, token ids for the others.")
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate from a checkpoint (Mamba layers recurrently, attention from its KV cache): text for byte-level models, token ids for the others.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
     @Option(help: "The prompt, as text (byte-level models).") var prompt: String?
     @Option(help: "The prompt as token ids, e.g. \"3 17 42\" (models trained on token files or synthetic tasks).") var tokens: String?
