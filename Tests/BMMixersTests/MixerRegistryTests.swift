@@ -172,7 +172,7 @@ final class MixerRegistryTests: XCTestCase {
 
     func testMambaInitialisationFollowsTheReference() throws {
         let (m, ps) = try buildMixer("mamba", ["d_state": .int(16)], width: 32)
-        let mamba = try XCTUnwrap(m as? Mamba)
+        let mamba = try XCTUnwrap((m as? SSMBlock)?.dynamics as? SelectiveDynamics)
         XCTAssertEqual(mamba.R, 2)                                  // ceil(32/16)
         XCTAssertEqual(ps["m.A_log"]!.shape, [64, 16])
         for c in 0..<64 { for n in 0..<16 { XCTAssertEqual(Double(ps["m.A_log"]!.w[c * 16 + n]), log(Double(n + 1)), accuracy: 1e-6) } }
