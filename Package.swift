@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "BMCore", dependencies: ["CBLASShim"], swiftSettings: fast),
         .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
-        .target(name: "BMRouting", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
+        .target(name: "BMRouting", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting"], swiftSettings: fast),
         .target(name: "BMPlot", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),

@@ -10,7 +10,7 @@ public enum MixerBench {
     public struct Phase: Codable { public var name: String; public var ms: Double }
     public struct TrainFigure: Codable {
         public var mixer: String; public var tokensPerSecond: Double; public var msPerStep: Double
-        /// Mean time per step of each phase, for mixers that profile themselves (`PhaseProfiled`).
+        /// Mean time per step of each phase, for mixers that profile themselves (`Mixer.phaseTimer`).
         public var phases: [Phase] = []
     }
     public struct GenFigure: Codable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
@@ -27,7 +27,7 @@ public enum MixerBench {
     public static func train(_ name: String, width: Int = 256, B: Int = 8, L: Int = 256, warmup: Int = 2, steps: Int = 7,
                              layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> TrainFigure {
         let (m, ps) = try build(name, width: width, layerIndex: layerIndex, options: options)
-        let timer = (m as? PhaseProfiled)?.timer
+        let timer = m.phaseTimer
         let times = timeSteps(m, ps, width: width, B: B, L: L, warmup: warmup, steps: steps) {
             timer?.enabled = true; timer?.reset()
         }

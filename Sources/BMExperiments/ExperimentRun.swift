@@ -217,23 +217,21 @@ public final class ExperimentRun {
         return (r.loss, r.metric)
     }
 
-    /// router/layer_{i}/…: the statistics of each MoE layer's last forward.
+    /// router/layer_{i}/…: the statistics each layer reports for its last forward
+    /// (`Mixer.statistics`; MoE layers report their router's).
     func logRouters(_ metrics: MetricsLog, step: Int) throws {
         for (i, b) in model.blocks.enumerated() {
-            guard let moe = b.mixer as? MoE else { continue }
-            let s = moe.stats, g = "router/layer_\(i)"
+            let stats = b.mixer.statistics
+            guard !stats.isEmpty else { continue }
+            let g = "router/layer_\(i)"
             try metrics.append("\(g)/step", step)
-            try metrics.appendRow("\(g)/load", s.load.map(Double.init))
-            try metrics.append("\(g)/load_max_over_mean", s.loadMaxOverMean)
-            try metrics.append("\(g)/cv", s.loadCV)
-            try metrics.append("\(g)/entropy", s.entropy)
-            try metrics.append("\(g)/dropped", s.droppedFraction)
-            try metrics.append("\(g)/aux_loss", s.auxLoss)
-            try metrics.append("\(g)/z_loss", s.zLoss)
-            try metrics.append("\(g)/sinkhorn_iters", s.sinkhornIterations)
-            try metrics.append("\(g)/sinkhorn_converged", s.sinkhornConverged ? 1 : 0)
-            try metrics.append("\(g)/row_error", s.rowError)
-            try metrics.append("\(g)/col_error", s.colError)
+            for (name, s) in stats {
+                switch s {
+                case .value(let v): try metrics.append("\(g)/\(name)", v)
+                case .count(let n): try metrics.append("\(g)/\(name)", n)
+                case .row(let r): try metrics.appendRow("\(g)/\(name)", r)
+                }
+            }
         }
     }
 

@@ -3,83 +3,42 @@ import BMCore
 import BMLayers
 import BMMixers
 
-/// Autoregressive generation: the prompt runs through every block in parallel
-/// (`prefill`), then one token at a time (`step`) — Mamba layers recurrently
-/// with constant state, attention from its KV cache, MoE with evaluation routing.
+/// Autoregressive generation: the model runs the prompt (`LanguageModel.prefill`:
+/// every block in parallel) and then one token at a time (`LanguageModel.step`: Mamba
+/// layers recurrently with constant state, attention from its KV cache, MoE with
+/// evaluation routing); the generator only keeps the state and samples.
 public final class Generator {
     public let model: LanguageModel
-    let mixers: [Mixer]
-    let states: [MixerState]
+    let state: LanguageModel.GenerationState
     let maxLength: Int
     private var position = 0
-    private let x = FloatBuffer(), n = FloatBuffer(), f = FloatBuffer(), logits = FloatBuffer()
-    private let token = IntBuffer(count: 1)
 
     public init(model: LanguageModel, maxLength: Int) throws {
         self.model = model
         self.maxLength = maxLength
-        mixers = try model.blocks.enumerated().map { i, b in
-            guard let m = b.mixer as? Mixer else { throw BMError.invalid("layer \(i) cannot generate") }
-            return m
-        }
-        states = try mixers.map { try $0.makeState(batch: 1, maxLength: maxLength) }
-        model.context.mode = .eval
+        state = try model.makeGenerationState(maxLength: maxLength)
     }
 
     /// Bytes held by all layers' generation states (grows with the context only for attention).
-    public var stateBytes: Int { states.reduce(0) { $0 + $1.bytes } }
+    public var stateBytes: Int { state.bytes }
 
-    /// Prompt positions per prefill pass when every mixer continues from its state
-    /// (Mamba, MoE, MLP): a long prompt then needs the activations of one chunk, not of
-    /// the whole prompt. Models with attention prefill the prompt in one pass.
-    public var prefillChunk = 512
+    /// Prompt positions per prefill pass (see `LanguageModel.prefillChunk`).
+    public var prefillChunk: Int {
+        get { model.prefillChunk }
+        set { model.prefillChunk = newValue }
+    }
 
     /// Runs the prompt; returns the logits [V] for the next token.
     public func prefill(_ prompt: [Int32]) -> UnsafePointer<Float> {
         precondition(!prompt.isEmpty && prompt.count <= maxLength)
-        let D = model.width
-        let chunk = mixers.allSatisfy(\.prefillsInChunks) ? max(1, prefillChunk) : prompt.count
-        let tp = IntBuffer(count: min(chunk, prompt.count))
-        var start = 0, L = 0
-        while start < prompt.count {
-            L = min(chunk, prompt.count - start)
-            for i in 0..<L { tp.pointer[i] = prompt[start + i] }
-            model.context.tokens = UnsafePointer(tp.pointer)
-            let xp = x.ensure(L * D), np = n.ensure(L * D), fp = f.ensure(L * D)
-            model.embedding.forward(tokens: tp.pointer, xp, T: L)
-            for (i, b) in model.blocks.enumerated() {
-                b.norm.forward(xp, np, B: 1, L: L)
-                mixers[i].prefill(np, fp, B: 1, L: L, state: states[i])
-                axpy(1, fp, xp, L * D)
-            }
-            start += L
-        }
         position = prompt.count
-        return head(x.pointer + (L - 1) * D)
+        return model.prefill(prompt, state: state)
     }
 
     /// Feeds one token; returns the logits [V] for the next one.
     public func step(_ t: Int32) -> UnsafePointer<Float> {
-        let D = model.width
-        token.pointer[0] = t
-        model.context.tokens = UnsafePointer(token.pointer)
-        let xp = x.ensure(D), np = n.ensure(D), fp = f.ensure(D)
-        model.embedding.forward(tokens: token.pointer, xp, T: 1)
-        for (i, b) in model.blocks.enumerated() {
-            b.norm.forward(xp, np, B: 1, L: 1)
-            mixers[i].step(np, fp, B: 1, state: states[i])
-            axpy(1, fp, xp, D)
-        }
         position += 1
-        return head(xp)
-    }
-
-    private func head(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
-        let D = model.width, V = model.vocab
-        let hn = n.ensure(D), lg = logits.ensure(V)
-        model.finalNorm.forward(h, hn, B: 1, L: 1)
-        if let head = model.head { head.forward(hn, lg, B: 1, L: 1) } else { model.embedding.headForward(hn, lg, T: 1) }
-        return UnsafePointer(lg)
+        return model.step(t, state: state)
     }
 
     /// Runs `prompt`, then samples `maxTokens` tokens one at a time, calling `onToken` with each.

@@ -30,8 +30,7 @@ public struct MemoryEstimate: Sendable {
         // slight overestimate for attention, whose L × L scratch does not grow with B.
         var perSequence = 0
         for b in model.blocks {
-            guard let m = b.mixer as? Mixer else { continue }
-            perSequence += m.activationFloats(B: 1, L: L) + 3 * L * D + 2 * L   // + block's norm out, mixer out, d(norm), stats
+            perSequence += b.mixer.activationFloats(B: 1, L: L) + 3 * L * D + 2 * L   // + block's norm out, mixer out, d(norm), stats
         }
         let layers = model.blocks.count
         // residual stream (layers + 1), final norm, logits, two gradient buffers, token ids

@@ -35,14 +35,10 @@ public enum ModelBuilder {
         let total = model.params.parameterCount
         var inactive = 0.0, matmul = 0.0, extra = 0.0
         for b in model.blocks {
-            if let moe = b.mixer as? MoE {
-                let per = Double(moe.fc1[0].count + moe.fc2[0].count)
-                inactive += per * (Double(moe.E) - moe.activeExpertsPerToken)
-                matmul += per * moe.activeExpertsPerToken + Double(moe.routerWeight?.count ?? 0)
-            } else {
-                for p in b.mixer.parameters where p.shape.count == 2 && p.name.hasSuffix(".weight") { matmul += Double(p.count) }
-                if b.mixer is Attention { extra += 6 * Double(seqLen) * Double(model.width) }
-            }
+            let m = b.mixer
+            inactive += Double(m.parameters.reduce(0) { $0 + $1.count }) - m.activeParameters
+            matmul += m.activeMatmulWeights
+            extra += m.extraFlops(seqLen: seqLen)
         }
         matmul += Double(model.vocab * model.width)     // the output head (tied or not)
         return Counts(total: total, active: total - Int(inactive.rounded()), matmulActive: Int(matmul.rounded()),

@@ -77,3 +77,20 @@ public final class GatedMLP: SequenceLayer {
                         h: h.pointer, a: a.pointer, scratch: scratch.ensure(3 * T * kernel.F))
     }
 }
+
+/// A gated MLP is also a mixer (`mlp` in the registry, `DenseMLP.swift`): it acts on
+/// each position on its own, so generation keeps no state.
+extension GatedMLP: Mixer {
+    public var pluginName: String { "mlp" }
+    /// h [T, 2F], a [T, F], backward scratch [T, 3F].
+    public func activationFloats(B: Int, L: Int) -> Int { 6 * B * L * kernel.F }
+    public func makeState(batch: Int, maxLength: Int) throws -> MixerState { StatelessState() }
+    /// Position by position: nothing carries over between calls.
+    public var prefillsInChunks: Bool { true }
+    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
+        forward(x, y, B: B, L: L)
+    }
+    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {
+        forward(x, y, B: B, L: 1)
+    }
+}

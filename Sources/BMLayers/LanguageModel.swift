@@ -20,7 +20,7 @@ public final class LanguageModel {
     public let loss: CrossEntropy
     /// Wall time per phase and layer kind (`bmlab bench train`); off unless enabled.
     public let timer = PhaseTimer()
-    private lazy var kinds: [String] = blocks.map { String(describing: type(of: $0.mixer)).lowercased() }
+    private lazy var kinds: [String] = blocks.map(\.mixer.pluginName)
 
     private var residual: [FloatBuffer] = []      // blocks.count + 1 buffers of [B, L, D]
     private let normed = FloatBuffer(), logits = FloatBuffer()
@@ -33,7 +33,7 @@ public final class LanguageModel {
     /// `prefix` (= "decoder.layers.{i}.mixer"), sharing the model's step context.
     public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
                 embeddingStd: Float = 0.02, seed: UInt64, allocate: Bool = true,
-                mixer: (ParameterSet, String, Int, StepContext) throws -> SequenceLayer) rethrows {
+                mixer: (ParameterSet, String, Int, StepContext) throws -> Mixer) rethrows {
         let ps = ParameterSet(allocates: allocate)
         params = ps
         let ctx = StepContext()
@@ -105,5 +105,76 @@ public final class LanguageModel {
         }
         embedding.backward(g, T: T)
         timer.mark("embedding")
+    }
+
+    // MARK: generation: a prompt in parallel (`prefill`), then one token at a time (`step`)
+
+    /// Every mixer's generation state for one sequence of up to `maxLength` tokens
+    /// (throws when a mixer cannot generate, e.g. non-causal expert-choice routing).
+    public final class GenerationState {
+        public let mixers: [MixerState]
+        /// Bytes held (grows with the context only for attention's KV cache).
+        public var bytes: Int { mixers.reduce(0) { $0 + $1.bytes } }
+        init(_ mixers: [MixerState]) { self.mixers = mixers }
+    }
+
+    public func makeGenerationState(maxLength: Int) throws -> GenerationState {
+        context.mode = .eval
+        return GenerationState(try blocks.map { try $0.mixer.makeState(batch: 1, maxLength: maxLength) })
+    }
+
+    /// Prompt positions per prefill pass when every mixer continues from its state
+    /// (Mamba, MoE, MLP): a long prompt then needs the activations of one chunk, not of
+    /// the whole prompt. Models with attention prefill the prompt in one pass.
+    public var prefillChunk = 512
+    private let genX = FloatBuffer(), genN = FloatBuffer(), genF = FloatBuffer(), genLogits = FloatBuffer()
+    private let genToken = IntBuffer(count: 1)
+
+    /// Runs the prompt (embedding → each block's norm, mixer prefill, residual);
+    /// returns the logits [V] for the next token.
+    public func prefill(_ prompt: [Int32], state: GenerationState) -> UnsafePointer<Float> {
+        precondition(!prompt.isEmpty)
+        let D = width
+        context.mode = .eval
+        let chunk = blocks.allSatisfy(\.mixer.prefillsInChunks) ? max(1, prefillChunk) : prompt.count
+        let tp = IntBuffer(count: min(chunk, prompt.count))
+        var start = 0, L = 0
+        while start < prompt.count {
+            L = min(chunk, prompt.count - start)
+            for i in 0..<L { tp.pointer[i] = prompt[start + i] }
+            context.tokens = UnsafePointer(tp.pointer)
+            let xp = genX.ensure(L * D), np = genN.ensure(L * D), fp = genF.ensure(L * D)
+            embedding.forward(tokens: tp.pointer, xp, T: L)
+            for (i, b) in blocks.enumerated() {
+                b.norm.forward(xp, np, B: 1, L: L)
+                b.mixer.prefill(np, fp, B: 1, L: L, state: state.mixers[i])
+                axpy(1, fp, xp, L * D)
+            }
+            start += L
+        }
+        return generationHead(genX.pointer + (L - 1) * D)
+    }
+
+    /// Feeds one token; returns the logits [V] for the next one.
+    public func step(_ t: Int32, state: GenerationState) -> UnsafePointer<Float> {
+        let D = width
+        genToken.pointer[0] = t
+        context.tokens = UnsafePointer(genToken.pointer)
+        let xp = genX.ensure(D), np = genN.ensure(D), fp = genF.ensure(D)
+        embedding.forward(tokens: genToken.pointer, xp, T: 1)
+        for (i, b) in blocks.enumerated() {
+            b.norm.forward(xp, np, B: 1, L: 1)
+            b.mixer.step(np, fp, B: 1, state: state.mixers[i])
+            axpy(1, fp, xp, D)
+        }
+        return generationHead(xp)
+    }
+
+    /// Final norm and head of one hidden vector h [D] → logits [V].
+    private func generationHead(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        let hn = genN.ensure(width), lg = genLogits.ensure(vocab)
+        finalNorm.forward(h, hn, B: 1, L: 1)
+        if let head { head.forward(hn, lg, B: 1, L: 1) } else { embedding.headForward(hn, lg, T: 1) }
+        return UnsafePointer(lg)
     }
 }

@@ -1,9 +1,5 @@
 import BMCore
 
-/// Whether a forward pass is for training (cache activations, training-mode
-/// routing) or evaluation/generation.
-public enum Mode: Sendable { case train, eval }
-
 /// Shared, per-step facts that some layers need besides their input
 /// (token ids for hash routing, the mode, a step-seeded generator).
 public final class StepContext: @unchecked Sendable {

@@ -4,10 +4,10 @@ import BMCore
 /// `{prefix}.mixer.*` as in the Zyphra/BlackMamba state dict.
 public final class ResidualBlock: SequenceLayer {
     public let norm: SequenceLayer
-    public let mixer: SequenceLayer
+    public let mixer: Mixer
     private let normed = FloatBuffer(), fout = FloatBuffer(), dnormed = FloatBuffer()
 
-    public init(norm: SequenceLayer, mixer: SequenceLayer) {
+    public init(norm: SequenceLayer, mixer: Mixer) {
         precondition(norm.outWidth == mixer.inWidth && mixer.outWidth == norm.inWidth)
         self.norm = norm; self.mixer = mixer
     }

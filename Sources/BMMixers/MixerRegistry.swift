@@ -1,4 +1,5 @@
 import BMCore
+import BMLayers
 
 /// All mixers by name. To add one: write `SequenceMixers/NAME.swift` (or
 /// `ChannelMixers/`) with a `static let entry: MixerEntry`, and add it here.
@@ -7,7 +8,7 @@ public enum MixerRegistry {
         Mamba.entry,
         S4D.entry,
         Attention.entry,
-        DenseMLPMixer.entry,
+        DenseMLP.entry,
         MoE.entry,
     ]
 
@@ -22,6 +23,8 @@ public enum MixerRegistry {
         let e = try entry(name, context: context)
         let r = try e.options.resolve(options, context: "\(context): mixer '\(name)'")
         try e.validate(r, ctx.width, "\(context): mixer '\(name)'")
-        return try e.build(ctx, r)
+        var named = ctx
+        named.pluginName = name
+        return try e.build(named, r)
     }
 }

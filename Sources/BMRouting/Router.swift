@@ -1,5 +1,4 @@
 import BMCore
-import BMLayers
 
 /// What a router sees for one MoE forward: the router logits (absent for routers
 /// without parameters), the token ids, and the mode.
@@ -68,12 +67,19 @@ public protocol Router: AnyObject {
     var allowsCapacity: Bool { get }
     /// Whether it can route one token at a time (false for expert choice).
     var isCausal: Bool { get }
+    /// Experts a token uses on average in training (k for top-k, the capacity factor
+    /// for expert choice): the MoE layer's active parameters and FLOPs follow it.
+    var expertsPerToken: Double { get }
     /// Chooses the assignments (tokens, experts) and fills `stats` (load before dropping, Sinkhorn figures).
     func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats)
     /// Fills `a.gate` for the current assignments and returns (aux, z) losses; caches what backward needs.
     func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double)
     /// dgate: [count] → dlogits: [T, E] (overwritten), including the aux / z loss gradients.
     func backward(_ input: RouteInput, _ a: Assignment, dgate: UnsafePointer<Float>, dlogits: UnsafeMutablePointer<Float>)
+}
+
+extension Router {
+    public var expertsPerToken: Double { 1 }
 }
 
 /// Shared helpers for routers.

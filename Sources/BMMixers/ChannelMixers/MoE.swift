@@ -13,7 +13,7 @@ import BMRouting
 /// expert runs ONE matrix multiply over all its tokens → y[token] += gate · Expert(x).
 /// Backward mirrors it per expert; the router gets gradient only through the gates
 /// and its own aux / z losses.
-public final class MoE: Mixer, PhaseProfiled {
+public final class MoE: Mixer {
     public static let entry = MixerEntry(
         name: "moe", kind: .channel,
         summary: "mixture of gated-MLP experts with a pluggable router (default: BlackMamba's sinkhorn-fast)",
@@ -64,6 +64,8 @@ public final class MoE: Mixer, PhaseProfiled {
     public private(set) var stats = RouterStats()
     /// Per-phase wall time (router, dispatch, experts, combine; forward and backward) when enabled.
     public let timer = PhaseTimer()
+    public var phaseTimer: PhaseTimer? { timer }
+    public let pluginName: String
     public private(set) var auxiliaryLoss: Double = 0
 
     private var x: UnsafePointer<Float>?
@@ -78,6 +80,7 @@ public final class MoE: Mixer, PhaseProfiled {
     private let dye = FloatBuffer(), dxe = FloatBuffer(), scratch = FloatBuffer()
 
     public init(_ ctx: MixerContext, _ o: ResolvedOptions) throws {
+        pluginName = ctx.pluginName
         d = ctx.width; E = o.int("experts")
         F = o.int("ffn") > 0 ? o.int("ffn") : 4 * d
         kernel = GatedMLPKernel(d: d, F: F, activation: GateActivation(rawValue: o.string("activation"))!)
@@ -101,11 +104,25 @@ public final class MoE: Mixer, PhaseProfiled {
         fc1 = f1; fc2 = f2
     }
 
-    /// Experts a token uses on average (k for top-k, the capacity factor for expert choice, else 1).
-    public var activeExpertsPerToken: Double {
-        if let r = router as? TopKRouter { return Double(r.k) }
-        if let r = router as? ExpertChoiceRouter { return r.capacityFactor }
-        return 1
+    /// Experts a token uses on average: the router says (k for top-k, the capacity
+    /// factor for expert choice, 1 for the others).
+    public var activeExpertsPerToken: Double { router.expertsPerToken }
+    /// The router and the experts a token uses.
+    public var activeMatmulWeights: Double {
+        Double(fc1[0].count + fc2[0].count) * activeExpertsPerToken + Double(routerWeight?.count ?? 0)
+    }
+    public var activeParameters: Double {
+        let all = Double(parameters.reduce(0) { $0 + $1.count })
+        return all - Double(fc1[0].count + fc2[0].count) * (Double(E) - activeExpertsPerToken)
+    }
+    /// The router statistics of the last forward (`router/layer_i/…` in metrics.h5).
+    public var statistics: [(String, LayerStatistic)] {
+        let s = stats
+        return [("load", .row(s.load.map(Double.init))), ("load_max_over_mean", .value(s.loadMaxOverMean)),
+                ("cv", .value(s.loadCV)), ("entropy", .value(s.entropy)), ("dropped", .value(s.droppedFraction)),
+                ("aux_loss", .value(s.auxLoss)), ("z_loss", .value(s.zLoss)),
+                ("sinkhorn_iters", .count(s.sinkhornIterations)), ("sinkhorn_converged", .count(s.sinkhornConverged ? 1 : 0)),
+                ("row_error", .value(s.rowError)), ("col_error", .value(s.colError))]
     }
 
     public func activationFloats(B: Int, L: Int) -> Int {

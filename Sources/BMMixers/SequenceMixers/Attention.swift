@@ -40,7 +40,12 @@ public final class Attention: Mixer {
     private var tableLength = 0
     private var shape = (B: 0, L: 0)
 
+    public let pluginName: String
+    /// Causal scores and the weighted sum of values: 6·L·d FLOPs per token in training.
+    public func extraFlops(seqLen: Int) -> Double { 6 * Double(seqLen) * Double(D) }
+
     public init(_ ctx: MixerContext, _ opt: ResolvedOptions) {
+        pluginName = ctx.pluginName
         D = ctx.width; H = opt.int("heads"); hd = D / H
         rope = opt.bool("rope"); ropeBase = opt.double("rope_base")
         let ps = ctx.params, p = ctx.prefix

@@ -16,7 +16,7 @@ import BMLayers
 /// `y` = scan output; `g` = y ⊙ silu(z), the gated output.
 /// With `gate: false` in_proj has only the x rows ([E, D]) and g = y; with
 /// `skip_d: false` there is no D parameter.
-public final class SSMBlock: Mixer, PhaseProfiled {
+public final class SSMBlock: Mixer {
     /// Options of the block that Mamba and S4D share.
     static let blockOptions: [OptionSpec] = [
         .int("d_state", 16, "SSM state size N per channel", min: 1, max: 256),
@@ -51,6 +51,8 @@ public final class SSMBlock: Mixer, PhaseProfiled {
     private let dg = FloatBuffer(), dxz = FloatBuffer(), du = FloatBuffer()
     private let dAb = FloatBuffer(), dDb = FloatBuffer(), work = FloatBuffer(), dConvWT = FloatBuffer()
     public let timer = PhaseTimer()
+    public var phaseTimer: PhaseTimer? { timer }
+    public let pluginName: String
 
     public func activationFloats(B: Int, L: Int) -> Int {
         let T = B * L, xzW = (gate ? 2 : 1) * E
@@ -64,6 +66,7 @@ public final class SSMBlock: Mixer, PhaseProfiled {
 
     /// Declares the block's parameters in state-dict order, the dynamics' own among them.
     init(_ ctx: MixerContext, _ o: ResolvedOptions, dynamics make: (SSMDims) -> SSMDynamics) {
+        pluginName = ctx.pluginName
         D = ctx.width
         E = o.int("expand") * D
         N = o.int("d_state")

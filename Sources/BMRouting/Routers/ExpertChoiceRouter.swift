@@ -1,6 +1,5 @@
 import Foundation
 import BMCore
-import BMLayers
 
 /// `expert-choice` (Zhou et al. 2022): S = softmax(logits); each expert takes its
 /// top ⌈T·c/E⌉ tokens by S; gate = S. A token may go to several experts or none.
@@ -16,6 +15,7 @@ public final class ExpertChoiceRouter: Router {
         build: { o, _ in ExpertChoiceRouter(capacityFactor: o.double("capacity_factor")) })
 
     public let capacityFactor: Double
+    public var expertsPerToken: Double { capacityFactor }
     private let S = FloatBuffer(), dS = FloatBuffer()
     public init(capacityFactor: Double) { self.capacityFactor = capacityFactor }
     public var usesLogits: Bool { true }

@@ -1,5 +1,4 @@
 import BMCore
-import BMLayers
 
 /// `hash` (Roller et al. 2021): expert = a fixed hash of the token id; gate 1;
 /// no router parameters, no balance loss — the "no learning" baseline.

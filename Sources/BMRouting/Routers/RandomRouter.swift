@@ -1,5 +1,4 @@
 import BMCore
-import BMLayers
 
 /// `random`: a balanced random assignment (a seeded permutation of the tokens
 /// dealt round-robin to the experts, so every expert gets ⌊T/E⌋ or ⌈T/E⌉

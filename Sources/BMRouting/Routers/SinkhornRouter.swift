@@ -1,6 +1,5 @@
 import Foundation
 import BMCore
-import BMLayers
 
 /// `sinkhorn` (Megatron-LM) and `sinkhorn-fast` (BlackMamba): top-1 routing where
 /// training picks e* = argmax_j P_xj of the Sinkhorn-balanced P (no gradient) and

@@ -1,6 +1,5 @@
 import Foundation
 import BMCore
-import BMLayers
 
 /// `topk`: Switch / Megatron top-k softmax routing with the Switch load-balancing
 /// loss and the ST-MoE router z-loss (docs/routing.md).
@@ -24,6 +23,7 @@ public final class TopKRouter: Router {
         })
 
     public let k: Int, preSoftmax: Bool, alpha: Double, beta: Double
+    public var expertsPerToken: Double { Double(k) }
     private let P = FloatBuffer(), lse = FloatBuffer(), f = FloatBuffer(), dP = FloatBuffer()
     public init(k: Int, preSoftmax: Bool, alpha: Double, beta: Double) {
         self.k = k; self.preSoftmax = preSoftmax; self.alpha = alpha; self.beta = beta

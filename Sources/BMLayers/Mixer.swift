@@ -1,5 +1,4 @@
 import BMCore
-import BMLayers
 
 /// Per-sequence generation state of a mixer (conv and SSM state, KV cache, …).
 public protocol MixerState: AnyObject {
@@ -29,17 +28,41 @@ public protocol Mixer: SequenceLayer {
     /// check before a run (`MemoryEstimate`) adds these up; a test compares them
     /// with the buffers each mixer really allocates.
     func activationFloats(B: Int, L: Int) -> Int
-}
 
-/// A mixer that can say where its time goes (`bmlab bench mixers`, `bench moe`):
-/// its timer, off by default, accumulates wall time per phase of forward and backward.
-public protocol PhaseProfiled: AnyObject {
-    var timer: PhaseTimer { get }
+    /// The registry name it was built from (`mamba`, `moe`, …): how reports, the bench
+    /// phases and the logs name the layer kind.
+    var pluginName: String { get }
+    /// Parameters a token uses on average (an MoE layer: the router and its experts per token).
+    var activeParameters: Double { get }
+    /// Matrix-multiply weights a token uses on average (FLOP counting).
+    var activeMatmulWeights: Double { get }
+    /// Training FLOPs per token that are not products with weights (attention: 6·L·d).
+    func extraFlops(seqLen: Int) -> Double
+    /// Where its time goes, phase by phase (`bmlab bench`), when it keeps a timer.
+    var phaseTimer: PhaseTimer? { get }
+    /// Statistics of the last forward, logged every log step (`router/layer_i/NAME` for MoE).
+    var statistics: [(String, LayerStatistic)] { get }
 }
 
 extension Mixer {
     public var prefillsInChunks: Bool { false }
+    public var phaseTimer: PhaseTimer? { nil }
+    public var statistics: [(String, LayerStatistic)] { [] }
+    /// Every matrix-multiply weight (2-D `.weight` parameters) is used by every token.
+    public var activeMatmulWeights: Double {
+        Double(parameters.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") }.reduce(0) { $0 + $1.count })
+    }
+    /// Every parameter is used by every token.
+    public var activeParameters: Double { Double(parameters.reduce(0) { $0 + $1.count }) }
+    public func extraFlops(seqLen: Int) -> Double { 0 }
+    /// Training FLOPs per token (docs/performance.md): 6 × the active matrix-multiply
+    /// weights, plus what is not a product with a weight (attention's scores).
+    public func flops(seqLen: Int) -> Double { 6 * activeMatmulWeights + extraFlops(seqLen: seqLen) }
 }
+
+/// A per-step statistic a mixer reports (an MoE layer: its expert load, entropy,
+/// Sinkhorn iterations, …), written to metrics.h5 under the mixer's layer.
+public enum LayerStatistic: Sendable { case value(Double), count(Int), row([Double]) }
 
 /// State of mixers that look at one token at a time (mlp, moe): nothing to keep.
 public final class StatelessState: MixerState {
@@ -58,6 +81,8 @@ public struct MixerContext {
     public let step: StepContext
     /// How projections are initialised (`model.init`).
     public let initScheme: InitScheme
+    /// The registry name being built (set by the registry; the mixer reports it as `pluginName`).
+    public var pluginName = ""
     public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int, step: StepContext,
                 initScheme: InitScheme = .megatron) {
         self.params = params; self.prefix = prefix; self.width = width
@@ -69,27 +94,4 @@ public struct MixerContext {
     public func hiddenInit(fanIn: Int) -> Initializer { initScheme.hidden(fanIn: fanIn) }
     /// Init of a residual output projection (scaled by the number of layers).
     public func outputInit(fanIn: Int) -> Initializer { initScheme.output(fanIn: fanIn, layers: layerCount) }
-}
-
-public enum MixerKind: String, Sendable { case sequence, channel }
-
-/// A registry entry: name, one-line description, options, and how to build it.
-public struct MixerEntry: Sendable {
-    public let name: String
-    public let kind: MixerKind
-    public let summary: String
-    public let options: [OptionSpec]
-    /// Option sets that change the math; the registry-wide gradient check and the
-    /// parity tests run each of them (at small sizes given in the test).
-    public let variants: [[String: OptionValue]]
-    /// Validates the options against the model width (e.g. heads must divide d_model).
-    public let validate: @Sendable (ResolvedOptions, _ width: Int, _ context: String) throws -> Void
-    public let build: @Sendable (MixerContext, ResolvedOptions) throws -> Mixer
-
-    public init(name: String, kind: MixerKind, summary: String, options: [OptionSpec], variants: [[String: OptionValue]] = [[:]],
-                validate: @escaping @Sendable (ResolvedOptions, Int, String) throws -> Void = { _, _, _ in },
-                build: @escaping @Sendable (MixerContext, ResolvedOptions) throws -> Mixer) {
-        self.name = name; self.kind = kind; self.summary = summary; self.options = options
-        self.variants = variants; self.validate = validate; self.build = build
-    }
 }
