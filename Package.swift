@@ -51,7 +51,7 @@ let package = Package(
         // Tests ------------------------------------------------------------
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
-        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers"], swiftSettings: fast),
+        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
         .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports"], swiftSettings: fast),

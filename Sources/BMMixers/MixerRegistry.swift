@@ -1,10 +1,12 @@
 import BMCore
 import BMLayers
+import BMRouting
 
 /// All mixers by name. To add one: write `SequenceMixers/NAME.swift` (or
-/// `ChannelMixers/`) with a `static let entry: MixerEntry`, and add it here.
+/// `ChannelMixers/`) with a `static let entry: MixerEntry`, and add it here (or
+/// `register` it at run time, as a test or an extension module does).
 public enum MixerRegistry {
-    public static let entries: [MixerEntry] = [
+    nonisolated(unsafe) public private(set) static var entries: [MixerEntry] = [
         Mamba.entry,
         S4D.entry,
         Attention.entry,
@@ -13,6 +15,27 @@ public enum MixerRegistry {
     ]
 
     public static var names: [String] { entries.map(\.name) }
+
+    /// Adds a mixer (replacing one of the same name). Call it before building models.
+    public static func register(_ e: MixerEntry) {
+        entries.removeAll { $0.name == e.name }
+        entries.append(e)
+    }
+
+    /// What `bmlab list` prints: every mixer and router with its summary (and options).
+    public static func listing(short: Bool) -> String {
+        var out = "Mixers (model.layers entries):\n"
+        for e in entries {
+            out += "  \(e.name.padding(toLength: 12, withPad: " ", startingAt: 0)) [\(e.kind.rawValue)] \(e.summary)\n"
+            if !short { for o in e.options { out += "      \(o.summary)\n" } }
+        }
+        out += "\nRouters (moe's router option):\n"
+        for e in RouterRegistry.entries {
+            out += "  \(e.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(e.summary)\n"
+            if !short { for o in e.options { out += "      \(o.summary)\n" } }
+        }
+        return out
+    }
 
     public static func entry(_ name: String, context: String) throws -> MixerEntry {
         try lookup(name, in: entries, named: \.name, kind: "mixer", context: context)

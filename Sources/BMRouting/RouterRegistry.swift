@@ -15,9 +15,10 @@ public struct RouterEntry: Sendable {
 }
 
 /// All routers by name. To add one: write `Routers/NAME.swift` with a
-/// `static let entry: RouterEntry`, and add it here.
+/// `static let entry: RouterEntry`, and add it here (or `register` it at run time,
+/// as a test or an extension module does).
 public enum RouterRegistry {
-    public static let entries: [RouterEntry] = [
+    nonisolated(unsafe) public private(set) static var entries: [RouterEntry] = [
         TopKRouter.entry,
         SinkhornRouter.vanillaEntry,
         SinkhornRouter.fastEntry,
@@ -27,6 +28,12 @@ public enum RouterRegistry {
     ]
 
     public static var names: [String] { entries.map(\.name) }
+
+    /// Adds a router (replacing one of the same name). Call it before building models.
+    public static func register(_ e: RouterEntry) {
+        entries.removeAll { $0.name == e.name }
+        entries.append(e)
+    }
 
     public static func entry(_ name: String, context: String) throws -> RouterEntry {
         try lookup(name, in: entries, named: \.name, kind: "router", context: context)

@@ -60,42 +60,14 @@ final class MixerRegistryTests: XCTestCase {
     func testRegistryWideGradientCheck() throws {
         XCTAssertFalse(MixerRegistry.entries.isEmpty)
         for entry in MixerRegistry.entries {
-            for variant in entry.variants {
-                let (m, ps) = try buildMixer(entry.name, variant)
-                randomizeParameters(ps, seed: 9)
-                var checker = GradientChecker()
-                checker.maxCoordinates = 20
-                let report = checker.check(layer: m, set: ps, B: 2, L: 7, inputScale: 1)
-                XCTAssertTrue(report.passed, "\(entry.name) \(variant): \(report)")
-                XCTAssertEqual(Set(report.checked.keys), Set(["input"] + m.parameters.map(\.name)), "\(entry.name) \(variant)")
-            }
+            for variant in entry.variants { try checkGradients(entry.name, variant) }
         }
     }
 
     /// Changing the input at position t changes no output before t.
     func testCausality() throws {
         for entry in MixerRegistry.entries {
-            for variant in entry.variants {
-                let (m, ps) = try buildMixer(entry.name, variant)
-                randomizeParameters(ps, seed: 4)
-                setEval(m)
-                if let moe = m as? MoE, !moe.router.isCausal { continue }   // expert choice: tested to refuse generation
-                let B = 2, L = 9, D = 8
-                var rng = RNG(seed: 5)
-                var x = (0..<B * L * D).map { _ in rng.normal() }
-                var y0 = [Float](repeating: 0, count: B * L * D), y1 = y0
-                x.withUnsafeBufferPointer { xb in y0.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
-                let t = 5
-                for b in 0..<B { for c in 0..<D { x[(b * L + t) * D + c] += 1 } }
-                x.withUnsafeBufferPointer { xb in y1.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
-                for b in 0..<B {
-                    for l in 0..<L {
-                        let changed = (0..<D).contains { y0[(b * L + l) * D + $0] != y1[(b * L + l) * D + $0] }
-                        if l < t { XCTAssertFalse(changed, "\(entry.name) \(variant): output \(l) changed by input \(t)") }
-                        if l == t { XCTAssertTrue(changed, "\(entry.name) \(variant): output \(t) ignores its own input") }
-                    }
-                }
-            }
+            for variant in entry.variants { try checkCausality(entry.name, variant) }
         }
     }
 
@@ -103,50 +75,7 @@ final class MixerRegistryTests: XCTestCase {
     /// forward over the whole sequence, within 1e-4 relative.
     func testRecurrentParity() throws {
         for entry in MixerRegistry.entries {
-            for variant in entry.variants {
-                for (L, prompt) in [(1, 0), (2, 0), (3, 1), (17, 5), (300, 7)] {
-                    let (m, ps) = try buildMixer(entry.name, variant)
-                    randomizeParameters(ps, seed: 6)
-                    setEval(m)
-                    if let moe = m as? MoE, !moe.router.isCausal {
-                        XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 4))
-                        continue
-                    }
-                    let B = 2, D = 8
-                    var rng = RNG(seed: 7)
-                    let x = (0..<B * L * D).map { _ in rng.normal() }
-                    var full = [Float](repeating: 0, count: B * L * D)
-                    x.withUnsafeBufferPointer { xb in full.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
-                    let state = try m.makeState(batch: B, maxLength: L)
-                    var got = [Float](repeating: 0, count: B * L * D)
-                    if prompt > 0 {
-                        var px = [Float](repeating: 0, count: B * prompt * D), py = px
-                        for b in 0..<B { for i in 0..<(prompt * D) { px[b * prompt * D + i] = x[b * L * D + i] } }
-                        var promptTokens = [Int32](repeating: 0, count: B * prompt)
-                        for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
-                        promptTokens.withUnsafeBufferPointer { tb in
-                            if let moe = m as? MoE { moe.context.tokens = tb.baseAddress! }
-                            px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state) } }
-                        }
-                        for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
-                    }
-                    var xs = [Float](repeating: 0, count: B * D), ys = xs
-                    let stepTokens = UnsafeMutablePointer<Int32>.allocate(capacity: B)
-                    defer { stepTokens.deallocate() }
-                    for t in prompt..<L {
-                        for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
-                        // token ids of this position, for routers that read them
-                        for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
-                        if let moe = m as? MoE { moe.context.tokens = UnsafePointer(stepTokens) }
-                        xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state) } }
-                        for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
-                    }
-                    let scale = max(1e-3, full.map { abs($0) }.max()!)
-                    var worst: Float = 0
-                    for i in 0..<full.count { worst = max(worst, abs(full[i] - got[i]) / scale) }
-                    XCTAssertLessThan(worst, 1e-4, "\(entry.name) \(variant) L=\(L) prompt=\(prompt)")
-                }
-            }
+            for variant in entry.variants { try checkRecurrentParity(entry.name, variant) }
         }
     }
 
@@ -206,5 +135,88 @@ final class MixerRegistryTests: XCTestCase {
         }
         XCTAssertEqual(Set(mBytes).count, 1)
         XCTAssertEqual(aBytes.last!, 40 * aBytes.first!)
+    }
+}
+
+// The checks every registered plugin gets (the registry-wide tests above, and the
+// toy plugins of ToyPluginTests.swift, which show a new plugin gets them too).
+
+/// Input and every parameter gradient against finite differences.
+func checkGradients(_ name: String, _ variant: [String: OptionValue]) throws {
+    let (m, ps) = try buildMixer(name, variant)
+    randomizeParameters(ps, seed: 9)
+    var checker = GradientChecker()
+    checker.maxCoordinates = 20
+    let report = checker.check(layer: m, set: ps, B: 2, L: 7, inputScale: 1)
+    XCTAssertTrue(report.passed, "\(name) \(variant): \(report)")
+    XCTAssertEqual(Set(report.checked.keys), Set(["input"] + m.parameters.map(\.name)), "\(name) \(variant)")
+}
+
+/// Changing the input at position t changes no output before t.
+func checkCausality(_ name: String, _ variant: [String: OptionValue]) throws {
+    let (m, ps) = try buildMixer(name, variant)
+    randomizeParameters(ps, seed: 4)
+    setEval(m)
+    if let moe = m as? MoE, !moe.router.isCausal { return }   // expert choice: tested to refuse generation
+    let B = 2, L = 9, D = 8
+    var rng = RNG(seed: 5)
+    var x = (0..<B * L * D).map { _ in rng.normal() }
+    var y0 = [Float](repeating: 0, count: B * L * D), y1 = y0
+    x.withUnsafeBufferPointer { xb in y0.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    let t = 5
+    for b in 0..<B { for c in 0..<D { x[(b * L + t) * D + c] += 1 } }
+    x.withUnsafeBufferPointer { xb in y1.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    for b in 0..<B {
+        for l in 0..<L {
+            let changed = (0..<D).contains { y0[(b * L + l) * D + $0] != y1[(b * L + l) * D + $0] }
+            if l < t { XCTAssertFalse(changed, "\(name) \(variant): output \(l) changed by input \(t)") }
+            if l == t { XCTAssertTrue(changed, "\(name) \(variant): output \(t) ignores its own input") }
+        }
+    }
+}
+
+/// prefill(prompt) then step() for each further token equals the parallel forward.
+func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) throws {
+    for (L, prompt) in [(1, 0), (2, 0), (3, 1), (17, 5), (300, 7)] {
+        let (m, ps) = try buildMixer(name, variant)
+        randomizeParameters(ps, seed: 6)
+        setEval(m)
+        if let moe = m as? MoE, !moe.router.isCausal {
+            XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 4))
+            continue
+        }
+        let B = 2, D = 8
+        var rng = RNG(seed: 7)
+        let x = (0..<B * L * D).map { _ in rng.normal() }
+        var full = [Float](repeating: 0, count: B * L * D)
+        x.withUnsafeBufferPointer { xb in full.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+        let state = try m.makeState(batch: B, maxLength: L)
+        var got = [Float](repeating: 0, count: B * L * D)
+        if prompt > 0 {
+            var px = [Float](repeating: 0, count: B * prompt * D), py = px
+            for b in 0..<B { for i in 0..<(prompt * D) { px[b * prompt * D + i] = x[b * L * D + i] } }
+            var promptTokens = [Int32](repeating: 0, count: B * prompt)
+            for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
+            promptTokens.withUnsafeBufferPointer { tb in
+                if let moe = m as? MoE { moe.context.tokens = tb.baseAddress! }
+                px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state) } }
+            }
+            for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
+        }
+        var xs = [Float](repeating: 0, count: B * D), ys = xs
+        let stepTokens = UnsafeMutablePointer<Int32>.allocate(capacity: B)
+        defer { stepTokens.deallocate() }
+        for t in prompt..<L {
+            for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
+            // token ids of this position, for routers that read them
+            for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
+            if let moe = m as? MoE { moe.context.tokens = UnsafePointer(stepTokens) }
+            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state) } }
+            for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
+        }
+        let scale = max(1e-3, full.map { abs($0) }.max()!)
+        var worst: Float = 0
+        for i in 0..<full.count { worst = max(worst, abs(full[i] - got[i]) / scale) }
+        XCTAssertLessThan(worst, 1e-4, "\(name) \(variant) L=\(L) prompt=\(prompt)")
     }
 }
