@@ -12,7 +12,7 @@ public enum GenerateBench {
         public var context: Int
         public var msPerToken: Double        // median of the timed tokens
         public var stateBytes: Int           // all layers' generation state (conv/SSM states, KV caches)
-        public var residentMiB: Double       // process resident memory after the tokens
+        public var residentMib: Double       // process resident memory after the tokens
     }
 
     public static func run(specPath: String, contexts: [Int], tokens: Int = 64) throws -> [Point] {
@@ -30,7 +30,7 @@ public enum GenerateBench {
                 times.append(seconds { logits = gen.step(tok) })
             }
             out.append(Point(model: spec.name, context: ctx, msPerToken: median(times) * 1e3,
-                             stateBytes: gen.stateBytes, residentMiB: Double(Machine.currentResidentBytes) / 1048576))
+                             stateBytes: gen.stateBytes, residentMib: Double(Machine.currentResidentBytes) / 1048576))
         }
         return out
     }

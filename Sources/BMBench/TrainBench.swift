@@ -15,8 +15,8 @@ public enum TrainBench {
         public var flopsPerToken: Double
         public var sgemmPeakGFLOPS: Double
         public var mfu: Double                      // achieved FLOP/s ÷ sgemm peak
-        public var peakResidentMiB: Double
-        public var activationMiB: Double            // resident growth during the first step (activations and scratch)
+        public var peakResidentMib: Double
+        public var activationMib: Double            // resident growth during the first step (activations and scratch)
         public var parametersTotal: Int, parametersActive: Int
         public var phases: [String: Double]         // ms per step
         public var phaseOrder: [String]
@@ -51,7 +51,7 @@ public enum TrainBench {
         let tps = Double(spec.train.batch * spec.train.seqLen) / med
         return Result(spec: specPath, tokensPerSecond: tps, msPerStep: med * 1e3, flopsPerToken: counts.flopsPerToken,
                       sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9),
-                      peakResidentMiB: Double(rssAfter) / 1048576, activationMiB: Double(max(0, rssAfter - rssModel)) / 1048576,
+                      peakResidentMib: Double(rssAfter) / 1048576, activationMib: Double(max(0, rssAfter - rssModel)) / 1048576,
                       parametersTotal: counts.total, parametersActive: counts.active, phases: phases, phaseOrder: order,
                       blasCore: BLAS.coreName, blasThreads: BLAS.threads)
     }

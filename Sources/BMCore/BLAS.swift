@@ -87,10 +87,11 @@ public enum BLAS {
     }
     /// Batch-1 generation: OpenBLAS on one thread (waking its threads costs more than a
     /// token's products are worth); the one-token products split over every core
-    /// instead (`gemvThreads`, 0 = every core), and a prefill's experts still run side by side.
+    /// instead (`gemvThreads`, 0 = every core), and a prefill's experts still run side by
+    /// side on every core (or `BMLAB_THREADS`).
     public static func setUpForGeneration(gemvThreads n: Int = 0) throws {
         try setup(threads: 1)
-        Parallel.workers = availableCores
+        Parallel.workers = ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? availableCores
         gemvThreads = n > 0 ? n : availableCores
     }
     /// `avx2-fma` or `scalar`.

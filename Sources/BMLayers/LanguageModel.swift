@@ -158,6 +158,7 @@ public final class LanguageModel {
     /// Feeds one token; returns the logits [V] for the next one.
     public func step(_ t: Int32, state: GenerationState) -> UnsafePointer<Float> {
         let D = width
+        context.mode = .eval
         genToken.pointer[0] = t
         context.tokens = UnsafePointer(genToken.pointer)
         let xp = genX.ensure(D), np = genN.ensure(D), fp = genF.ensure(D)

@@ -36,7 +36,9 @@ public protocol Mixer: SequenceLayer {
     var activeParameters: Double { get }
     /// Matrix-multiply weights a token uses on average (FLOP counting).
     var activeMatmulWeights: Double { get }
-    /// Training FLOPs per token that are not products with weights (attention: 6·L·d).
+    /// Training FLOPs per token that are not products with weights (attention: 6·L·d);
+    /// the layer's training FLOPs per token are 6 × activeMatmulWeights + this
+    /// (docs/performance.md), summed by `ModelBuilder.counts`.
     func extraFlops(seqLen: Int) -> Double
     /// Where its time goes, phase by phase (`bmlab bench`), when it keeps a timer.
     var phaseTimer: PhaseTimer? { get }
@@ -55,9 +57,6 @@ extension Mixer {
     /// Every parameter is used by every token.
     public var activeParameters: Double { Double(parameters.reduce(0) { $0 + $1.count }) }
     public func extraFlops(seqLen: Int) -> Double { 0 }
-    /// Training FLOPs per token (docs/performance.md): 6 × the active matrix-multiply
-    /// weights, plus what is not a product with a weight (attention's scores).
-    public func flops(seqLen: Int) -> Double { 6 * activeMatmulWeights + extraFlops(seqLen: seqLen) }
 }
 
 /// A per-step statistic a mixer reports (an MoE layer: its expert load, entropy,

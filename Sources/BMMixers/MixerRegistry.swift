@@ -22,6 +22,9 @@ public enum MixerRegistry {
         entries.append(e)
     }
 
+    /// Removes a mixer added with `register` (a test's toy plugin, after the test).
+    public static func remove(_ name: String) { entries.removeAll { $0.name == name } }
+
     /// What `bmlab list` prints: every mixer and router with its summary (and options).
     public static func listing(short: Bool) -> String {
         var out = "Mixers (model.layers entries):\n"

@@ -35,6 +35,9 @@ public enum RouterRegistry {
         entries.append(e)
     }
 
+    /// Removes a router added with `register` (a test's toy plugin, after the test).
+    public static func remove(_ name: String) { entries.removeAll { $0.name == name } }
+
     public static func entry(_ name: String, context: String) throws -> RouterEntry {
         try lookup(name, in: entries, named: \.name, kind: "router", context: context)
     }

@@ -8,9 +8,9 @@ import BMStorage
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", 
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [KernelsCommand.self, MixersCommand.self, MoECommand.self, TrainCommand.self, GenerateCommand.self])
+        subcommands: [BenchKernelsCommand.self, BenchMixersCommand.self, BenchMoECommand.self, BenchTrainCommand.self, BenchGenerateCommand.self])
 
-    struct KernelsCommand: ParsableCommand {
+    struct BenchKernelsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "kernels", abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
@@ -42,7 +42,7 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    struct MixersCommand: ParsableCommand {
+    struct BenchMixersCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "mixers", 
             abstract: "Sequence mixers at bench-small shapes: forward+backward tokens/s and generation latency per token.")
         @Flag(help: "Print JSON.") var json = false
@@ -73,7 +73,7 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension BenchCommand {
-    struct TrainCommand: ParsableCommand {
+    struct BenchTrainCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "train", abstract: "Training throughput of a spec's model (default bench-small): tokens/s, MFU, memory, time per layer kind.")
         @Argument(help: "The spec.") var spec = "Experiments/bench-small.yaml"
@@ -94,7 +94,7 @@ extension BenchCommand {
                 print("\(spec): \(fmtCount(r.parametersTotal)) parameters, \(fmtCount(r.parametersActive)) active, \(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token; BLAS \(r.blasCore) × \(r.blasThreads)")
                 print(String(format: "training: %.0f tokens/s (median of %d steps, %.1f ms/step); MFU %.1f%% of a %.0f GFLOP/s sgemm peak",
                              r.tokensPerSecond, steps, r.msPerStep, r.mfu * 100, r.sgemmPeakGFLOPS))
-                print(String(format: "memory: peak resident %.0f MiB, activations and scratch %.0f MiB", r.peakResidentMiB, r.activationMiB))
+                print(String(format: "memory: peak resident %.0f MiB, activations and scratch %.0f MiB", r.peakResidentMib, r.activationMib))
                 let tot = r.phases.values.reduce(0, +)
                 for n in r.phaseOrder {
                     let ms = r.phases[n]!
@@ -104,7 +104,7 @@ extension BenchCommand {
         }
     }
 
-    struct GenerateCommand: ParsableCommand {
+    struct BenchGenerateCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "generate", abstract: "Batch-1 generation latency per token of whole models (bench-small and its transformer) against the context.")
         @Argument(help: "Specs (default: bench-small and transformer).") var specs: [String] = ["Experiments/bench-small.yaml", "Experiments/transformer.yaml"]
@@ -131,13 +131,13 @@ extension BenchCommand {
                 print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
                 for p in all {
                     print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
-                          p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMiB))
+                          p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMib))
                 }
             }
         }
     }
 
-    struct MoECommand: ParsableCommand {
+    struct BenchMoECommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "moe", abstract: "One MoE layer at bench-small shapes (8 experts × 1024, d 256, 2,048 tokens): tokens/s and where the time goes.")
         @Option(help: "Router.") var router = "sinkhorn-fast"

@@ -5,7 +5,7 @@ import BMPlot
 import BMReports
 
 struct PlotCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "plot", abstract: "Figures (gnuplot) of a run, a sweep, a Sinkhorn study or mixer benchmarks.")
+    static let configuration = CommandConfiguration(commandName: "plot", abstract: "Figures (gnuplot) of a run, a sweep or a Sinkhorn study.")
     @Argument(help: "A run directory, a sweep directory, or a study directory.") var dir: String
     @Option(help: "Where the figures go (default DIR/figures).") var out: String?
     @Option(help: "png or svg.") var format = "png"

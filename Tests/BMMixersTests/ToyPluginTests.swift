@@ -116,6 +116,10 @@ final class ToyPluginTests: XCTestCase {
         MixerRegistry.register(ToyShift.entry)
         RouterRegistry.register(ToyTopTwo.entry)
     }
+    override func tearDown() {
+        MixerRegistry.remove("toy-shift")
+        RouterRegistry.remove("toy-top2")
+    }
 
     func testToyPluginsGetEverythingABuiltInGets() throws {
         let list = MixerRegistry.listing(short: true)
