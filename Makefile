@@ -5,7 +5,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fo
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor bench clean
+.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor bench docs clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -57,6 +57,10 @@ doctor: release
 
 bench: release
 	$(BMLAB_RELEASE) bench kernels
+
+## docs: regenerate the generated parts of docs/ (the spec key reference in docs/specs.md)
+docs: release
+	$(BMLAB_RELEASE) list --keys --into docs/specs.md
 
 clean:
 	rm -rf .build

@@ -33,6 +33,10 @@ public struct OptionSpec: Sendable {
     public var range: ClosedRange<Double>? = nil
     /// `auto` accepted for ints (e.g. dt_rank); stored as .string("auto").
     public var allowsAuto = false
+    /// For a `.table` naming a nested plugin (moe's `router`): resolves its value to
+    /// the full table (name and every option, defaults filled in), once, when the
+    /// outer options are resolved. Must accept its own output unchanged.
+    public var resolveNested: (@Sendable (OptionValue, _ context: String) throws -> OptionValue)? = nil
 
     public static func int(_ name: String, _ d: Int, _ help: String, min: Int? = nil, max: Int? = nil, auto: Bool = false) -> OptionSpec {
         var s = OptionSpec(name: name, type: .int, defaultValue: auto && d < 0 ? .string("auto") : .int(d), help: help)
@@ -53,8 +57,11 @@ public struct OptionSpec: Sendable {
         s.choices = choices
         return s
     }
-    public static func table(_ name: String, _ d: [String: OptionValue], _ help: String) -> OptionSpec {
-        OptionSpec(name: name, type: .table, defaultValue: .table(d), help: help)
+    public static func table(_ name: String, _ d: [String: OptionValue], _ help: String,
+                             resolve: (@Sendable (OptionValue, String) throws -> OptionValue)? = nil) -> OptionSpec {
+        var s = OptionSpec(name: name, type: .table, defaultValue: .table(d), help: help)
+        s.resolveNested = resolve
+        return s
     }
 
     /// "d_state: int = 16 — size of the SSM state per channel"
@@ -109,7 +116,11 @@ extension Array where Element == OptionSpec {
             throw BMError.invalid("\(context): unknown option '\(key)'\(didYouMean(key, in: names)); valid options: \(names.joined(separator: ", "))")
         }
         for spec in self {
-            guard let v = given[spec.name] else { out[spec.name] = spec.defaultValue; continue }
+            guard let v = given[spec.name] else {
+                // a nested plugin's default is resolved too (its options filled in)
+                out[spec.name] = spec.resolveNested == nil ? spec.defaultValue : try spec.check(spec.defaultValue, context: context)
+                continue
+            }
             out[spec.name] = try spec.check(v, context: context)
         }
         return ResolvedOptions(out)
@@ -145,7 +156,7 @@ extension OptionSpec {
         case (.choice, _): throw bad("one of \(choices.joined(separator: ", "))")
         case (.string, .string): return v
         case (.string, _): throw bad("a string")
-        case (.table, .table), (.table, .string): return v
+        case (.table, .table), (.table, .string): return try resolveNested?(v, context) ?? v
         case (.table, _): throw bad("a name or a mapping")
         }
     }

@@ -65,7 +65,7 @@ public final class ExperimentRun {
         if resume && fm.fileExists(atPath: ck) {
             guard fm.fileExists(atPath: mt) else { throw BMError.invalid("\(outDir): checkpoint.h5 without metrics.h5; cannot resume this run") }
             stored = try OpenedCheckpoint(ck)
-            if let diff = SpecDiff.firstDifference(stored: try stored!.specYAML(), now: specYAML) {
+            if let diff = try SpecDiff.firstDifference(stored: try stored!.specYAML(), now: spec) {
                 throw BMError.invalid("\(outDir) holds a run of a different spec (\(diff)); resume it with the same spec, or choose another --out")
             }
         } else if resume {
@@ -118,7 +118,8 @@ public final class ExperimentRun {
 
     public struct Summary: Sendable {
         public var steps: Int
-        public var trainLoss: Double          // mean of the last logged window
+        public var stepsRun: Int              // by this call (0: a resumed run that was already complete)
+        public var trainLoss: Double          // the last step's loss
         public var evalLoss: Double?
         public var evalMetric: Double?
         public var metricName: String
@@ -146,7 +147,8 @@ public final class ExperimentRun {
             metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
             let eval = try metrics.file.createGroup("eval")
             try eval.setAttribute("metric_name", data.metric.rawValue)
-            if specYAML.contains("expert-choice") { try eval.setAttribute("routing_note", ExpertChoiceRouter.evaluationNote) }
+            let notes = model.blocks.compactMap(\.mixer.evaluationNote).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            if !notes.isEmpty { try eval.setAttribute("routing_note", notes.joined(separator: "; ")) }
         }
         defer { metrics.close() }
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
@@ -199,7 +201,7 @@ public final class ExperimentRun {
                              } ?? "")
         }
         let ran = trainer.step - startStep
-        return Summary(steps: trainer.step, trainLoss: lastLoss, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
+        return Summary(steps: trainer.step, stepsRun: ran, trainLoss: lastLoss, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)

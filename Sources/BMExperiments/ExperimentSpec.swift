@@ -1,12 +1,15 @@
 import Foundation
+import Yams
 import BMCore
 import BMLayers
 import BMMixers
 
-/// One model layer: a mixer name and its options (defaults not yet filled in).
+/// One model layer: a mixer name, its options as the spec gives them, and the same
+/// resolved (defaults filled in, a moe's router resolved, checked against d_model).
 public struct LayerSpec: Sendable, Equatable {
     public var mixer: String
     public var options: [String: OptionValue]
+    public var resolved: ResolvedOptions
 }
 
 public struct ModelSpec: Sendable, Equatable {
@@ -88,111 +91,26 @@ public struct ExperimentSpec: Sendable, Equatable {
         return abs.deletingLastPathComponent().path
     }
 
+    /// Reads every key of `SpecKeys.all` from its section; then each section rejects
+    /// keys nobody asked for, suggesting the nearest valid one.
     init(_ node: SpecNode, source src: SpecSource) throws {
-        var root = try SpecReader(node, source: src, path: "")
-        name = try root.string("name", "experiment")!
-        description = try root.string("description", "")!
-        var m = try root.sub("model")
-        model.vocabSize = try m.int("vocab_size", nil, min: 2, max: 1 << 20)
-        model.dModel = try m.int("d_model", 128, min: 1, max: 1 << 20)
-        model.finalNorm = NormKind(rawValue: try m.choice("final_norm", "layernorm", NormKind.allCases.map(\.rawValue)))!
-        model.tiedHead = try m.bool("tied_head", true)
-        model.initStd = try m.double("init_std", 0.02, min: 0)
-        model.initScheme = InitScheme(rawValue: try m.choice("init", InitScheme.megatron.rawValue, InitScheme.allCases.map(\.rawValue)))!
-        // per-kind defaults: model.defaults.{mixer}: {options}
-        var defaults: [String: [String: OptionValue]] = [:]
-        if let dn = m.raw("defaults") {
-            guard case .map(let entries, _) = dn else { throw m.fail(dn, "defaults", "a mapping from mixer names to options") }
-            for (k, v) in entries {
-                guard MixerRegistry.names.contains(k) else {
-                    throw BMError.invalid("\(src.at(v)): model.defaults: unknown mixer '\(k)'\(didYouMean(k, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
-                }
-                guard case .table(let t) = try v.optionValue(at: "model.defaults.\(k)", source: src) else {
-                    throw m.fail(v, "defaults.\(k)", "a mapping of options")
-                }
-                defaults[k] = t
-            }
+        var readers: [String: SpecReader] = ["": try SpecReader(node, source: src, path: "")]
+        var order = [""]
+        func reader(_ section: String) throws -> String {
+            if readers[section] != nil { return section }
+            var parts = section.split(separator: ".").map(String.init)
+            let leaf = parts.removeLast()
+            let parent = try reader(parts.joined(separator: "."))
+            readers[section] = try readers[parent]!.sub(leaf)
+            order.append(section)
+            return section
         }
-        let layersNode = m.raw("layers"), patternNode = m.raw("pattern")
-        let repeatCount = try m.int("repeat", 1, min: 1)
-        let list: SpecNode
-        var expanded: [SpecNode] = []
-        switch (layersNode, patternNode) {
-        case (let l?, nil):
-            list = l
-            guard case .list(let items, _) = l else { throw m.fail(l, "layers", "a list of mixers, e.g. [mamba, moe]") }
-            expanded = items
-        case (nil, let p?):
-            list = p
-            guard case .list(let items, _) = p else { throw m.fail(p, "pattern", "a list of mixers, e.g. [mamba, moe]") }
-            for _ in 0..<repeatCount { expanded += items }
-        case (_?, _?):
-            throw BMError.invalid("\(src.at(m.line)): model: give either 'layers' or 'pattern' (with 'repeat'), not both")
-        case (nil, nil):
-            throw BMError.invalid("\(src.at(m.line)): model: 'layers' (or 'pattern' with 'repeat') is required, e.g. layers: [mamba, moe]")
+        for key in SpecKeys.all {
+            let section = try reader(key.section)
+            guard let read = key.read else { continue }
+            try read(&readers[section]!, &self)
         }
-        if expanded.isEmpty { throw BMError.invalid("\(src.at(list)): model.layers must not be empty") }
-        for (i, item) in expanded.enumerated() {
-            let where_ = "model.layers[\(i)]"
-            var name: String, opts: [String: OptionValue] = [:]
-            switch item {
-            case .scalar(let s, _, _): name = s
-            case .map(let entries, _):
-                guard let mn = entries.first(where: { $0.key == "mixer" }), case .scalar(let s, _, _) = mn.value else {
-                    throw BMError.invalid("\(src.at(item)): \(where_) needs 'mixer: NAME' (one of \(MixerRegistry.names.joined(separator: ", ")))")
-                }
-                name = s
-                for (k, v) in entries where k != "mixer" { opts[k] = try v.optionValue(at: "\(where_).\(k)", source: src) }
-            case .list:
-                throw BMError.invalid("\(src.at(item)): \(where_) must be a mixer name or a mapping with 'mixer'")
-            }
-            guard MixerRegistry.names.contains(name) else {
-                throw BMError.invalid("\(src.at(item)): \(where_): unknown mixer '\(name)'\(didYouMean(name, in: MixerRegistry.names)); available: \(MixerRegistry.names.joined(separator: ", "))")
-            }
-            var merged = defaults[name] ?? [:]
-            for (k, v) in opts { merged[k] = v }
-            model.layers.append(LayerSpec(mixer: name, options: merged))
-        }
-        try m.finish()
-
-        var d = try root.sub("data")
-        let kindName = try d.choice("kind", "text", DataSpec.Kind.allCases.map(\.rawValue))
-        data.kind = DataSpec.Kind(rawValue: kindName)!
-        data.path = try d.string("path", nil)
-        data.vocabSize = try d.int("vocab_size", nil, min: 2, max: 65536)
-        data.valFraction = try d.double("val_fraction", 0.1, min: 0.001, max: 0.5)
-        data.numPairs = try d.int("num_pairs", 4, min: 1)
-        data.numTokens = try d.int("num_tokens", 16, min: 1)
-        try d.finish()
-
-        var t = try root.sub("train")
-        train.steps = try t.int("steps", 200, min: 1)
-        train.tokens = try t.int("tokens", nil, min: 1)
-        train.batch = try t.int("batch", 8, min: 1, max: 1 << 24)
-        train.seqLen = try t.int("seq_len", 128, min: 1, max: 1 << 24)
-        var o = try t.sub("optimizer")
-        _ = try o.choice("name", "adamw", ["adamw"])
-        train.lr = try o.double("lr", 3e-3, min: 0)
-        train.beta1 = try o.double("beta1", 0.9, min: 0, max: 0.999999)
-        train.beta2 = try o.double("beta2", 0.95, min: 0, max: 0.999999)
-        train.eps = try o.double("eps", 1e-8, min: 0)
-        train.weightDecay = try o.double("weight_decay", 0.1, min: 0)
-        train.ssmLRScale = try o.double("ssm_lr_scale", 1.0, min: 0, max: 10)
-        try o.finish()
-        var s = try t.sub("schedule")
-        train.schedule = try s.choice("name", "cosine", ["cosine", "constant"])
-        train.warmup = try s.int("warmup", 20, min: 0)
-        let minLR = try s.double("min_lr", -1, min: -1)
-        train.minLR = minLR >= 0 ? minLR : nil
-        try s.finish()
-        train.clip = try t.double("clip", 1.0, min: 0)
-        train.seed = try t.int("seed", 1, min: 0)
-        train.logEvery = try t.int("log_every", 10, min: 1)
-        train.evalEvery = try t.int("eval_every", 100, min: 1)
-        train.evalBatches = try t.int("eval_batches", 8, min: 1)
-        train.checkpointEvery = try t.int("checkpoint_every", 100, min: 1)
-        try t.finish()
-        try root.finish()
+        for section in order { try readers[section]!.finish() }
         if let tok = train.tokens { train.steps = max(1, (tok + train.batch * train.seqLen - 1) / (train.batch * train.seqLen)) }
     }
 
@@ -205,14 +123,9 @@ public struct ExperimentSpec: Sendable, Equatable {
         }
     }
 
-    /// Checks plugin names, options and shapes without building the model.
+    /// Checks what involves several keys (each key and each layer's options were
+    /// checked when the spec was read).
     public func validate() throws {
-        for (i, l) in model.layers.enumerated() {
-            let e = try MixerRegistry.entry(l.mixer, context: "\(file): model.layers[\(i)]")
-            let ctx = "\(file): model.layers[\(i)]: mixer '\(l.mixer)'"
-            let r = try e.options.resolve(l.options, context: ctx)
-            try e.validate(r, model.dModel, ctx)
-        }
         if data.kind == .text, let v = model.vocabSize, v < 256 {
             throw BMError.invalid("\(file): model.vocab_size is \(v) but text data is byte-level: it needs 256")
         }
@@ -228,49 +141,47 @@ public struct ExperimentSpec: Sendable, Equatable {
     }
 
     /// Resolved options of layer i (defaults filled in).
-    public func resolvedOptions(_ i: Int) throws -> ResolvedOptions {
-        let l = model.layers[i]
-        return try MixerRegistry.entry(l.mixer, context: file).options.resolve(l.options, context: "\(file): model.layers[\(i)]")
+    public func resolvedOptions(_ i: Int) -> ResolvedOptions { model.layers[i].resolved }
+
+    /// The learning rate at the end of the cosine schedule: `min_lr`, or lr / 10
+    /// rounded to 12 significant digits (so the resolved spec says `0.0003`, not
+    /// `0.00030000000000000003`, and a run of the resolved spec is the same run).
+    public var resolvedMinLR: Double {
+        train.minLR ?? Double(String(format: "%.12g", train.lr / 10))!
     }
 
     // MARK: the resolved spec as YAML (deterministic; stored with every run)
 
+    /// The resolved spec as a YAML tree: every key of `SpecKeys.all` that applies,
+    /// with its value (defaults filled in), in the table's order.
+    public func resolvedNode() throws -> Node {
+        // sections appear where their first key is
+        indirect enum Entry { case value(Node), section([(String, Entry)]) }
+        func insert(_ path: ArraySlice<String>, _ v: Node, into entries: inout [(String, Entry)]) {
+            let head = path.first!
+            if path.count == 1 { entries.append((head, .value(v))); return }
+            var inner: [(String, Entry)] = []
+            let i = entries.firstIndex { $0.0 == head }
+            if let i, case .section(let e) = entries[i].1 { inner = e }
+            insert(path.dropFirst(), v, into: &inner)
+            if let i { entries[i].1 = .section(inner) } else { entries.append((head, .section(inner))) }
+        }
+        func node(_ entries: [(String, Entry)]) -> Node {
+            .mapping(.init(entries.map { k, e in
+                switch e { case .value(let v): return (SpecKeys.scalar(k), v); case .section(let s): return (SpecKeys.scalar(k), node(s)) }
+            }))
+        }
+        var root: [(String, Entry)] = []
+        for key in SpecKeys.all {
+            guard let v = try key.resolved(self) else { continue }
+            insert(key.path.split(separator: ".").map(String.init)[...], v, into: &root)
+        }
+        return node(root)
+    }
+
     public func resolvedYAML() throws -> String {
-        var y = "# resolved spec (every default filled in), written by BlackMambaLab \(BMLab.version)\n"
-        y += "name: \(q(name))\n"
-        if !description.isEmpty { y += "description: \(q(description))\n" }
-        y += "model:\n  vocab_size: \(vocabSize)\n  d_model: \(model.dModel)\n  layers:\n"
-        for i in model.layers.indices {
-            let r = try resolvedOptions(i)
-            y += "    - {mixer: \(model.layers[i].mixer)" + r.values.keys.sorted().map { ", \($0): \(yamlValue(r.values[$0]!))" }.joined() + "}\n"
-        }
-        y += "  final_norm: \(model.finalNorm.rawValue)\n  tied_head: \(model.tiedHead)\n  init: \(model.initScheme.rawValue)\n  init_std: \(model.initStd)\n"
-        y += "data:\n  kind: \(data.kind.rawValue)\n"
-        if let p = data.path { y += "  path: \(q(p))\n" }
-        if data.kind == .text && data.path == nil { y += "  path: \(q(ExperimentSpec.defaultCorpusDir))  # the fortunes corpus\n" }
-        y += "  vocab_size: \(vocabSize)\n  val_fraction: \(data.valFraction)\n"
-        if data.kind == .mqar { y += "  num_pairs: \(data.numPairs)\n" }
-        if data.kind == .selectiveCopy { y += "  num_tokens: \(data.numTokens)\n" }
-        y += "train:\n  steps: \(train.steps)\n  batch: \(train.batch)\n  seq_len: \(train.seqLen)\n"
-        y += "  optimizer: {name: adamw, lr: \(train.lr), beta1: \(train.beta1), beta2: \(train.beta2), eps: \(train.eps), weight_decay: \(train.weightDecay), ssm_lr_scale: \(train.ssmLRScale)}\n"
-        y += "  schedule: {name: \(train.schedule), warmup: \(train.warmup), min_lr: \(train.minLR ?? train.lr / 10)}\n"
-        y += "  clip: \(train.clip)\n  seed: \(train.seed)\n  log_every: \(train.logEvery)\n  eval_every: \(train.evalEvery)\n"
-        y += "  eval_batches: \(train.evalBatches)\n  checkpoint_every: \(train.checkpointEvery)\n"
-        return y
-    }
-
-    func yamlValue(_ v: OptionValue) -> String {
-        switch v {
-        case .string(let s): return q(s)
-        case .table(let t): return "{" + t.keys.sorted().map { "\($0): \(yamlValue(t[$0]!))" }.joined(separator: ", ") + "}"
-        default: return v.description
-        }
-    }
-
-    func q(_ s: String) -> String {
-        let plain = s.range(of: "^[A-Za-z_][A-Za-z0-9_./-]*$", options: .regularExpression) != nil
-            && !["true", "false", "yes", "no", "on", "off", "null"].contains(s.lowercased())
-        return plain ? s : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        "# resolved spec (every default filled in), written by BlackMambaLab \(BMLab.version)\n"
+            + (try Yams.serialize(node: resolvedNode(), width: -1))
     }
 
     /// The training loop's settings (optimizer, clipping, schedule) as the spec says.
@@ -286,7 +197,7 @@ public struct ExperimentSpec: Sendable, Equatable {
 
     public var schedule: LRScheduleSpec {
         train.schedule == "constant" ? .constant(lr: train.lr)
-            : .cosine(lr: train.lr, warmup: train.warmup, total: train.steps, minLR: train.minLR ?? train.lr / 10)
+            : .cosine(lr: train.lr, warmup: train.warmup, total: train.steps, minLR: resolvedMinLR)
     }
 }
 

@@ -16,7 +16,7 @@ public enum ModelBuilder {
                                  embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i, step in
             let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: step,
                                    initScheme: spec.model.initScheme)
-            return try MixerRegistry.build(spec.model.layers[i].mixer, options: spec.model.layers[i].options, in: ctx,
+            return try MixerRegistry.build(spec.model.layers[i].mixer, resolved: spec.model.layers[i].resolved, in: ctx,
                                            context: "\(spec.file): model.layers[\(i)]")
         }
     }

@@ -1,51 +1,69 @@
 import Foundation
+import Yams
 
-/// The first difference between two resolved specs (the YAML `ExperimentSpec.resolvedYAML`
-/// writes), named by its key path: what a resumed run or a reused sweep run reports
-/// when the spec it was started with is not the one asked for now.
+/// The first difference between the spec a run was started with (its stored resolved
+/// spec) and the one asked for now, named by its key path: what a resumed run or a
+/// reused sweep run reports when they differ. Values are compared, not text: the
+/// stored spec is read again as a spec (so a run stored by an older version, whose
+/// resolved spec was written differently or left some defaults out, compares by
+/// what it means), and numbers compare as numbers (to 12 significant digits).
 public enum SpecDiff {
-    /// nil when the specs are the same (comments and blank lines aside); else
-    /// e.g. "train.steps is 2 in the stored spec but 4 now".
-    public static func firstDifference(stored: String, now: String) -> String? {
-        let a = lines(stored), b = lines(now)
-        for i in 0..<max(a.count, b.count) {
-            let x = i < a.count ? a[i] : nil, y = i < b.count ? b[i] : nil
-            if x?.text == y?.text { continue }
-            let path = (x ?? y)!.path
-            func value(_ l: Line?) -> String { l.map { $0.value.isEmpty ? "(a section)" : $0.value } ?? "absent" }
-            return "\(path) is \(value(x)) in the stored spec but \(value(y)) now"
+    /// nil when the specs mean the same; else e.g. "train.steps is 2 in the stored
+    /// spec but 4 now".
+    public static func firstDifference(stored: String, now: ExperimentSpec) throws -> String? {
+        let nowTree = flatten(try now.resolvedNode())
+        let storedTree: [(String, String)]
+        if let s = try? ExperimentSpec.parse(stored, file: "the stored spec"), let n = try? s.resolvedNode() {
+            storedTree = flatten(n)
+        } else if let n = try? Yams.compose(yaml: stored) {
+            storedTree = flatten(n)     // not a spec this version reads: compare the trees as they are
+        } else {
+            return "the stored spec is not valid YAML"
+        }
+        return firstDifference(storedTree, nowTree)
+    }
+
+    /// Between two resolved-spec texts (both read as specs when they can be).
+    public static func firstDifference(stored: String, now: String) throws -> String? {
+        func tree(_ t: String) throws -> [(String, String)] {
+            if let s = try? ExperimentSpec.parse(t, file: "spec"), let n = try? s.resolvedNode() { return flatten(n) }
+            guard let n = try Yams.compose(yaml: t) else { return [] }
+            return flatten(n)
+        }
+        return firstDifference(try tree(stored), try tree(now))
+    }
+
+    static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
+        let av = Dictionary(a, uniquingKeysWith: { x, _ in x }), bv = Dictionary(b, uniquingKeysWith: { x, _ in x })
+        var paths = b.map(\.0)
+        for (p, _) in a where bv[p] == nil { paths.append(p) }
+        for p in paths {
+            let x = av[p], y = bv[p]
+            if let x, let y, same(x, y) { continue }
+            return "\(p) is \(x ?? "absent") in the stored spec but \(y ?? "absent") now"
         }
         return nil
     }
 
-    struct Line { var text: String; var path: String; var value: String }
+    /// Equal strings, or numbers equal to 12 significant digits (`3.0e-4`, `0.0003` and
+    /// `0.00030000000000000003`, which an older version wrote for lr / 10): derived
+    /// defaults are resolved to 12 digits, and training uses them in Float (7 digits).
+    static func same(_ x: String, _ y: String) -> Bool {
+        if x == y { return true }
+        if let a = Double(x), let b = Double(y) { return a == b || abs(a - b) <= 1e-12 * max(abs(a), abs(b)) }
+        return false
+    }
 
-    /// Lines with their dotted key path, from indentation (two spaces a level;
-    /// list items `- …` numbered under their key).
-    static func lines(_ yaml: String) -> [Line] {
-        var out: [Line] = []
-        var stack: [(indent: Int, key: String)] = []
-        var itemIndex: [String: Int] = [:]
-        for raw in yaml.split(separator: "\n", omittingEmptySubsequences: true) {
-            let t = raw.trimmingCharacters(in: .whitespaces)
-            if t.isEmpty || t.hasPrefix("#") { continue }
-            let indent = raw.prefix { $0 == " " }.count
-            while let last = stack.last, last.indent >= indent { stack.removeLast() }
-            let parent = stack.map(\.key).joined(separator: ".")
-            if t.hasPrefix("- ") {
-                let k = itemIndex[parent, default: 0]
-                itemIndex[parent] = k + 1
-                out.append(Line(text: t, path: "\(parent)[\(k)]", value: String(t.dropFirst(2))))
-                continue
-            }
-            let parts = t.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            let key = parts[0]
-            var value = parts.count > 1 ? parts[1] : ""
-            if let hash = value.range(of: "  #") { value = String(value[..<hash.lowerBound]) }
-            let path = parent.isEmpty ? key : "\(parent).\(key)"
-            out.append(Line(text: t, path: path, value: value))
-            if value.isEmpty { stack.append((indent, key)) }
+    /// Leaves of a YAML tree with their dotted key paths (list items as `[i]`).
+    static func flatten(_ node: Node, _ path: String = "") -> [(String, String)] {
+        switch node {
+        case .scalar(let s): return [(path, s.string)]
+        case .mapping(let m):
+            if m.isEmpty { return [(path, "{}")] }
+            return m.flatMap { k, v in flatten(v, path.isEmpty ? (k.string ?? "?") : "\(path).\(k.string ?? "?")") }
+        case .sequence(let s):
+            if s.isEmpty { return [(path, "[]")] }
+            return s.enumerated().flatMap { i, v in flatten(v, "\(path)[\(i)]") }
         }
-        return out
     }
 }

@@ -43,9 +43,9 @@ struct SpecReader {
     func at(_ node: SpecNode) -> String { source.at(node) }
 
     mutating func raw(_ k: String) -> SpecNode? {
-        known.append(k)
+        if !known.contains(k) { known.append(k) }
         guard let e = entries.first(where: { $0.key == k }) else { return nil }
-        used.append(k)
+        if !used.contains(k) { used.append(k) }
         return e.value
     }
 
@@ -74,6 +74,11 @@ struct SpecReader {
         if let min, v < min { throw BMError.invalid("\(at(n)): \(key(k)) must be at least \(min), got \(v)") }
         if let max, v > max { throw BMError.invalid("\(at(n)): \(key(k)) must be at most \(max), got \(v)") }
         return v
+    }
+
+    mutating func double(_ k: String, _ d: Double?, min: Double? = nil, max: Double? = nil) throws -> Double? {
+        guard raw(k) != nil else { return d }
+        return try double(k, 0, min: min, max: max)
     }
 
     mutating func bool(_ k: String, _ d: Bool) throws -> Bool {

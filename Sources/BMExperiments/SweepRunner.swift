@@ -37,7 +37,7 @@ public struct SweepRunner {
     public func checkReusable(_ r: Sweep.Run) throws {
         let dir = runDir(r)
         guard let stored = try? String(contentsOfFile: "\(dir)/spec.yaml", encoding: .utf8) else { return }
-        if let diff = SpecDiff.firstDifference(stored: stored, now: try r.spec.resolvedYAML()) {
+        if let diff = try SpecDiff.firstDifference(stored: stored, now: r.spec) {
             throw BMError.invalid("\(dir) holds run \(r.index) of a different spec (\(diff)); " +
                                   "rerun with the same sweep file and overrides, or choose another --out")
         }

@@ -44,12 +44,16 @@ public protocol Mixer: SequenceLayer {
     var phaseTimer: PhaseTimer? { get }
     /// Statistics of the last forward, logged every log step (`router/layer_i/NAME` for MoE).
     var statistics: [(String, LayerStatistic)] { get }
+    /// What a reader of the validation loss must know about this layer (e.g. a
+    /// non-causal router evaluated causally); nil for most.
+    var evaluationNote: String? { get }
 }
 
 extension Mixer {
     public var prefillsInChunks: Bool { false }
     public var phaseTimer: PhaseTimer? { nil }
     public var statistics: [(String, LayerStatistic)] { [] }
+    public var evaluationNote: String? { nil }
     /// Every matrix-multiply weight (2-D `.weight` parameters) is used by every token.
     public var activeMatmulWeights: Double {
         Double(parameters.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") }.reduce(0) { $0 + $1.count })

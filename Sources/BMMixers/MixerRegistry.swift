@@ -44,13 +44,25 @@ public enum MixerRegistry {
         try lookup(name, in: entries, named: \.name, kind: "mixer", context: context)
     }
 
-    /// Resolves options and builds a mixer; errors name `context` (file and key).
-    public static func build(_ name: String, options: [String: OptionValue], in ctx: MixerContext, context: String) throws -> Mixer {
+    /// Resolves a mixer's options (defaults filled in, nested router resolved) and checks
+    /// them against the model width; errors name `context` (file and key).
+    public static func resolve(_ name: String, options: [String: OptionValue], width: Int, context: String) throws -> ResolvedOptions {
         let e = try entry(name, context: context)
         let r = try e.options.resolve(options, context: "\(context): mixer '\(name)'")
-        try e.validate(r, ctx.width, "\(context): mixer '\(name)'")
+        try e.validate(r, width, "\(context): mixer '\(name)'")
+        return r
+    }
+
+    /// Builds a mixer from options `resolve` returned (a spec keeps them per layer).
+    public static func build(_ name: String, resolved r: ResolvedOptions, in ctx: MixerContext, context: String) throws -> Mixer {
+        let e = try entry(name, context: context)
         var named = ctx
         named.pluginName = name
         return try e.build(named, r)
+    }
+
+    /// Resolves options and builds a mixer (tests and benchmarks, which have no spec).
+    public static func build(_ name: String, options: [String: OptionValue], in ctx: MixerContext, context: String) throws -> Mixer {
+        try build(name, resolved: try resolve(name, options: options, width: ctx.width, context: context), in: ctx, context: context)
     }
 }

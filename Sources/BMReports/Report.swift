@@ -3,7 +3,6 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMExperiments
-import BMRouting
 
 /// `bmlab report DIR --out notebooks-md/NAME.md`: a markdown report of a run or a
 /// sweep that renders on GitHub — title, the command that regenerates it, the
@@ -32,16 +31,16 @@ public enum Report {
         md += "## Results\n\n"
         md += "| run | status | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
         md += "|---|---|---|---|---|---|---|---|---|\n"
-        var expertChoice = false
+        var notes: [String] = []
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
-            let mark = m.expertChoice ? " †" : ""
-            if m.expertChoice { expertChoice = true }
+            let mark = m.evaluationNote == nil ? "" : " †"
+            if let n = m.evaluationNote, !notes.contains(n) { notes.append(n) }
             md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
-        if expertChoice { md += "\n† \(ExpertChoiceRouter.evaluationNote).\n" }
+        for n in notes { md += "\n† \(n).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
         // figures
         md += "## Figures\n\n"
@@ -61,7 +60,7 @@ public enum Report {
 
     struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
                      var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
-                     var expertChoice = false }
+                     var evaluationNote: String? }
 
     static func summary(_ dir: String) throws -> Summary {
         let f = try H5File(path: "\(dir)/metrics.h5", mode: .readOnly)
@@ -78,7 +77,7 @@ public enum Report {
         s.total = try? f.intAttribute("parameters_total")
         s.active = try? f.intAttribute("parameters_active")
         s.flops = (try? f.dataset("train/flops").readDoubles())?.last
-        s.expertChoice = ((try? f.stringAttribute("spec")) ?? "").contains("expert-choice")
+        s.evaluationNote = try? f.group("eval").stringAttribute("routing_note")   // written by the run from its model
         return s
     }
 }

@@ -70,6 +70,9 @@ public protocol Router: AnyObject {
     /// Experts a token uses on average in training (k for top-k, the capacity factor
     /// for expert choice): the MoE layer's active parameters and FLOPs follow it.
     var expertsPerToken: Double { get }
+    /// What a reader of its validation loss must know (nil for most routers): stored
+    /// as `eval`'s `routing_note` attribute in metrics.h5 and printed under reports.
+    var evaluationNote: String? { get }
     /// Chooses the assignments (tokens, experts) and fills `stats` (load before dropping, Sinkhorn figures).
     func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats)
     /// Fills `a.gate` for the current assignments and returns (aux, z) losses; caches what backward needs.
@@ -80,6 +83,7 @@ public protocol Router: AnyObject {
 
 extension Router {
     public var expertsPerToken: Double { 1 }
+    public var evaluationNote: String? { nil }
 }
 
 /// Shared helpers for routers.

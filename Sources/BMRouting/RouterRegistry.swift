@@ -7,10 +7,15 @@ public struct RouterEntry: Sendable {
     public let options: [OptionSpec]
     /// Option sets that change the math (gradient-checked by the registry-wide test).
     public let variants: [[String: OptionValue]]
+    /// Checks resolved options against the number of experts (e.g. top-k's k ≤ E)
+    /// without building the router.
+    public let validate: @Sendable (ResolvedOptions, _ experts: Int) throws -> Void
     public let build: @Sendable (ResolvedOptions, _ experts: Int) throws -> Router
     public init(name: String, summary: String, options: [OptionSpec], variants: [[String: OptionValue]] = [[:]],
+                validate: @escaping @Sendable (ResolvedOptions, Int) throws -> Void = { _, _ in },
                 build: @escaping @Sendable (ResolvedOptions, Int) throws -> Router) {
-        self.name = name; self.summary = summary; self.options = options; self.variants = variants; self.build = build
+        self.name = name; self.summary = summary; self.options = options; self.variants = variants
+        self.validate = validate; self.build = build
     }
 }
 
@@ -42,8 +47,40 @@ public enum RouterRegistry {
         try lookup(name, in: entries, named: \.name, kind: "router", context: context)
     }
 
-    /// Builds a router from `{name: …, options…}` (or a bare name).
-    public static func build(_ spec: OptionValue, experts: Int, context: String) throws -> (Router, String, ResolvedOptions) {
+    /// Resolves moe's `router` option, a name or `{name: …, options…}`, to the full
+    /// table: the name and every option of that router with its default filled in.
+    /// Resolving a resolved table gives it back unchanged. (moe's option table calls
+    /// this once, when a spec is read; `build` takes its result.)
+    @Sendable public static func resolve(_ spec: OptionValue, context: String) throws -> OptionValue {
+        let (name, table) = try split(spec, context: context)
+        let e = try entry(name, context: context)
+        var r = try e.options.resolve(table, context: "\(context): router '\(name)'").values
+        r["name"] = .string(name)
+        return .table(r)
+    }
+
+    /// Checks a resolved router table against the number of experts, without building.
+    public static func validate(_ resolved: OptionValue, experts: Int, context: String) throws {
+        let (name, table) = try split(resolved, context: context)
+        do { try entry(name, context: context).validate(ResolvedOptions(table), experts) }
+        catch BMError.invalid(let m) where !m.hasPrefix(context) { throw BMError.invalid("\(context): \(m)") }
+    }
+
+    /// Builds a router from a table `resolve` returned.
+    public static func build(_ resolved: OptionValue, experts: Int, context: String) throws -> (Router, String) {
+        let (name, table) = try split(resolved, context: context)
+        let e = try entry(name, context: context)
+        let o = ResolvedOptions(table)
+        do {
+            try e.validate(o, experts)
+            return (try e.build(o, experts), name)
+        } catch BMError.invalid(let m) where !m.hasPrefix(context) {
+            throw BMError.invalid("\(context): \(m)")
+        }
+    }
+
+    /// The router's name and its other options, from a bare name or a table.
+    static func split(_ spec: OptionValue, context: String) throws -> (String, [String: OptionValue]) {
         var table: [String: OptionValue]
         switch spec {
         case .string(let n): table = ["name": .string(n)]
@@ -53,12 +90,6 @@ public enum RouterRegistry {
         guard case .string(let name)? = table.removeValue(forKey: "name") else {
             throw BMError.invalid("\(context): router mapping needs 'name' (one of \(names.joined(separator: ", ")))")
         }
-        let e = try entry(name, context: context)
-        let r = try e.options.resolve(table, context: "\(context): router '\(name)'")
-        do {
-            return (try e.build(r, experts), name, r)
-        } catch BMError.invalid(let m) where !m.hasPrefix(context) {
-            throw BMError.invalid("\(context): \(m)")
-        }
+        return (name, table)
     }
 }

@@ -30,6 +30,11 @@ struct TrainCommand: ParsableCommand {
             print("data: \(run.data.description)")
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; out: \(dir)")
             let sum = try run.run()
+            if sum.stepsRun == 0 {
+                print("already complete: \(sum.steps) of \(s.train.steps) steps are in the checkpoint; nothing to do")
+                print("metrics: \(run.metricsPath)\ncheckpoint: \(run.checkpointPath)")
+                return
+            }
             var line = String(format: "done: %d steps, train loss %.4f", sum.steps, sum.trainLoss)
             if let e = sum.evalLoss { line += String(format: ", val loss %.4f", e) }
             if let m = sum.evalMetric { line += String(format: ", %@ %.4f", sum.metricName, m) }

@@ -67,8 +67,16 @@ final class SpecTests: XCTestCase {
         let y = try s.resolvedYAML()
         let again = try ExperimentSpec.parse(y, file: "resolved")
         XCTAssertEqual(try again.resolvedYAML(), y)
+        XCTAssertEqual(again.model.layers.map(\.resolved), s.model.layers.map(\.resolved))
+        var train = s.train
+        train.minLR = s.resolvedMinLR          // the default, resolved
+        XCTAssertEqual(again.train, train)
+        XCTAssertEqual(again.schedule, s.schedule)
         XCTAssertTrue(y.contains("dt_rank: auto"))
-        XCTAssertTrue(y.contains("router: {k: 2, name: topk}"))
+        // the router with every option it has, its name first
+        XCTAssertTrue(y.contains("router: {name: topk, aux_loss: 0.01, k: 2, pre_softmax: true, z_loss: 0.001}"), y)
+        XCTAssertTrue(y.contains("min_lr: 0.0003\n"), y)      // lr / 10, not 0.00030000000000000003
+        XCTAssertTrue(y.contains("eps: 1.0e-08\n"), y)        // a float to YAML 1.1 (PyYAML) too
     }
 
     func testEveryShippedSpecValidates() throws {

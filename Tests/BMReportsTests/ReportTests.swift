@@ -17,7 +17,7 @@ final class ReportTests: XCTestCase {
     }
 
     /// A tiny real sweep (2 runs, MoE with Sinkhorn routing) to plot and report.
-    func makeSweep(_ dir: String) throws -> SweepRunner {
+    func makeSweep(_ dir: String, axes: String = "train.seed: [1, 2]") throws -> SweepRunner {
         let spec = """
         name: r
         model:
@@ -30,7 +30,7 @@ final class ReportTests: XCTestCase {
         train: {steps: 6, batch: 4, seq_len: 16, log_every: 1, eval_every: 3, eval_batches: 1, checkpoint_every: 6}
         sweep:
           axes:
-            train.seed: [1, 2]
+            \(axes)
         """
         try spec.write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
         let runner = SweepRunner(sweep: try Sweep(path: dir + "/s.yaml"), outDir: dir + "/out")
@@ -64,6 +64,28 @@ final class ReportTests: XCTestCase {
                    StudyFigures.LatencyPoint(mixer: "attention", context: 1024, msPerToken: 2.6, stateBytes: 2_600_000)]
         let lat = try Gnuplot.render(StudyFigures.latency(pts), in: dir + "/lat")
         XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat)).count, 3000)
+    }
+
+    /// A router that trains non-causally says so: the run writes the model's note
+    /// (`eval`'s `routing_note`), and the report marks that run's val loss with it.
+    func testNonCausalRouterIsMarkedInTheReport() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, expert-choice]")
+        var marked: [String] = []
+        for r in runner.sweep.runs {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
+            if let n = try? f.group("eval").stringAttribute("routing_note") { marked.append(r.name); XCTAssertTrue(n.hasPrefix("expert-choice: trained non-causally"), n) }
+            f.close()
+        }
+        XCTAssertEqual(marked.count, 1)
+        XCTAssertTrue(marked[0].contains("expert-choice"), "\(marked)")
+        let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
+        let rows = md.split(separator: "\n").filter { $0.hasPrefix("| ") && $0.contains(" | ok | ") }
+        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows.filter { $0.contains(" †") }.count, 1)
+        XCTAssertTrue(rows.first { $0.contains(" †") }!.contains("expert-choice"), md)
+        XCTAssertTrue(md.contains("† expert-choice: trained non-causally"), md)
     }
 
     func testReportHasARowPerRunAndLinksThatResolve() throws {

@@ -21,14 +21,15 @@ public final class MoE: Mixer {
             .int("experts", 8, "number of experts E", min: 1),
             .int("ffn", 0, "expert hidden width F (0 = 4 · d_model)", min: 0),
             .choice("activation", "swiglu", GateActivation.allCases.map(\.rawValue), "expert nonlinearity (SwiGLU per the paper; Zyphra's code defaults to GeGLU)"),
-            .table("router", ["name": .string("sinkhorn-fast")], "router name or {name: …, options}; see `bmlab list`"),
+            .table("router", ["name": .string("sinkhorn-fast")], "router name or {name: …, options}; see `bmlab list`",
+                   resolve: RouterRegistry.resolve),
             .bool("router_bias", true, "router Linear has a bias (as BlackMamba)"),
             .double("capacity_factor", 0, "cap = ⌈T·k/E · factor⌉ tokens per expert in training (0 = dropless; evaluation is dropless)", min: 0),
             .choice("drop_policy", "probs", ["probs", "position"], "which tokens an expert over capacity keeps: highest gate, or earliest"),
         ],
         variants: MoE.registryVariants(),
         validate: { o, _, ctx in
-            _ = try RouterRegistry.build(o.values["router"]!, experts: o.int("experts"), context: ctx)
+            try RouterRegistry.validate(o.values["router"]!, experts: o.int("experts"), context: ctx)
         },
         build: { ctx, o in try MoE(ctx, o) })
 
@@ -84,7 +85,7 @@ public final class MoE: Mixer {
         d = ctx.width; E = o.int("experts")
         F = o.int("ffn") > 0 ? o.int("ffn") : 4 * d
         kernel = GatedMLPKernel(d: d, F: F, activation: GateActivation(rawValue: o.string("activation"))!)
-        (router, routerName, _) = try RouterRegistry.build(o.values["router"]!, experts: E, context: "\(ctx.prefix)")
+        (router, routerName) = try RouterRegistry.build(o.values["router"]!, experts: E, context: "\(ctx.prefix)")
         capacityFactor = o.double("capacity_factor")
         dropByPosition = o.string("drop_policy") == "position"
         context = ctx.step
@@ -107,6 +108,7 @@ public final class MoE: Mixer {
     /// Experts a token uses on average: the router says (k for top-k, the capacity
     /// factor for expert choice, 1 for the others).
     public var activeExpertsPerToken: Double { router.expertsPerToken }
+    public var evaluationNote: String? { router.evaluationNote }
     /// The router and the experts a token uses.
     public var activeMatmulWeights: Double {
         Double(fc1[0].count + fc2[0].count) * activeExpertsPerToken + Double(routerWeight?.count ?? 0)

@@ -23,6 +23,7 @@ public final class ExpertChoiceRouter: Router {
     public var isCausal: Bool { false }
     /// How the validation loss of a model with this router is computed (reports say it).
     public static let evaluationNote = "expert-choice: trained non-causally (experts pick from the whole batch); validation routes causally, each token to its top expert"
+    public var evaluationNote: String? { Self.evaluationNote }
 
     public func capacity(T: Int, E: Int) -> Int { min(T, Int((Double(T) * capacityFactor / Double(E)).rounded(.up))) }
 

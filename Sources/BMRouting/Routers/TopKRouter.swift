@@ -17,9 +17,11 @@ public final class TopKRouter: Router {
             .double("z_loss", 0.001, "β of the router z-loss", min: 0),
         ],
         variants: [[:], ["pre_softmax": .bool(false), "k": .int(2)], ["k": .int(2), "aux_loss": .double(0.5), "z_loss": .double(0.1)]],
-        build: { o, E in
+        validate: { o, E in
             if o.int("k") > E { throw BMError.invalid("router 'topk': k (\(o.int("k"))) exceeds the number of experts (\(E))") }
-            return TopKRouter(k: o.int("k"), preSoftmax: o.bool("pre_softmax"), alpha: o.double("aux_loss"), beta: o.double("z_loss"))
+        },
+        build: { o, _ in
+            TopKRouter(k: o.int("k"), preSoftmax: o.bool("pre_softmax"), alpha: o.double("aux_loss"), beta: o.double("z_loss"))
         })
 
     public let k: Int, preSoftmax: Bool, alpha: Double, beta: Double

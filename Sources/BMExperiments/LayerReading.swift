@@ -1,0 +1,81 @@
+import Foundation
+import Yams
+import BMCore
+import BMMixers
+
+/// `model.layers` (or `model.pattern` × `model.repeat`) with `model.defaults`: the
+/// list of blocks, each a mixer name and its options, resolved once here (defaults
+/// filled in, a moe's router resolved, checked against d_model) and kept in the
+/// `LayerSpec` for the model builder and the resolved spec.
+enum LayerReading {
+    static func read(_ m: inout SpecReader, width: Int) throws -> [LayerSpec] {
+        let src = m.source
+        let names = MixerRegistry.names
+        func unknown(_ name: String, _ node: SpecNode, _ key: String) -> BMError {
+            BMError.invalid("\(src.at(node)): \(key): unknown mixer '\(name)'\(didYouMean(name, in: names)); available: \(names.joined(separator: ", "))")
+        }
+        // per-mixer defaults: model.defaults.{mixer}: {options}
+        var defaults: [String: [String: OptionValue]] = [:]
+        if let dn = m.raw("defaults") {
+            guard case .map(let entries, _) = dn else { throw m.fail(dn, "defaults", "a mapping from mixer names to options") }
+            for (k, v) in entries {
+                guard names.contains(k) else { throw unknown(k, v, "model.defaults") }
+                guard case .table(let t) = try v.optionValue(at: "model.defaults.\(k)", source: src) else {
+                    throw m.fail(v, "defaults.\(k)", "a mapping of options")
+                }
+                defaults[k] = t
+            }
+        }
+        let layersNode = m.raw("layers"), patternNode = m.raw("pattern")
+        let repeatCount = try m.int("repeat", 1, min: 1)
+        let list: SpecNode
+        var expanded: [SpecNode] = []
+        switch (layersNode, patternNode) {
+        case (let l?, nil):
+            list = l
+            guard case .list(let items, _) = l else { throw m.fail(l, "layers", "a list of mixers, e.g. [mamba, moe]") }
+            expanded = items
+        case (nil, let p?):
+            list = p
+            guard case .list(let items, _) = p else { throw m.fail(p, "pattern", "a list of mixers, e.g. [mamba, moe]") }
+            for _ in 0..<repeatCount { expanded += items }
+        case (_?, _?):
+            throw BMError.invalid("\(src.at(m.line)): model: give either 'layers' or 'pattern' (with 'repeat'), not both")
+        case (nil, nil):
+            throw BMError.invalid("\(src.at(m.line)): model: 'layers' (or 'pattern' with 'repeat') is required, e.g. layers: [mamba, moe]")
+        }
+        if expanded.isEmpty { throw BMError.invalid("\(src.at(list)): model.layers must not be empty") }
+        var out: [LayerSpec] = []
+        for (i, item) in expanded.enumerated() {
+            let key = "model.layers[\(i)]"
+            var name: String, opts: [String: OptionValue] = [:]
+            switch item {
+            case .scalar(let s, _, _): name = s
+            case .map(let entries, _):
+                guard let mn = entries.first(where: { $0.key == "mixer" }), case .scalar(let s, _, _) = mn.value else {
+                    throw BMError.invalid("\(src.at(item)): \(key) needs 'mixer: NAME' (one of \(names.joined(separator: ", ")))")
+                }
+                name = s
+                for (k, v) in entries where k != "mixer" { opts[k] = try v.optionValue(at: "\(key).\(k)", source: src) }
+            case .list:
+                throw BMError.invalid("\(src.at(item)): \(key) must be a mixer name or a mapping with 'mixer'")
+            }
+            guard names.contains(name) else { throw unknown(name, item, key) }
+            var merged = defaults[name] ?? [:]
+            for (k, v) in opts { merged[k] = v }
+            let resolved = try MixerRegistry.resolve(name, options: merged, width: width, context: "\(src.file): \(key)")
+            out.append(LayerSpec(mixer: name, options: merged, resolved: resolved))
+        }
+        return out
+    }
+
+    /// The layers of the resolved spec: one flow mapping per block, `mixer` first,
+    /// then every option in name order.
+    static func resolvedNode(_ layers: [LayerSpec]) -> Node {
+        .sequence(.init(layers.map { l in
+            var pairs: [(Node, Node)] = [(SpecKeys.scalar("mixer"), SpecKeys.scalar(l.mixer))]
+            for k in l.resolved.values.keys.sorted() { pairs.append((SpecKeys.scalar(k), SpecKeys.node(l.resolved.values[k]!))) }
+            return .mapping(.init(pairs, .implicit, .flow))
+        }))
+    }
+}
