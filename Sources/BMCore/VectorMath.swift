@@ -114,6 +114,15 @@ public func vsoftplus(_ x: Vec16) -> Vec16 {
 /// whose bits must not depend on the polynomial (`fsigmoid` is the fast one).
 @inlinable @inline(__always) public func sigmoid(_ x: Float) -> Float { 1 / (1 + expf(-x)) }
 @inlinable @inline(__always) public func fsilu(_ x: Float) -> Float { x / (1 + fexp(-x)) }
+
+/// SiLU's derivative from s = σ(x): silu'(x) = σ(x)·(1 + x·(1 − σ(x))) (docs/mixers.md).
+@inlinable @inline(__always) public func siluDerivative(_ x: Float, sigmoid s: Float) -> Float { s * (1 + x * (1 - s)) }
+@inlinable @inline(__always) public func siluDerivative(_ x: Vec16, sigmoid s: Vec16) -> Vec16 { s * (1 + x * (1 - s)) }
+/// g · silu'(x) from s = σ(x), multiplied as (g·σ)·(1 + x·(1 − σ)): the SSM block's
+/// order (g · siluDerivative rounds differently in the last bit; both are kept so
+/// that outputs stay bitwise what they were).
+@inlinable @inline(__always) public func siluBackward(_ g: Float, _ x: Float, sigmoid s: Float) -> Float { g * s * (1 + x * (1 - s)) }
+@inlinable @inline(__always) public func siluBackward(_ g: Vec16, _ x: Vec16, sigmoid s: Vec16) -> Vec16 { g * s * (1 + x * (1 - s)) }
 @inlinable @inline(__always) public func fsoftplus(_ x: Float) -> Float { vsoftplus(Vec16(repeating: x))[0] }
 
 // MARK: - Buffer kernels: out[i] = f(x[i]); tails handled by padding into a SIMD register

@@ -32,13 +32,13 @@ public enum GateActivation: String, Sendable, CaseIterable {
                 let gv = ld(g, i), uv = ld(u, i), dav = ld(da, i)
                 let s = vsigmoid(gv)
                 let silu = gv * s
-                st(dg, i, dav * uv * (s * (1 + gv * (1 - s))))
+                st(dg, i, dav * uv * siluDerivative(gv, sigmoid: s))
                 st(du, i, dav * silu)
                 i += 16
             }
             while i < n {
                 let s = fsigmoid(g[i])
-                dg[i] = da[i] * u[i] * (s * (1 + g[i] * (1 - s)))
+                dg[i] = da[i] * u[i] * siluDerivative(g[i], sigmoid: s)
                 du[i] = da[i] * g[i] * s
                 i += 1
             }

@@ -227,13 +227,13 @@ public final class SSMBlock: Mixer {
                 var c = 0
                 while c + 16 <= E {
                     let zv = ld(z, c), s = vsigmoid(zv), gv = ld(dr, c)
-                    st(dz, c, gv * ld(yr, c) * s * (1 + zv * (1 - s)))
+                    st(dz, c, siluBackward(gv * ld(yr, c), zv, sigmoid: s))
                     st(dr, c, gv * zv * s)
                     c += 16
                 }
                 while c < E {
                     let sg = sigmoid(z[c])
-                    dz[c] = dr[c] * yr[c] * sg * (1 + z[c] * (1 - sg))
+                    dz[c] = siluBackward(dr[c] * yr[c], z[c], sigmoid: sg)
                     dr[c] *= z[c] * sg
                     c += 1
                 }
@@ -277,12 +277,12 @@ public final class SSMBlock: Mixer {
             var k = lo
             while k + 16 <= hi {
                 let v = ld(xcp, k), s = vsigmoid(v)
-                st(dup, k, ld(dup, k) * s * (1 + v * (1 - s)))
+                st(dup, k, siluBackward(ld(dup, k), v, sigmoid: s))
                 k += 16
             }
             while k < hi {
                 let v = xcp[k], s = sigmoid(v)
-                dup[k] *= s * (1 + v * (1 - s))
+                dup[k] *= siluDerivative(v, sigmoid: s)
                 k += 1
             }
             let part = dwt + b * (K + 1) * E       // [K, E] weight, then [E] bias
