@@ -55,8 +55,11 @@ demo: release
 doctor: release
 	$(BMLAB_RELEASE) doctor
 
+## bench: the kernels, then the toolkit against the PyTorch and JAX peers, side by side
+## (peers set up as ../shared/anchors/README.md says; a missing one is skipped)
 bench: release
 	$(BMLAB_RELEASE) bench kernels
+	$(BMLAB_RELEASE) bench compare --rounds 3 --out results/bench
 
 ## docs: regenerate the generated parts of docs/ (the spec key reference in docs/specs.md)
 docs: release

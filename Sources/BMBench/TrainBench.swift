@@ -23,7 +23,39 @@ public enum TrainBench {
         public var blasCore: String, blasThreads: Int
     }
 
-    public static func run(specPath: String, overrides: [String] = [], warmup: Int = 2, steps: Int = 8) throws -> Result {
+    /// One sequence length of `lengths`: the same tokens per step, split as batch × seq_len.
+    public struct LengthPoint: Codable, Sendable {
+        public var seqLen: Int, batch: Int
+        public var tokensPerSecond: Double, msPerStep: Double
+        public var activationMib: Double            // measured: peak resident growth over the model's
+        public var estimatedActivationMib: Double   // what the memory estimate says (MemoryEstimate)
+        public var flopsPerToken: Double             // grows with L only through attention's scores
+    }
+
+    /// Training cost against the context: the spec's model at each sequence length, with
+    /// `tokensPerStep` tokens a step (default: the spec's batch × seq_len), batch =
+    /// tokensPerStep / seq_len (at least 1). Each length's peak memory is measured from
+    /// a reset peak (`Machine.resetPeakResident`).
+    public static func lengths(specPath: String, overrides: [String] = [], seqLens: [Int], tokensPerStep: Int? = nil,
+                               steps: Int = 4) throws -> [LengthPoint] {
+        let base = try ExperimentSpec.load(path: specPath, overrides: overrides)
+        let tokens = tokensPerStep ?? base.train.batch * base.train.seqLen
+        var out: [LengthPoint] = []
+        for L in seqLens {
+            let B = max(1, tokens / L)
+            let o = overrides + ["train.seq_len=\(L)", "train.batch=\(B)"]
+            let est = try MemoryEstimate(try ExperimentSpec.load(path: specPath, overrides: o))
+            Machine.resetPeakResident()
+            let r = try run(specPath: specPath, overrides: o, warmup: 1, steps: steps, measurePeak: false)
+            out.append(LengthPoint(seqLen: L, batch: B, tokensPerSecond: r.tokensPerSecond, msPerStep: r.msPerStep,
+                                   activationMib: r.activationMib, estimatedActivationMib: est.activationBytes / 1048576,
+                                   flopsPerToken: r.flopsPerToken))
+        }
+        return out
+    }
+
+    public static func run(specPath: String, overrides: [String] = [], warmup: Int = 2, steps: Int = 8,
+                           measurePeak: Bool = true) throws -> Result {
         let spec = try ExperimentSpec.load(path: specPath, overrides: overrides)
         let data = try Dataset(spec)
         let model = try ModelBuilder.build(spec)
@@ -47,7 +79,7 @@ public enum TrainBench {
         for (n, s) in zip(model.timer.names, model.timer.seconds) { phases[n] = s / Double(steps) * 1e3; order.append(n) }
         phases["optimizer and clipping"] = (total - model.timer.total) / Double(steps) * 1e3
         order.append("optimizer and clipping")
-        let peak = KernelBench.sgemmGFLOPS()
+        let peak = measurePeak ? KernelBench.sgemmGFLOPS() : .nan
         let tps = Double(spec.train.batch * spec.train.seqLen) / med
         return Result(spec: specPath, tokensPerSecond: tps, msPerStep: med * 1e3, flopsPerToken: counts.flopsPerToken,
                       sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9),

@@ -61,6 +61,16 @@ public enum Machine {
     /// Peak resident set size of this process in bytes (VmHWM).
     public static var peakResidentBytes: Int { statusBytes("VmHWM:") }
 
+    /// Resets the peak (VmHWM) to the current resident size, so that one process can
+    /// measure the peaks of several runs (Linux ≥ 4.0: `5` into /proc/self/clear_refs).
+    /// False where that is not possible.
+    @discardableResult
+    public static func resetPeakResident() -> Bool {
+        guard let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
+        defer { try? h.close() }
+        return (try? h.write(contentsOf: Data("5".utf8))) != nil
+    }
+
     /// Standard output line-buffered even into a file or a pipe (Slurm .out files,
     /// sweep logs, notebooks): each line is there as soon as it is printed.
     public static func lineBufferStandardOutput() { bm_stdout_line_buffered() }

@@ -27,7 +27,7 @@ public struct MemoryEstimate: Sendable {
         parameters = model.params.count
         parameterBytes = Double(parameters) * 4 * 4
         // Per sequence (B = 1), then × B in Double: no overflow for any batch, and a
-        // slight overestimate for attention, whose L × L scratch does not grow with B.
+        // slight overestimate for attention, whose [rowBlock, L] score scratch does not grow with B.
         var perSequence = 0
         for b in model.blocks {
             perSequence += b.mixer.activationFloats(B: 1, L: L) + 3 * L * D + 2 * L   // + block's norm out, mixer out, d(norm), stats

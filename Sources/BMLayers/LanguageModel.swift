@@ -124,8 +124,9 @@ public final class LanguageModel {
     }
 
     /// Prompt positions per prefill pass when every mixer continues from its state
-    /// (Mamba, MoE, MLP): a long prompt then needs the activations of one chunk, not of
-    /// the whole prompt. Models with attention prefill the prompt in one pass.
+    /// (Mamba, attention from its KV cache, MoE, MLP): a long prompt then needs the
+    /// activations of one chunk, not of the whole prompt. A mixer that cannot continue
+    /// (`prefillsInChunks` false) makes the model prefill the prompt in one pass.
     public var prefillChunk = 512
     private let genX = FloatBuffer(), genN = FloatBuffer(), genF = FloatBuffer(), genLogits = FloatBuffer()
     private let genToken = IntBuffer(count: 1)

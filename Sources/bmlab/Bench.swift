@@ -8,7 +8,8 @@ import BMStorage
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", 
         abstract: "Benchmarks (run them from a release build).",
-        subcommands: [BenchKernelsCommand.self, BenchMixersCommand.self, BenchMoECommand.self, BenchTrainCommand.self, BenchGenerateCommand.self])
+        subcommands: [BenchKernelsCommand.self, BenchMixersCommand.self, BenchMoECommand.self, BenchTrainCommand.self, BenchGenerateCommand.self,
+                      BenchCompareCommand.self])
 
     struct BenchKernelsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "kernels", abstract: "sgemm, vectorised exp, the selective scan (forward, backward) and the MoE dispatch.")
@@ -80,11 +81,35 @@ extension BenchCommand {
         @Argument(help: "Overrides key.path=value.") var overrides: [String] = []
         @Option(help: "Timed steps (after 2 warm-up steps).") var steps = 8
         @Option(help: "BLAS threads (0 = one per core).") var threads = 0
+        @Option(help: "Sequence lengths (comma-separated, e.g. 256,1024,4096): the training cost against the context at fixed tokens per step.")
+        var seqLens: String?
+        @Option(help: "With --seq-lens: tokens per step (default: the spec's batch × seq_len); batch = tokens / seq_len.")
+        var tokensPerStep: Int?
         func validate() throws { requireThreads(threads); require(steps >= 1, "--steps must be at least 1, got \(steps)") }
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             startBLAS(threads: threads)
+            if let seqLens {
+                guarded {
+                    let Ls = seqLens.split(separator: ",").compactMap { Int($0) }
+                    guard !Ls.isEmpty, Ls.count == seqLens.split(separator: ",").count, Ls.allSatisfy({ $0 > 0 }) else {
+                        throw BMError.invalid("--seq-lens must be positive integers, got '\(seqLens)'")
+                    }
+                    let pts = try TrainBench.lengths(specPath: spec, overrides: overrides, seqLens: Ls, tokensPerStep: tokensPerStep, steps: steps)
+                    if json { print(try JSON.text(pts, pretty: true)); return }
+                    print("\(spec): training cost against the context; BLAS \(BLAS.coreName) × \(BLAS.threads); median of \(steps) steps after 1 warm-up")
+                    print(" seq_len  batch   tokens/s   ms/step   MFLOP/token   activations measured / estimated")
+                    for p in pts {
+                        print(String(format: "%8d %6d %10.0f %9.1f %13.1f   %8.0f MiB / %.0f MiB", p.seqLen, p.batch, p.tokensPerSecond, p.msPerStep,
+                                     p.flopsPerToken / 1e6, p.activationMib, p.estimatedActivationMib))
+                    }
+                    if let first = pts.first, let last = pts.last, pts.count > 1 {
+                        print(String(format: "tokens/s at %d ÷ at %d: %.2f", last.seqLen, first.seqLen, last.tokensPerSecond / first.tokensPerSecond))
+                    }
+                }
+                return
+            }
             guarded {
                 let r = try TrainBench.run(specPath: spec, overrides: overrides, steps: steps)
                 if json {
@@ -159,6 +184,87 @@ extension BenchCommand {
                 print(String(format: "moe(%@) forward+backward: %.0f tokens/s (%.1f ms per step), expert matmuls at %.1f GFLOP/s overall",
                              router, fig.tokensPerSecond, fig.msPerStep, gflops))
                 for (name, s) in phases { print("  " + name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  %5.1f%%", s * 1e3, 100 * s / max(total, 1e-12))) }
+            }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct BenchCompareCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "compare",
+            abstract: "The toolkit against the PyTorch and JAX peers (../shared/anchors), interleaved, several rounds: medians and ratios.",
+            discussion: """
+            Training: `bmlab bench train --json` on bench-small, jax_ref.py and torch_ref.py train \
+            --arch blackmamba (the same shapes: d 256, 4 Mamba + 4 MoE of 8 × 1024, batch 8 × 256). \
+            Generation: `bmlab bench generate` against torch_ref.py generate, batch 1. Each \
+            measurement is a fresh process; ratios are per round. Set the peers up as \
+            ../shared/anchors/README.md says (two virtual environments); a peer that is not \
+            there is skipped with a note.
+            """)
+        @Option(help: "Rounds (each runs every contender once).") var rounds = 3
+        @Option(help: "Timed training steps per measurement.") var steps = 6
+        @Option(help: "Threads for every contender (the peers pin 2).") var threads = 2
+        @Option(help: "Generation contexts (comma-separated; empty: training only).") var contexts = "128,1024"
+        @Option(help: "The peers' folder (default $BMLAB_ANCHORS or ../shared/anchors).") var anchors: String?
+        @Option(help: "Python of the JAX peer.") var jaxPython = "\(NSHomeDirectory())/peer-jax/bin/python"
+        @Option(help: "Python of the PyTorch peer.") var torchPython = "\(NSHomeDirectory())/peer-torch/bin/python"
+        @Option(help: "The toolkit's spec.") var spec = "Experiments/bench-small.yaml"
+        @Option(help: "Also write compare.json into this directory.") var out: String?
+        @Flag(help: "Print JSON.") var json = false
+        func validate() throws {
+            require(rounds >= 1, "--rounds must be at least 1, got \(rounds)")
+            require(steps >= 1, "--steps must be at least 1, got \(steps)")
+            requireThreads(threads)
+        }
+
+        func run() throws {
+            guarded {
+                let dir = anchors ?? ProcessInfo.processInfo.environment["BMLAB_ANCHORS"] ?? "../shared/anchors"
+                let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+                let ctxs = contexts.split(separator: ",").map(String.init)
+                guard ctxs.allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
+                _ = try ExperimentSpec.load(path: spec)
+                var skipped: [String] = []
+                func peer(_ name: String, _ python: String, _ script: String) -> Bool {
+                    let fm = FileManager.default
+                    if !fm.isExecutableFile(atPath: python) { skipped.append("\(name): no Python at \(python) (../shared/anchors/README.md sets it up)"); return false }
+                    if !fm.fileExists(atPath: "\(dir)/\(script)") { skipped.append("\(name): no \(dir)/\(script) (--anchors DIR)"); return false }
+                    return true
+                }
+                let hasJax = peer("jax", jaxPython, "jax_ref.py"), hasTorch = peer("pytorch", torchPython, "torch_ref.py")
+                var train: [CompareBench.Contender] = [
+                    .init(name: "bmlab", program: me, arguments: ["bench", "train", spec, "--steps", "\(steps)", "--threads", "\(threads)", "--json"],
+                          read: CompareBench.readTokensPerSecond)]
+                if hasJax {
+                    train.append(.init(name: "jax", program: jaxPython, arguments: ["\(dir)/jax_ref.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "2"],
+                                       read: CompareBench.readTokensPerSecond))
+                }
+                if hasTorch {
+                    train.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_ref.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "1", "--threads", "\(threads)"],
+                                       read: CompareBench.readTokensPerSecond))
+                }
+                let say: (String) -> Void = { if !json { FileHandle.standardError.write(Data("  \($0)\n".utf8)) } }
+                var result = CompareBench.run(train, rounds: rounds, skipped: skipped, progress: say)
+                if !ctxs.isEmpty {
+                    var gen: [CompareBench.Contender] = [
+                        .init(name: "bmlab", program: me, arguments: ["bench", "generate", spec, "--contexts", contexts, "--tokens", "32", "--threads", "\(threads)", "--json"],
+                              read: CompareBench.readToolkitGeneration)]
+                    if hasTorch {
+                        gen.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_ref.py", "generate", "--arch", "blackmamba", "--lengths", contexts, "--threads", "\(threads)"],
+                                         read: CompareBench.readPeerGeneration))
+                    }
+                    let g = CompareBench.run(gen, rounds: rounds, progress: say)
+                    result.figures += g.figures; result.ratios += g.ratios; result.failures += g.failures
+                }
+                if let out {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                    let text = try JSON.text(result, pretty: true)
+                    try AtomicFile.write(to: "\(out)/compare.json") { tmp in try text.write(toFile: tmp, atomically: false, encoding: .utf8) }
+                }
+                if json { print(try JSON.text(result, pretty: true)); return }
+                print(CompareBench.table(result), terminator: "")
+                if !result.failures.isEmpty { throw BMError.invalid("\(result.failures.count) contender(s) failed (above)") }
             }
         }
     }

@@ -206,8 +206,8 @@ final class RunTests: XCTestCase {
     }
 
     /// A prompt prefilled in chunks (Mamba carries its conv history and SSM state between
-    /// chunks; MoE and MLP are position-wise) gives the parallel forward's logits, and a
-    /// model with attention falls back to one pass with the same result.
+    /// chunks; attention attends over its KV cache; MoE and MLP are position-wise) gives
+    /// the parallel forward's logits.
     func testChunkedPrefillMatchesTheParallelForward() throws {
         for layers in ["[mamba, moe, mamba, mlp]", "[mamba, attention]"] {
             let s = try spec(["model.layers=\(layers)"])

@@ -9,9 +9,14 @@ import BMLayers
 ///
 /// Memory: forward keeps q, k, v, o ([B, L, D] each) and the softmax
 /// log-normaliser per row ([B, H, L]); it never keeps a score matrix. Forward and
-/// backward work one (sequence, head) at a time with one [L, L] scratch for the
-/// scores/probabilities and one for their gradient, recomputing P = exp(S − lse)
-/// in backward (FlashAttention's trick, without tiling).
+/// backward work one (sequence, head) at a time and, within it, on blocks of
+/// `rowBlock` query rows against the keys those rows can see (FlashAttention's row
+/// blocking; exact, since a block holds its rows' every visible key): the only score
+/// memory is one [rowBlock, L] scratch for the scores/probabilities and one for their
+/// gradient, and backward recomputes P = exp(S − lse) from the saved log-normaliser.
+/// The causal upper triangle is never computed. Prefill continues from the KV cache,
+/// so a long prompt is prefilled in chunks (`LanguageModel.prefillChunk`) with a
+/// working set of one chunk, whatever the context.
 public final class Attention: Mixer {
     public static let entry = MixerEntry(
         name: "attention", kind: .sequence,
@@ -34,7 +39,7 @@ public final class Attention: Mixer {
     public let wq: Param, wk: Param, wv: Param, wo: Param
     private var x: UnsafePointer<Float>?
     private let q = FloatBuffer(), k = FloatBuffer(), v = FloatBuffer(), o = FloatBuffer(), lse = FloatBuffer()
-    private let scores = FloatBuffer(), dScores = FloatBuffer()
+    let scores = FloatBuffer(), dScores = FloatBuffer()     // [rowBlock, keys] each (internal: a test checks the bound)
     private let dq = FloatBuffer(), dk = FloatBuffer(), dv = FloatBuffer(), dO = FloatBuffer()
     private let cosT = FloatBuffer(), sinT = FloatBuffer()
     private var tableLength = 0
@@ -56,9 +61,12 @@ public final class Attention: Mixer {
     }
 
     public func activationFloats(B: Int, L: Int) -> Int {
-        // q, k, v, o and their gradients [T, D]; lse [B, H, L]; scores, P, dP [L, L] (reused per head)
-        8 * B * L * D + B * H * L + 3 * L * L
+        // q, k, v, o and their gradients [T, D]; lse [B, H, L]; scores and their gradient [rowBlock, L]
+        8 * B * L * D + B * H * L + 2 * min(L, rowBlock) * L
     }
+
+    /// Query rows per block of scores (a test sets a small one to cross blocks).
+    var rowBlock = 64
 
     public var inWidth: Int { D }
     public var outWidth: Int { D }
@@ -112,30 +120,45 @@ public final class Attention: Mixer {
             ensureTables(L)
             for t in 0..<T { rotate(qp + t * D, position: t % L, inverse: false); rotate(kp + t * D, position: t % L, inverse: false) }
         }
-        let lp = lse.ensure(B * H * L), S = scores.ensure(L * L)
+        let lp = lse.ensure(B * H * L), S = scores.ensure(min(L, rowBlock) * L)
         for b in 0..<B {
             for h in 0..<H {
-                let qb = qp + b * L * D + h * hd, kb = kp + b * L * D + h * hd, vb = vp + b * L * D + h * hd
-                // S = Q Kᵀ · scale                                   S: [L, L]
-                sgemm(transB: true, M: L, N: L, K: hd, alpha: scale, A: qb, lda: D, B: kb, ldb: D, C: S, ldc: L)
-                // causal softmax per row; entries j > i are set to 0
-                for i in 0..<L {
-                    let row = S + i * L
-                    var m = row[0]
-                    for j in stride(from: 1, through: i, by: 1) where row[j] > m { m = row[j] }
-                    mapSIMD(row, row, i + 1) { vexp($0 - m) }
-                    var sum: Float = 0
-                    for j in 0...i { sum += row[j] }
-                    let inv = 1 / sum
-                    for j in 0...i { row[j] *= inv }
-                    if i + 1 < L { (row + i + 1).update(repeating: 0, count: L - i - 1) }
-                    lp[(b * H + h) * L + i] = m + Foundation.log(sum)
-                }
-                // O = P V                                            O: [L, hd] (head columns of o)
-                sgemm(M: L, N: hd, K: L, A: S, lda: L, B: vb, ldb: D, C: op + b * L * D + h * hd, ldc: D)
+                let off = b * L * D + h * hd
+                attend(q: qp + off, ldq: D, k: kp + off, v: vp + off, ldkv: D, o: op + off, ldo: D,
+                       n: L, p0: 0, lse: lp + (b * H + h) * L, S: S)
             }
         }
         matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D)
+    }
+
+    /// Causal attention of one head for `n` query rows at positions p0 ..< p0+n over the
+    /// keys and values at positions 0 ..< p0+n, a block of `rowBlock` rows at a time:
+    ///   S = q kᵀ · scale   [r, keys the block sees]   (row i sees keys 0 … p0+i)
+    ///   P = softmax(S) per row, 0 beyond the row's last key;   o = P v   [r, hd]
+    /// q, o: rows of stride ldq, ldo; k, v: rows of stride ldkv (the head's columns);
+    /// lse (optional): each row's log-normaliser, for backward; S: rowBlock · (p0+n) scratch.
+    private func attend(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
+                        o: UnsafeMutablePointer<Float>, ldo: Int, n: Int, p0: Int,
+                        lse: UnsafeMutablePointer<Float>?, S: UnsafeMutablePointer<Float>) {
+        var i0 = 0
+        while i0 < n {
+            let r = min(rowBlock, n - i0), keys = p0 + i0 + r
+            sgemm(transB: true, M: r, N: keys, K: hd, alpha: scale, A: q + i0 * ldq, lda: ldq, B: k, ldb: ldkv, C: S, ldc: keys)
+            for i in 0..<r {
+                let row = S + i * keys, seen = p0 + i0 + i + 1
+                var m = row[0]
+                for j in 1..<seen where row[j] > m { m = row[j] }
+                mapSIMD(row, row, seen) { vexp($0 - m) }
+                var sum: Float = 0
+                for j in 0..<seen { sum += row[j] }
+                let inv = 1 / sum
+                for j in 0..<seen { row[j] *= inv }
+                if seen < keys { (row + seen).update(repeating: 0, count: keys - seen) }
+                lse?[i0 + i] = m + Foundation.log(sum)
+            }
+            sgemm(M: r, N: hd, K: keys, A: S, lda: keys, B: v, ldb: ldkv, C: o + i0 * ldo, ldc: ldo)
+            i0 += r
+        }
     }
 
     // MARK: backward
@@ -150,33 +173,45 @@ public final class Attention: Mixer {
         let dop = dO.ensure(T * D)
         matmulDyW(dout, wo.w, dop, T: T, inDim: D, outDim: D)
         let dqp = dq.ensure(T * D), dkp = dk.ensure(T * D), dvp = dv.ensure(T * D)
-        let P = scores.ensure(L * L), dP = dScores.ensure(L * L)
+        let rb = min(L, rowBlock)
+        let P = scores.ensure(rb * L), dP = dScores.ensure(rb * L)
+        // dK and dV gather from every row block that sees a key
+        dkp.update(repeating: 0, count: T * D)
+        dvp.update(repeating: 0, count: T * D)
         for b in 0..<B {
             for h in 0..<H {
                 let off = b * L * D + h * hd
                 let qb = qp + off, kb = kp + off, vb = vp + off, ob = op + off, dob = dop + off
-                // P = exp(S − lse), causal
-                sgemm(transB: true, M: L, N: L, K: hd, alpha: scale, A: qb, lda: D, B: kb, ldb: D, C: P, ldc: L)
-                for i in 0..<L {
-                    let row = P + i * L, l = lp[(b * H + h) * L + i]
-                    mapSIMD(row, row, i + 1) { vexp($0 - l) }
-                    if i + 1 < L { (row + i + 1).update(repeating: 0, count: L - i - 1) }
+                let lr = lp + (b * H + h) * L
+                var i0 = 0
+                while i0 < L {
+                    let r = min(rb, L - i0), keys = i0 + r
+                    // P = exp(S − lse), causal                       [r, keys]
+                    sgemm(transB: true, M: r, N: keys, K: hd, alpha: scale, A: qb + i0 * D, lda: D, B: kb, ldb: D, C: P, ldc: keys)
+                    for i in 0..<r {
+                        let row = P + i * keys, l = lr[i0 + i], seen = i0 + i + 1
+                        mapSIMD(row, row, seen) { vexp($0 - l) }
+                        if seen < keys { (row + seen).update(repeating: 0, count: keys - seen) }
+                    }
+                    // dV[0..<keys] += Pᵀ dO                           [keys, hd]
+                    sgemm(transA: true, M: keys, N: hd, K: r, A: P, lda: keys, B: dob + i0 * D, ldb: D, beta: 1, C: dvp + off, ldc: D)
+                    // dP = dO Vᵀ                                     [r, keys]
+                    sgemm(transB: true, M: r, N: keys, K: hd, A: dob + i0 * D, lda: D, B: vb, ldb: D, C: dP, ldc: keys)
+                    // dS = P ⊙ (dP − rowsum(dO ⊙ O)) · scale
+                    for i in 0..<r {
+                        let t = i0 + i, seen = t + 1
+                        var di: Float = 0
+                        for c in 0..<hd { di += dob[t * D + c] * ob[t * D + c] }
+                        let pr = P + i * keys, dr = dP + i * keys
+                        for j in 0..<seen { dr[j] = pr[j] * (dr[j] - di) * scale }
+                        if seen < keys { (dr + seen).update(repeating: 0, count: keys - seen) }
+                    }
+                    // dQ = dS K                                      [r, hd]
+                    sgemm(M: r, N: hd, K: keys, A: dP, lda: keys, B: kb, ldb: D, C: dqp + off + i0 * D, ldc: D)
+                    // dK[0..<keys] += dSᵀ Q                           [keys, hd]
+                    sgemm(transA: true, M: keys, N: hd, K: r, A: dP, lda: keys, B: qb + i0 * D, ldb: D, beta: 1, C: dkp + off, ldc: D)
+                    i0 += r
                 }
-                // dV = Pᵀ dO                                         [L, hd]
-                sgemm(transA: true, M: L, N: hd, K: L, A: P, lda: L, B: dob, ldb: D, C: dvp + off, ldc: D)
-                // dP = dO Vᵀ                                         [L, L]
-                sgemm(transB: true, M: L, N: L, K: hd, A: dob, lda: D, B: vb, ldb: D, C: dP, ldc: L)
-                // dS = P ⊙ (dP − rowsum(dO ⊙ O)) · scale
-                for i in 0..<L {
-                    var di: Float = 0
-                    for c in 0..<hd { di += dob[i * D + c] * ob[i * D + c] }
-                    let pr = P + i * L, dr = dP + i * L
-                    for j in 0...i { dr[j] = pr[j] * (dr[j] - di) * scale }
-                    if i + 1 < L { (dr + i + 1).update(repeating: 0, count: L - i - 1) }
-                }
-                // dQ = dS K, dK = dSᵀ Q                              [L, hd]
-                sgemm(M: L, N: hd, K: L, A: dP, lda: L, B: kb, ldb: D, C: dqp + off, ldc: D)
-                sgemm(transA: true, M: L, N: hd, K: L, A: dP, lda: L, B: qb, ldb: D, C: dkp + off, ldc: D)
             }
         }
         if rope {
@@ -206,15 +241,35 @@ public final class Attention: Mixer {
 
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(B: batch, maxLength: maxLength, D: D) }
 
+    /// Prefill continues from the cache: a long prompt goes in chunks.
+    public var prefillsInChunks: Bool { true }
+
+    // x: [B, L, D] → out: [B, L, D], the L positions after the cache's
     public func prefill(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
         let s = st as! State
-        precondition(L <= s.maxLength, "prompt longer than the KV cache")
-        forward(xIn, out, B: B, L: L)
-        for b in 0..<B {
-            (s.k.pointer + b * s.maxLength * D).update(from: k.pointer + b * L * D, count: L * D)
-            (s.v.pointer + b * s.maxLength * D).update(from: v.pointer + b * L * D, count: L * D)
+        let pos = s.length, T = B * L
+        precondition(pos + L <= s.maxLength, "prompt longer than the KV cache")
+        let qp = q.ensure(T * D), kp = k.ensure(T * D), vp = v.ensure(T * D), op = o.ensure(T * D)
+        matmulXWt(xIn, wq.w, qp, T: T, inDim: D, outDim: D)
+        matmulXWt(xIn, wk.w, kp, T: T, inDim: D, outDim: D)
+        matmulXWt(xIn, wv.w, vp, T: T, inDim: D, outDim: D)
+        if rope {
+            ensureTables(pos + L)
+            for t in 0..<T { rotate(qp + t * D, position: pos + t % L, inverse: false); rotate(kp + t * D, position: pos + t % L, inverse: false) }
         }
-        s.length = L
+        let S = scores.ensure(min(L, rowBlock) * (pos + L))
+        for b in 0..<B {
+            let kc = s.k.pointer + b * s.maxLength * D, vc = s.v.pointer + b * s.maxLength * D
+            (kc + pos * D).update(from: kp + b * L * D, count: L * D)
+            (vc + pos * D).update(from: vp + b * L * D, count: L * D)
+            for h in 0..<H {
+                let off = b * L * D + h * hd
+                attend(q: qp + off, ldq: D, k: kc + h * hd, v: vc + h * hd, ldkv: D, o: op + off, ldo: D,
+                       n: L, p0: pos, lse: nil, S: S)
+            }
+        }
+        s.length = pos + L
+        matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D)
     }
 
     private let stepQ = FloatBuffer(), stepK = FloatBuffer(), stepV = FloatBuffer(), stepO = FloatBuffer(), stepP = FloatBuffer()
