@@ -33,15 +33,16 @@ public enum CompareBench {
         }
     }
 
-    /// The toolkit's speed over a peer's, round by round: `higherIsBetter` figures
-    /// (tokens/s) as toolkit ÷ peer, times (ms/token) as peer ÷ toolkit.
+    /// A toolkit contender's speed over a peer's, round by round: throughputs (tokens/s)
+    /// as toolkit ÷ peer, times (ms/token) as peer ÷ toolkit; > 1 means the toolkit is faster.
     public struct Ratio: Codable, Sendable {
+        public var subject: String
         public var peer: String
         public var key: String
         public var perRound: [Double]
         public var median: Double, min: Double, max: Double
-        public init(peer: String, key: String, perRound: [Double]) {
-            self.peer = peer; self.key = key; self.perRound = perRound
+        public init(subject: String, peer: String, key: String, perRound: [Double]) {
+            self.subject = subject; self.peer = peer; self.key = key; self.perRound = perRound
             median = BMCore.median(perRound); min = perRound.min() ?? .nan; max = perRound.max() ?? .nan
         }
     }
@@ -66,7 +67,9 @@ public enum CompareBench {
     }
 
     /// Runs every contender once per round, in order, and collects their figures.
-    /// `contenders[0]` is the toolkit; the others are peers.
+    /// Contenders named `bmlab…` are the toolkit (e.g. `bmlab` and `bmlab-bf16`), the
+    /// others peers: each toolkit contender is compared with each peer, and a later
+    /// toolkit contender with the first (bf16 against fp32).
     public static func run(_ contenders: [Contender], rounds: Int, skipped: [String] = [],
                            progress: ((String) -> Void)? = nil) -> Result {
         var values: [String: [String: [Double]]] = [:]          // contender → key → per round
@@ -93,16 +96,17 @@ public enum CompareBench {
             for (k, v) in (values[c.name] ?? [:]).sorted(by: { keyOrder($0.key, $1.key) }) { figures.append(Figure(contender: c.name, key: k, values: v)) }
         }
         var ratios: [Ratio] = []
-        if let mine = contenders.first.flatMap({ values[$0.name] }) {
-            for peer in contenders.dropFirst() {
-                guard let theirs = values[peer.name] else { continue }
-                for (k, a) in mine.sorted(by: { keyOrder($0.key, $1.key) }) {
-                    guard let b = theirs[k] else { continue }
-                    let n = Swift.min(a.count, b.count)
-                    let higherIsBetter = !k.hasPrefix("ms_")
-                    let per = (0..<n).map { higherIsBetter ? a[$0] / b[$0] : b[$0] / a[$0] }
-                    if !per.isEmpty { ratios.append(Ratio(peer: peer.name, key: k, perRound: per)) }
-                }
+        let toolkit = contenders.filter { $0.name.hasPrefix("bmlab") }, peers = contenders.filter { !$0.name.hasPrefix("bmlab") }
+        var pairs = toolkit.flatMap { s in peers.map { (s.name, $0.name) } }
+        if let first = toolkit.first { pairs += toolkit.dropFirst().map { ($0.name, first.name) } }
+        for (subject, peer) in pairs {
+            guard let mine = values[subject], let theirs = values[peer] else { continue }
+            for (k, a) in mine.sorted(by: { keyOrder($0.key, $1.key) }) {
+                guard let b = theirs[k] else { continue }
+                let n = Swift.min(a.count, b.count)
+                let higherIsBetter = !k.hasPrefix("ms_")
+                let per = (0..<n).map { higherIsBetter ? a[$0] / b[$0] : b[$0] / a[$0] }
+                if !per.isEmpty { ratios.append(Ratio(subject: subject, peer: peer, key: k, perRound: per)) }
             }
         }
         return Result(cpu: Machine.cpuModel, rounds: rounds, figures: figures, ratios: ratios, skipped: skipped, failures: failures)
@@ -162,10 +166,10 @@ public enum CompareBench {
             out += "  " + f.contender.padding(toLength: 10, withPad: " ", startingAt: 0) + what.padding(toLength: 26, withPad: " ", startingAt: 0)
                 + String(format: "median %10.3f %@  (%.3f – %.3f, n = %d)\n", f.median, unit, f.min, f.max, f.values.count)
         }
-        if !r.ratios.isEmpty { out += "toolkit speed ÷ peer speed (per round: median, range):\n" }
+        if !r.ratios.isEmpty { out += "speed ÷ speed (per round: median, range; > 1: the first is faster):\n" }
         for x in r.ratios {
             let what = x.key.hasPrefix("ms_") ? "generate, context \(x.key.split(separator: "@").last ?? "")" : "train"
-            out += "  vs " + x.peer.padding(toLength: 8, withPad: " ", startingAt: 0) + what.padding(toLength: 26, withPad: " ", startingAt: 0)
+            out += "  " + "\(x.subject) vs \(x.peer)".padding(toLength: 24, withPad: " ", startingAt: 0) + what.padding(toLength: 26, withPad: " ", startingAt: 0)
                 + String(format: "%6.2f×  (%.2f – %.2f)\n", x.median, x.min, x.max)
         }
         for s in r.skipped { out += "skipped: \(s)\n" }

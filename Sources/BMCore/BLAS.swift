@@ -146,7 +146,11 @@ public func matmulXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y:
     if T == 1 {
         // One token (generation): a matrix-vector product, bound by reading W (see bmgemv.h).
         precondition(beta == 0 || beta == 1, "matmulXWt: beta must be 0 or 1")
-        bm_rowgemv(w, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)
+        if let w16 = BF16Weights.lookup(w) {
+            bm_rowgemv_bf16(w16, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)
+        } else {
+            bm_rowgemv(w, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)
+        }
         return
     }
     sgemm(transB: true, M: T, N: outDim, K: inDim, A: x, lda: ldx ?? inDim, B: w, ldb: inDim,

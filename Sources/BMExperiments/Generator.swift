@@ -13,10 +13,20 @@ public final class Generator {
     let maxLength: Int
     private var position = 0
 
-    public init(model: LanguageModel, maxLength: Int) throws {
+    /// How the one-token products read the weights: fp32, or a bf16 copy (half the
+    /// bytes a token reads; made when the generator starts, dropped when it ends).
+    public let weights: WeightFormat
+
+    public init(model: LanguageModel, maxLength: Int, weights: WeightFormat = .fp32) throws {
         self.model = model
         self.maxLength = maxLength
+        self.weights = weights
         state = try model.makeGenerationState(maxLength: maxLength)
+        if weights == .bf16 { model.params.useBF16Products() }
+    }
+
+    deinit {
+        if weights == .bf16 { model.params.useFP32Products() }
     }
 
     /// Bytes held by all layers' generation states (grows with the context only for attention).

@@ -79,14 +79,115 @@ static void rows_scalar(const float *A, int r0, int r1, int cols, int lda,
     }
 }
 
+// ---------------------------------------------------------------------------
+// bf16 weights: A holds the upper 16 bits of each fp32 weight (bm_f32_to_bf16); a
+// weight widens exactly to fp32 (bits << 16) and is multiplied and summed in fp32,
+// in the same order as the fp32 kernels, so the result equals the fp32 kernel run on
+// the widened weights, bit for bit. Half the bytes to read per token.
+
+static inline float bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 load_bf16x8(const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma")))
+static void rows_bf16_avx2(const uint16_t *A, int r0, int r1, int cols, int lda,
+                           const float *x, float *y, int acc) {
+    int i = r0;
+    for (; i + 4 <= r1; i += 4) {
+        const uint16_t *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+        int j = 0;
+        for (; j + 16 <= cols; j += 16) {
+            __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+            s0 = _mm256_fmadd_ps(load_bf16x8(a0 + j), x0, s0);
+            t0 = _mm256_fmadd_ps(load_bf16x8(a0 + j + 8), x1, t0);
+            s1 = _mm256_fmadd_ps(load_bf16x8(a1 + j), x0, s1);
+            t1 = _mm256_fmadd_ps(load_bf16x8(a1 + j + 8), x1, t1);
+            s2 = _mm256_fmadd_ps(load_bf16x8(a2 + j), x0, s2);
+            t2 = _mm256_fmadd_ps(load_bf16x8(a2 + j + 8), x1, t2);
+            s3 = _mm256_fmadd_ps(load_bf16x8(a3 + j), x0, s3);
+            t3 = _mm256_fmadd_ps(load_bf16x8(a3 + j + 8), x1, t3);
+        }
+        for (; j + 8 <= cols; j += 8) {
+            __m256 x0 = _mm256_loadu_ps(x + j);
+            s0 = _mm256_fmadd_ps(load_bf16x8(a0 + j), x0, s0);
+            s1 = _mm256_fmadd_ps(load_bf16x8(a1 + j), x0, s1);
+            s2 = _mm256_fmadd_ps(load_bf16x8(a2 + j), x0, s2);
+            s3 = _mm256_fmadd_ps(load_bf16x8(a3 + j), x0, s3);
+        }
+        s0 = _mm256_add_ps(s0, t0); s1 = _mm256_add_ps(s1, t1);
+        s2 = _mm256_add_ps(s2, t2); s3 = _mm256_add_ps(s3, t3);
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float out[4];
+        _mm_storeu_ps(out, r);
+        for (; j < cols; j++) {
+            out[0] += bf16_to_f32(a0[j]) * x[j]; out[1] += bf16_to_f32(a1[j]) * x[j];
+            out[2] += bf16_to_f32(a2[j]) * x[j]; out[3] += bf16_to_f32(a3[j]) * x[j];
+        }
+        for (int k = 0; k < 4; k++) y[i + k] = acc ? y[i + k] + out[k] : out[k];
+    }
+    for (; i < r1; i++) {
+        const uint16_t *a = A + (size_t)i * lda;
+        __m256 s = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(load_bf16x8(a + j), _mm256_loadu_ps(x + j), s);
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_hadd_ps(q, q); q = _mm_hadd_ps(q, q);
+        float v = _mm_cvtss_f32(q);
+        for (; j < cols; j++) v += bf16_to_f32(a[j]) * x[j];
+        y[i] = acc ? y[i] + v : v;
+    }
+}
+
+static void rows_bf16_scalar(const uint16_t *A, int r0, int r1, int cols, int lda,
+                             const float *x, float *y, int acc) {
+    for (int i = r0; i < r1; i++) {
+        const uint16_t *a = A + (size_t)i * lda;
+        float v = 0;
+        for (int j = 0; j < cols; j++) v += bf16_to_f32(a[j]) * x[j];
+        y[i] = acc ? y[i] + v : v;
+    }
+}
+
+void bm_f32_to_bf16(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) {
+        union { float f; uint32_t u; } v = { .f = src[i] };
+        if ((v.u & 0x7f800000u) == 0x7f800000u && (v.u & 0x007fffffu)) { dst[i] = (uint16_t)((v.u >> 16) | 0x40); continue; }  // NaN stays NaN
+        v.u += 0x7fffu + ((v.u >> 16) & 1u);          // round to nearest, ties to even
+        dst[i] = (uint16_t)(v.u >> 16);
+    }
+}
+
 typedef void (*rows_fn)(const float *, int, int, int, int, const float *, float *, int);
+typedef void (*rows16_fn)(const uint16_t *, int, int, int, int, const float *, float *, int);
 static rows_fn kernel;
+static rows16_fn kernel16;
 static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
-static void choose_kernel(void) { kernel = (bm_cpu_features() & 1) ? rows_avx2 : rows_scalar; }
+static void choose_kernel(void) {
+    int avx2 = bm_cpu_features() & 1;
+    kernel = avx2 ? rows_avx2 : rows_scalar;
+    kernel16 = avx2 ? rows_bf16_avx2 : rows_bf16_scalar;
+}
 
 const char *bm_rowgemv_kernel(void) {
     pthread_once(&kernel_once, choose_kernel);
     return kernel == rows_avx2 ? "avx2-fma" : "scalar";
+}
+
+int bm_rowgemv_use_kernel(const char *name) {
+    pthread_once(&kernel_once, choose_kernel);
+    if (name[0] == 's') { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
+    if (name[0] == 'a' && (bm_cpu_features() & 1)) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
+    return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -97,6 +198,7 @@ enum { MAX_THREADS = 16, SPIN_NS = 300000, MIN_PARALLEL_ELEMS = 32768 };
 
 static struct {
     const float *A, *x; float *y;
+    const uint16_t *A16;           // bf16 weights instead of A when set
     int rows, cols, lda, acc, parts, chunk;
     _Atomic unsigned gen;          // bumped once per task, only by the caller holding `busy`
     _Atomic int pending;           // helpers still working on the current task
@@ -117,7 +219,9 @@ static uint64_t now_ns(void) {
 static void run_part(int p) {
     int r0 = p * pool.chunk, r1 = r0 + pool.chunk;
     if (r1 > pool.rows) r1 = pool.rows;
-    if (r0 < r1) kernel(pool.A, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
+    if (r0 >= r1) return;
+    if (pool.A16) kernel16(pool.A16, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
+    else kernel(pool.A, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
 }
 
 static void *helper_main(void *arg) {
@@ -180,23 +284,28 @@ void bm_rowgemv_set_threads(int n) {
 
 int bm_rowgemv_threads(void) { return atomic_load(&pool.threads); }
 
-void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
+static void run_alone(const float *A, const uint16_t *A16, int rows, int cols, int lda, const float *x, float *y, int acc) {
+    if (A16) kernel16(A16, 0, rows, cols, lda, x, y, acc);
+    else kernel(A, 0, rows, cols, lda, x, y, acc);
+}
+
+static void rowgemv(const float *A, const uint16_t *A16, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
     pthread_once(&kernel_once, choose_kernel);
     int expected = 0;
     // Small products, a caller inside a parallel loop (its cores are busy), or a
     // second concurrent caller: run on the calling thread.
     if (atomic_load_explicit(&pool.threads, memory_order_relaxed) <= 1 || (long)rows * cols < MIN_PARALLEL_ELEMS ||
         bm_thread_in_parallel() || !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
-        kernel(A, 0, rows, cols, lda, x, y, accumulate);
+        run_alone(A, A16, rows, cols, lda, x, y, accumulate);
         return;
     }
     int n = atomic_load(&pool.threads);          // stable while we hold busy
     if (n <= 1 || rows < 8 * n) {
         atomic_store(&pool.busy, 0);
-        kernel(A, 0, rows, cols, lda, x, y, accumulate);
+        run_alone(A, A16, rows, cols, lda, x, y, accumulate);
         return;
     }
-    pool.A = A; pool.x = x; pool.y = y;
+    pool.A = A; pool.A16 = A16; pool.x = x; pool.y = y;
     pool.rows = rows; pool.cols = cols; pool.lda = lda; pool.acc = accumulate;
     pool.parts = n;
     pool.chunk = ((rows + n - 1) / n + 3) & ~3;     // whole 4-row blocks per thread
@@ -207,4 +316,12 @@ void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, flo
     run_part(0);
     while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
     atomic_store(&pool.busy, 0);
+}
+
+void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
+    rowgemv(A, NULL, rows, cols, lda, x, y, accumulate);
+}
+
+void bm_rowgemv_bf16(const uint16_t *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
+    rowgemv(NULL, A, rows, cols, lda, x, y, accumulate);
 }

@@ -40,3 +40,5 @@ func requireThreads(_ n: Int, _ name: String = "--threads") {
 func guarded(_ body: () throws -> Void) {
     do { try body() } catch { fail(error) }
 }
+
+extension WeightFormat: ExpressibleByArgument {}

@@ -137,6 +137,7 @@ extension BenchCommand {
         @Option(help: "Timed tokens per context.") var tokens = 64
         @Option(help: "Also write bench_generate.json into this directory.") var out: String?
         @Option(help: "Threads of the one-token matrix-vector products (0 = one per core).") var threads = 0
+        @Option(help: "Weights of the one-token products: fp32 or bf16.") var weights: WeightFormat = .fp32
         func validate() throws { requireThreads(threads); require(tokens >= 1, "--tokens must be at least 1, got \(tokens)") }
         @Flag(help: "Print JSON.") var json = false
 
@@ -146,14 +147,14 @@ extension BenchCommand {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
                 var all: [GenerateBench.Point] = []
-                for s in specs { all += try GenerateBench.run(specPath: s, contexts: ctxs, tokens: tokens) }
+                for s in specs { all += try GenerateBench.run(specPath: s, contexts: ctxs, tokens: tokens, weights: weights) }
                 if let out {
                     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
                     let text = try JSON.text(all, pretty: true)
                     try AtomicFile.write(to: "\(out)/bench_generate.json") { tmp in try text.write(toFile: tmp, atomically: false, encoding: .utf8) }
                 }
                 if json { print(try JSON.text(all, pretty: true)); return }
-                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
+                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads, \(weights.rawValue) weights (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
                 for p in all {
                     print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
                           p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMib))
@@ -249,6 +250,9 @@ extension BenchCommand {
                 if !ctxs.isEmpty {
                     var gen: [CompareBench.Contender] = [
                         .init(name: "bmlab", program: me, arguments: ["bench", "generate", spec, "--contexts", contexts, "--tokens", "32", "--threads", "\(threads)", "--json"],
+                              read: CompareBench.readToolkitGeneration),
+                        .init(name: "bmlab-bf16", program: me, arguments: ["bench", "generate", spec, "--contexts", contexts, "--tokens", "32", "--threads", "\(threads)",
+                                                                           "--weights", "bf16", "--json"],
                               read: CompareBench.readToolkitGeneration)]
                     if hasTorch {
                         gen.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_ref.py", "generate", "--arch", "blackmamba", "--lengths", contexts, "--threads", "\(threads)"],

@@ -147,6 +147,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sampling temperature (0 = greedy).") var temperature = 0.8
     @Option(help: "Sample among the K most likely tokens (0 = all).") var topK = 40
     @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "Weights of the one-token products: fp32, or bf16 (half the bytes per token; fp32 sums).") var weights: WeightFormat = .fp32
 
     func validate() throws {
         require(maxTokens >= 1, "--max-tokens must be at least 1, got \(maxTokens)")
@@ -160,7 +161,7 @@ struct GenerateCommand: ParsableCommand {
             let (s, model) = try loadCheckpoint(checkpoint)
             let ids = try Generator.promptTokens(s, text: prompt, ids: tokens)
             let bytes = Generator.isByteLevel(s)
-            let gen = try Generator(model: model, maxLength: ids.count + maxTokens + 1)
+            let gen = try Generator(model: model, maxLength: ids.count + maxTokens + 1, weights: weights)
             var rng = RNG(seed: seed)
             var pending: [UInt8] = []
             if bytes { FileHandle.standardOutput.write(Data(ids.map { UInt8($0) })) } else { print(ids.map(String.init).joined(separator: " "), terminator: " |") }

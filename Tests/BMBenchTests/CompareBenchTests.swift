@@ -51,10 +51,18 @@ final class CompareBenchTests: XCTestCase {
         let peer = CompareBench.Contender(name: "pytorch", program: "sh",
                                           arguments: ["-c", #"echo '{"per_token_s_at_length": {"128": 0.004, "1024": 0.0048}}'"#],
                                           read: CompareBench.readPeerGeneration)
-        let r = CompareBench.run([me, peer], rounds: 2)
-        let at128 = try XCTUnwrap(r.ratios.first { $0.key == "ms_per_token@128" })
-        XCTAssertEqual(at128.median, 8, accuracy: 1e-9)          // 4 ms ÷ 0.5 ms: the toolkit is 8× faster
-        XCTAssertEqual(r.ratios.first { $0.key == "ms_per_token@1024" }!.median, 8, accuracy: 1e-9)
+        let half = #"[{"context": 128, "ms_per_token": 0.25}, {"context": 1024, "ms_per_token": 0.3}]"#
+        let bf16 = CompareBench.Contender(name: "bmlab-bf16", program: "sh", arguments: ["-c", "echo '\(half)'"], read: CompareBench.readToolkitGeneration)
+        let r = CompareBench.run([me, bf16, peer], rounds: 2)
+        func ratio(_ s: String, _ p: String, _ k: String) throws -> Double {
+            try XCTUnwrap(r.ratios.first { $0.subject == s && $0.peer == p && $0.key == k }, "\(s) vs \(p) \(k)").median
+        }
+        XCTAssertEqual(try ratio("bmlab", "pytorch", "ms_per_token@128"), 8, accuracy: 1e-9)   // 4 ms ÷ 0.5 ms: 8× faster
+        XCTAssertEqual(try ratio("bmlab", "pytorch", "ms_per_token@1024"), 8, accuracy: 1e-9)
+        XCTAssertEqual(try ratio("bmlab-bf16", "pytorch", "ms_per_token@128"), 16, accuracy: 1e-9)
+        XCTAssertEqual(try ratio("bmlab-bf16", "bmlab", "ms_per_token@128"), 2, accuracy: 1e-9)   // bf16 against fp32
+        XCTAssertEqual(r.ratios.count, 6)
+        XCTAssertEqual(r.figures.first { $0.contender == "bmlab" }?.key, "ms_per_token@128")       // contexts in increasing order
     }
 
     func testAFailingContenderIsReportedAndNotRetried() throws {

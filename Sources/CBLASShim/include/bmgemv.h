@@ -10,6 +10,7 @@
 // Each output row is computed by one thread in a fixed order, so the result does not
 // depend on the number of threads.
 #pragma once
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,16 @@ void bm_rowgemv_set_threads(int n);
 int bm_rowgemv_threads(void);
 /// Which kernel runs: "avx2-fma" or "scalar".
 const char *bm_rowgemv_kernel(void);
+/// Chooses the kernel ("avx2-fma" or "scalar"; the CPU's best is the default), so that a
+/// test runs every path the CPU can run. Returns 0 for one the CPU cannot run.
+int bm_rowgemv_use_kernel(const char *name);
+
+/// The same product with bf16 weights (the upper 16 bits of fp32 values, as
+/// bm_f32_to_bf16 rounds them), widened to fp32 and summed in fp32 in the fp32
+/// kernel's order: equal to bm_rowgemv on the widened weights, bit for bit.
+void bm_rowgemv_bf16(const uint16_t *A, int rows, int cols, int lda, const float *x, float *y, int accumulate);
+/// fp32 → bf16, rounding to nearest (ties to even); NaN stays NaN.
+void bm_f32_to_bf16(const float *src, uint16_t *dst, long n);
 
 #ifdef __cplusplus
 }
