@@ -50,6 +50,23 @@ public final class SSMBlock: Mixer {
     // Backward scratch.
     private let dg = FloatBuffer(), dxz = FloatBuffer(), du = FloatBuffer()
     private let dAb = FloatBuffer(), dDb = FloatBuffer(), work = FloatBuffer(), dConvWT = FloatBuffer()
+    private let partialBC = FloatBuffer()
+
+    /// Parts per sequence of the scan: 1 when the batch gives every worker a sequence;
+    /// else the channel blocks are split too (a single long sequence — batch-1 training
+    /// at long contexts, prefill — uses every core). `channelSplit` fixes it (tests).
+    nonisolated(unsafe) static var channelSplit: Int? = nil
+    func channelParts(B: Int) -> Int {
+        let blocks = (E + 15) / 16
+        if let forced = Self.channelSplit { return max(1, min(forced, blocks)) }
+        return B >= Parallel.workers ? 1 : max(1, min(blocks, Parallel.workers / max(B, 1)))
+    }
+    /// Channels of part p of P: whole blocks of 16, as even as they come.
+    func channelRange(part p: Int, of P: Int) -> Range<Int>? {
+        guard P > 1 else { return nil }
+        let blocks = (E + 15) / 16
+        return min(E, 16 * (p * blocks / P))..<min(E, 16 * ((p + 1) * blocks / P))
+    }
     public let timer = PhaseTimer()
     public var phaseTimer: PhaseTimer? { timer }
     public let pluginName: String
@@ -60,7 +77,11 @@ public final class SSMBlock: Mixer {
         let work = SN + 4 * chunk * N * 16
         // forward: xz, xc, u, y, g; boundaries, state   backward: dxz, dg, du; dA; work, dD, dConvWT
         // (plus what the dynamics hold)
-        return T * (2 * xzW + 6 * E) + B * (chunks + 2) * SN + B * (work + (K + 2) * E)
+        // a sequence split over channels (channelParts) has a work area per part and,
+        // for a shared B, C, [L, N] gradient shares per part
+        let P = channelParts(B: B)
+        return T * (2 * xzW + 6 * E) + B * (chunks + 2) * SN + B * (P * work + (K + 2) * E)
+            + (P > 1 ? B * P * 2 * L * N : 0)
             + dynamics.activationFloats(B: B, L: L)
     }
 
@@ -158,12 +179,17 @@ public final class SSMBlock: Mixer {
         let bnd = boundaries.ensure(B * sh.chunks * SN), stp = state.ensure(B * SN)
         let ap = A.pointer, dsk = dSkip?.w
         let s0Initial = initial.map { UnsafePointer($0.ssm.pointer) }
-        Parallel.forEach(B) { b in
+        for b in 0..<B {
             let s0 = stp + b * SN
             if let s0Initial { s0.update(from: s0Initial + b * SN, count: SN) } else { s0.update(repeating: 0, count: SN) }
+        }
+        let P = channelParts(B: B)
+        Parallel.forEach(B * P) { i in
+            let b = i / P
             SelectiveScan.forward(sh, u: up + b * L * E, delta: inp.delta + b * inp.deltaStride, A: ap,
                                   Bm: inp.b + b * inp.bcStride, Cm: inp.c + b * inp.bcStride, D: dsk.map { UnsafePointer($0) },
-                                  y: yp + b * L * E, state: s0, boundaries: bnd + b * sh.chunks * SN)
+                                  y: yp + b * L * E, state: stp + b * SN, boundaries: bnd + b * sh.chunks * SN,
+                                  channels: channelRange(part: i % P, of: P))
         }
         timer.mark("fwd scan")
         // 7. gate and out_proj                                  g: [T, E], out: [T, D]
@@ -246,17 +272,41 @@ public final class SSMBlock: Mixer {
         let grads = dynamics.gradientTargets(self, B: B, L: L)
         let dab = dAb.ensure(B * SN), ddb = dDb.ensure(B * E)
         dab.update(repeating: 0, count: B * SN); ddb.update(repeating: 0, count: B * E)
-        let wk = work.ensure(B * sh.workSize)
+        let P = channelParts(B: B)
+        let wk = work.ensure(B * P * sh.workSize)
         let up = u.pointer, ap = A.pointer
         let inp = dynamics.scanInputs(self, B: B, L: L)
         let bnd = boundaries.pointer, dsk = dSkip?.w
-        Parallel.forEach(B) { b in
+        // A sequence split over channels: each part's share of a shared B or C gradient
+        // ([L, N] each) is added up afterwards, in part order.
+        let shared = P > 1 && (sh.bC == 0 || sh.cC == 0)
+        let parts = shared ? partialBC.ensure(B * P * 2 * L * N) : nil
+        if let parts { parts.update(repeating: 0, count: B * P * 2 * L * N) }
+        Parallel.forEach(B * P) { i in
+            let b = i / P
+            let mine = parts.map { $0 + i * 2 * L * N }
             SelectiveScan.backward(sh, u: up + b * L * E, delta: inp.delta + b * inp.deltaStride, A: ap,
                                    Bm: inp.b + b * inp.bcStride, Cm: inp.c + b * inp.bcStride, D: dsk.map { UnsafePointer($0) },
                                    boundaries: bnd + b * sh.chunks * SN, gy: dgp + b * L * E,
                                    du: dup + b * L * E, dDelta: grads.delta + b * grads.deltaStride,
                                    dB: grads.b + b * grads.bcStride, dC: grads.c + b * grads.bcStride,
-                                   dA: dab + b * SN, dD: ddb + b * E, work: wk + b * sh.workSize)
+                                   dA: dab + b * SN, dD: ddb + b * E, work: wk + i * sh.workSize,
+                                   channels: channelRange(part: i % P, of: P),
+                                   sharedDB: sh.bC == 0 ? mine : nil, sharedDC: sh.cC == 0 ? mine.map { $0 + L * N } : nil)
+        }
+        if let parts {
+            for b in 0..<B {
+                let db = grads.b + b * grads.bcStride, dc = grads.c + b * grads.bcStride
+                for p in 0..<P {
+                    let part = parts + (b * P + p) * 2 * L * N
+                    for t in 0..<L {
+                        for n in 0..<N {
+                            if sh.bC == 0 { db[t * sh.bT + n * sh.bN] += part[t * N + n] }
+                            if sh.cC == 0 { dc[t * sh.cT + n * sh.cN] += part[L * N + t * N + n] }
+                        }
+                    }
+                }
+            }
         }
         timer.mark("bwd scan")
         // Reduce per-sequence dA, dD in a fixed order; ∂A_log = ∂A · A.

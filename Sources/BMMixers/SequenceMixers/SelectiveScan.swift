@@ -59,16 +59,20 @@ public struct ScanShape {
 public enum SelectiveScan {
     /// Runs the scan over L steps from `state` ([N, Ep], updated in place to s_{L−1}).
     /// u: [L, E], y: [L, E] (written). `boundaries` ([chunks, N, Ep]) receives the
-    /// state before each chunk when given.
+    /// state before each chunk when given. `channels` (whole blocks of 16; default all)
+    /// limits it to those channels, which are independent: one sequence can be split
+    /// over threads by channels, with the same result.
     public static func forward(_ s: ScanShape, u: UnsafePointer<Float>, delta: UnsafePointer<Float>,
                                A: UnsafePointer<Float>, Bm: UnsafePointer<Float>, Cm: UnsafePointer<Float>,
                                D: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                               state: UnsafeMutablePointer<Float>, boundaries: UnsafeMutablePointer<Float>?) {
+                               state: UnsafeMutablePointer<Float>, boundaries: UnsafeMutablePointer<Float>?,
+                               channels: Range<Int>? = nil) {
         let E = s.E, Ep = s.Ep, N = s.N
         let bVec = s.bC == 1, cVec = s.cC == 1
         // One block of 16 channels through all L steps: its state and A ([N, 16] each) stay in L1.
-        var c0 = 0
-        while c0 < E {
+        var c0 = channels?.lowerBound ?? 0
+        let cEnd = channels?.upperBound ?? E
+        while c0 < cEnd {
             let lanes = min(16, E - c0)
             let dSkip = D.map { ldp($0 + c0, lanes) } ?? Vec16()
             for t in 0..<s.L {
@@ -96,13 +100,19 @@ public enum SelectiveScan {
     /// gy: [L, E] = ∂loss/∂y. Writes du (the scan's part of ∂u, [L, E], overwritten);
     /// accumulates into dDelta (at t·deltaT + c), dB, dC (same strides as B, C),
     /// dA ([N, Ep]) and dD ([E]). `work` needs `s.workSize` floats.
+    /// `channels` (whole blocks of 16) limits it to those channels, as in `forward`;
+    /// everything it writes is then those channels' own, except a B or C shared by all
+    /// channels (bC or cC = 0): their gradient sums over channels, so a part's share goes
+    /// to `sharedDB` / `sharedDC` ([L, N] rows, accumulated) when given, for the caller to
+    /// add up in a fixed order.
     public static func backward(_ s: ScanShape, u: UnsafePointer<Float>, delta: UnsafePointer<Float>,
                                 A: UnsafePointer<Float>, Bm: UnsafePointer<Float>, Cm: UnsafePointer<Float>,
                                 D: UnsafePointer<Float>?, boundaries: UnsafePointer<Float>, gy: UnsafePointer<Float>,
                                 du: UnsafeMutablePointer<Float>, dDelta: UnsafeMutablePointer<Float>,
                                 dB: UnsafeMutablePointer<Float>, dC: UnsafeMutablePointer<Float>,
                                 dA: UnsafeMutablePointer<Float>, dD: UnsafeMutablePointer<Float>?,
-                                work: UnsafeMutablePointer<Float>) {
+                                work: UnsafeMutablePointer<Float>, channels: Range<Int>? = nil,
+                                sharedDB: UnsafeMutablePointer<Float>? = nil, sharedDC: UnsafeMutablePointer<Float>? = nil) {
         let E = s.E, Ep = s.Ep, N = s.N, blk = N * 16
         let bVec = s.bC == 1, cVec = s.cC == 1
         let mu = work                          // [N, Ep]: ā_{t+1}·λ_{t+1}
@@ -116,8 +126,9 @@ public enum SelectiveScan {
             let start = boundaries + k * N * Ep
             if !bVec { Pb.update(repeating: 0, count: (t1 - t0) * blk) }
             if !cVec { Pc.update(repeating: 0, count: (t1 - t0) * blk) }
-            var c0 = 0
-            while c0 < E {
+            var c0 = channels?.lowerBound ?? 0
+            let cEnd = channels?.upperBound ?? E
+            while c0 < cEnd {
                 let lanes = min(16, E - c0)
                 // Recompute s_t and ā_t of this block for t in [t0, t1).
                 for t in t0..<t1 {
@@ -170,8 +181,16 @@ public enum SelectiveScan {
             }
             // Shared B, C: one horizontal sum per (t, n) of the blocks' partial sums.
             for t in t0..<t1 {
-                if !bVec { let pb = Pb + (t - t0) * blk, row = dB + t * s.bT; for n in 0..<N { row[n * s.bN] += hsum(ld(pb + n * 16)) } }
-                if !cVec { let pc = Pc + (t - t0) * blk, row = dC + t * s.cT; for n in 0..<N { row[n * s.cN] += hsum(ld(pc + n * 16)) } }
+                if !bVec {
+                    let pb = Pb + (t - t0) * blk
+                    if let part = sharedDB { for n in 0..<N { part[t * N + n] += hsum(ld(pb + n * 16)) } }
+                    else { let row = dB + t * s.bT; for n in 0..<N { row[n * s.bN] += hsum(ld(pb + n * 16)) } }
+                }
+                if !cVec {
+                    let pc = Pc + (t - t0) * blk
+                    if let part = sharedDC { for n in 0..<N { part[t * N + n] += hsum(ld(pc + n * 16)) } }
+                    else { let row = dC + t * s.cT; for n in 0..<N { row[n * s.cN] += hsum(ld(pc + n * 16)) } }
+                }
             }
         }
     }
