@@ -163,7 +163,7 @@ public enum CompareBench {
         for f in r.figures {
             let unit = f.key.hasPrefix("ms_") ? "ms/token" : "tokens/s"
             let what = f.key.hasPrefix("ms_") ? "generate, context \(f.key.split(separator: "@").last ?? "")" : "train"
-            out += "  " + f.contender.padding(toLength: 10, withPad: " ", startingAt: 0) + what.padding(toLength: 26, withPad: " ", startingAt: 0)
+            out += "  " + f.contender.padding(toLength: 12, withPad: " ", startingAt: 0) + what.padding(toLength: 26, withPad: " ", startingAt: 0)
                 + String(format: "median %10.3f %@  (%.3f – %.3f, n = %d)\n", f.median, unit, f.min, f.max, f.values.count)
         }
         if !r.ratios.isEmpty { out += "speed ÷ speed (per round: median, range; > 1: the first is faster):\n" }
