@@ -14,34 +14,57 @@
 // ---------------------------------------------------------------------------
 // Kernels: y[r0..<r1] = A[r0..<r1, :] · x
 
+// bf16 weights: A holds the upper 16 bits of each fp32 weight (bm_f32_to_bf16); a
+// weight widens exactly to fp32 (bits << 16) and is multiplied and summed in fp32,
+// in the same order as the fp32 kernels (one body for both), so the result equals the
+// fp32 kernel run on the widened weights, bit for bit. Half the bytes to read per token.
+
+static inline float bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256 load8(const void *A, size_t k, int bf16) {
+    if (!bf16) return _mm256_loadu_ps((const float *)A + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)A + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((always_inline))
+static inline float load1(const void *A, size_t k, int bf16) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)A)[k]) : ((const float *)A)[k];
+}
+
 // Four rows at a time: x is loaded once per 16 columns and used for four rows,
 // eight independent accumulators hide the FMA latency. Memory-bound by design.
-__attribute__((target("avx2,fma")))
-static void rows_avx2(const float *A, int r0, int r1, int cols, int lda,
-                      const float *x, float *y, int acc) {
+// `bf16` is a constant in each caller, so each gets its own branch-free copy.
+__attribute__((target("avx2,fma"), always_inline))
+static inline void rows_avx2_any(const void *A, int r0, int r1, int cols, int lda,
+                                 const float *x, float *y, int acc, int bf16) {
     int i = r0;
     for (; i + 4 <= r1; i += 4) {
-        const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        size_t a0 = (size_t)i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;
         int j = 0;
         for (; j + 16 <= cols; j += 16) {
             __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j), x0, s0);
-            t0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j + 8), x1, t0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j), x0, s1);
-            t1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j + 8), x1, t1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j), x0, s2);
-            t2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j + 8), x1, t2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j), x0, s3);
-            t3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j + 8), x1, t3);
+            s0 = _mm256_fmadd_ps(load8(A, a0 + j, bf16), x0, s0);
+            t0 = _mm256_fmadd_ps(load8(A, a0 + j + 8, bf16), x1, t0);
+            s1 = _mm256_fmadd_ps(load8(A, a1 + j, bf16), x0, s1);
+            t1 = _mm256_fmadd_ps(load8(A, a1 + j + 8, bf16), x1, t1);
+            s2 = _mm256_fmadd_ps(load8(A, a2 + j, bf16), x0, s2);
+            t2 = _mm256_fmadd_ps(load8(A, a2 + j + 8, bf16), x1, t2);
+            s3 = _mm256_fmadd_ps(load8(A, a3 + j, bf16), x0, s3);
+            t3 = _mm256_fmadd_ps(load8(A, a3 + j + 8, bf16), x1, t3);
         }
         for (; j + 8 <= cols; j += 8) {
             __m256 x0 = _mm256_loadu_ps(x + j);
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + j), x0, s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a1 + j), x0, s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a2 + j), x0, s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a3 + j), x0, s3);
+            s0 = _mm256_fmadd_ps(load8(A, a0 + j, bf16), x0, s0);
+            s1 = _mm256_fmadd_ps(load8(A, a1 + j, bf16), x0, s1);
+            s2 = _mm256_fmadd_ps(load8(A, a2 + j, bf16), x0, s2);
+            s3 = _mm256_fmadd_ps(load8(A, a3 + j, bf16), x0, s3);
         }
         s0 = _mm256_add_ps(s0, t0); s1 = _mm256_add_ps(s1, t1);
         s2 = _mm256_add_ps(s2, t2); s3 = _mm256_add_ps(s3, t3);
@@ -51,111 +74,48 @@ static void rows_avx2(const float *A, int r0, int r1, int cols, int lda,
         float out[4];
         _mm_storeu_ps(out, r);
         for (; j < cols; j++) {
-            out[0] += a0[j] * x[j]; out[1] += a1[j] * x[j];
-            out[2] += a2[j] * x[j]; out[3] += a3[j] * x[j];
+            out[0] += load1(A, a0 + j, bf16) * x[j]; out[1] += load1(A, a1 + j, bf16) * x[j];
+            out[2] += load1(A, a2 + j, bf16) * x[j]; out[3] += load1(A, a3 + j, bf16) * x[j];
         }
         for (int k = 0; k < 4; k++) y[i + k] = acc ? y[i + k] + out[k] : out[k];
     }
     for (; i < r1; i++) {
-        const float *a = A + (size_t)i * lda;
+        size_t a = (size_t)i * lda;
         __m256 s = _mm256_setzero_ps();
         int j = 0;
-        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(x + j), s);
+        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(load8(A, a + j, bf16), _mm256_loadu_ps(x + j), s);
         __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
         q = _mm_hadd_ps(q, q); q = _mm_hadd_ps(q, q);
         float v = _mm_cvtss_f32(q);
-        for (; j < cols; j++) v += a[j] * x[j];
+        for (; j < cols; j++) v += load1(A, a + j, bf16) * x[j];
         y[i] = acc ? y[i] + v : v;
     }
 }
 
-static void rows_scalar(const float *A, int r0, int r1, int cols, int lda,
-                        const float *x, float *y, int acc) {
+__attribute__((always_inline))
+static inline void rows_scalar_any(const void *A, int r0, int r1, int cols, int lda,
+                                   const float *x, float *y, int acc, int bf16) {
     for (int i = r0; i < r1; i++) {
-        const float *a = A + (size_t)i * lda;
+        size_t a = (size_t)i * lda;
         float v = 0;
-        for (int j = 0; j < cols; j++) v += a[j] * x[j];
+        for (int j = 0; j < cols; j++) v += load1(A, a + j, bf16) * x[j];
         y[i] = acc ? y[i] + v : v;
     }
-}
-
-// ---------------------------------------------------------------------------
-// bf16 weights: A holds the upper 16 bits of each fp32 weight (bm_f32_to_bf16); a
-// weight widens exactly to fp32 (bits << 16) and is multiplied and summed in fp32,
-// in the same order as the fp32 kernels, so the result equals the fp32 kernel run on
-// the widened weights, bit for bit. Half the bytes to read per token.
-
-static inline float bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
 }
 
 __attribute__((target("avx2,fma")))
-static inline __m256 load_bf16x8(const uint16_t *p) {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+static void rows_avx2(const float *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
+    rows_avx2_any(A, r0, r1, cols, lda, x, y, acc, 0);
 }
-
 __attribute__((target("avx2,fma")))
-static void rows_bf16_avx2(const uint16_t *A, int r0, int r1, int cols, int lda,
-                           const float *x, float *y, int acc) {
-    int i = r0;
-    for (; i + 4 <= r1; i += 4) {
-        const uint16_t *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-        int j = 0;
-        for (; j + 16 <= cols; j += 16) {
-            __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-            s0 = _mm256_fmadd_ps(load_bf16x8(a0 + j), x0, s0);
-            t0 = _mm256_fmadd_ps(load_bf16x8(a0 + j + 8), x1, t0);
-            s1 = _mm256_fmadd_ps(load_bf16x8(a1 + j), x0, s1);
-            t1 = _mm256_fmadd_ps(load_bf16x8(a1 + j + 8), x1, t1);
-            s2 = _mm256_fmadd_ps(load_bf16x8(a2 + j), x0, s2);
-            t2 = _mm256_fmadd_ps(load_bf16x8(a2 + j + 8), x1, t2);
-            s3 = _mm256_fmadd_ps(load_bf16x8(a3 + j), x0, s3);
-            t3 = _mm256_fmadd_ps(load_bf16x8(a3 + j + 8), x1, t3);
-        }
-        for (; j + 8 <= cols; j += 8) {
-            __m256 x0 = _mm256_loadu_ps(x + j);
-            s0 = _mm256_fmadd_ps(load_bf16x8(a0 + j), x0, s0);
-            s1 = _mm256_fmadd_ps(load_bf16x8(a1 + j), x0, s1);
-            s2 = _mm256_fmadd_ps(load_bf16x8(a2 + j), x0, s2);
-            s3 = _mm256_fmadd_ps(load_bf16x8(a3 + j), x0, s3);
-        }
-        s0 = _mm256_add_ps(s0, t0); s1 = _mm256_add_ps(s1, t1);
-        s2 = _mm256_add_ps(s2, t2); s3 = _mm256_add_ps(s3, t3);
-        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        float out[4];
-        _mm_storeu_ps(out, r);
-        for (; j < cols; j++) {
-            out[0] += bf16_to_f32(a0[j]) * x[j]; out[1] += bf16_to_f32(a1[j]) * x[j];
-            out[2] += bf16_to_f32(a2[j]) * x[j]; out[3] += bf16_to_f32(a3[j]) * x[j];
-        }
-        for (int k = 0; k < 4; k++) y[i + k] = acc ? y[i + k] + out[k] : out[k];
-    }
-    for (; i < r1; i++) {
-        const uint16_t *a = A + (size_t)i * lda;
-        __m256 s = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(load_bf16x8(a + j), _mm256_loadu_ps(x + j), s);
-        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        q = _mm_hadd_ps(q, q); q = _mm_hadd_ps(q, q);
-        float v = _mm_cvtss_f32(q);
-        for (; j < cols; j++) v += bf16_to_f32(a[j]) * x[j];
-        y[i] = acc ? y[i] + v : v;
-    }
+static void rows_bf16_avx2(const uint16_t *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
+    rows_avx2_any(A, r0, r1, cols, lda, x, y, acc, 1);
 }
-
-static void rows_bf16_scalar(const uint16_t *A, int r0, int r1, int cols, int lda,
-                             const float *x, float *y, int acc) {
-    for (int i = r0; i < r1; i++) {
-        const uint16_t *a = A + (size_t)i * lda;
-        float v = 0;
-        for (int j = 0; j < cols; j++) v += bf16_to_f32(a[j]) * x[j];
-        y[i] = acc ? y[i] + v : v;
-    }
+static void rows_scalar(const float *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
+    rows_scalar_any(A, r0, r1, cols, lda, x, y, acc, 0);
+}
+static void rows_bf16_scalar(const uint16_t *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
+    rows_scalar_any(A, r0, r1, cols, lda, x, y, acc, 1);
 }
 
 void bm_f32_to_bf16(const float *src, uint16_t *dst, long n) {

@@ -146,19 +146,26 @@ public final class Attention: Mixer {
             sgemm(transB: true, M: r, N: keys, K: hd, alpha: scale, A: q + i0 * ldq, lda: ldq, B: k, ldb: ldkv, C: S, ldc: keys)
             for i in 0..<r {
                 let row = S + i * keys, seen = p0 + i0 + i + 1
-                var m = row[0]
-                for j in 1..<seen where row[j] > m { m = row[j] }
-                mapSIMD(row, row, seen) { vexp($0 - m) }
-                var sum: Float = 0
-                for j in 0..<seen { sum += row[j] }
-                let inv = 1 / sum
-                for j in 0..<seen { row[j] *= inv }
+                let l = softmax(row, seen)
                 if seen < keys { (row + seen).update(repeating: 0, count: keys - seen) }
-                lse?[i0 + i] = m + Foundation.log(sum)
+                lse?[i0 + i] = l
             }
             sgemm(M: r, N: hd, K: keys, A: S, lda: keys, B: v, ldb: ldkv, C: o + i0 * ldo, ldc: ldo)
             i0 += r
         }
+    }
+
+    /// Softmax of the first n scores of `row`, in place; returns their logsumexp.
+    @inline(__always)
+    private func softmax(_ row: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+        var m = row[0]
+        for j in 1..<n where row[j] > m { m = row[j] }
+        mapSIMD(row, row, n) { vexp($0 - m) }
+        var sum: Float = 0
+        for j in 0..<n { sum += row[j] }
+        let inv = 1 / sum
+        for j in 0..<n { row[j] *= inv }
+        return m + Foundation.log(sum)
     }
 
     // MARK: backward
@@ -297,13 +304,7 @@ public final class Attention: Mixer {
                 let qh = qp + b * D + h * hd
                 // scores over the cache: p = K_h q_h · scale           [n]
                 bm_gemv(kc + h * hd, rows: n, cols: hd, ld: D, x: qh, y: p, alpha: scale)
-                var m = p[0]
-                for j in 1..<n where p[j] > m { m = p[j] }
-                mapSIMD(p, p, n) { vexp($0 - m) }
-                var sum: Float = 0
-                for j in 0..<n { sum += p[j] }
-                let inv = 1 / sum
-                for j in 0..<n { p[j] *= inv }
+                _ = softmax(p, n)
                 // o_h = Vᵀ p                                          [hd]
                 bm_gemvT(vc + h * hd, rows: n, cols: hd, ld: D, x: p, y: op + b * D + h * hd)
             }
