@@ -30,6 +30,9 @@ public struct Sweep {
     public let file: String
     public let axes: [String]                      // keys, sorted
     public let runs: [Run]
+    /// `report.baseline`: the configuration the report compares the others with — a
+    /// value of every axis but `train.seed`, as run names write it (`Sweep.slug`).
+    public let baseline: [String: String]?
 
     public init(path: String, overrides: [String] = []) throws {
         file = path
@@ -43,6 +46,7 @@ public struct Sweep {
             throw BMError.invalid("\(path): no 'sweep' section (sweep: {axes: {key: [values]}})")
         }
         let sweepNode = entries.remove(at: si).value
+        let reportNode = entries.firstIndex(where: { $0.key == "report" }).map { entries.remove(at: $0).value }
         // base: another spec file, with this file's sections merged over it
         if let bi = entries.firstIndex(where: { $0.key == "base" }) {
             guard case .scalar(let b, _, _) = entries[bi].value else { throw BMError.invalid("\(path):\(entries[bi].value.line): base must be a file name") }
@@ -84,6 +88,7 @@ public struct Sweep {
         let keys = groups.flatMap { $0.map(\.key) }
         if Set(keys).count != keys.count { throw BMError.invalid("\(path): an axis appears twice in the sweep") }
         axes = keys.sorted()
+        baseline = try Sweep.baseline(reportNode, groups: groups, file: path)
         // cartesian product over groups (first group slowest), zip inside groups
         var combos: [[(String, SpecNode)]] = [[]]
         for g in groups {
@@ -109,6 +114,35 @@ public struct Sweep {
             out.append(Run(index: i, name: name, assignments: sorted.map { (key: $0.0, value: $0.1) }, spec: spec))
         }
         runs = out
+    }
+
+    /// Reads `report: {baseline: {axis: value, …}}`: every axis but `train.seed`, each
+    /// with one of its values.
+    static func baseline(_ node: SpecNode?, groups: [[Axis]], file: String) throws -> [String: String]? {
+        guard let node else { return nil }
+        guard case .map(let e, _) = node else { throw BMError.invalid("\(file):\(node.line): report must be a mapping (report: {baseline: {axis: value}})") }
+        var out: [String: String]? = nil
+        let axes = groups.flatMap { $0 }
+        for (k, v) in e {
+            guard k == "baseline" else { throw BMError.invalid("\(file):\(v.line): unknown key 'report.\(k)'\(didYouMean(k, in: ["baseline"])); valid keys: baseline") }
+            guard case .map(let b, _) = v else { throw BMError.invalid("\(file):\(v.line): report.baseline must map axes to values") }
+            var chosen: [String: String] = [:]
+            for (key, value) in b {
+                let names = axes.map(\.key).filter { $0 != "train.seed" }
+                guard let axis = axes.first(where: { $0.key == key }), key != "train.seed" else {
+                    throw BMError.invalid("\(file):\(value.line): report.baseline: '\(key)' is not an axis of the sweep\(didYouMean(key, in: names)); axes: \(names.joined(separator: ", "))")
+                }
+                let slugs = axis.values.map(Sweep.slug)
+                guard slugs.contains(Sweep.slug(value)) else {
+                    throw BMError.invalid("\(file):\(value.line): report.baseline.\(key): '\(Sweep.text(value))' is not one of the axis' values (\(axis.values.map(Sweep.text).joined(separator: ", ")))")
+                }
+                chosen[key] = Sweep.slug(value)
+            }
+            let missing = axes.map(\.key).filter { $0 != "train.seed" && chosen[$0] == nil }
+            if !missing.isEmpty { throw BMError.invalid("\(file):\(v.line): report.baseline must give every axis but train.seed; missing: \(missing.joined(separator: ", "))") }
+            out = chosen
+        }
+        return out
     }
 
     /// True when the YAML file has a top-level `sweep` section (a sweep file, not a spec).

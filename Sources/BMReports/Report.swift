@@ -32,16 +32,24 @@ public enum Report {
         md += "| run | status | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
         md += "|---|---|---|---|---|---|---|---|---|\n"
         var notes: [String] = []
+        var seedRuns: [SeedTables.Run] = []
+        var metricName: String? = nil
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
+            seedRuns.append(SeedTables.Run(name: (e.dir as NSString).lastPathComponent, valLoss: m.valLoss, metric: m.metric,
+                                           trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond))
+            metricName = metricName ?? m.metricName
             let mark = m.evaluationNote == nil ? "" : " †"
             if let n = m.evaluationNote, !notes.contains(n) { notes.append(n) }
             md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
         for n in notes { md += "\n† \(n).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
+        if set.isSweep {
+            md += SeedTables.markdown(seedRuns, metricName: metricName, baseline: sweepBaseline(dir))
+        }
         // figures
         md += "## Figures\n\n"
         for p in figures {
@@ -56,6 +64,15 @@ public enum Report {
         md += "| BLAS | OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threads) threads |\n"
         try md.write(toFile: out, atomically: true, encoding: .utf8)
         return out
+    }
+
+    /// The sweep's `report.baseline`, from the sweep file sweep.h5 names (nil when the
+    /// file is gone or names none).
+    static func sweepBaseline(_ dir: String) -> [String: String]? {
+        guard let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) else { return nil }
+        let file = (try? sf.stringAttribute("sweep_file")) ?? ""
+        sf.close()
+        return (try? Sweep(path: file))?.baseline
     }
 
     struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?

@@ -17,7 +17,7 @@ final class ReportTests: XCTestCase {
     }
 
     /// A tiny real sweep (2 runs, MoE with Sinkhorn routing) to plot and report.
-    func makeSweep(_ dir: String, axes: String = "train.seed: [1, 2]") throws -> SweepRunner {
+    func makeSweep(_ dir: String, axes: String = "train.seed: [1, 2]", report: String = "") throws -> SweepRunner {
         let spec = """
         name: r
         model:
@@ -31,6 +31,7 @@ final class ReportTests: XCTestCase {
         sweep:
           axes:
             \(axes)
+        \(report)
         """
         try spec.write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
         let runner = SweepRunner(sweep: try Sweep(path: dir + "/s.yaml"), outDir: dir + "/out")
@@ -86,6 +87,52 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(rows.filter { $0.contains(" †") }.count, 1)
         XCTAssertTrue(rows.first { $0.contains(" †") }!.contains("expert-choice"), md)
         XCTAssertTrue(md.contains("† expert-choice: trained non-causally"), md)
+    }
+
+    /// Runs that differ only in the seed are one configuration: mean ± sd and n, and
+    /// the difference from the sweep's `report.baseline` with a Welch interval, all
+    /// from the val losses the runs wrote.
+    func testSeedsAreAggregatedAndComparedWithTheBaseline() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, topk]\n    train.seed: [1, 2, 3]",
+                                   report: "report: {baseline: {model.defaults.moe.router.name: sinkhorn}}")
+        XCTAssertEqual(runner.sweep.baseline, ["model.defaults.moe.router.name": "sinkhorn"])
+        var val: [String: [Double]] = [:]
+        for r in runner.sweep.runs {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
+            val[r.valueText("model.defaults.moe.router.name"), default: []].append(try f.dataset("eval/loss").readDoubles().last!)
+            f.close()
+        }
+        let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
+        let a = SeedStats.summarize(val["sinkhorn"]!), b = SeedStats.summarize(val["topk"]!)
+        XCTAssertTrue(md.contains("| name=sinkhorn | 3 | \(SeedStats.format(a)) |"), md)
+        XCTAssertTrue(md.contains("| name=topk | 3 | \(SeedStats.format(b)) |"), md)
+        XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn)"), md)
+        let d = try XCTUnwrap(SeedStats.welch(val["sinkhorn"]!, val["topk"]!))
+        XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %+.4f | [%+.4f, %+.4f]", d.difference, d.low, d.high)), md)
+        // a sweep over seeds only: one configuration ("all runs"), aggregated, no baseline
+        let single = try tempDir()
+        _ = try makeSweep(single)
+        let plain = try String(contentsOfFile: try Report.write(dir: single + "/out", out: single + "/r.md", command: "x"), encoding: .utf8)
+        XCTAssertTrue(plain.contains("## Configurations (seeds aggregated)"))      // two seeds of one configuration
+        XCTAssertFalse(plain.contains("## Against the baseline"))
+    }
+
+    func testBaselineErrors() throws {
+        let dir = try tempDir()
+        for (report, expected) in [
+            ("report: {baseline: {model.defaults.moe.router.nam: sinkhorn}}", "not an axis of the sweep (did you mean 'model.defaults.moe.router.name'?)"),
+            ("report: {baseline: {model.defaults.moe.router.name: sinkhornn}}", "'sinkhornn' is not one of the axis' values (sinkhorn, topk)"),
+            ("report: {baseline: {train.seed: 1}}", "not an axis"),
+            ("report: {baseline: {}}", "must give every axis but train.seed; missing: model.defaults.moe.router.name"),
+            ("report: {base: {}}", "unknown key 'report.base'"),
+        ] {
+            XCTAssertThrowsError(try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, topk]\n    train.seed: [1, 2]", report: report), report) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)")
+                XCTAssertTrue("\($0)".contains("s.yaml:"), "\($0)")
+            }
+        }
     }
 
     func testReportHasARowPerRunAndLinksThatResolve() throws {

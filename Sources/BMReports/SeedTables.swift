@@ -1,0 +1,71 @@
+import Foundation
+import BMExperiments
+
+/// The seed-aggregated tables of a sweep report: one row per configuration (the runs
+/// that differ only in `train.seed`) with mean ± sd and n, and, when the sweep names a
+/// baseline (`report.baseline`), each configuration's difference from it with a 95 %
+/// Welch interval, marked when the interval excludes zero.
+enum SeedTables {
+    struct Run {
+        var name: String                  // the run's directory: "k=v,k=v" (sorted keys)
+        var valLoss: Double?, metric: Double?, trainLoss: Double?, tokensPerSecond: Double?
+    }
+
+    /// The run's axis values but the seed, as "k=v" in key order.
+    static func configuration(_ name: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for part in name.split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            if kv.count == 2, kv[0] != "train.seed" { out[kv[0]] = kv[1] }
+        }
+        return out
+    }
+
+    static func label(_ c: [String: String]) -> String {
+        c.isEmpty ? "all runs" : c.keys.sorted().map { "\($0.split(separator: ".").last ?? "")=\(c[$0]!)" }.joined(separator: " ")
+    }
+
+    static func markdown(_ runs: [Run], metricName: String?, baseline: [String: String]?) -> String {
+        // configurations in order of first appearance
+        var order: [[String: String]] = [], groups: [[String: String]: [Run]] = [:]
+        for r in runs {
+            let c = configuration(r.name)
+            if groups[c] == nil { order.append(c) }
+            groups[c, default: []].append(r)
+        }
+        guard groups.values.contains(where: { $0.count > 1 }) else { return "" }
+        func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
+        let hasMetric = metricName != nil && runs.contains { $0.metric.map { !$0.isNaN } ?? false }
+        var md = "## Configurations (seeds aggregated)\n\n"
+        md += "Mean ± sample standard deviation over the seeds of each configuration (n runs).\n\n"
+        md += "| configuration | n | val loss |" + (hasMetric ? " \(metricName!) |" : "") + " train loss | tokens/s |\n"
+        md += "|---|---|---|" + (hasMetric ? "---|" : "") + "---|---|\n"
+        for c in order {
+            let rs = groups[c]!
+            md += "| \(label(c)) | \(rs.count) | \(SeedStats.format(SeedStats.summarize(col(rs, \.valLoss)))) |"
+            if hasMetric { md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.metric)))) |" }
+            md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.trainLoss)))) | \(SeedStats.format(SeedStats.summarize(col(rs, \.tokensPerSecond)), 0)) |\n"
+        }
+        guard let baseline, let base = groups[baseline] else { return md + "\n" }
+        md += "\n## Against the baseline (\(label(baseline)))\n\n"
+        md += "Difference of means (configuration − baseline) with a 95 % Welch interval (unequal variances, "
+        md += "Welch–Satterthwaite degrees of freedom); ✱: the interval excludes zero, a difference larger than seed noise "
+        md += "at these n. No interval for a configuration with fewer than 2 seeds.\n\n"
+        md += "| configuration | n | Δ val loss | 95 % interval |" + (hasMetric ? " Δ \(metricName!) | 95 % interval |" : "") + "\n"
+        md += "|---|---|---|---|" + (hasMetric ? "---|---|" : "") + "\n"
+        func cell(_ a: [Double], _ b: [Double]) -> String {
+            guard let d = SeedStats.welch(a, b) else {
+                let x = SeedStats.summarize(a), y = SeedStats.summarize(b)
+                return x.n > 0 && y.n > 0 ? String(format: "%+.4f | –", y.mean - x.mean) : "– | –"
+            }
+            return String(format: "%+.4f | [%+.4f, %+.4f]%@", d.difference, d.low, d.high, d.excludesZero ? " ✱" : "")
+        }
+        for c in order where c != baseline {
+            let rs = groups[c]!
+            md += "| \(label(c)) | \(rs.count) | \(cell(col(base, \.valLoss), col(rs, \.valLoss))) |"
+            if hasMetric { md += " \(cell(col(base, \.metric), col(rs, \.metric))) |" }
+            md += "\n"
+        }
+        return md + "\n"
+    }
+}
