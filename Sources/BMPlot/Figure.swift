@@ -6,7 +6,12 @@ import Foundation
 public struct Series: Sendable {
     public var title: String
     public var points: [(Double, Double)]
-    public init(_ title: String, _ points: [(Double, Double)]) { self.title = title; self.points = points }
+    /// A shaded band around the line, (low, high) at each point (e.g. min–max over seeds).
+    public var band: [(Double, Double)]? = nil
+    public init(_ title: String, _ points: [(Double, Double)], band: [(Double, Double)]? = nil) {
+        precondition(band == nil || band!.count == points.count, "a band needs one (low, high) per point")
+        self.title = title; self.points = points; self.band = band
+    }
 }
 
 public struct Panel: Sendable {

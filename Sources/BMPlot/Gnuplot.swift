@@ -29,10 +29,18 @@ public enum Gnuplot {
                 index += 1
             }
             for (k, s) in panel.series.enumerated() {
-                data += "# \(panel.title) / \(s.title)\n"
-                for (x, y) in s.points { data += "\(fmt(x)) \(fmt(y))\n" }
-                data += "\n\n"
-                cmds.append("'\(dat)' index \(index) using 1:2 with linespoints ls \(k + 1) title \(quote(s.title))")
+                if let band = s.band {
+                    data += "# \(panel.title) / \(s.title) (x mean low high)\n"
+                    for ((x, y), (lo, hi)) in zip(s.points, band) { data += "\(fmt(x)) \(fmt(y)) \(fmt(lo)) \(fmt(hi))\n" }
+                    data += "\n\n"
+                    cmds.append("'\(dat)' index \(index) using 1:3:4 with filledcurves ls \(k + 1) fs transparent solid 0.2 noborder notitle")
+                    cmds.append("'\(dat)' index \(index) using 1:2 with lines ls \(k + 1) title \(quote(s.title))")
+                } else {
+                    data += "# \(panel.title) / \(s.title)\n"
+                    for (x, y) in s.points { data += "\(fmt(x)) \(fmt(y))\n" }
+                    data += "\n\n"
+                    cmds.append("'\(dat)' index \(index) using 1:2 with linespoints ls \(k + 1) title \(quote(s.title))")
+                }
                 index += 1
             }
             plots.append(cmds)

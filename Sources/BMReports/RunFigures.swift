@@ -92,14 +92,25 @@ public enum RunFigures {
                 }
             }
         }
+        // A sweep with seeds: one line per configuration (the mean over its seeds) in a
+        // min–max band, one colour each.
+        var seeds = ""
+        if set.isSweep {
+            let names = set.entries.map { ($0.dir as NSString).lastPathComponent }
+            if let g = SeedBands.groups(names), g.contains(where: { $0.members.count > 1 }) {
+                bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
+                byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
+                seeds = " (mean over seeds, band: min–max)"
+            }
+        }
         var figs: [Figure] = [
-            Figure(name: "loss", title: "Training loss: \(set.title)", panels: [
+            Figure(name: "loss", title: "Training loss: \(set.title)\(seeds)", panels: [
                 Panel(title: "by step", xlabel: "step", ylabel: "loss (nats/token)", key: "top right", series: bySteps),
                 Panel(title: "by tokens", xlabel: "tokens", ylabel: "loss (nats/token)", key: "top right", series: byTokens),
                 Panel(title: "by training FLOPs", xlabel: "training FLOPs", ylabel: "loss (nats/token)", logX: true, key: "top right", series: byFlops),
             ], height: 440),
-            Figure(name: "val_loss", title: "Validation loss: \(set.title)", panels: [
-                Panel(title: "validation loss", xlabel: "step", ylabel: "loss (nats/token)", key: "top right", series: val),
+            Figure(name: "val_loss", title: "Validation loss: \(set.title)\(seeds)", panels: [
+                Panel(title: "", xlabel: "step", ylabel: "validation loss (nats/token)", key: "top right", series: val),
             ], width: 640),
         ]
         if !entropy.isEmpty {

@@ -111,6 +111,16 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn)"), md)
         let d = try XCTUnwrap(SeedStats.welch(val["sinkhorn"]!, val["topk"]!))
         XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %+.4f | [%+.4f, %+.4f]", d.difference, d.low, d.high)), md)
+        // the validation-loss figure: a mean line and a min–max band per configuration
+        let dat = try String(contentsOfFile: dir + "/r-figures/val_loss.dat", encoding: .utf8)
+        for (name, vals) in val {
+            let block = try XCTUnwrap(dat.components(separatedBy: "#  / name=\(name) (n=3) (x mean low high)\n").dropFirst().first, dat)
+            let rows = block.split(separator: "\n", omittingEmptySubsequences: false).prefix { !$0.isEmpty }.map { $0.split(separator: " ").map { Double($0)! } }
+            XCTAssertGreaterThan(rows.count, 1)
+            for r in rows { XCTAssertEqual(r.count, 4); XCTAssertTrue(r[2] <= r[1] && r[1] <= r[3], "\(r)") }
+            XCTAssertEqual(rows.last![1], vals.reduce(0, +) / 3, accuracy: 1e-12)
+            XCTAssertEqual(rows.last![2], vals.min()!); XCTAssertEqual(rows.last![3], vals.max()!)
+        }
         // a sweep over seeds only: one configuration ("all runs"), aggregated, no baseline
         let single = try tempDir()
         _ = try makeSweep(single)

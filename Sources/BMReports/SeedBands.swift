@@ -1,0 +1,35 @@
+import BMPlot
+
+/// Curves of a sweep's runs, one per configuration: the mean over the runs that differ
+/// only in `train.seed`, with their min–max as a band.
+enum SeedBands {
+    struct Group { var label: String; var members: [Int] }   // indices into the runs
+
+    /// Configurations in order of first appearance (run directory names `k=v,k=v`).
+    static func groups(_ names: [String]) -> [Group]? {
+        var order: [[String: String]] = [], members: [[String: String]: [Int]] = [:]
+        for (i, n) in names.enumerated() {
+            let c = SeedTables.configuration(n)
+            if members[c] == nil { order.append(c) }
+            members[c, default: []].append(i)
+        }
+        return order.map { Group(label: "\(SeedTables.label($0)) (n=\(members[$0]!.count))", members: members[$0]!) }
+    }
+
+    /// One series per group: at each x that every member has, the mean y and the (min, max).
+    static func aggregate(_ series: [Series], _ groups: [Group]) -> [Series] {
+        groups.map { g in
+            let runs = g.members.map { series[$0].points }
+            guard let first = runs.first else { return Series(g.label, []) }
+            let byX = runs.map { Dictionary($0, uniquingKeysWith: { a, _ in a }) }
+            var points: [(Double, Double)] = [], band: [(Double, Double)] = []
+            for (x, _) in first {
+                let ys = byX.compactMap { $0[x] }
+                guard ys.count == runs.count else { continue }
+                points.append((x, ys.reduce(0, +) / Double(ys.count)))
+                band.append((ys.min()!, ys.max()!))
+            }
+            return Series(g.label, points, band: band)
+        }
+    }
+}
