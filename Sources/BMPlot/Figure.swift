@@ -21,6 +21,11 @@ public struct Panel: Sendable {
     public var yRange: ClosedRange<Double>? = nil
     /// gnuplot key position, e.g. "top left", "bottom right".
     public var key = "top left"
+    /// Tick labels of large numbers in engineering form (120k, 3.5G) so they do not run together.
+    public var engineeringX = false
+    /// A heatmap's colour scale (the same across figures that are compared), and its tick step.
+    public var colourRange: ClosedRange<Double>? = nil
+    public var yTickStep: Double? = nil
     public var series: [Series]
     /// A heatmap instead of lines: values[i][j] at (x[i], y[j]).
     public var heatmap: (x: [Double], y: [Double], values: [[Double]], label: String)? = nil

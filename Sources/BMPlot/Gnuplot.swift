@@ -67,11 +67,14 @@ public enum Gnuplot {
             script += panel.logX ? "set logscale x\n" : "unset logscale x\n"
             script += panel.logY ? "set logscale y\n" : "unset logscale y\n"
             if let r = panel.yRange { script += "set yrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" } else { script += "set autoscale y\n" }
+            script += panel.engineeringX ? "set format x \"%.0s%c\"\n" : "set format x \"% h\"\n"
+            script += panel.yTickStep.map { "set ytics \(fmt($0))\n" } ?? "set ytics autofreq\n"
+            script += panel.colourRange.map { "set cbrange [\(fmt($0.lowerBound)):\(fmt($0.upperBound))]\n" } ?? "set autoscale cb\n"
             if let h = panel.heatmap {
                 script += "set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cblabel \(quote(h.label))\n"
                 script += "set autoscale xfix\nset autoscale yfix\nunset key\n"
             } else {
-                script += "unset cblabel\nset autoscale x\n"
+                script += "unset cblabel\n" + (panel.logX ? "set autoscale xfix\n" : "set autoscale x\n")
             }
             script += cmds.isEmpty ? "plot NaN notitle\n" : "plot " + cmds.joined(separator: ", \\\n     ") + "\n"
         }

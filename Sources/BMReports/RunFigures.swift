@@ -15,7 +15,7 @@ public struct RunSet {
     public init(_ dir: String) throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: "\(dir)/metrics.h5") {
-            title = (dir as NSString).lastPathComponent
+            title = RunSet.runName("\(dir)/metrics.h5") ?? (dir as NSString).lastPathComponent
             entries = [Entry(label: title, dir: dir)]
             isSweep = false
             return
@@ -33,8 +33,15 @@ public struct RunSet {
         }
         guard !e.isEmpty else { throw BMError.invalid("\(dir): the sweep has no run with metrics.h5 yet") }
         entries = e.sorted { ($0.0, $0.1.dir) < ($1.0, $1.1.dir) }.map(\.1)
-        title = (dir as NSString).lastPathComponent
+        title = RunSet.runName("\(entries[0].dir)/metrics.h5").map { "\($0) sweep" } ?? (dir as NSString).lastPathComponent
         isSweep = true
+    }
+
+    /// The run's name (the spec's `name`), as metrics.h5 stores it.
+    static func runName(_ path: String) -> String? {
+        guard let f = try? H5File(path: path, mode: .readOnly) else { return nil }
+        defer { f.close() }
+        return try? f.stringAttribute("name")
     }
 
     /// "model.pattern=mamba+moe,train.seed=1" → "pattern=mamba+moe seed=1".
@@ -57,6 +64,7 @@ public enum RunFigures {
         var routerFigures: [Figure] = []
         var entropy: [Series] = [], iters: [Series] = []
         var heatmapLayers = Set<String>()
+        var heatMax = 0.0
         for e in set.entries {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
@@ -85,10 +93,11 @@ public enum RunFigures {
                         let s = row.reduce(0, +)
                         return row.map { s > 0 ? $0 / s : 0 }
                     }
-                    routerFigures.append(Figure(name: "expert_load_\(layer)", title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [
-                        .heat(title: "share of tokens per expert", xlabel: "step", ylabel: "expert", x: rs, y: (0..<E).map(Double.init),
-                              values: values, label: "share of tokens"),
-                    ], width: 640))
+                    var panel = Panel.heat(title: "share of tokens per expert (1/E = \(String(format: "%.3g", 1 / Double(E))))", xlabel: "step",
+                                           ylabel: "expert", x: rs, y: (0..<E).map(Double.init), values: values, label: "share of tokens")
+                    panel.yTickStep = 1
+                    heatMax = max(heatMax, values.joined().max() ?? 0)
+                    routerFigures.append(Figure(name: "expert_load_\(layer)", title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [panel], width: 640))
                 }
             }
         }
@@ -106,8 +115,9 @@ public enum RunFigures {
         var figs: [Figure] = [
             Figure(name: "loss", title: "Training loss: \(set.title)\(seeds)", panels: [
                 Panel(title: "by step", xlabel: "step", ylabel: "loss (nats/token)", key: "top right", series: bySteps),
-                Panel(title: "by tokens", xlabel: "tokens", ylabel: "loss (nats/token)", key: "top right", series: byTokens),
-                Panel(title: "by training FLOPs", xlabel: "training FLOPs", ylabel: "loss (nats/token)", logX: true, key: "top right", series: byFlops),
+                with(Panel(title: "by tokens", xlabel: "tokens", ylabel: "loss (nats/token)", key: "top right", series: byTokens)) { $0.engineeringX = true },
+                with(Panel(title: "by training FLOPs", xlabel: "training FLOPs", ylabel: "loss (nats/token)", logX: true, key: "top right",
+                           series: byFlops)) { $0.engineeringX = true },
             ], height: 440),
             Figure(name: "val_loss", title: "Validation loss: \(set.title)\(seeds)", panels: [
                 Panel(title: "", xlabel: "step", ylabel: "validation loss (nats/token)", key: "top right", series: val),
@@ -119,12 +129,23 @@ public enum RunFigures {
             ], width: 640))
         }
         if !iters.isEmpty {
-            figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [
-                Panel(title: "iterations per routing call", xlabel: "step", ylabel: "iterations", key: "top right", series: iters),
-            ], width: 640))
+            var panel = Panel(title: "iterations per routing call", xlabel: "step", ylabel: "iterations", key: "top right", series: iters)
+            // one value everywhere (the fast Sinkhorn's single iteration): one line on a readable axis
+            let values = Set(iters.flatMap { $0.points.map(\.1) })
+            if values.count == 1, let v = values.first, let longest = iters.max(by: { $0.points.count < $1.points.count }) {
+                panel.series = [Series("every layer\(set.isSweep ? " and run" : ""): \(fmtCount(v)) iteration\(v == 1 ? "" : "s")", longest.points)]
+                panel.yRange = 0...(v + 1)
+            }
+            figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [panel], width: 640))
         }
+        // one colour scale for every layer's heatmap, so layers compare
+        for i in routerFigures.indices { routerFigures[i].panels[0].colourRange = 0...max(heatMax, 1e-9) }
         return figs + routerFigures
     }
+
+    static func fmtCount(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
+
+    static func with(_ p: Panel, _ change: (inout Panel) -> Void) -> Panel { var q = p; change(&q); return q }
 
     static func layerIndex(_ s: String) -> Int { Int(s.split(separator: "_").last ?? "") ?? 0 }
 

@@ -129,6 +129,31 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(plain.contains("## Against the baseline"))
     }
 
+    /// The figure problems a reader met: tick labels of large numbers run together,
+    /// a log axis padded to whole decades, per-layer colour scales, expert ticks at
+    /// half-integers, a constant iteration count drawn as a hairline, titles from the
+    /// directory name.
+    func testFigureReadability() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn-fast]\n    train.seed: [1, 2]")
+        _ = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
+        func gp(_ name: String) throws -> String { try String(contentsOfFile: dir + "/fig/\(name).gp", encoding: .utf8) }
+        let loss = try gp("loss")
+        XCTAssertTrue(loss.contains("Training loss: r sweep"), loss)                        // the spec's name, not the folder's
+        XCTAssertEqual(loss.components(separatedBy: "set format x \"%.0s%c\"").count - 1, 2)  // tokens and FLOPs: 20k, 100G
+        XCTAssertTrue(loss.contains("set logscale x\nunset logscale y\nset autoscale y\nset format x \"%.0s%c\"\nset ytics autofreq\nset autoscale cb\nunset cblabel\nset autoscale xfix"), loss)
+        let heat = try gp("expert_load_layer_1")
+        XCTAssertTrue(heat.contains("set ytics 1.0\n") && heat.contains("set cbrange [0.0:") && heat.contains("1/E = 0.25"), heat)
+        let iters = try gp("sinkhorn_iterations")
+        XCTAssertTrue(iters.contains("set yrange [0.0:2.0]") && iters.contains("every layer and run: 1 iteration"), iters)
+        XCTAssertEqual(iters.components(separatedBy: "index ").count - 1, 1)                // one line, not one per layer and run
+        // a single run's title is its name too
+        let one = runner.runDir(runner.sweep.runs[0])
+        _ = try RunFigures.renderAny(one, outDir: dir + "/f1", format: .png)
+        XCTAssertTrue(try String(contentsOfFile: dir + "/f1/loss.gp", encoding: .utf8).contains("Training loss: r\""))
+    }
+
     func testBaselineErrors() throws {
         let dir = try tempDir()
         for (report, expected) in [
