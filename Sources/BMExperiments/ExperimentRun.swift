@@ -119,7 +119,9 @@ public final class ExperimentRun {
     public struct Summary: Sendable {
         public var steps: Int
         public var stepsRun: Int              // by this call (0: a resumed run that was already complete)
-        public var trainLoss: Double          // the last step's loss
+        /// Mean of the last `trainLossWindow` logged training losses: what every table
+        /// calls "train loss" (reports, sweep.h5, the command line).
+        public var trainLoss: Double
         public var evalLoss: Double?
         public var evalMetric: Double?
         public var metricName: String
@@ -156,7 +158,8 @@ public final class ExperimentRun {
         let progress = printProgress ? ProgressLine(total: S, logEvery: spec.train.logEvery) : nil
         // Throughput over the steps since the previous row, from the steps' own
         // durations (evaluation, checkpoints and logging are not counted).
-        var windowSteps = 0, windowTime = 0.0, lastLoss = 0.0
+        var windowSteps = 0, windowTime = 0.0
+        var recent = try Self.loggedLosses(metrics)             // a resumed run continues its window
         var lastEval: (Double, Double?)? = nil
         var totalTime = 0.0
         var tokensPerSecond = 0.0
@@ -173,18 +176,20 @@ public final class ExperimentRun {
             let stepTime = (ContinuousClock.now - t0).seconds
             totalTime += stepTime
             let done = trainer.step
-            windowSteps += 1; windowTime += stepTime; lastLoss = r.loss
+            windowSteps += 1; windowTime += stepTime
             if done % spec.train.logEvery == 0 || done == S {
                 tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
-                try metrics.append("train/step", done - 1)
+                try metrics.append("train/step", done)               // steps done, as eval/step
                 try metrics.append("train/tokens", done * tokensPerStep)
                 try metrics.append("train/loss", r.loss)
+                recent.append(r.loss)
+                if recent.count > Self.trainLossWindow { recent.removeFirst() }
                 try metrics.append("train/lr", r.lr)
                 try metrics.append("train/grad_norm", r.gradNorm)
                 try metrics.append("train/tokens_per_s", tokensPerSecond)
                 try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
                 try metrics.append("train/aux_loss", trainer.lastAuxLoss)
-                try logRouters(metrics, step: done - 1)
+                try logRouters(metrics, step: done)
                 try metrics.flush()
                 windowSteps = 0; windowTime = 0
             }
@@ -201,7 +206,7 @@ public final class ExperimentRun {
                              } ?? "")
         }
         let ran = trainer.step - startStep
-        return Summary(steps: trainer.step, stepsRun: ran, trainLoss: lastLoss, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
+        return Summary(steps: trainer.step, stepsRun: ran, trainLoss: recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count), evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)
@@ -217,6 +222,15 @@ public final class ExperimentRun {
         try metrics.append("eval/metric", r.metric ?? .nan)
         try metrics.flush()
         return (r.loss, r.metric)
+    }
+
+    /// Logged training losses a "train loss" averages.
+    public static let trainLossWindow = 10
+
+    /// The last `trainLossWindow` losses already in the file (a resumed run's).
+    static func loggedLosses(_ metrics: MetricsLog) throws -> [Double] {
+        guard metrics.file.exists("train/loss") else { return [] }
+        return Array(try metrics.file.dataset("train/loss").readDoubles().suffix(trainLossWindow))
     }
 
     /// router/layer_{i}/…: the statistics each layer reports for its last forward
@@ -240,6 +254,7 @@ public final class ExperimentRun {
     func rootAttributes() -> [(String, MetricValue)] {
         var a: [(String, MetricValue)] = [
             ("name", .string(spec.name)),
+            ("metrics_version", .int(MetricsLog.version)),
             ("spec", .string(specYAML)),
             ("spec_file", .string(spec.file)),
             ("seed", .int(spec.train.seed)),

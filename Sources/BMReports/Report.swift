@@ -85,7 +85,7 @@ public enum Report {
         var s = Summary()
         let loss = (try? f.dataset("train/loss").readDoubles()) ?? []
         s.steps = loss.count
-        if !loss.isEmpty { let tail = loss.suffix(10); s.trainLoss = tail.reduce(0, +) / Double(tail.count) }
+        if !loss.isEmpty { let tail = loss.suffix(ExperimentRun.trainLossWindow); s.trainLoss = tail.reduce(0, +) / Double(tail.count) }
         s.valLoss = (try? f.dataset("eval/loss").readDoubles())?.last
         s.metric = (try? f.dataset("eval/metric").readDoubles())?.last
         if let n = try? f.group("eval").stringAttribute("metric_name"), n != "none" { s.metricName = n } else { s.metric = nil }

@@ -65,19 +65,22 @@ public enum RunFigures {
         var entropy: [Series] = [], iters: [Series] = []
         var heatmapLayers = Set<String>()
         var heatMax = 0.0
+        var unigram: Double? = nil
         for e in set.entries {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
             let step = column(f, "train/step"), loss = column(f, "train/loss")
             let tokens = column(f, "train/tokens"), flops = column(f, "train/flops")
-            bySteps.append(Series(e.label, zip(step.map { $0 + 1 }, loss).map { ($0, $1) }))
+            let done = stepsDone(f, step)
+            unigram = unigram ?? (try? f.doubleAttribute("unigram_entropy_nats"))
+            bySteps.append(Series(e.label, zip(done, loss).map { ($0, $1) }))
             byTokens.append(Series(e.label, Array(zip(tokens, loss))))
             byFlops.append(Series(e.label, Array(zip(flops, loss))))
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"
-                let rs = column(f, "\(g)/step").map { $0 + 1 }
+                let rs = stepsDone(f, column(f, "\(g)/step"))
                 let label = set.isSweep ? "\(e.label) \(layer)" : layer
                 entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
                 let it = column(f, "\(g)/sinkhorn_iters")
@@ -111,6 +114,10 @@ public enum RunFigures {
                 byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
                 seeds = " (mean over seeds, band: min–max)"
             }
+        }
+        // the context-free baseline: a model that only learned token frequencies
+        if let u = unigram, let xs = val.flatMap({ $0.points.map(\.0) }).min().map({ ($0, val.flatMap { $0.points.map(\.0) }.max()!) }) {
+            val.append(Series(String(format: "unigram baseline (%.3f)", u), [(xs.0, u), (xs.1, u)]))
         }
         var figs: [Figure] = [
             Figure(name: "loss", title: "Training loss: \(set.title)\(seeds)", panels: [
@@ -146,6 +153,11 @@ public enum RunFigures {
     static func fmtCount(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
 
     static func with(_ p: Panel, _ change: (inout Panel) -> Void) -> Panel { var q = p; change(&q); return q }
+
+    /// Steps done at each row: `step` itself, or index + 1 in a version-1 file.
+    static func stepsDone(_ f: H5File, _ step: [Double]) -> [Double] {
+        ((try? f.intAttribute("metrics_version")) ?? 1) < 2 ? step.map { $0 + 1 } : step
+    }
 
     static func layerIndex(_ s: String) -> Int { Int(s.split(separator: "_").last ?? "") ?? 0 }
 

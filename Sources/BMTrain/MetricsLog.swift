@@ -6,6 +6,9 @@ import BMStorage
 /// per logged step. Flushed at every log step, so a killed run leaves a readable
 /// file up to the last flush and h5py can read it while the run goes on.
 public final class MetricsLog {
+    /// 2: `train/step` and `router/…/step` count the steps done, as `eval/step` (version
+    /// 1, files without the `metrics_version` attribute, logged the step's 0-based index).
+    public static let version = 2
     public let file: H5File
     private var columns: [String: AppendableDataset] = [:]
 
@@ -15,15 +18,17 @@ public final class MetricsLog {
     }
 
     /// Reopens a run's metrics for appending after a resume from step `step`:
-    /// drops the rows logged after the checkpoint (`train/` and `router/` rows
-    /// with step ≥ `step`, `eval/` rows with step > `step`).
+    /// drops the rows logged after the checkpoint (rows whose step, the steps done,
+    /// exceeds `step`; in a version-1 file, `train/` and `router/` rows whose 0-based
+    /// index is `step` or more).
     public init(resuming path: String, step: Int) throws {
         file = try H5File(path: path, mode: .readWrite)
+        let indexed = ((try? file.intAttribute("metrics_version")) ?? 1) < 2
         let routerGroups = ((try? file.group("router").children()) ?? []).map { "router/\($0)" }
         for group in ["train", "eval"] + routerGroups {
             guard file.exists("\(group)/step") else { continue }
             let steps = try file.dataset("\(group)/step").readInt64s()
-            let keep = steps.prefix { group == "eval" ? $0 <= Int64(step) : $0 < Int64(step) }.count
+            let keep = steps.prefix { group != "eval" && indexed ? $0 < Int64(step) : $0 <= Int64(step) }.count
             for name in try file.group(group).children() {
                 let path = "\(group)/\(name)"
                 let c = try file.openAppendable(path)
@@ -53,8 +58,14 @@ public final class MetricsLog {
         // new place in the file and its old space reused, so after a SIGKILL the
         // metadata of the last flush could point at overwritten bytes. Fixed-size
         // chunks stay where they are, and the file stays readable up to its last flush.
-        let c = file.exists(path) ? try file.openAppendable(path)
-                                  : try file.createAppendable(path, type: type, rowShape: width.map { [$0] } ?? [], compression: nil)
+        let exists = file.exists(path)
+        let c = exists ? try file.openAppendable(path)
+                       : try file.createAppendable(path, type: type, rowShape: width.map { [$0] } ?? [], compression: nil)
+        if !exists {
+            let d = MetricsSchema.describe(path)
+            try c.setAttribute("units", d.units)
+            try c.setAttribute("description", d.description)
+        }
         columns[path] = c
         return c
     }

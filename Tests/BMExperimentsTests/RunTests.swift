@@ -87,6 +87,32 @@ final class RunTests: XCTestCase {
         }
     }
 
+    /// Every dataset says its units and what it is; train/step and eval/step count the
+    /// same thing (steps done), so an evaluation's row lines up with the training row
+    /// logged at the same step.
+    func testMetricsDescribeThemselvesAndStepsAgree() throws {
+        let dir = try tempDir(self) + "/m"
+        _ = try train(dir)
+        let f = try H5File(path: dir + "/metrics.h5", mode: .readOnly)
+        defer { f.close() }
+        XCTAssertEqual(try f.intAttribute("metrics_version"), MetricsLog.version)
+        var checked = 0
+        for group in ["train", "eval", "router/layer_1", "router/layer_3"] {
+            for name in try f.group(group).children() {
+                let ds = try f.dataset("\(group)/\(name)")
+                XCTAssertNotNil(try? ds.stringAttribute("units"), "\(group)/\(name)")
+                let d = try ds.stringAttribute("description")
+                XCTAssertFalse(d.isEmpty || d.contains("see its plugin"), "\(group)/\(name): \(d)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 8 + 3 + 2 * 12)
+        let trainSteps = try f.dataset("train/step").readInt64s(), evalSteps = try f.dataset("eval/step").readInt64s()
+        XCTAssertEqual(trainSteps, Array(1...12))                   // log_every 1: steps done 1 … 12
+        XCTAssertEqual(evalSteps, [0, 4, 8, 12])
+        XCTAssertEqual(try f.dataset("router/layer_1/step").readInt64s(), trainSteps)
+    }
+
     func testCheckpointRoundTrip() throws {
         let dir = try tempDir(self) + "/r"
         let run = try ExperimentRun(spec: try spec(), outDir: dir, resume: false)

@@ -154,6 +154,26 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: dir + "/f1/loss.gp", encoding: .utf8).contains("Training loss: r\""))
     }
 
+    /// "train loss" is one thing everywhere: the mean of the last 10 logged training
+    /// losses, in sweep.h5, in the report and in what a run returns.
+    func testTrainLossMeansOneThing() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir)
+        let sweep = try H5File(path: dir + "/out/sweep.h5", mode: .readOnly)
+        let column = try sweep.dataset("train_loss").readDoubles()
+        sweep.close()
+        let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
+        for (i, r) in runner.sweep.runs.enumerated() {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
+            let tail = try f.dataset("train/loss").readDoubles().suffix(10)
+            f.close()
+            let want = tail.reduce(0, +) / Double(tail.count)
+            XCTAssertEqual(column[i], want, accuracy: 1e-12)
+            XCTAssertTrue(md.contains(String(format: "| seed=%d | ok | %.4f |", r.spec.train.seed, want)), md)
+        }
+    }
+
     func testBaselineErrors() throws {
         let dir = try tempDir()
         for (report, expected) in [
