@@ -69,6 +69,14 @@ public enum Gnuplot {
             if let r = panel.yRange { script += "set yrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" } else { script += "set autoscale y\n" }
             script += panel.engineeringX ? "set format x \"%.0s%c\"\n" : "set format x \"% h\"\n"
             script += panel.yTickStep.map { "set ytics \(fmt($0))\n" } ?? "set ytics autofreq\n"
+            script += panel.logY ? "set format y \"%g\"\n" : "set format y \"% h\"\n"
+            // a log axis over a few values (σ = 0.25 … 4, contexts): a tick at each one
+            let xs = Set(panel.series.flatMap { $0.points.map(\.0) }).sorted()
+            if panel.logX && panel.heatmap == nil && !panel.engineeringX && (2...12).contains(xs.count) {
+                script += "set xtics (" + xs.map { "\"\(String(format: "%g", $0))\" \(fmt($0))" }.joined(separator: ", ") + ")\n"
+            } else {
+                script += "set xtics autofreq\n"
+            }
             script += panel.colourRange.map { "set cbrange [\(fmt($0.lowerBound)):\(fmt($0.upperBound))]\n" } ?? "set autoscale cb\n"
             if let h = panel.heatmap {
                 script += "set palette defined (0 '#ffffff', 1 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cblabel \(quote(h.label))\n"

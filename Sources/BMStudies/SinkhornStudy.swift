@@ -153,29 +153,33 @@ public struct SinkhornStudy {
         }
     }
 
-    /// Iterations and argmax agreement against σ, one line per variant (at the largest T and smallest E).
+    /// Iterations, the row-marginal error and argmax agreement against σ: one line per
+    /// variant and (T, E) setting, each point the mean over the seeds (said in the title).
     public static func figure(_ rows: [Row]) -> Figure {
         let gauss = rows.filter { $0.source == "gaussian" }
-        let T = gauss.map(\.T).max() ?? 0, E = gauss.map(\.E).min() ?? 0
-        let sel = gauss.filter { $0.T == T && $0.E == E }
-        var variants: [String] = []
-        for r in sel where !variants.contains(r.variant) { variants.append(r.variant) }
+        var keys: [(String, Int, Int)] = []
+        for r in gauss where !keys.contains(where: { $0 == (r.variant, r.T, r.E) }) { keys.append((r.variant, r.T, r.E)) }
+        let seeds = Set(gauss.map(\.seed)).count
         func series(_ value: (Row) -> Double) -> [Series] {
-            variants.map { v in
-                let rs = sel.filter { $0.variant == v }
+            keys.map { (v, T, E) in
+                let rs = gauss.filter { $0.variant == v && $0.T == T && $0.E == E }
                 var sigmas: [Double] = []
                 for r in rs where !sigmas.contains(r.sigma) { sigmas.append(r.sigma) }
-                return Series(v, sigmas.sorted().map { s in
+                return Series("\(v) T=\(T) E=\(E)", sigmas.sorted().map { s in
                     let g = rs.filter { $0.sigma == s }
                     return (s, g.map(value).reduce(0, +) / Double(g.count))
                 })
             }
         }
-        return Figure(name: "sinkhorn_convergence", title: "Sinkhorn convergence, Gaussian logits, T=\(T), E=\(E)", panels: [
+        return Figure(name: "sinkhorn_convergence",
+                      title: "Sinkhorn convergence, Gaussian logits: every (T, E) setting, each point the mean of \(seeds) seed\(seeds == 1 ? "" : "s")",
+                      panels: [
             Panel(title: "iterations to tolerance", xlabel: "logit scale sigma", ylabel: "iterations", logX: true,
                   series: series { Double($0.iterations) }),
+            Panel(title: "row-marginal error after routing", xlabel: "logit scale sigma", ylabel: "max relative row error", logX: true, logY: true,
+                  series: series { max($0.rowError, 1e-12) }),
             Panel(title: "argmax agreement with converged Sinkhorn", xlabel: "logit scale sigma", ylabel: "agreement (%)", logX: true,
                   key: "bottom left", series: series { $0.agreement * 100 }),
-        ])
+        ], height: 460)
     }
 }

@@ -60,8 +60,19 @@ final class SinkhornStudyTests: XCTestCase {
         XCTAssertEqual(try f.dataset("argmax_agreement").readDoubles(), rows.map(\.agreement))
         XCTAssertEqual(try f.stringArrayAttribute("variant_names"), rows.map(\.variant))
         f.close()
+        // the figure: every (variant, T, E) setting, the row-marginal error drawn, seeds averaged and said so
+        let fig = SinkhornStudy.figure(rows)
+        let settings = Set(rows.filter { $0.source == "gaussian" }.map { "\($0.variant) T=\($0.T) E=\($0.E)" })
+        XCTAssertEqual(fig.panels.count, 3)
+        for p in fig.panels { XCTAssertEqual(Set(p.series.map(\.title)), settings) }
+        XCTAssertTrue(fig.panels[1].ylabel.contains("row error"))
+        XCTAssertTrue(fig.title.contains("mean of \(Set(rows.map(\.seed)).count) seed"))
+        let one = try XCTUnwrap(rows.first { $0.source == "gaussian" })
+        let same = rows.filter { $0.source == "gaussian" && $0.variant == one.variant && $0.T == one.T && $0.E == one.E && $0.sigma == one.sigma }
+        let point = try XCTUnwrap(fig.panels[1].series.first { $0.title == "\(one.variant) T=\(one.T) E=\(one.E)" }?.points.first { $0.0 == one.sigma })
+        XCTAssertEqual(point.1, same.map { max($0.rowError, 1e-12) }.reduce(0, +) / Double(same.count), accuracy: 1e-15)
         try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
-        let png = try Gnuplot.render(SinkhornStudy.figure(rows), in: dir)
+        let png = try Gnuplot.render(fig, in: dir)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
         XCTAssertGreaterThan(bytes.count, 5000)
         XCTAssertEqual(Array(bytes.prefix(4)), [0x89, 0x50, 0x4E, 0x47])   // PNG signature
