@@ -246,6 +246,7 @@ public final class ExperimentRun {
                 case .value(let v): try metrics.append("\(g)/\(name)", v)
                 case .count(let n): try metrics.append("\(g)/\(name)", n)
                 case .row(let r): try metrics.appendRow("\(g)/\(name)", r)
+                case .counts(let r): try metrics.appendRow("\(g)/\(name)", r)
                 }
             }
         }

@@ -65,7 +65,7 @@ extension Mixer {
 
 /// A per-step statistic a mixer reports (an MoE layer: its expert load, entropy,
 /// Sinkhorn iterations, …), written to metrics.h5 under the mixer's layer.
-public enum LayerStatistic: Sendable { case value(Double), count(Int), row([Double]) }
+public enum LayerStatistic: Sendable { case value(Double), count(Int), row([Double]), counts([Int]) }
 
 /// State of mixers that look at one token at a time (mlp, moe): nothing to keep.
 public final class StatelessState: MixerState {

@@ -60,10 +60,16 @@ public enum RunFigures {
 
     /// Builds every figure that the data supports.
     public static func figures(_ set: RunSet) throws -> [Figure] {
-        var bySteps: [Series] = [], byTokens: [Series] = [], byFlops: [Series] = [], val: [Series] = []
+        var bySteps: [Series] = [], byTokens: [Series] = [], byFlops: [Series] = [], byTime: [Series] = [], val: [Series] = []
         var routerFigures: [Figure] = []
         var entropy: [Series] = [], iters: [Series] = []
         var heatmapLayers = Set<String>()
+        // expert load: one heatmap per layer and configuration (its first seed)
+        var configs: [[String: String]] = []
+        for e in set.entries {
+            let c = SeedTables.configuration((e.dir as NSString).lastPathComponent)
+            if !configs.contains(c) { configs.append(c) }
+        }
         var heatMax = 0.0
         var unigram: Double? = nil
         for e in set.entries {
@@ -76,6 +82,11 @@ public enum RunFigures {
             bySteps.append(Series(e.label, zip(done, loss).map { ($0, $1) }))
             byTokens.append(Series(e.label, Array(zip(tokens, loss))))
             byFlops.append(Series(e.label, Array(zip(flops, loss))))
+            // training seconds so far: each row's new tokens at that row's throughput
+            let tps = column(f, "train/tokens_per_s")
+            var t = 0.0, prev = 0.0, seconds: [Double] = []
+            for (tok, rate) in zip(tokens, tps) { t += rate > 0 ? (tok - prev) / rate : 0; prev = tok; seconds.append(t) }
+            byTime.append(Series(e.label, Array(zip(seconds, loss))))
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
@@ -85,8 +96,10 @@ public enum RunFigures {
                 entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
                 let it = column(f, "\(g)/sinkhorn_iters")
                 if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
-                // expert load heatmap (the first run that has this layer)
-                if heatmapLayers.insert(layer).inserted {
+                // expert load heatmap (the first run of each configuration that has this layer)
+                let config = set.isSweep ? SeedTables.configuration((e.dir as NSString).lastPathComponent) : [:]
+                let ci = configs.firstIndex(of: config) ?? 0
+                if heatmapLayers.insert("\(ci)|\(layer)").inserted {
                     let ds = try f.dataset("\(g)/load")
                     let E = ds.shape.count == 2 ? ds.shape[1] : 1
                     let flat = try ds.readDoubles()
@@ -100,7 +113,8 @@ public enum RunFigures {
                                            ylabel: "expert", x: rs, y: (0..<E).map(Double.init), values: values, label: "share of tokens")
                     panel.yTickStep = 1
                     heatMax = max(heatMax, values.joined().max() ?? 0)
-                    routerFigures.append(Figure(name: "expert_load_\(layer)", title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [panel], width: 640))
+                    let name = "expert_load_\(layer)" + (configs.count > 1 ? "_config\(ci + 1)" : "")
+                    routerFigures.append(Figure(name: name, title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [panel], width: 640))
                 }
             }
         }
@@ -112,6 +126,7 @@ public enum RunFigures {
             if let g = SeedBands.groups(names), g.contains(where: { $0.members.count > 1 }) {
                 bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
                 byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
+                byTime = SeedBands.aggregateByIndex(byTime, g)
                 seeds = " (mean over seeds, band: min–max)"
             }
         }
@@ -125,7 +140,8 @@ public enum RunFigures {
                 with(Panel(title: "by tokens", xlabel: "tokens", ylabel: "loss (nats/token)", key: "top right", series: byTokens)) { $0.engineeringX = true },
                 with(Panel(title: "by training FLOPs", xlabel: "training FLOPs", ylabel: "loss (nats/token)", logX: true, key: "top right",
                            series: byFlops)) { $0.engineeringX = true },
-            ], height: 440),
+                Panel(title: "by training time", xlabel: "seconds of training steps", ylabel: "loss (nats/token)", key: "top right", series: byTime),
+            ], width: 1900, height: 440),
             Figure(name: "val_loss", title: "Validation loss: \(set.title)\(seeds)", panels: [
                 Panel(title: "", xlabel: "step", ylabel: "validation loss (nats/token)", key: "top right", series: val),
             ], width: 640),

@@ -16,6 +16,22 @@ enum SeedBands {
         return order.map { Group(label: "\(SeedTables.label($0)) (n=\(members[$0]!.count))", members: members[$0]!) }
     }
 
+    /// The same, matching points by position rather than by x (wall time differs between
+    /// seeds): x and y are both averaged, the band is y's min–max.
+    static func aggregateByIndex(_ series: [Series], _ groups: [Group]) -> [Series] {
+        groups.map { g in
+            let runs = g.members.map { series[$0].points }
+            let n = runs.map(\.count).min() ?? 0
+            var points: [(Double, Double)] = [], band: [(Double, Double)] = []
+            for i in 0..<n {
+                let xs = runs.map { $0[i].0 }, ys = runs.map { $0[i].1 }
+                points.append((xs.reduce(0, +) / Double(xs.count), ys.reduce(0, +) / Double(ys.count)))
+                band.append((ys.min()!, ys.max()!))
+            }
+            return Series(g.label, points, band: band)
+        }
+    }
+
     /// One series per group: at each x that every member has, the mean y and the (min, max).
     static func aggregate(_ series: [Series], _ groups: [Group]) -> [Series] {
         groups.map { g in

@@ -39,6 +39,12 @@ public final class AppendableDataset: H5Object {
         }
     }
 
+    public func append(row: [Int64]) throws {
+        try row.withUnsafeBufferPointer { b throws(HDF5Error) in
+            try appendRows(b.baseAddress, elements: b.count, rowCount: 1, memType: bm_h5t_native_int64())
+        }
+    }
+
     public func append(row: [Double]) throws {
         try row.withUnsafeBufferPointer { b throws(HDF5Error) in
             try appendRows(b.baseAddress, elements: b.count, rowCount: 1, memType: bm_h5t_native_double())

@@ -52,6 +52,10 @@ public final class MetricsLog {
         try column(path, type: .float64, width: row.count).append(row: row)
     }
 
+    public func appendRow(_ path: String, _ row: [Int]) throws {
+        try column(path, type: .int64, width: row.count).append(row: row.map(Int64.init))
+    }
+
     private func column(_ path: String, type: H5ElementType, width: Int?) throws -> AppendableDataset {
         if let c = columns[path] { return c }
         // Uncompressed on purpose: a compressed chunk that grows is rewritten at a

@@ -111,6 +111,9 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(trainSteps, Array(1...12))                   // log_every 1: steps done 1 … 12
         XCTAssertEqual(evalSteps, [0, 4, 8, 12])
         XCTAssertEqual(try f.dataset("router/layer_1/step").readInt64s(), trainSteps)
+        let load = try f.dataset("router/layer_1/load").readInt64s()          // counts are integers
+        XCTAssertEqual(load.count, 12 * 4)
+        XCTAssertEqual(load.prefix(4).reduce(0, +), 4 * 16)                     // batch 4 × 16 tokens, one expert each
     }
 
     func testCheckpointRoundTrip() throws {

@@ -111,6 +111,9 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn)"), md)
         let d = try XCTUnwrap(SeedStats.welch(val["sinkhorn"]!, val["topk"]!))
         XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %+.4f | [%+.4f, %+.4f]", d.difference, d.low, d.high)), md)
+        // an expert-load heatmap per configuration; loss against training time too
+        for k in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/r-figures/expert_load_layer_1_config\(k).png"), "config \(k)") }
+        XCTAssertTrue(try String(contentsOfFile: dir + "/r-figures/loss.gp", encoding: .utf8).contains("set title \"by training time\""))
         // the validation-loss figure: a mean line and a min–max band per configuration
         let dat = try String(contentsOfFile: dir + "/r-figures/val_loss.dat", encoding: .utf8)
         for (name, vals) in val {
