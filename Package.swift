@@ -50,7 +50,7 @@ let package = Package(
 
         // Tests ------------------------------------------------------------
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
-        .testTarget(name: "BMBenchTests", dependencies: ["BMCore", "BMBench"], swiftSettings: fast),
+        .testTarget(name: "BMBenchTests", dependencies: ["BMCore", "BMRouting", "BMBench"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),

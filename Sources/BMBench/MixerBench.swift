@@ -15,9 +15,21 @@ public enum MixerBench {
     }
     public struct GenFigure: Codable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
 
+    /// Byte-level token ids for the positions of a benchmark batch (routers that read
+    /// token ids, as `hash`, need them); enough for B·L ≤ 2¹⁸.
+    nonisolated(unsafe) static let tokenIDs: UnsafeMutablePointer<Int32> = {
+        let n = 1 << 18
+        let p = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        var rng = RNG(seed: 3)
+        for i in 0..<n { p[i] = Int32(rng.below(256)) }
+        return p
+    }()
+
     static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, step: StepContext())
+        let step = StepContext()
+        step.tokens = UnsafePointer(tokenIDs)
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, step: step)
         let m = try MixerRegistry.build(name, options: options, in: ctx, context: "bench")
         ps.finalize(seed: 1)
         return (m, ps)

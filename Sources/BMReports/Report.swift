@@ -39,7 +39,7 @@ public enum Report {
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
             seedRuns.append(SeedTables.Run(name: (e.dir as NSString).lastPathComponent, valLoss: m.valLoss, metric: m.metric,
-                                           trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond))
+                                           trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond, imbalance: m.imbalance))
             metricName = metricName ?? m.metricName
             let mark = m.evaluationNote == nil ? "" : " †"
             if let n = m.evaluationNote, !notes.contains(n) { notes.append(n) }
@@ -77,7 +77,8 @@ public enum Report {
 
     struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
                      var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
-                     var evaluationNote: String? }
+                     var evaluationNote: String?
+                     var imbalance: [(layer: String, value: Double)] = [] }
 
     static func summary(_ dir: String) throws -> Summary {
         let f = try H5File(path: "\(dir)/metrics.h5", mode: .readOnly)
@@ -95,6 +96,12 @@ public enum Report {
         s.active = try? f.intAttribute("parameters_active")
         s.flops = (try? f.dataset("train/flops").readDoubles())?.last
         s.evaluationNote = try? f.group("eval").stringAttribute("routing_note")   // written by the run from its model
+        let layers = ((try? f.group("router").children()) ?? []).sorted { RunFigures.layerIndex($0) < RunFigures.layerIndex($1) }
+        for l in layers {
+            guard let v = try? f.dataset("router/\(l)/load_max_over_mean").readDoubles(), !v.isEmpty else { continue }
+            let tail = v.suffix(ExperimentRun.trainLossWindow)
+            s.imbalance.append((l, tail.reduce(0, +) / Double(tail.count)))
+        }
         return s
     }
 }

@@ -9,6 +9,8 @@ enum SeedTables {
     struct Run {
         var name: String                  // the run's directory: "k=v,k=v" (sorted keys)
         var valLoss: Double?, metric: Double?, trainLoss: Double?, tokensPerSecond: Double?
+        /// Per MoE layer (router/layer_i): expert load max/mean, mean of the last 10 logged steps.
+        var imbalance: [(layer: String, value: Double)] = []
     }
 
     /// The run's axis values but the seed, as "k=v" in key order.
@@ -45,6 +47,24 @@ enum SeedTables {
             md += "| \(label(c)) | \(rs.count) | \(SeedStats.format(SeedStats.summarize(col(rs, \.valLoss)))) |"
             if hasMetric { md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.metric)))) |" }
             md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.trainLoss)))) | \(SeedStats.format(SeedStats.summarize(col(rs, \.tokensPerSecond)), 0)) |\n"
+        }
+        // expert load imbalance per MoE layer at the end of training
+        var layers: [String] = []
+        for r in runs { for (l, _) in r.imbalance where !layers.contains(l) { layers.append(l) } }
+        if !layers.isEmpty {
+            md += "\n## Expert load at the end of training, per MoE layer\n\n"
+            md += "Tokens of the busiest expert over the mean (1 = balanced; E = all on one expert), mean of the last 10 "
+            md += "logged steps of each run, then mean ± sd over the seeds.\n\n"
+            md += "| configuration | n |" + layers.map { " \($0) |" }.joined() + "\n|---|---|" + layers.map { _ in "---|" }.joined() + "\n"
+            for c in order {
+                let rs = groups[c]!
+                md += "| \(label(c)) | \(rs.count) |"
+                for l in layers {
+                    let v = rs.compactMap { r in r.imbalance.first { $0.layer == l }?.value }
+                    md += " \(SeedStats.format(SeedStats.summarize(v), 2)) |"
+                }
+                md += "\n"
+            }
         }
         guard let baseline, let base = groups[baseline] else { return md + "\n" }
         md += "\n## Against the baseline (\(label(baseline)))\n\n"

@@ -111,6 +111,16 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn)"), md)
         let d = try XCTUnwrap(SeedStats.welch(val["sinkhorn"]!, val["topk"]!))
         XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %+.4f | [%+.4f, %+.4f]", d.difference, d.low, d.high)), md)
+        // expert load imbalance per MoE layer at the end, aggregated over seeds
+        var imb: [String: [Double]] = [:]
+        for r in runner.sweep.runs {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
+            let v = try f.dataset("router/layer_1/load_max_over_mean").readDoubles().suffix(10)
+            imb[r.valueText("model.defaults.moe.router.name"), default: []].append(v.reduce(0, +) / Double(v.count))
+            f.close()
+        }
+        XCTAssertTrue(md.contains("## Expert load at the end of training, per MoE layer"), md)
+        XCTAssertTrue(md.contains("| name=topk | 3 | \(SeedStats.format(SeedStats.summarize(imb["topk"]!), 2)) |"), md)
         // an expert-load heatmap per configuration; loss against training time too
         for k in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/r-figures/expert_load_layer_1_config\(k).png"), "config \(k)") }
         XCTAssertTrue(try String(contentsOfFile: dir + "/r-figures/loss.gp", encoding: .utf8).contains("set title \"by training time\""))
