@@ -103,4 +103,19 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(try readColumn(runner.runDir(sweep.runs[0]) + "/metrics.h5", "train/loss").map(\.bitPattern),
                        try readColumn(clean.runDir(sweep.runs[0]) + "/metrics.h5", "train/loss").map(\.bitPattern))
     }
+
+    /// Every sweep shipped in Experiments/sweeps/ expands and validates (with its
+    /// report baseline, where it names one).
+    func testEveryShippedSweepValidates() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Experiments/sweeps").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertTrue(files.contains("routers.yaml") && files.contains("experts.yaml") && files.contains("mqar-init.yaml"))
+        for f in files {
+            let s = try Sweep(path: "\(dir)/\(f)")
+            XCTAssertFalse(s.runs.isEmpty, f)
+        }
+        XCTAssertEqual(try Sweep(path: "\(dir)/routers.yaml").baseline, ["model.defaults.moe.router.name": "sinkhorn-fast"])
+        XCTAssertEqual(try Sweep(path: "\(dir)/experts.yaml").runs.count, 15)
+    }
 }
