@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
                                                       .product(name: "Yams", package: "Yams")], swiftSettings: fast),
-        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMRouting", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 

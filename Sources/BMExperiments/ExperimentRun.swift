@@ -206,7 +206,7 @@ public final class ExperimentRun {
                              } ?? "")
         }
         let ran = trainer.step - startStep
-        return Summary(steps: trainer.step, stepsRun: ran, trainLoss: recent.isEmpty ? .nan : recent.reduce(0, +) / Double(recent.count), evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
+        return Summary(steps: trainer.step, stepsRun: ran, trainLoss: Self.windowMean(recent) ?? .nan, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)
@@ -226,6 +226,13 @@ public final class ExperimentRun {
 
     /// Logged training losses a "train loss" averages.
     public static let trainLossWindow = 10
+
+    /// The mean of the last `trainLossWindow` values of a logged series (what a "train
+    /// loss", or an end-of-training router statistic, means); nil for none.
+    public static func windowMean(_ values: [Double]) -> Double? {
+        let tail = values.suffix(trainLossWindow)
+        return tail.isEmpty ? nil : tail.reduce(0, +) / Double(tail.count)
+    }
 
     /// The last `trainLossWindow` losses already in the file (a resumed run's).
     static func loggedLosses(_ metrics: MetricsLog) throws -> [Double] {

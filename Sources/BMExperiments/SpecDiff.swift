@@ -11,26 +11,15 @@ public enum SpecDiff {
     /// nil when the specs mean the same; else e.g. "train.steps is 2 in the stored
     /// spec but 4 now".
     public static func firstDifference(stored: String, now: ExperimentSpec) throws -> String? {
-        let nowTree = flatten(try now.resolvedNode())
-        let storedTree: [(String, String)]
-        if let s = try? ExperimentSpec.parse(stored, file: "the stored spec"), let n = try? s.resolvedNode() {
-            storedTree = flatten(n)
-        } else if let n = try? Yams.compose(yaml: stored) {
-            storedTree = flatten(n)     // not a spec this version reads: compare the trees as they are
-        } else {
-            return "the stored spec is not valid YAML"
-        }
-        return firstDifference(storedTree, nowTree)
+        guard let storedTree = tree(stored) else { return "the stored spec is not valid YAML" }
+        return firstDifference(storedTree, flatten(try now.resolvedNode()))
     }
 
-    /// Between two resolved-spec texts (both read as specs when they can be).
-    public static func firstDifference(stored: String, now: String) throws -> String? {
-        func tree(_ t: String) throws -> [(String, String)] {
-            if let s = try? ExperimentSpec.parse(t, file: "spec"), let n = try? s.resolvedNode() { return flatten(n) }
-            guard let n = try Yams.compose(yaml: t) else { return [] }
-            return flatten(n)
-        }
-        return firstDifference(try tree(stored), try tree(now))
+    /// A stored spec's leaves: as this version resolves it when it reads as a spec, else
+    /// the YAML tree as it is (nil when it is not YAML).
+    static func tree(_ text: String) -> [(String, String)]? {
+        if let s = try? ExperimentSpec.parse(text, file: "the stored spec"), let n = try? s.resolvedNode() { return flatten(n) }
+        return (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) }
     }
 
     static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {

@@ -103,10 +103,9 @@ public enum SpecKeys {
     /// A markdown table of every key.
     public static func markdown() -> String {
         var out = "| key | type | default | range | what |\n|---|---|---|---|---|\n"
+        func cell(_ t: String) -> String { t.replacingOccurrences(of: "|", with: "\\|") }
         for k in all {
-            let range = k.range.isEmpty ? "" : k.range
-            func cell(_ t: String) -> String { t.replacingOccurrences(of: "|", with: "\\|") }
-            out += "| `\(k.path)` | \(cell(k.type)) | \(cell(k.defaultText)) | \(cell(range)) | \(cell(k.doc)) |\n"
+            out += "| `\(k.path)` | \(cell(k.type)) | \(cell(k.defaultText)) | \(cell(k.range)) | \(cell(k.doc)) |\n"
         }
         return out
     }

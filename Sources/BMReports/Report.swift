@@ -86,7 +86,7 @@ public enum Report {
         var s = Summary()
         let loss = (try? f.dataset("train/loss").readDoubles()) ?? []
         s.steps = loss.count
-        if !loss.isEmpty { let tail = loss.suffix(ExperimentRun.trainLossWindow); s.trainLoss = tail.reduce(0, +) / Double(tail.count) }
+        s.trainLoss = ExperimentRun.windowMean(loss)
         s.valLoss = (try? f.dataset("eval/loss").readDoubles())?.last
         s.metric = (try? f.dataset("eval/metric").readDoubles())?.last
         if let n = try? f.group("eval").stringAttribute("metric_name"), n != "none" { s.metricName = n } else { s.metric = nil }
@@ -98,9 +98,8 @@ public enum Report {
         s.evaluationNote = try? f.group("eval").stringAttribute("routing_note")   // written by the run from its model
         let layers = ((try? f.group("router").children()) ?? []).sorted { RunFigures.layerIndex($0) < RunFigures.layerIndex($1) }
         for l in layers {
-            guard let v = try? f.dataset("router/\(l)/load_max_over_mean").readDoubles(), !v.isEmpty else { continue }
-            let tail = v.suffix(ExperimentRun.trainLossWindow)
-            s.imbalance.append((l, tail.reduce(0, +) / Double(tail.count)))
+            guard let v = try? f.dataset("router/\(l)/load_max_over_mean").readDoubles(), let m = ExperimentRun.windowMean(v) else { continue }
+            s.imbalance.append((l, m))
         }
         return s
     }

@@ -3,6 +3,7 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMExperiments
+import BMTrain
 
 /// The runs a figure is about: one run directory, or every run of a sweep.
 public struct RunSet {
@@ -64,20 +65,22 @@ public enum RunFigures {
         var routerFigures: [Figure] = []
         var entropy: [Series] = [], iters: [Series] = []
         var heatmapLayers = Set<String>()
-        // expert load: one heatmap per layer and configuration (its first seed)
-        var configs: [[String: String]] = []
-        for e in set.entries {
-            let c = SeedTables.configuration((e.dir as NSString).lastPathComponent)
-            if !configs.contains(c) { configs.append(c) }
-        }
+        // runs grouped by configuration: for the seed bands and one expert-load heatmap
+        // per layer and configuration (its first seed)
+        let grouped = SeedTables.groups(set.entries.map { ($0.dir as NSString).lastPathComponent })
+        var configOf = [Int](repeating: 0, count: set.entries.count)
+        for (ci, g) in grouped.enumerated() { for m in g.members { configOf[m] = ci } }
         var heatMax = 0.0
         var unigram: Double? = nil
-        for e in set.entries {
+        for (ei, e) in set.entries.enumerated() {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
             let step = column(f, "train/step"), loss = column(f, "train/loss")
             let tokens = column(f, "train/tokens"), flops = column(f, "train/flops")
-            let done = stepsDone(f, step)
+            // steps done at each row: `step` itself, or index + 1 in a version-1 file
+            let indexed = MetricsLog.version(of: f) < 2
+            func stepsDone(_ s: [Double]) -> [Double] { indexed ? s.map { $0 + 1 } : s }
+            let done = stepsDone(step)
             unigram = unigram ?? (try? f.doubleAttribute("unigram_entropy_nats"))
             bySteps.append(Series(e.label, zip(done, loss).map { ($0, $1) }))
             byTokens.append(Series(e.label, Array(zip(tokens, loss))))
@@ -91,14 +94,13 @@ public enum RunFigures {
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"
-                let rs = stepsDone(f, column(f, "\(g)/step"))
+                let rs = stepsDone(column(f, "\(g)/step"))
                 let label = set.isSweep ? "\(e.label) \(layer)" : layer
                 entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
                 let it = column(f, "\(g)/sinkhorn_iters")
                 if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
                 // expert load heatmap (the first run of each configuration that has this layer)
-                let config = set.isSweep ? SeedTables.configuration((e.dir as NSString).lastPathComponent) : [:]
-                let ci = configs.firstIndex(of: config) ?? 0
+                let ci = configOf[ei]
                 if heatmapLayers.insert("\(ci)|\(layer)").inserted {
                     let ds = try f.dataset("\(g)/load")
                     let E = ds.shape.count == 2 ? ds.shape[1] : 1
@@ -113,7 +115,7 @@ public enum RunFigures {
                                            ylabel: "expert", x: rs, y: (0..<E).map(Double.init), values: values, label: "share of tokens")
                     panel.yTickStep = 1
                     heatMax = max(heatMax, values.joined().max() ?? 0)
-                    let name = "expert_load_\(layer)" + (configs.count > 1 ? "_config\(ci + 1)" : "")
+                    let name = "expert_load_\(layer)" + (grouped.count > 1 ? "_config\(ci + 1)" : "")
                     routerFigures.append(Figure(name: name, title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [panel], width: 640))
                 }
             }
@@ -121,18 +123,17 @@ public enum RunFigures {
         // A sweep with seeds: one line per configuration (the mean over its seeds) in a
         // min–max band, one colour each.
         var seeds = ""
-        if set.isSweep {
-            let names = set.entries.map { ($0.dir as NSString).lastPathComponent }
-            if let g = SeedBands.groups(names), g.contains(where: { $0.members.count > 1 }) {
-                bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
-                byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
-                byTime = SeedBands.aggregateByIndex(byTime, g)
-                seeds = " (mean over seeds, band: min–max)"
-            }
+        if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
+            let g = SeedBands.groups(grouped)
+            bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
+            byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
+            byTime = SeedBands.aggregateByIndex(byTime, g)
+            seeds = " (mean over seeds, band: min–max)"
         }
         // the context-free baseline: a model that only learned token frequencies
-        if let u = unigram, let xs = val.flatMap({ $0.points.map(\.0) }).min().map({ ($0, val.flatMap { $0.points.map(\.0) }.max()!) }) {
-            val.append(Series(String(format: "unigram baseline (%.3f)", u), [(xs.0, u), (xs.1, u)]))
+        let valSteps = val.flatMap { $0.points.map(\.0) }
+        if let u = unigram, let lo = valSteps.min(), let hi = valSteps.max() {
+            val.append(Series(String(format: "unigram baseline (%.3f)", u), [(lo, u), (hi, u)]))
         }
         var figs: [Figure] = [
             Figure(name: "loss", title: "Training loss: \(set.title)\(seeds)", panels: [
@@ -169,11 +170,6 @@ public enum RunFigures {
     static func fmtCount(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }
 
     static func with(_ p: Panel, _ change: (inout Panel) -> Void) -> Panel { var q = p; change(&q); return q }
-
-    /// Steps done at each row: `step` itself, or index + 1 in a version-1 file.
-    static func stepsDone(_ f: H5File, _ step: [Double]) -> [Double] {
-        ((try? f.intAttribute("metrics_version")) ?? 1) < 2 ? step.map { $0 + 1 } : step
-    }
 
     static func layerIndex(_ s: String) -> Int { Int(s.split(separator: "_").last ?? "") ?? 0 }
 

@@ -5,15 +5,9 @@ import BMPlot
 enum SeedBands {
     struct Group { var label: String; var members: [Int] }   // indices into the runs
 
-    /// Configurations in order of first appearance (run directory names `k=v,k=v`).
-    static func groups(_ names: [String]) -> [Group]? {
-        var order: [[String: String]] = [], members: [[String: String]: [Int]] = [:]
-        for (i, n) in names.enumerated() {
-            let c = SeedTables.configuration(n)
-            if members[c] == nil { order.append(c) }
-            members[c, default: []].append(i)
-        }
-        return order.map { Group(label: "\(SeedTables.label($0)) (n=\(members[$0]!.count))", members: members[$0]!) }
+    /// The configurations `SeedTables.groups` found, labelled with their n.
+    static func groups(_ grouped: [(config: [String: String], members: [Int])]) -> [Group] {
+        grouped.map { Group(label: "\(SeedTables.label($0.config)) (n=\($0.members.count))", members: $0.members) }
     }
 
     /// The same, matching points by position rather than by x (wall time differs between

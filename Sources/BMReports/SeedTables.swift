@@ -23,18 +23,26 @@ enum SeedTables {
         return out
     }
 
+    /// Runs (by directory name) grouped by configuration, in order of first appearance:
+    /// each configuration with the indices of its runs.
+    static func groups(_ names: [String]) -> [(config: [String: String], members: [Int])] {
+        var order: [[String: String]] = [], members: [[String: String]: [Int]] = [:]
+        for (i, n) in names.enumerated() {
+            let c = configuration(n)
+            if members[c] == nil { order.append(c) }
+            members[c, default: []].append(i)
+        }
+        return order.map { ($0, members[$0]!) }
+    }
+
     static func label(_ c: [String: String]) -> String {
         c.isEmpty ? "all runs" : c.keys.sorted().map { "\($0.split(separator: ".").last ?? "")=\(c[$0]!)" }.joined(separator: " ")
     }
 
     static func markdown(_ runs: [Run], metricName: String?, baseline: [String: String]?) -> String {
-        // configurations in order of first appearance
-        var order: [[String: String]] = [], groups: [[String: String]: [Run]] = [:]
-        for r in runs {
-            let c = configuration(r.name)
-            if groups[c] == nil { order.append(c) }
-            groups[c, default: []].append(r)
-        }
+        let grouped = groups(runs.map(\.name))
+        let order = grouped.map(\.config)
+        let groups = Dictionary(uniqueKeysWithValues: grouped.map { ($0.config, $0.members.map { runs[$0] }) })
         guard groups.values.contains(where: { $0.count > 1 }) else { return "" }
         func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
         let hasMetric = metricName != nil && runs.contains { $0.metric.map { !$0.isNaN } ?? false }

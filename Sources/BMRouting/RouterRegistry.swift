@@ -62,19 +62,21 @@ public enum RouterRegistry {
     /// Checks a resolved router table against the number of experts, without building.
     public static func validate(_ resolved: OptionValue, experts: Int, context: String) throws {
         let (name, table) = try split(resolved, context: context)
-        do { try entry(name, context: context).validate(ResolvedOptions(table), experts) }
-        catch BMError.invalid(let m) where !m.hasPrefix(context) { throw BMError.invalid("\(context): \(m)") }
+        let e = try entry(name, context: context)
+        try naming(context) { try e.validate(ResolvedOptions(table), experts) }
     }
 
-    /// Builds a router from a table `resolve` returned.
+    /// Builds a router from a table `resolve` returned (validating it first).
     public static func build(_ resolved: OptionValue, experts: Int, context: String) throws -> (Router, String) {
+        try validate(resolved, experts: experts, context: context)
         let (name, table) = try split(resolved, context: context)
         let e = try entry(name, context: context)
-        let o = ResolvedOptions(table)
-        do {
-            try e.validate(o, experts)
-            return (try e.build(o, experts), name)
-        } catch BMError.invalid(let m) where !m.hasPrefix(context) {
+        return (try naming(context) { try e.build(ResolvedOptions(table), experts) }, name)
+    }
+
+    /// Runs `body`; a plugin's error that does not say where gets `context` in front.
+    private static func naming<T>(_ context: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch BMError.invalid(let m) where !m.hasPrefix(context) {
             throw BMError.invalid("\(context): \(m)")
         }
     }

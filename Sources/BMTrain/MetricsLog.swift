@@ -9,6 +9,8 @@ public final class MetricsLog {
     /// 2: `train/step` and `router/…/step` count the steps done, as `eval/step` (version
     /// 1, files without the `metrics_version` attribute, logged the step's 0-based index).
     public static let version = 2
+    /// The version a metrics file was written with (1 when it does not say).
+    public static func version(of file: H5File) -> Int { (try? file.intAttribute("metrics_version")) ?? 1 }
     public let file: H5File
     private var columns: [String: AppendableDataset] = [:]
 
@@ -23,7 +25,7 @@ public final class MetricsLog {
     /// index is `step` or more).
     public init(resuming path: String, step: Int) throws {
         file = try H5File(path: path, mode: .readWrite)
-        let indexed = ((try? file.intAttribute("metrics_version")) ?? 1) < 2
+        let indexed = MetricsLog.version(of: file) < 2
         let routerGroups = ((try? file.group("router").children()) ?? []).map { "router/\($0)" }
         for group in ["train", "eval"] + routerGroups {
             guard file.exists("\(group)/step") else { continue }

@@ -59,10 +59,7 @@ final class AttentionBlockTests: XCTestCase {
     func testChunkedPrefillContinuesFromTheCache() throws {
         let (a, _) = try attention(rowBlock: 16)
         let B = 2, L = 170, prompt = 150, chunk = 37, D = 8
-        var rng = RNG(seed: 8)
-        let x = (0..<B * L * D).map { _ in rng.normal() }
-        var full = [Float](repeating: 0, count: B * L * D)
-        x.withUnsafeBufferPointer { xb in full.withUnsafeMutableBufferPointer { a.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+        let (x, full) = randomInputAndForward(a, B: B, L: L, D: D, seed: 8)
         let state = try a.makeState(batch: B, maxLength: L)
         var got = [Float](repeating: 0, count: B * L * D)
         var start = 0

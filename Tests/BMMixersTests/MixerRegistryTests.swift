@@ -175,6 +175,16 @@ func checkCausality(_ name: String, _ variant: [String: OptionValue]) throws {
     }
 }
 
+/// A seeded random input [B, L, D] and the mixer's parallel forward of it: the
+/// reference that prefill and step are compared with.
+func randomInputAndForward(_ m: Mixer, B: Int, L: Int, D: Int, seed: UInt64) -> (x: [Float], y: [Float]) {
+    var rng = RNG(seed: seed)
+    let x = (0..<B * L * D).map { _ in rng.normal() }
+    var y = [Float](repeating: 0, count: B * L * D)
+    x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    return (x, y)
+}
+
 /// prefill(prompt) then step() for each further token equals the parallel forward.
 func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) throws {
     for (L, prompt) in [(1, 0), (2, 0), (3, 1), (17, 5), (300, 7)] {
@@ -186,10 +196,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             continue
         }
         let B = 2, D = 8
-        var rng = RNG(seed: 7)
-        let x = (0..<B * L * D).map { _ in rng.normal() }
-        var full = [Float](repeating: 0, count: B * L * D)
-        x.withUnsafeBufferPointer { xb in full.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+        let (x, full) = randomInputAndForward(m, B: B, L: L, D: D, seed: 7)
         let state = try m.makeState(batch: B, maxLength: L)
         var got = [Float](repeating: 0, count: B * L * D)
         if prompt > 0 {

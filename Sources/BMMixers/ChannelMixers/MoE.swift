@@ -120,7 +120,7 @@ public final class MoE: Mixer {
     /// The router statistics of the last forward (`router/layer_i/…` in metrics.h5).
     public var statistics: [(String, LayerStatistic)] {
         let s = stats
-        return [("load", .counts(s.load.map { Int($0) })), ("load_max_over_mean", .value(s.loadMaxOverMean)),
+        return [("load", .counts(s.load)), ("load_max_over_mean", .value(s.loadMaxOverMean)),
                 ("cv", .value(s.loadCV)), ("entropy", .value(s.entropy)), ("dropped", .value(s.droppedFraction)),
                 ("aux_loss", .value(s.auxLoss)), ("z_loss", .value(s.zLoss)),
                 ("sinkhorn_iters", .count(s.sinkhornIterations)), ("sinkhorn_converged", .count(s.sinkhornConverged ? 1 : 0)),

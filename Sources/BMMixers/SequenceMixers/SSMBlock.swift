@@ -57,14 +57,14 @@ public final class SSMBlock: Mixer {
     /// at long contexts, prefill — uses every core). `channelSplit` fixes it (tests).
     nonisolated(unsafe) static var channelSplit: Int? = nil
     func channelParts(B: Int) -> Int {
-        let blocks = (E + 15) / 16
+        let blocks = Ep / 16
         if let forced = Self.channelSplit { return max(1, min(forced, blocks)) }
         return B >= Parallel.workers ? 1 : max(1, min(blocks, Parallel.workers / max(B, 1)))
     }
     /// Channels of part p of P: whole blocks of 16, as even as they come.
     func channelRange(part p: Int, of P: Int) -> Range<Int>? {
         guard P > 1 else { return nil }
-        let blocks = (E + 15) / 16
+        let blocks = Ep / 16
         return min(E, 16 * (p * blocks / P))..<min(E, 16 * ((p + 1) * blocks / P))
     }
     public let timer = PhaseTimer()
