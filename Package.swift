@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
                                                       .product(name: "Yams", package: "Yams")], swiftSettings: fast),
-        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMExperiments", "BMBench"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
         .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments"], swiftSettings: fast),
-        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports"], swiftSettings: fast),
+        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports", "BMBench", "BMStudies"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]

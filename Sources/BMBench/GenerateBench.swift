@@ -14,6 +14,10 @@ public enum GenerateBench {
         public var msPerToken: Double        // median of the timed tokens
         public var stateBytes: Int           // all layers' generation state (conv/SSM states, KV caches)
         public var residentMib: Double       // process resident memory after the tokens
+        public init(model: String, weights: WeightFormat, context: Int, msPerToken: Double, stateBytes: Int, residentMib: Double) {
+            self.model = model; self.weights = weights; self.context = context
+            self.msPerToken = msPerToken; self.stateBytes = stateBytes; self.residentMib = residentMib
+        }
     }
 
     public static func run(specPath: String, contexts: [Int], tokens: Int = 64, weights: WeightFormat = .fp32) throws -> [Point] {

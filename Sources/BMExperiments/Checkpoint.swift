@@ -128,6 +128,17 @@ public final class OpenedCheckpoint {
     let f: H5File
 
     public init(_ path: String) throws { self.path = path; f = try Checkpoint.open(path) }
+
+    /// The model a checkpoint holds, built from its stored spec, with its weights
+    /// (no optimizer state): for evaluation, generation and analysis.
+    public static func model(_ path: String) throws -> (spec: ExperimentSpec, model: LanguageModel, state: Checkpoint.State) {
+        let ck = try OpenedCheckpoint(path)
+        defer { ck.close() }
+        let s = try ExperimentSpec.parse(try ck.specYAML(), file: "\(path) (stored spec)")
+        let model = try ModelBuilder.build(s)
+        let st = try ck.load(into: model, optimizer: nil)
+        return (s, model, st)
+    }
     public func close() { f.close() }
 
     /// The resolved spec the run was trained with.

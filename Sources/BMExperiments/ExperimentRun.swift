@@ -38,6 +38,10 @@ public final class ExperimentRun {
 
     public var metricsPath: String { (outDir as NSString).appendingPathComponent("metrics.h5") }
     public var checkpointPath: String { (outDir as NSString).appendingPathComponent("checkpoint.h5") }
+    /// With `train.keep_checkpoints`: DIR/checkpoints/step-NNNNNN.h5, one per checkpoint and step 0.
+    public func keptCheckpointPath(step: Int) -> String {
+        (outDir as NSString).appendingPathComponent(String(format: "checkpoints/step-%06d.h5", step))
+    }
 
     /// Memory the run was estimated to need (checked against the machine before anything was allocated).
     public let memory: MemoryEstimate
@@ -135,7 +139,7 @@ public final class ExperimentRun {
     public func run() throws -> Summary {
         let fm = FileManager.default
         if startOver {
-            for f in ["metrics.h5", "spec.yaml", "checkpoint.h5"] { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
+            for f in ["metrics.h5", "spec.yaml", "checkpoint.h5", "checkpoints"] { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
             startOver = false
         }
         try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
@@ -164,7 +168,15 @@ public final class ExperimentRun {
         var totalTime = 0.0
         var tokensPerSecond = 0.0
         let startStep = trainer.step
-        if startStep == 0 { lastEval = try evaluate(metrics, step: 0) }
+        func checkpoint(_ path: String) throws {
+            try Checkpoint.save(to: path, model: model, optimizer: trainer.optimizer,
+                                state: .init(step: trainer.step, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
+        }
+        if spec.train.keepCheckpoints { try fm.createDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"), withIntermediateDirectories: true) }
+        if startStep == 0 {
+            lastEval = try evaluate(metrics, step: 0)
+            if spec.train.keepCheckpoints { try checkpoint(keptCheckpointPath(step: 0)) }
+        }
         while trainer.step < S {
             if let stop = stopAfter, trainer.step - startStep >= stop { break }
             let t0 = ContinuousClock.now
@@ -197,8 +209,8 @@ public final class ExperimentRun {
                 lastEval = try evaluate(metrics, step: done)
             }
             if done % spec.train.checkpointEvery == 0 || done == S {
-                try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer,
-                                    state: .init(step: done, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
+                try checkpoint(checkpointPath)
+                if spec.train.keepCheckpoints { try checkpoint(keptCheckpointPath(step: done)) }
             }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
                              extra: lastEval.map { e in

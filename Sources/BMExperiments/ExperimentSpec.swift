@@ -49,6 +49,7 @@ public struct TrainSpec: Sendable, Equatable {
     public var evalEvery = 100
     public var evalBatches = 8
     public var checkpointEvery = 100
+    public var keepCheckpoints = false
 }
 
 /// An experiment spec (YAML) — see docs/specs.md for every key.

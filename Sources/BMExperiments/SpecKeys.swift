@@ -95,6 +95,8 @@ public enum SpecKeys {
             .int("train.eval_every", \.train.evalEvery, 100, min: 1, "steps between validation evaluations"),
             .int("train.eval_batches", \.train.evalBatches, 8, min: 1, "batches per evaluation"),
             .int("train.checkpoint_every", \.train.checkpointEvery, 100, min: 1, "steps between checkpoints"),
+            .bool("train.keep_checkpoints", \.train.keepCheckpoints, false,
+                  "also keep every checkpoint, and the initial weights, as checkpoints/step-NNNNNN.h5 (for analyses over training)"),
         ]
     }
 

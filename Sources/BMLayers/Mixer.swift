@@ -47,6 +47,9 @@ public protocol Mixer: SequenceLayer {
     /// What a reader of the validation loss must know about this layer (e.g. a
     /// non-causal router evaluated causally); nil for most.
     var evaluationNote: String? { get }
+    /// A router's logits from the last forward, [B·L, E]; nil for layers without a
+    /// learned router (`bmlab eval --router-logits`, the Sinkhorn study).
+    var routerLogits: UnsafeBufferPointer<Float>? { get }
 }
 
 extension Mixer {
@@ -54,6 +57,7 @@ extension Mixer {
     public var phaseTimer: PhaseTimer? { nil }
     public var statistics: [(String, LayerStatistic)] { [] }
     public var evaluationNote: String? { nil }
+    public var routerLogits: UnsafeBufferPointer<Float>? { nil }
     /// Every matrix-multiply weight (2-D `.weight` parameters) is used by every token.
     public var activeMatmulWeights: Double {
         Double(parameters.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") }.reduce(0) { $0 + $1.count })

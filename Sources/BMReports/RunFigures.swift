@@ -34,7 +34,15 @@ public struct RunSet {
         }
         guard !e.isEmpty else { throw BMError.invalid("\(dir): the sweep has no run with metrics.h5 yet") }
         entries = e.sorted { ($0.0, $0.1.dir) < ($1.0, $1.1.dir) }.map(\.1)
-        title = RunSet.runName("\(entries[0].dir)/metrics.h5").map { "\($0) sweep" } ?? (dir as NSString).lastPathComponent
+        // "FILE (N runs of NAME)": the sweep file's name when sweep.h5 records it, the spec's name
+        let base = RunSet.runName("\(entries[0].dir)/metrics.h5")
+        var file: String? = nil
+        if let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
+            file = (try? sf.stringAttribute("sweep_file")).map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            sf.close()
+        }
+        let count = "\(entries.count) run\(entries.count == 1 ? "" : "s")"
+        title = file.map { "\($0) (\(count) of \(base ?? "the spec"))" } ?? base.map { "\($0) sweep" } ?? (dir as NSString).lastPathComponent
         isSweep = true
     }
 
@@ -47,11 +55,10 @@ public struct RunSet {
 
     /// "model.pattern=mamba+moe,train.seed=1" → "pattern=mamba+moe seed=1".
     static func label(_ name: String) -> String {
-        name.split(separator: ",").map { part in
-            let kv = part.split(separator: "=", maxSplits: 1)
-            let key = kv[0].split(separator: ".").last.map(String.init) ?? String(kv[0])
-            return kv.count == 2 ? "\(key)=\(kv[1])" : String(part)
-        }.joined(separator: " ")
+        SeedTables.shortLabel(name.split(separator: ",").map { part in
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            return kv.count == 2 ? (kv[0], kv[1]) : (String(part), nil)
+        })
     }
 }
 
@@ -178,7 +185,7 @@ public enum RunFigures {
         try figures(RunSet(dir)).map { try Gnuplot.render($0, in: outDir, format: format) }
     }
 
-    /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study.
+    /// Figures of whatever DIR holds: a run, a sweep, a Sinkhorn study, a generation benchmark.
     public static func renderAny(_ dir: String, outDir: String, format: FigureFormat) throws -> [String] {
         let fm = FileManager.default
         var paths: [String] = []
@@ -186,9 +193,12 @@ public enum RunFigures {
             paths += try render(dir, outDir: outDir, format: format)
         }
         if fm.fileExists(atPath: "\(dir)/sinkhorn.h5") {
-            paths.append(try Gnuplot.render(try StudyFigures.sinkhorn("\(dir)/sinkhorn.h5"), in: outDir, format: format))
+            for fig in try StudyFigures.sinkhorn("\(dir)/sinkhorn.h5") { paths.append(try Gnuplot.render(fig, in: outDir, format: format)) }
         }
-        if paths.isEmpty { throw BMError.invalid("\(dir): nothing to plot (no metrics.h5, runs/ or sinkhorn.h5)") }
+        if fm.fileExists(atPath: "\(dir)/bench_generate.json") {
+            paths.append(try Gnuplot.render(try StudyFigures.generation("\(dir)/bench_generate.json"), in: outDir, format: format))
+        }
+        if paths.isEmpty { throw BMError.invalid("\(dir): nothing to plot (no metrics.h5, runs/, sinkhorn.h5 or bench_generate.json)") }
         return paths
     }
 }

@@ -36,7 +36,20 @@ enum SeedTables {
     }
 
     static func label(_ c: [String: String]) -> String {
-        c.isEmpty ? "all runs" : c.keys.sorted().map { "\($0.split(separator: ".").last ?? "")=\(c[$0]!)" }.joined(separator: " ")
+        c.isEmpty ? "all runs" : shortLabel(c.keys.sorted().map { ($0, c[$0]!) })
+    }
+
+    /// "k=v" words with each key shortened to its shortest dotted suffix that no other
+    /// key shares: model.pattern → pattern, but model.defaults.mlp.ffn and
+    /// model.defaults.moe.ffn → mlp.ffn, moe.ffn.
+    static func shortLabel(_ pairs: [(key: String, value: String?)]) -> String {
+        let parts = pairs.map { $0.key.split(separator: ".").map(String.init) }
+        return zip(pairs, parts).map { pair, p in
+            var n = 1
+            func suffix(_ q: [String], _ n: Int) -> String { q.suffix(n).joined(separator: ".") }
+            while n < p.count, parts.contains(where: { $0 != p && suffix($0, n) == suffix(p, n) }) { n += 1 }
+            return pair.value.map { "\(suffix(p, n))=\($0)" } ?? pair.key
+        }.joined(separator: " ")
     }
 
     static func markdown(_ runs: [Run], metricName: String?, baseline: [String: String]?) -> String {

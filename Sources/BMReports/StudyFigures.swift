@@ -3,37 +3,32 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMStudies
+import BMBench
 
 /// Figures of the studies, regenerated from their stored numbers.
 public enum StudyFigures {
-    /// The Sinkhorn convergence figure from a `bmlab sinkhorn` sinkhorn.h5.
-    public static func sinkhorn(_ path: String) throws -> Figure {
-        let f = try H5File(path: path, mode: .readOnly)
-        defer { f.close() }
-        let variants = try f.stringArrayAttribute("variant_names"), sources = try f.stringArrayAttribute("source_names")
-        let T = try f.dataset("T").readInt64s(), E = try f.dataset("E").readInt64s(), seed = try f.dataset("seed").readInt64s()
-        let sigma = try f.dataset("sigma").readDoubles(), it = try f.dataset("iterations").readInt64s()
-        let conv = try f.dataset("converged").readInt64s(), re = try f.dataset("row_error").readDoubles()
-        let ce = try f.dataset("col_error").readDoubles(), ag = try f.dataset("argmax_agreement").readDoubles()
-        let sec = try f.dataset("seconds_per_call").readDoubles()
-        let rows = variants.indices.map { i in
-            SinkhornStudy.Row(source: sources[i], variant: variants[i], T: Int(T[i]), E: Int(E[i]), sigma: sigma[i], seed: Int(seed[i]),
-                              iterations: Int(it[i]), converged: conv[i] != 0, rowError: re[i], colError: ce[i], agreement: ag[i], seconds: sec[i])
-        }
-        return SinkhornStudy.figure(rows)
+    /// The Sinkhorn study's figures from a `bmlab sinkhorn` sinkhorn.h5.
+    public static func sinkhorn(_ path: String) throws -> [Figure] {
+        SinkhornStudy.figures(try SinkhornStudy.readHDF5(path))
     }
 
-    public struct LatencyPoint: Codable, Sendable { public var mixer: String; public var context: Int; public var msPerToken: Double; public var stateBytes: Int }
-
-    /// Generation latency per token against context, one line per mixer.
-    public static func latency(_ points: [LatencyPoint]) -> Figure {
-        var mixers: [String] = []
-        for p in points where !mixers.contains(p.mixer) { mixers.append(p.mixer) }
-        let ms = mixers.map { m in Series(m, points.filter { $0.mixer == m }.map { (Double($0.context), $0.msPerToken) }) }
-        let mem = mixers.map { m in Series(m, points.filter { $0.mixer == m }.map { (Double($0.context), Double($0.stateBytes) / 1024) }) }
-        return Figure(name: "generation_latency", title: "Batch-1 generation, one mixer at d_model 256", panels: [
-            Panel(title: "latency per token", xlabel: "context (tokens)", ylabel: "ms per token", logX: true, logY: true, series: ms),
-            Panel(title: "generation state", xlabel: "context (tokens)", ylabel: "KiB", logX: true, logY: true, series: mem),
+    /// `bmlab bench generate --out DIR`'s bench_generate.json: batch-1 latency per
+    /// token, the generation state and the process's resident memory against the
+    /// context, one line per model (and weight format).
+    public static func generation(_ path: String) throws -> Figure {
+        let points = try JSON.decoder().decode([GenerateBench.Point].self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        guard !points.isEmpty else { throw BMError.invalid("\(path): no points") }
+        var names: [String] = []
+        func name(_ p: GenerateBench.Point) -> String { p.weights == .fp32 ? p.model : "\(p.model) \(p.weights.rawValue)" }
+        for p in points where !names.contains(name(p)) { names.append(name(p)) }
+        func series(_ value: (GenerateBench.Point) -> Double) -> [Series] {
+            names.map { n in Series(n, points.filter { name($0) == n }.map { (Double($0.context), value($0)) }) }
+        }
+        return Figure(name: "generation_latency", title: "Batch-1 generation against the context (random weights; one process, contexts in order)", panels: [
+            Panel(title: "latency per token", xlabel: "context (tokens)", ylabel: "ms per token", logX: true, logY: true, series: series(\.msPerToken)),
+            Panel(title: "generation state (conv/SSM states, KV caches)", xlabel: "context (tokens)", ylabel: "MiB", logX: true, logY: true,
+                  series: series { max(Double($0.stateBytes) / 1_048_576, 1e-3) }),
+            Panel(title: "process resident memory", xlabel: "context (tokens)", ylabel: "MiB", logX: true, logY: true, series: series(\.residentMib)),
         ])
     }
 }

@@ -4,11 +4,21 @@ import BMCore
 import BMStorage
 import BMStudies
 import BMPlot
+import BMReports
 
 struct SinkhornCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sinkhorn",
-        abstract: "Sinkhorn convergence study: vanilla vs BlackMamba's fast Sinkhorn over tokens, experts and logit scale.")
+        abstract: "Sinkhorn convergence study: vanilla vs BlackMamba's fast Sinkhorn over tokens, experts and logit scale, and on real router logits.",
+        discussion: """
+        Each variant runs on Gaussian logits (the grid of --tokens, --experts, --sigmas, --seeds) and on \
+        real router logits (--logits FILE, or --checkpoints DIR: every checkpoint kept by a run with \
+        train.keep_checkpoints, evaluated on its first validation batches). Reported per case: \
+        iterations, row and column marginal errors, agreement of the chosen experts with Sinkhorn run \
+        to convergence at the variant's temperature, the busiest expert's load, time per call.
+        Variants: --variant 'sinkhorn' --variant 'sinkhorn-fast tol_mode=marginal-relative tol=0.01' \
+        --variant argmax (no balancing: what evaluation routes by). Default: sinkhorn and sinkhorn-fast.
+        """)
 
     @Option(help: "Output directory for sinkhorn.h5 and the figure.") var out = "results/sinkhorn"
     @Option(help: "Token counts T (comma-separated).") var tokens = "1024,4096"
@@ -17,9 +27,17 @@ struct SinkhornCommand: ParsableCommand {
     @Option(help: "Seeds per grid point.") var seeds = 2
     @Option(help: "Also study real router logits: an HDF5 file with [T, E] float datasets.") var logits: String?
     @Option(help: "Datasets in --logits to use (comma-separated; default: every 2-D dataset under router_logits/).") var datasets: String?
+    @Option(help: "Also study the router logits of every checkpoints/step-*.h5 below this directory (runs trained with train.keep_checkpoints).") var checkpoints: String?
+    @Option(help: "Validation batches per checkpoint for --checkpoints.") var logitBatches = 1
+    @Option(name: .customLong("variant"), help: "A variant to run (repeatable): argmax, or sinkhorn / sinkhorn-fast with key=value options.") var variants: [String] = []
+    @Flag(inversion: .prefixedNo, help: "Run the Gaussian grid (--no-grid: real logits only).") var grid = true
     @Option(help: "Figure format: png or svg.") var format = "png"
 
-    func validate() throws { require(seeds >= 1, "--seeds must be at least 1, got \(seeds)") }
+    func validate() throws {
+        require(seeds >= 1, "--seeds must be at least 1, got \(seeds)")
+        require(logitBatches >= 1, "--logit-batches must be at least 1, got \(logitBatches)")
+        require(grid || logits != nil || checkpoints != nil, "--no-grid needs real logits: --logits FILE or --checkpoints DIR")
+    }
 
     func run() throws {
         startBLAS()
@@ -37,11 +55,15 @@ struct SinkhornCommand: ParsableCommand {
             study.sigmas = sg.map { $0! }
             guard seeds > 0 else { throw BMError.invalid("--seeds must be at least 1") }
             study.seeds = seeds
+            if !grid { study.tokens = [] }
+            if !variants.isEmpty { study.variants = try variants.map(SinkhornStudy.variant) }
             guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
-            var extra: [(name: String, values: [Float], T: Int, E: Int)] = []
-            if let path = logits { extra = try loadLogits(path) }
             let tty = isatty(2) != 0
-            let rows = study.run(logits: extra) { if tty { FileHandle.standardError.write("\r\u{1B}[K  \($0)".data(using: .utf8)!) } }
+            func note(_ s: String) { if tty { FileHandle.standardError.write("\r\u{1B}[K  \(s)".data(using: .utf8)!) } }
+            var cases: [SinkhornStudy.Case] = []
+            if let path = logits { cases = try loadLogits(path) }
+            if let dir = checkpoints { cases += try SinkhornCases.load(under: dir, batches: logitBatches) { note("logits of \($0)") } }
+            let rows = study.run(cases: cases, progress: note)
             if tty { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
             print(SinkhornStudy.table(rows), terminator: "")
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -50,12 +72,13 @@ struct SinkhornCommand: ParsableCommand {
                 "toolkit_version": BMLab.version, "command": CommandLine.arguments.joined(separator: " "),
                 "blas_core": BLAS.coreName, "cpu": Machine.cpuModel,
             ])
-            let fig = try Gnuplot.render(SinkhornStudy.figure(rows), in: out, format: fmt)
-            print("numbers: \(h5)\nfigure:  \(fig)")
+            let figs = try SinkhornStudy.figures(rows).map { try Gnuplot.render($0, in: out, format: fmt) }
+            print("numbers: \(h5)")
+            for f in figs { print("figure:  \(f)") }
         }
     }
 
-    func loadLogits(_ path: String) throws -> [(name: String, values: [Float], T: Int, E: Int)] {
+    func loadLogits(_ path: String) throws -> [SinkhornStudy.Case] {
         guard FileManager.default.fileExists(atPath: path) else { throw BMError.invalid("--logits: no file at \(path)") }
         let f = try H5File(path: path, mode: .readOnly)
         defer { f.close() }
@@ -68,7 +91,9 @@ struct SinkhornCommand: ParsableCommand {
         return try names.map { n in
             let ds = try f.dataset(n)
             guard ds.shape.count == 2 else { throw BMError.invalid("\(path): dataset '\(n)' has shape \(ds.shape); expected [T, E]") }
-            return (n, try ds.readFloats(), ds.shape[0], ds.shape[1])
+            let step = f.hasAttribute("step") ? try f.intAttribute("step") : 0
+            return SinkhornStudy.Case(source: n, config: (path as NSString).lastPathComponent, seed: 0, step: step, layer: -1,
+                                      values: try ds.readFloats(), T: ds.shape[0], E: ds.shape[1])
         }
     }
 }

@@ -85,28 +85,21 @@ struct ValidateCommand: ParsableCommand {
 }
 
 /// The model and spec stored in a checkpoint.
-func loadCheckpoint(_ path: String) throws -> (ExperimentSpec, LanguageModel) {
-    let ck = try OpenedCheckpoint(path)                 // verified (hashed) once
-    defer { ck.close() }
-    let s = try ExperimentSpec.parse(try ck.specYAML(), file: "\(path) (stored spec)")
-    let model = try ModelBuilder.build(s)
-    try ck.load(into: model, optimizer: nil)
-    return (s, model)
-}
-
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
     @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
     @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
     @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
+    @Option(help: "Also write each MoE layer's router logits on these batches to this HDF5 file (router_logits/layer_{i}, [T, E]; input of bmlab sinkhorn --logits).") var routerLogits: String?
 
     func validate() throws { if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") } }
 
     func run() throws {
         startBLAS()
         guarded {
-            let (s, model) = try loadCheckpoint(checkpoint)
+            let (s, model, state) = try OpenedCheckpoint.model(checkpoint)
+            let step = state.step
             let B = s.train.batch, L = s.train.seqLen
             if let b = batches, b < 1 { throw BMError.invalid("--batches must be at least 1") }
             var fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void
@@ -134,6 +127,11 @@ struct EvalCommand: ParsableCommand {
                 try GradientDump.write(to: out, model: model, checkpoint: checkpoint, batches: n, B: B, L: L, fill: fill)
                 print("gradients: \(out)")
             }
+            if let out = routerLogits {
+                let layers = RouterLogits.compute(model: model, batches: n, B: B, L: L, fill: fill)
+                try RouterLogits.write(layers, to: out, checkpoint: checkpoint, step: step, batches: n)
+                print("router logits: \(out) (\(layers.map(\.name).joined(separator: ", ")))")
+            }
         }
     }
 }
@@ -158,7 +156,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         startGeneration()
         guarded {
-            let (s, model) = try loadCheckpoint(checkpoint)
+            let (s, model, _) = try OpenedCheckpoint.model(checkpoint)
             let ids = try Generator.promptTokens(s, text: prompt, ids: tokens)
             let bytes = Generator.isByteLevel(s)
             let gen = try Generator(model: model, maxLength: ids.count + maxTokens + 1, weights: weights)

@@ -5,6 +5,7 @@ import Foundation
 @testable import BMExperiments
 @testable import BMStorage
 @testable import BMReports
+@testable import BMBench
 
 final class ReportTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
@@ -58,13 +59,22 @@ final class ReportTests: XCTestCase {
         let a = try RunFigures.renderAny(one, outDir: dir + "/f1", format: .png)
         let b = try RunFigures.renderAny(one, outDir: dir + "/f2", format: .png)
         for (x, y) in zip(a, b) { XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: x)), try Data(contentsOf: URL(fileURLWithPath: y))) }
-        // study figures: generation latency from bench JSON
-        let pts = [StudyFigures.LatencyPoint(mixer: "mamba", context: 128, msPerToken: 0.08, stateBytes: 40960),
-                   StudyFigures.LatencyPoint(mixer: "mamba", context: 1024, msPerToken: 0.08, stateBytes: 40960),
-                   StudyFigures.LatencyPoint(mixer: "attention", context: 128, msPerToken: 0.5, stateBytes: 300_000),
-                   StudyFigures.LatencyPoint(mixer: "attention", context: 1024, msPerToken: 2.6, stateBytes: 2_600_000)]
-        let lat = try Gnuplot.render(StudyFigures.latency(pts), in: dir + "/lat")
-        XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat)).count, 3000)
+        // study figures: generation latency from `bench generate --out`'s JSON
+        let pts = [GenerateBench.Point(model: "bm", weights: .fp32, context: 128, msPerToken: 0.8, stateBytes: 400_960, residentMib: 90),
+                   GenerateBench.Point(model: "bm", weights: .fp32, context: 1024, msPerToken: 0.8, stateBytes: 400_960, residentMib: 91),
+                   GenerateBench.Point(model: "tf", weights: .fp32, context: 128, msPerToken: 0.5, stateBytes: 3_000_000, residentMib: 95),
+                   GenerateBench.Point(model: "tf", weights: .fp32, context: 1024, msPerToken: 2.6, stateBytes: 26_000_000, residentMib: 130),
+                   GenerateBench.Point(model: "tf", weights: .bf16, context: 128, msPerToken: 0.3, stateBytes: 3_000_000, residentMib: 80)]
+        try FileManager.default.createDirectory(atPath: dir + "/gen", withIntermediateDirectories: true)
+        try JSON.text(pts, pretty: true).write(toFile: dir + "/gen/bench_generate.json", atomically: true, encoding: .utf8)
+        let fig = try StudyFigures.generation(dir + "/gen/bench_generate.json")
+        XCTAssertEqual(fig.panels.map { $0.series.map(\.title) }, [[String]](repeating: ["bm", "tf", "tf bf16"], count: 3))
+        XCTAssertEqual(fig.panels[0].series[1].points.map(\.1), [0.5, 2.6])
+        XCTAssertEqual(fig.panels[1].series[1].points.map(\.1), [3_000_000 / 1_048_576, 26_000_000 / 1_048_576])
+        XCTAssertEqual(fig.panels[2].series[0].points.map(\.1), [90, 91])
+        let lat = try RunFigures.renderAny(dir + "/gen", outDir: dir + "/lat", format: .png)
+        XCTAssertEqual(lat.map { ($0 as NSString).lastPathComponent }, ["generation_latency.png"])
+        XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat[0])).count, 3000)
     }
 
     /// A router that trains non-causally says so: the run writes the model's note
@@ -153,7 +163,7 @@ final class ReportTests: XCTestCase {
         _ = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
         func gp(_ name: String) throws -> String { try String(contentsOfFile: dir + "/fig/\(name).gp", encoding: .utf8) }
         let loss = try gp("loss")
-        XCTAssertTrue(loss.contains("Training loss: r sweep"), loss)                        // the spec's name, not the folder's
+        XCTAssertTrue(loss.contains("Training loss: s (2 runs of r)"), loss)               // the sweep file and the spec, not the folder
         XCTAssertEqual(loss.components(separatedBy: "set format x \"%.0s%c\"").count - 1, 2)  // tokens and FLOPs: 20k, 100G
         let flopsPanel = try XCTUnwrap(loss.components(separatedBy: "set title \"by training FLOPs\"").dropFirst().first, loss)
         XCTAssertTrue(flopsPanel.contains("set logscale x\n") && flopsPanel.contains("set autoscale xfix\n"), flopsPanel)   // the data's range, not whole decades

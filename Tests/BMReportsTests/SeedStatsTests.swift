@@ -3,6 +3,16 @@ import XCTest
 
 /// Seed aggregation on made-up runs with known answers.
 final class SeedStatsTests: XCTestCase {
+    /// Configuration labels keep keys short but tell apart keys that share a last part.
+    func testLabelsShortenKeysUnambiguously() {
+        XCTAssertEqual(RunSet.label("model.pattern=mamba+moe,train.seed=1"), "pattern=mamba+moe seed=1")
+        XCTAssertEqual(SeedTables.label(["model.defaults.mlp.ffn": "256", "model.defaults.moe.ffn": "389", "model.pattern": "mamba+moe"]),
+                       "mlp.ffn=256 moe.ffn=389 pattern=mamba+moe")
+        XCTAssertEqual(RunSet.label("a.x.k=1,b.x.k=2,c.k=3"), "a.x.k=1 b.x.k=2 c.k=3")
+        XCTAssertEqual(RunSet.label("plain"), "plain")
+        XCTAssertEqual(SeedTables.label([:]), "all runs")
+    }
+
     func testSummary() {
         let s = SeedStats.summarize([1, 2, 3])
         XCTAssertEqual(s.n, 3)

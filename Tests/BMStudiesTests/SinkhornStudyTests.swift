@@ -35,6 +35,58 @@ final class SinkhornStudyTests: XCTestCase {
         XCTAssertLessThan(fastHigh.agreement, 0.99)              // one pass disagrees at large σ
     }
 
+    func testVariantsAreReadAsRouterOptions() throws {
+        let v = try SinkhornStudy.variant("sinkhorn-fast tol_mode=marginal-relative tol=0.01")
+        XCTAssertEqual(v.name, "sinkhorn-fast tol_mode=marginal-relative tol=0.01")
+        XCTAssertEqual(v.config, SinkhornConfig(temperature: 0.5, initialization: .column, tol: 0.01, tolMode: .marginalRelative))
+        XCTAssertEqual(try SinkhornStudy.variant("sinkhorn temperature=0.5 init=column").config,
+                       SinkhornConfig(temperature: 0.5, initialization: .column))
+        XCTAssertEqual(try SinkhornStudy.variant("sinkhorn").config, .vanilla)
+        XCTAssertNil(try SinkhornStudy.variant("argmax").config)
+        for (bad, says) in [("sinkorn", "did you mean 'sinkhorn'"), ("topk", "not a Sinkhorn router"),
+                            ("sinkhorn temprature=0.5", "temperature"), ("sinkhorn tol", "not key=value"),
+                            ("sinkhorn init=rows", "ones"), ("argmax tol=1", "no options")] {
+            XCTAssertThrowsError(try SinkhornStudy.variant(bad), bad) { XCTAssertTrue("\($0)".contains(says), "\(bad): \($0)") }
+        }
+    }
+
+    /// argmax (no balancing), Sinkhorn converged at the fast variant's temperature, and
+    /// the fast variant: the agreement is against the variant's own temperature, the
+    /// load is the busiest expert's share counted from the chosen experts.
+    func testArgmaxLoadAndOwnTemperatureReference() throws {
+        var s = SinkhornStudy()
+        s.tokens = [512]; s.experts = [8]; s.sigmas = [2]; s.seeds = 1
+        s.variants = try ["argmax", "sinkhorn temperature=0.5 tol_mode=marginal-relative tol=1e-6 max_iter=100000", "sinkhorn-fast"].map(SinkhornStudy.variant)
+        // one real case with a known answer: every token prefers expert 0 by far
+        let T = 64, E = 4
+        var lg = [Float](repeating: 0, count: T * E)
+        for t in 0..<T { lg[t * E] = 5; lg[t * E + 1 + t % 3] = Float(t % 5) * 0.1 }
+        let rows = s.run(cases: [.init(source: "real", config: "c", seed: 1, step: 100, layer: 1, values: lg, T: T, E: E)])
+        XCTAssertEqual(rows.count, 6)
+        let arg = try XCTUnwrap(rows.first { $0.variant == "argmax" && $0.source == "real" })
+        XCTAssertEqual(arg.iterations, 0)
+        XCTAssertTrue(arg.rowError.isNaN && arg.colError.isNaN)
+        XCTAssertEqual(arg.maxLoad, 4.0)                             // all 64 tokens on one of 4 experts: 64 / (64/4)
+        XCTAssertEqual(arg.config, "c"); XCTAssertEqual(arg.step, 100); XCTAssertEqual(arg.layer, 1)
+        let conv = try XCTUnwrap(rows.first { $0.variant.hasPrefix("sinkhorn temperature=0.5") && $0.source == "real" })
+        XCTAssertEqual(conv.agreement, 1.0)                          // converged: it is its own reference
+        XCTAssertLessThanOrEqual(conv.maxLoad, 1.1)                  // balanced columns: each expert ~T/E
+        let gauss = rows.filter { $0.source == "gaussian" }
+        let convG = try XCTUnwrap(gauss.first { $0.variant.hasPrefix("sinkhorn temperature=0.5") })
+        XCTAssertEqual(convG.agreement, 1.0, accuracy: 0.004)
+        for r in rows { XCTAssertGreaterThanOrEqual(r.maxLoad, 1.0); XCTAssertFalse(r.agreementT1.isNaN) }
+        // the table names the configuration and step of real logits and shows the argmax's missing errors as '-'
+        let table = SinkhornStudy.table(rows)
+        XCTAssertTrue(table.contains("max load") && table.contains("agree@1"))
+        let argLine = try XCTUnwrap(table.split(separator: "\n").first { $0.hasPrefix("real") && $0.contains("argmax") })
+        XCTAssertTrue(argLine.contains(" c ") && argLine.contains(" 100 ") && argLine.contains(" - "), String(argLine))
+        // figures: the Gaussian grid and one per real configuration
+        let figs = SinkhornStudy.figures(rows)
+        XCTAssertEqual(figs.map(\.name), ["sinkhorn_convergence", "sinkhorn_real_c"])
+        XCTAssertEqual(figs[1].panels[3].series.first { $0.title == "argmax" }?.points.first?.1, 4.0)
+        XCTAssertNil(figs[1].panels[1].series.first { $0.title == "argmax" })   // no row error to draw
+    }
+
     func testConvergedReferenceBalancesExactly() {
         var rng = RNG(seed: 4)
         let T = 64, E = 4
@@ -60,10 +112,14 @@ final class SinkhornStudyTests: XCTestCase {
         XCTAssertEqual(try f.dataset("argmax_agreement").readDoubles(), rows.map(\.agreement))
         XCTAssertEqual(try f.stringArrayAttribute("variant_names"), rows.map(\.variant))
         f.close()
+        let back = try SinkhornStudy.readHDF5(h5)
+        XCTAssertEqual(back.map(\.maxLoad), rows.map(\.maxLoad))
+        XCTAssertEqual(back.map(\.agreementT1), rows.map(\.agreementT1))
+        XCTAssertEqual(back.map(\.step), rows.map(\.step))
         // the figure: every (variant, T, E) setting, the row-marginal error drawn, seeds averaged and said so
         let fig = SinkhornStudy.figure(rows)
         let settings = Set(rows.filter { $0.source == "gaussian" }.map { "\($0.variant) T=\($0.T) E=\($0.E)" })
-        XCTAssertEqual(fig.panels.count, 3)
+        XCTAssertEqual(fig.panels.count, 4)
         for p in fig.panels { XCTAssertEqual(Set(p.series.map(\.title)), settings) }
         XCTAssertTrue(fig.panels[1].ylabel.contains("row error"))
         XCTAssertTrue(fig.title.contains("mean of \(Set(rows.map(\.seed)).count) seed"))

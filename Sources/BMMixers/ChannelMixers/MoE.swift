@@ -141,6 +141,11 @@ public final class MoE: Mixer {
     public var outWidth: Int { d }
     public var parameters: [Param] { [routerWeight, routerBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } }
 
+    // logits of the last forward: [B·L, E] (nil for routers without parameters)
+    public var routerLogits: UnsafeBufferPointer<Float>? {
+        routerWeight == nil || shape.B * shape.L == 0 ? nil : UnsafeBufferPointer(start: logits.pointer, count: shape.B * shape.L * E)
+    }
+
     func routeInput(T: Int) -> RouteInput {
         RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: context.tokens, T: T, E: E,
                    mode: context.mode, seed: UInt64(context.step) &* 1_000_003 &+ UInt64(layerIndex))

@@ -15,7 +15,8 @@ public final class SinkhornRouter: Router {
         .int("max_iter", d.maxIter, "iteration cap (reaching it is reported as non-convergence)", min: 1),
     ] }
 
-    static func config(_ o: ResolvedOptions) -> SinkhornConfig {
+    /// The Sinkhorn settings of a resolved option table (the Sinkhorn study reads its variants through this).
+    public static func config(_ o: ResolvedOptions) -> SinkhornConfig {
         SinkhornConfig(temperature: o.double("temperature"), initialization: .init(rawValue: o.string("init"))!,
                        tol: o.double("tol"), tolMode: .init(rawValue: o.string("tol_mode"))!, maxIter: o.int("max_iter"))
     }

@@ -1,0 +1,65 @@
+import Foundation
+import BMCore
+import BMLayers
+import BMStorage
+
+/// The router logits a trained model produces on fixed validation batches: the
+/// real input of Sinkhorn routing (`bmlab eval --router-logits`, and
+/// `bmlab sinkhorn --checkpoints`, which studies Sinkhorn's convergence on them).
+public enum RouterLogits {
+    /// One MoE layer's logits over the batches, [T, E] with T = batches · B · L.
+    public struct Layer: Sendable {
+        public var layer: Int                   // block index i of decoder.layers.{i}
+        public var values: [Float]
+        public var T: Int, E: Int
+        public var name: String { "layer_\(layer)" }
+    }
+
+    /// Runs the model in evaluation mode over `batches` validation batches and
+    /// collects every layer's router logits (layers without a learned router give none).
+    public static func compute(model: LanguageModel, batches: Int, B: Int, L: Int,
+                               fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> [Layer] {
+        let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
+        var out: [Int: Layer] = [:]
+        for i in 0..<batches {
+            fill(i, inp.pointer, tgt.pointer)
+            _ = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: false)
+            for (j, block) in model.blocks.enumerated() {
+                guard let lg = block.mixer.routerLogits else { continue }
+                let E = lg.count / (B * L)
+                out[j, default: Layer(layer: j, values: [], T: 0, E: E)].values.append(contentsOf: lg)
+                out[j]!.T += B * L
+            }
+        }
+        return out.keys.sorted().map { out[$0]! }
+    }
+
+    /// Logits of a checkpoint on the first `batches` validation batches of its own
+    /// spec's data; also returns the spec and the step the checkpoint was taken at.
+    public static func of(checkpoint path: String, batches: Int = 1) throws -> (spec: ExperimentSpec, step: Int, layers: [Layer]) {
+        let (s, model, st) = try OpenedCheckpoint.model(path)
+        let ds = try Dataset(s)
+        let layers = compute(model: model, batches: batches, B: s.train.batch, L: s.train.seqLen) { i, inp, tgt in
+            ds.evalBatch(i, B: s.train.batch, L: s.train.seqLen, inputs: inp, targets: tgt)
+        }
+        return (s, st.step, layers)
+    }
+
+    /// Writes `router_logits/layer_{i}` datasets [T, E] atomically (the layout
+    /// `bmlab sinkhorn --logits` reads), with `checkpoint`, `step` and `batches` attributes.
+    public static func write(_ layers: [Layer], to path: String, checkpoint: String, step: Int, batches: Int) throws {
+        guard !layers.isEmpty else { throw BMError.invalid("\(checkpoint): the model has no learned router (no moe layer with router logits)") }
+        try AtomicFile.write(to: path) { tmp in
+            let f = try H5File(path: tmp, mode: .create)
+            defer { f.close() }
+            try f.setAttribute("checkpoint", checkpoint)
+            try f.setAttribute("step", step)
+            try f.setAttribute("batches", batches)
+            try f.setAttribute("note", "router logits x·Wrᵀ + b of each MoE layer, evaluation mode, validation batches in order; rows = tokens (batch-major), columns = experts")
+            _ = try f.createGroup("router_logits")
+            for l in layers {
+                try f.write("router_logits/\(l.name)", floats: l.values, shape: [l.T, l.E])
+            }
+        }
+    }
+}
