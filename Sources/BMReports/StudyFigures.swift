@@ -24,8 +24,16 @@ public enum StudyFigures {
         func series(_ value: (GenerateBench.Point) -> Double) -> [Series] {
             names.map { n in Series(n, points.filter { name($0) == n }.map { (Double($0.context), value($0)) }) }
         }
+        // the latency's range over rounds as a band, when measured in rounds
+        let latency = names.map { n -> Series in
+            let ps = points.filter { name($0) == n }
+            let band = ps.allSatisfy { $0.msMin != nil && $0.msMax != nil } ? ps.map { ($0.msMin!, $0.msMax!) } : nil
+            return Series(n, ps.map { (Double($0.context), $0.msPerToken) }, band: band)
+        }
+        let rounds = points.compactMap(\.rounds).max()
         return Figure(name: "generation_latency", title: "Batch-1 generation against the context (random weights; one process, contexts in order)", panels: [
-            Panel(title: "latency per token", xlabel: "context (tokens)", ylabel: "ms per token", logX: true, logY: true, series: series(\.msPerToken)),
+            Panel(title: rounds.map { "latency per token: median and range of \($0) rounds" } ?? "latency per token", xlabel: "context (tokens)",
+                  ylabel: "ms per token", logX: true, logY: true, series: latency),
             Panel(title: "generation state (conv/SSM states, KV caches)", xlabel: "context (tokens)", ylabel: "MiB", logX: true, logY: true,
                   series: series { max(Double($0.stateBytes) / 1_048_576, 1e-3) }),
             Panel(title: "process resident memory", xlabel: "context (tokens)", ylabel: "MiB", logX: true, logY: true, series: series(\.residentMib)),

@@ -142,7 +142,11 @@ public struct SinkhornStudy {
             }
         }
         for (i, c) in cases.enumerated() {
-            study(c.source, c.values, T: c.T, E: c.E, sigma: .nan, seed: c.seed, real: c)
+            // σ of real logits: their standard deviation over tokens and experts, the scale to
+            // compare with the Gaussian grid's
+            let n = Double(c.values.count), mean = c.values.reduce(0.0) { $0 + Double($1) } / n
+            let sd = (c.values.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / n).squareRoot()
+            study(c.source, c.values, T: c.T, E: c.E, sigma: sd, seed: c.seed, real: c)
             progress?("real logits \(i + 1)/\(cases.count)")
         }
         return rows
@@ -176,6 +180,7 @@ public struct SinkhornStudy {
 
     /// One line per (source, configuration, variant, T, E, σ, step), each value the
     /// mean over its seeds (and, for real logits, over the MoE layers): n says how many.
+    /// The σ of real logits is their standard deviation (mean over the cases).
     public static func table(_ rows: [Row]) -> String {
         func pad(_ x: String, _ n: Int) -> String { x.count >= n ? x : x + String(repeating: " ", count: n - x.count) }
         func lpad(_ x: String, _ n: Int) -> String { x.count >= n ? x : String(repeating: " ", count: n - x.count) + x }
@@ -190,7 +195,7 @@ public struct SinkhornStudy {
         var groups: [String: [Row]] = [:]
         var order: [String] = []
         for r in rows {
-            let key = "\(r.source)|\(r.config)|\(r.step)|\(r.variant)|\(r.T)|\(r.E)|\(r.sigma)"
+            let key = "\(r.source)|\(r.config)|\(r.step)|\(r.variant)|\(r.T)|\(r.E)|\(r.step >= 0 ? "" : "\(r.sigma)")"
             if groups[key] == nil { order.append(key) }
             groups[key, default: []].append(r)
         }
@@ -199,7 +204,7 @@ public struct SinkhornStudy {
             func mean(_ f: (Row) -> Double) -> Double { g.map(f).reduce(0, +) / Double(g.count) }
             s += pad(r.source, srcWidth) + (real ? pad(r.config, cfgWidth) + lpad(r.step >= 0 ? "\(r.step)" : "-", 6) + " " : "")
                 + pad(r.variant, varWidth) + lpad("\(r.T)", 6) + lpad("\(r.E)", 5)
-                + lpad(r.sigma.isNaN ? "-" : String(format: "%.2f", r.sigma), 7) + lpad("\(g.count)", 4)
+                + lpad(r.sigma.isNaN ? "-" : String(format: "%.2f", mean(\.sigma)), 7) + lpad("\(g.count)", 4)
                 + lpad(String(format: "%.1f", mean { Double($0.iterations) }), 8)
                 + lpad(sci(mean(\.rowError)), 11) + lpad(sci(mean(\.colError)), 11)
                 + lpad(String(format: "%.2f%%", mean(\.agreement) * 100), 10) + lpad(String(format: "%.2f%%", mean(\.agreementT1) * 100), 10)
@@ -296,15 +301,15 @@ public struct SinkhornStudy {
         return Figure(name: "sinkhorn_convergence",
                       title: "Sinkhorn convergence, Gaussian logits: every (T, E) setting, each point the mean of \(seeds) seed\(seeds == 1 ? "" : "s")",
                       panels: [
-            Panel(title: "iterations to tolerance", xlabel: "logit scale sigma", ylabel: "iterations", logX: true,
-                  series: series { Double($0.iterations) }),
+            Panel(title: "iterations to tolerance", xlabel: "logit scale sigma", ylabel: "iterations", logX: true, logY: true,
+                  key: "below", series: series { $0.iterations > 0 ? Double($0.iterations) : .nan }),
             Panel(title: "row-marginal error after routing", xlabel: "logit scale sigma", ylabel: "max relative row error", logX: true, logY: true,
-                  series: series { max($0.rowError, 1e-12) }),
+                  key: "below", series: series { max($0.rowError, 1e-12) }),
             Panel(title: "argmax agreement with converged Sinkhorn", xlabel: "logit scale sigma", ylabel: "agreement (%)", logX: true,
-                  key: "bottom left", series: series { $0.agreement * 100 }),
+                  key: "below", series: series { $0.agreement * 100 }),
             Panel(title: "busiest expert's load", xlabel: "logit scale sigma", ylabel: "tokens / (T/E)", logX: true,
-                  series: series { $0.maxLoad }),
-        ], height: 460)
+                  key: "below", series: series { $0.maxLoad }),
+        ], height: 400 + 18 * keys.count)
     }
 
     /// Real router logits of one run configuration against the training step: one
@@ -328,13 +333,14 @@ public struct SinkhornStudy {
         return Figure(name: "sinkhorn_real_" + String(slug),
                       title: "Sinkhorn on real router logits of \(config) runs, each point the mean of \(n) (seed, layer) cases",
                       panels: [
-            Panel(title: "iterations to tolerance", xlabel: "training step", ylabel: "iterations", series: series { Double($0.iterations) }),
+            Panel(title: "iterations to tolerance", xlabel: "training step", ylabel: "iterations", logY: true, key: "below",
+                  series: series { $0.iterations > 0 ? Double($0.iterations) : .nan }),
             Panel(title: "row-marginal error after routing", xlabel: "training step", ylabel: "max relative row error", logY: true,
-                  series: series { max($0.rowError, 1e-12) }),
+                  key: "below", series: series { max($0.rowError, 1e-12) }),
             Panel(title: "argmax agreement with converged Sinkhorn", xlabel: "training step", ylabel: "agreement (%)",
-                  key: "bottom left", series: series { $0.agreement * 100 }),
+                  key: "below", series: series { $0.agreement * 100 }),
             Panel(title: "busiest expert's load", xlabel: "training step", ylabel: "tokens / (T/E)",
-                  series: series { $0.maxLoad }),
-        ], height: 460)
+                  key: "below", series: series { $0.maxLoad }),
+        ], height: 400 + 18 * variants.count)
     }
 }

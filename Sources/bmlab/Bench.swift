@@ -135,10 +135,14 @@ extension BenchCommand {
         @Argument(help: "Specs (default: bench-small and transformer).") var specs: [String] = ["Experiments/bench-small.yaml", "Experiments/transformer.yaml"]
         @Option(help: "Contexts (comma-separated).") var contexts = "128,1024,8192,16384"
         @Option(help: "Timed tokens per context.") var tokens = 64
+        @Option(help: "Rounds over every spec and context, interleaved; each point is the median of the rounds, with their range.") var rounds = 1
         @Option(help: "Also write bench_generate.json into this directory.") var out: String?
         @Option(help: "Threads of the one-token matrix-vector products (0 = one per core).") var threads = 0
         @Option(help: "Weights of the one-token products: fp32 or bf16.") var weights: WeightFormat = .fp32
-        func validate() throws { requireThreads(threads); require(tokens >= 1, "--tokens must be at least 1, got \(tokens)") }
+        func validate() throws {
+            requireThreads(threads); require(tokens >= 1, "--tokens must be at least 1, got \(tokens)")
+            require(rounds >= 1, "--rounds must be at least 1, got \(rounds)")
+        }
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -146,18 +150,19 @@ extension BenchCommand {
             guarded {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
-                var all: [GenerateBench.Point] = []
-                for s in specs { all += try GenerateBench.run(specPath: s, contexts: ctxs, tokens: tokens, weights: weights) }
+                let all = try GenerateBench.rounds(specPaths: specs, contexts: ctxs, tokens: tokens, weights: weights, rounds: rounds)
                 if let out {
                     try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
                     let text = try JSON.text(all, pretty: true)
                     try AtomicFile.write(to: "\(out)/bench_generate.json") { tmp in try text.write(toFile: tmp, atomically: false, encoding: .utf8) }
                 }
                 if json { print(try JSON.text(all, pretty: true)); return }
-                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads, \(weights.rawValue) weights (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens")
+                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads, \(weights.rawValue) weights (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens"
+                      + (rounds > 1 ? ", median [min–max] of \(rounds) interleaved rounds" : ""))
                 for p in all {
-                    print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token  state %8.1f MiB  resident %6.0f MiB",
-                          p.context, p.msPerToken, Double(p.stateBytes) / 1048576, p.residentMib))
+                    let range = p.msMin.map { String(format: " [%.3f–%.3f]", $0, p.msMax!) } ?? ""
+                    print("  " + p.model.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "context %6d: %7.3f ms/token", p.context, p.msPerToken)
+                          + range + String(format: "  state %8.1f MiB  resident %6.0f MiB", Double(p.stateBytes) / 1048576, p.residentMib))
                 }
             }
         }

@@ -72,6 +72,20 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(fig.panels[0].series[1].points.map(\.1), [0.5, 2.6])
         XCTAssertEqual(fig.panels[1].series[1].points.map(\.1), [3_000_000 / 1_048_576, 26_000_000 / 1_048_576])
         XCTAssertEqual(fig.panels[2].series[0].points.map(\.1), [90, 91])
+        XCTAssertNil(fig.panels[0].series[0].band)
+        // rounds: the median of each point's rounds with their range as a band
+        let r2 = pts.map { p -> GenerateBench.Point in var q = p; q.msPerToken *= 2; q.residentMib += 5; return q }
+        let r3 = pts.map { p -> GenerateBench.Point in var q = p; q.msPerToken *= 3; return q }
+        let agg = GenerateBench.aggregate([pts, r3, r2])
+        XCTAssertEqual(agg.map(\.msPerToken), pts.map { $0.msPerToken * 2 })
+        XCTAssertEqual(agg.map { $0.msMin! }, pts.map(\.msPerToken))
+        XCTAssertEqual(agg.map { $0.msMax! }, pts.map { $0.msPerToken * 3 })
+        XCTAssertEqual(agg.map(\.residentMib), pts.map(\.residentMib))
+        XCTAssertEqual(GenerateBench.aggregate([pts]).map(\.msPerToken), pts.map(\.msPerToken))
+        try JSON.text(agg, pretty: true).write(toFile: dir + "/gen/bench_generate.json", atomically: true, encoding: .utf8)
+        let banded = try StudyFigures.generation(dir + "/gen/bench_generate.json")
+        XCTAssertEqual(banded.panels[0].series[1].band?.map(\.1), [0.5 * 3, 2.6 * 3])
+        XCTAssertTrue(banded.panels[0].title.contains("3 rounds"))
         let lat = try RunFigures.renderAny(dir + "/gen", outDir: dir + "/lat", format: .png)
         XCTAssertEqual(lat.map { ($0 as NSString).lastPathComponent }, ["generation_latency.png"])
         XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat[0])).count, 3000)

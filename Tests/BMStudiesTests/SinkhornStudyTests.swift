@@ -68,6 +68,9 @@ final class SinkhornStudyTests: XCTestCase {
         XCTAssertTrue(arg.rowError.isNaN && arg.colError.isNaN)
         XCTAssertEqual(arg.maxLoad, 4.0)                             // all 64 tokens on one of 4 experts: 64 / (64/4)
         XCTAssertEqual(arg.config, "c"); XCTAssertEqual(arg.step, 100); XCTAssertEqual(arg.layer, 1)
+        let m = lg.reduce(0.0) { $0 + Double($1) } / Double(lg.count)
+        let sd = (lg.reduce(0.0) { $0 + (Double($1) - m) * (Double($1) - m) } / Double(lg.count)).squareRoot()
+        XCTAssertEqual(arg.sigma, sd, accuracy: 1e-12)               // a real case's σ: its logits' standard deviation
         let conv = try XCTUnwrap(rows.first { $0.variant.hasPrefix("sinkhorn temperature=0.5") && $0.source == "real" })
         XCTAssertEqual(conv.agreement, 1.0)                          // converged: it is its own reference
         XCTAssertLessThanOrEqual(conv.maxLoad, 1.1)                  // balanced columns: each expert ~T/E
