@@ -67,13 +67,16 @@ public enum Gnuplot {
             script += panel.logX ? "set logscale x\n" : "unset logscale x\n"
             script += panel.logY ? "set logscale y\n" : "unset logscale y\n"
             if let r = panel.yRange { script += "set yrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" } else { script += "set autoscale y\n" }
-            script += panel.engineeringX ? "set format x \"%.0s%c\"\n" : "set format x \"% h\"\n"
+            script += panel.engineeringX ? "set format x \"%.1s%c\"\n" : "set format x \"% h\"\n"
             script += panel.yTickStep.map { "set ytics \(fmt($0))\n" } ?? "set ytics autofreq\n"
             script += panel.logY ? "set format y \"%g\"\n" : "set format y \"% h\"\n"
             // a log axis over a few values (σ = 0.25 … 4, contexts): a tick at each one
             let xs = Set(panel.series.flatMap { $0.points.map(\.0) }).sorted()
             if panel.logX && panel.heatmap == nil && !panel.engineeringX && (2...12).contains(xs.count) {
                 script += "set xtics (" + xs.map { "\"\(String(format: "%g", $0))\" \(fmt($0))" }.joined(separator: ", ") + ")\n"
+            } else if panel.engineeringX && !panel.logX, let top = xs.last, top > 0 {
+                // at most ~5 ticks at a 1-2-5 step, so "1.5M"-wide labels never run together
+                script += "set xtics \(fmt(Gnuplot.niceStep(top / 4)))\n"
             } else {
                 script += "set xtics autofreq\n"
             }
@@ -115,4 +118,10 @@ public enum Gnuplot {
 
     /// Shortest round-trip decimal; NaN and infinities as gnuplot's NaN.
     static func fmt(_ x: Double) -> String { x.isFinite ? "\(x)" : "NaN" }
+
+    /// The smallest 1, 2 or 5 × 10^k at least `x` (x > 0).
+    static func niceStep(_ x: Double) -> Double {
+        let p = Foundation.pow(10, Foundation.floor(Foundation.log10(x)))
+        return [1.0, 2, 5, 10].map { $0 * p }.first { $0 >= x * (1 - 1e-12) }!
+    }
 }

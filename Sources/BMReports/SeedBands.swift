@@ -6,8 +6,25 @@ enum SeedBands {
     struct Group { var label: String; var members: [Int] }   // indices into the runs
 
     /// The configurations `SeedTables.groups` found, labelled with their n.
+    /// Labels name only the axes needed to tell the configurations apart (an axis that
+    /// moves with another in a zip group, such as an MLP width set per pattern, is left
+    /// out of the legend; the report's tables give every axis).
     static func groups(_ grouped: [(config: [String: String], members: [Int])]) -> [Group] {
-        grouped.map { Group(label: "\(SeedTables.label($0.config)) (n=\($0.members.count))", members: $0.members) }
+        let keys = distinguishingKeys(grouped.map(\.config))
+        return grouped.map { g in
+            Group(label: "\(SeedTables.label(g.config.filter { keys.contains($0.key) })) (n=\(g.members.count))", members: g.members)
+        }
+    }
+
+    /// The smallest set found by dropping axes one at a time (in key order) while the
+    /// configurations stay distinct.
+    static func distinguishingKeys(_ configs: [[String: String]]) -> Set<String> {
+        var keys = Set(configs.flatMap(\.keys))
+        func distinct(_ ks: Set<String>) -> Bool {
+            Set(configs.map { c in ks.sorted().map { "\($0)=\(c[$0] ?? "")" }.joined(separator: ",") }).count == configs.count
+        }
+        for k in keys.sorted() where distinct(keys.subtracting([k])) { keys.remove(k) }
+        return keys
     }
 
     /// The same, matching points by position rather than by x (wall time differs between

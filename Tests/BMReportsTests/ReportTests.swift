@@ -178,7 +178,10 @@ final class ReportTests: XCTestCase {
         func gp(_ name: String) throws -> String { try String(contentsOfFile: dir + "/fig/\(name).gp", encoding: .utf8) }
         let loss = try gp("loss")
         XCTAssertTrue(loss.contains("Training loss: s (2 runs of r)"), loss)               // the sweep file and the spec, not the folder
-        XCTAssertEqual(loss.components(separatedBy: "set format x \"%.0s%c\"").count - 1, 2)  // tokens and FLOPs: 20k, 100G
+        XCTAssertEqual(loss.components(separatedBy: "set format x \"%.1s%c\"").count - 1, 2)  // tokens and FLOPs: 20.0k, 1.2M (not 1M, 1M)
+        let tokensPanel = try XCTUnwrap(loss.components(separatedBy: "set title \"by tokens\"").dropFirst().first, loss)
+        XCTAssertTrue(tokensPanel.contains("set xtics 100.0\n"), tokensPanel)   // 6 steps × 64 tokens: ticks 0, 100, … 400
+        XCTAssertEqual(Gnuplot.niceStep(410_000), 500_000); XCTAssertEqual(Gnuplot.niceStep(0.15), 0.2); XCTAssertEqual(Gnuplot.niceStep(100), 100)
         let flopsPanel = try XCTUnwrap(loss.components(separatedBy: "set title \"by training FLOPs\"").dropFirst().first, loss)
         XCTAssertTrue(flopsPanel.contains("set logscale x\n") && flopsPanel.contains("set autoscale xfix\n"), flopsPanel)   // the data's range, not whole decades
         let heat = try gp("expert_load_layer_1")

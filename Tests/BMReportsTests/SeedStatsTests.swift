@@ -11,6 +11,16 @@ final class SeedStatsTests: XCTestCase {
         XCTAssertEqual(RunSet.label("a.x.k=1,b.x.k=2,c.k=3"), "a.x.k=1 b.x.k=2 c.k=3")
         XCTAssertEqual(RunSet.label("plain"), "plain")
         XCTAssertEqual(SeedTables.label([:]), "all runs")
+        // legends: only the axes that tell configurations apart (zip partners dropped)
+        let zipped: [[String: String]] = [["model.defaults.mlp.ffn": "256", "model.pattern": "mamba+moe"],
+                                          ["model.defaults.mlp.ffn": "256", "model.pattern": "mamba+mlp"],
+                                          ["model.defaults.mlp.ffn": "389", "model.pattern": "attention+mlp"]]
+        XCTAssertEqual(SeedBands.distinguishingKeys(zipped), ["model.pattern"])
+        XCTAssertEqual(SeedBands.groups(zipped.enumerated().map { ($0.element, [$0.offset]) }).map(\.label),
+                       ["pattern=mamba+moe (n=1)", "pattern=mamba+mlp (n=1)", "pattern=attention+mlp (n=1)"])
+        let grid: [[String: String]] = [["a": "1", "b": "x"], ["a": "1", "b": "y"], ["a": "2", "b": "x"], ["a": "2", "b": "y"]]
+        XCTAssertEqual(SeedBands.distinguishingKeys(grid), ["a", "b"])        // a real grid keeps both axes
+        XCTAssertEqual(SeedBands.groups([([:], [0, 1])]).map(\.label), ["all runs (n=2)"])
     }
 
     func testSummary() {
