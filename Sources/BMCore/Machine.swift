@@ -125,7 +125,11 @@ public func bestTime(repeats: Int, _ body: () -> Void) -> Double {
 }
 
 /// The median of timings (the upper middle one for an even count).
-public func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+/// The middle value (the mean of the two middle values for an even count).
+public func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted(), n = s.count
+    return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
+}
 
 /// The stderr bytes of `Machine.run`, filled by the reading thread before it signals.
 private final class DataBox: @unchecked Sendable {

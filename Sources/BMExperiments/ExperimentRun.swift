@@ -37,6 +37,9 @@ public final class ExperimentRun {
     public var stopAfter: Int? = nil
 
     public var metricsPath: String { (outDir as NSString).appendingPathComponent("metrics.h5") }
+    /// What a run writes in its directory (a run started over removes them).
+    public static let runFiles = ["metrics.h5", "spec.yaml", "checkpoint.h5", "checkpoints"]
+
     public var checkpointPath: String { (outDir as NSString).appendingPathComponent("checkpoint.h5") }
     /// With `train.keep_checkpoints`: DIR/checkpoints/step-NNNNNN.h5, one per checkpoint and step 0.
     public func keptCheckpointPath(step: Int) -> String {
@@ -77,8 +80,9 @@ public final class ExperimentRun {
                 startOver = true
                 notice = "\(outDir) has no checkpoint yet (the run stopped before its first one): starting it over"
             }
-        } else if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck) {
-            throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
+        } else if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck)
+                    || !((try? fm.contentsOfDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"))) ?? []).isEmpty {
+            throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5 / checkpoints/); pass --resume to continue it, or choose another --out")
         }
         data = try Dataset(spec)
         try ExperimentRun.checkWritable(outDir)         // the last check: it creates the directory
@@ -139,7 +143,7 @@ public final class ExperimentRun {
     public func run() throws -> Summary {
         let fm = FileManager.default
         if startOver {
-            for f in ["metrics.h5", "spec.yaml", "checkpoint.h5", "checkpoints"] { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
+            for f in ExperimentRun.runFiles { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
             startOver = false
         }
         try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
@@ -168,15 +172,20 @@ public final class ExperimentRun {
         var totalTime = 0.0
         var tokensPerSecond = 0.0
         let startStep = trainer.step
-        func checkpoint(_ path: String) throws {
-            try Checkpoint.save(to: path, model: model, optimizer: trainer.optimizer,
-                                state: .init(step: trainer.step, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML))
+        // the run's checkpoint (with the optimizer state, to resume), and with
+        // keep_checkpoints a copy of the weights per step (for analyses; written first,
+        // so a run resumed from checkpoint.h5 never lacks the kept file of its step)
+        func checkpoint(kept: Bool, run: Bool) throws {
+            let st = Checkpoint.State(step: trainer.step, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML)
+            if kept && spec.train.keepCheckpoints {
+                try fm.createDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
+                let path = keptCheckpointPath(step: trainer.step)
+                if !fm.fileExists(atPath: path) { try Checkpoint.save(to: path, model: model, optimizer: nil, state: st) }
+            }
+            if run { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) }
         }
-        if spec.train.keepCheckpoints { try fm.createDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"), withIntermediateDirectories: true) }
-        if startStep == 0 {
-            lastEval = try evaluate(metrics, step: 0)
-            if spec.train.keepCheckpoints { try checkpoint(keptCheckpointPath(step: 0)) }
-        }
+        if startStep == 0 { lastEval = try evaluate(metrics, step: 0) }
+        try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
         while trainer.step < S {
             if let stop = stopAfter, trainer.step - startStep >= stop { break }
             let t0 = ContinuousClock.now
@@ -208,10 +217,7 @@ public final class ExperimentRun {
             if done % spec.train.evalEvery == 0 || done == S {
                 lastEval = try evaluate(metrics, step: done)
             }
-            if done % spec.train.checkpointEvery == 0 || done == S {
-                try checkpoint(checkpointPath)
-                if spec.train.keepCheckpoints { try checkpoint(keptCheckpointPath(step: done)) }
-            }
+            if done % spec.train.checkpointEvery == 0 || done == S { try checkpoint(kept: true, run: true) }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
                              extra: lastEval.map { e in
                                  String(format: "val %.4f", e.0) + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")

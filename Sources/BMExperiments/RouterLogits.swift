@@ -37,8 +37,16 @@ public enum RouterLogits {
     /// Logits of a checkpoint on the first `batches` validation batches of its own
     /// spec's data; also returns the spec and the step the checkpoint was taken at.
     public static func of(checkpoint path: String, batches: Int = 1) throws -> (spec: ExperimentSpec, step: Int, layers: [Layer]) {
+        var none: [String: Dataset] = [:]
+        return try of(checkpoint: path, batches: batches, datasets: &none)
+    }
+
+    /// `datasets` caches the data by the spec's data section across calls.
+    public static func of(checkpoint path: String, batches: Int = 1, datasets: inout [String: Dataset]) throws -> (spec: ExperimentSpec, step: Int, layers: [Layer]) {
         let (s, model, st) = try OpenedCheckpoint.model(path)
-        let ds = try Dataset(s)
+        let key = "\(s.data)|\(s.vocabSize)"
+        let ds = try datasets[key] ?? Dataset(s)
+        datasets[key] = ds
         let layers = compute(model: model, batches: batches, B: s.train.batch, L: s.train.seqLen) { i, inp, tgt in
             ds.evalBatch(i, B: s.train.batch, L: s.train.seqLen, inputs: inp, targets: tgt)
         }
@@ -47,8 +55,12 @@ public enum RouterLogits {
 
     /// Writes `router_logits/layer_{i}` datasets [T, E] atomically (the layout
     /// `bmlab sinkhorn --logits` reads), with `checkpoint`, `step` and `batches` attributes.
+    public static func noRouter(_ checkpoint: String) -> BMError {
+        BMError.invalid("\(checkpoint): the model has no learned router (no moe layer with router logits)")
+    }
+
     public static func write(_ layers: [Layer], to path: String, checkpoint: String, step: Int, batches: Int) throws {
-        guard !layers.isEmpty else { throw BMError.invalid("\(checkpoint): the model has no learned router (no moe layer with router logits)") }
+        guard !layers.isEmpty else { throw noRouter(checkpoint) }
         try AtomicFile.write(to: path) { tmp in
             let f = try H5File(path: tmp, mode: .create)
             defer { f.close() }

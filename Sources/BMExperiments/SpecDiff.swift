@@ -22,11 +22,15 @@ public enum SpecDiff {
         return (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) }
     }
 
+    /// Keys that change what a run keeps, not what it computes: a run may be resumed, or
+    /// a sweep's finished run reused, with another value.
+    static let ignored: Set<String> = ["train.keep_checkpoints"]
+
     static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
         let av = Dictionary(a, uniquingKeysWith: { x, _ in x }), bv = Dictionary(b, uniquingKeysWith: { x, _ in x })
         var paths = b.map(\.0)
         for (p, _) in a where bv[p] == nil { paths.append(p) }
-        for p in paths {
+        for p in paths where !ignored.contains(p) {
             let x = av[p], y = bv[p]
             if let x, let y, same(x, y) { continue }
             return "\(p) is \(x ?? "absent") in the stored spec but \(y ?? "absent") now"

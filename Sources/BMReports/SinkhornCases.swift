@@ -28,15 +28,25 @@ public enum SinkhornCases {
     /// The cases of every kept checkpoint under `dir`; `progress` gets each path.
     public static func load(under dir: String, batches: Int, progress: ((String) -> Void)? = nil) throws -> [SinkhornStudy.Case] {
         var cases: [SinkhornStudy.Case] = []
-        for path in try keptCheckpoints(under: dir) {
+        let paths = try keptCheckpoints(under: dir)
+        // DIR/…/<run>/checkpoints/step-N.h5; more than one folder of runs below DIR: the
+        // label starts with the folder's path relative to DIR
+        func runDir(_ p: String) -> String { ((p as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }
+        let roots = Set(paths.map { (runDir($0) as NSString).deletingLastPathComponent })
+        var datasets: [String: Dataset] = [:]                  // one per data section: a corpus is read once
+        for path in paths {
             progress?(path)
-            let (spec, step, layers) = try RouterLogits.of(checkpoint: path, batches: batches)
-            guard !layers.isEmpty else { throw BMError.invalid("\(path): the model has no learned router (no moe layer with router logits)") }
-            // DIR/<run>/checkpoints/step-N.h5: <run> is "k=v,…" for a sweep's run
-            let run = ((path as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-            let name = (run as NSString).lastPathComponent
+            let (spec, step, layers) = try RouterLogits.of(checkpoint: path, batches: batches, datasets: &datasets)
+            guard !layers.isEmpty else { throw RouterLogits.noRouter(path) }
+            // <run> is "k=v,…" for a sweep's run: its configuration is those but the seed
+            let run = runDir(path), name = (run as NSString).lastPathComponent
             let config = SeedTables.configuration(name)
-            let label = config.isEmpty ? name : config.keys.sorted().map { config[$0]! }.joined(separator: ",")
+            var label = config.isEmpty ? (name.contains("=") ? "all runs" : name) : SeedTables.label(config)
+            if roots.count > 1 {
+                let root = (run as NSString).deletingLastPathComponent
+                let rel = root.hasPrefix(dir) ? String(root.dropFirst(dir.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/")) : root
+                label = (rel.isEmpty ? "." : rel) + ": " + label
+            }
             for l in layers {
                 cases.append(.init(source: "real", config: label, seed: spec.train.seed, step: step, layer: l.layer,
                                    values: l.values, T: l.T, E: l.E))

@@ -16,7 +16,10 @@ public enum StudyFigures {
     /// token, the generation state and the process's resident memory against the
     /// context, one line per model (and weight format).
     public static func generation(_ path: String) throws -> Figure {
-        let points = try JSON.decoder().decode([GenerateBench.Point].self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        let points: [GenerateBench.Point]
+        do { points = try JSON.decoder().decode([GenerateBench.Point].self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw BMError.invalid("\(path): not a bench_generate.json of bmlab bench generate --out (\(error))")
+        }
         guard !points.isEmpty else { throw BMError.invalid("\(path): no points") }
         var names: [String] = []
         func name(_ p: GenerateBench.Point) -> String { p.weights == .fp32 ? p.model : "\(p.model) \(p.weights.rawValue)" }

@@ -35,6 +35,7 @@ public struct SinkhornStudy {
         for w in words.dropFirst() {
             let kv = w.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2, !kv[0].isEmpty else { throw BMError.invalid("--variant '\(text)': '\(w)' is not key=value") }
+            guard kv[0] != "name" else { throw BMError.invalid("--variant '\(text)': the router is the first word, not an option") }
             if let i = Int(kv[1]) { table[kv[0]] = .int(i) }
             else if let d = Double(kv[1]) { table[kv[0]] = .double(d) }
             else { table[kv[0]] = .string(kv[1]) }
@@ -92,12 +93,12 @@ public struct SinkhornStudy {
         var rows: [Row] = []
         let sk = Sinkhorn()
         func study(_ source: String, _ lg: [Float], T: Int, E: Int, sigma: Double, seed: Int, real: Case? = nil) {
-            var refs: [Double: [Int]] = [1: SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: 1)]
+            var refs: [Double: [Int]?] = [1: SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: 1)]
             var P = [Float](repeating: 0, count: T * E)
             for v in variants {
                 let temperature = v.config?.temperature ?? 1
-                if refs[temperature] == nil { refs[temperature] = SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: temperature) }
-                let ref = refs[temperature]!, ref1 = refs[1]!
+                if refs[temperature] == nil { refs[temperature] = .some(SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: temperature)) }
+                let ref = refs[temperature]!, ref1 = refs[1]!       // nil: no reference, agreement NaN
                 var res = SinkhornResult()
                 var times: [Double] = []
                 for _ in 0..<3 {
@@ -115,16 +116,16 @@ public struct SinkhornStudy {
                 for t in 0..<T {
                     var best = 0
                     for e in 1..<E where P[t * E + e] > P[t * E + best] { best = e }
-                    if best == ref[t] { agree += 1 }
-                    if best == ref1[t] { agree1 += 1 }
+                    if best == ref?[t] { agree += 1 }
+                    if best == ref1?[t] { agree1 += 1 }
                     load[best] += 1
                 }
                 var row = Row(source: source, variant: v.name, T: T, E: E, sigma: sigma, seed: seed,
                               iterations: res.iterations, converged: res.converged, rowError: res.rowError,
-                              colError: res.colError, agreement: Double(agree) / Double(T),
+                              colError: res.colError, agreement: ref == nil ? .nan : Double(agree) / Double(T),
                               seconds: times.sorted()[1])
                 row.maxLoad = Double(load.max()!) * Double(E) / Double(T)
-                row.agreementT1 = Double(agree1) / Double(T)
+                row.agreementT1 = ref1 == nil ? .nan : Double(agree1) / Double(T)
                 if let c = real { row.config = c.config; row.step = c.step; row.layer = c.layer }
                 rows.append(row)
             }
@@ -155,10 +156,16 @@ public struct SinkhornStudy {
     /// argmax per token of the Sinkhorn solution of K = exp(logits / temperature) run
     /// to convergence in Double precision (max relative marginal error ≤ 1e-10, both
     /// rows and columns).
-    public static func convergedArgmax(_ lg: [Float], T: Int, E: Int, temperature: Double = 1) -> [Int] {
-        var mx = -Double.infinity
-        for v in lg { mx = max(mx, Double(v)) }
-        let K = lg.map { Foundation.exp((Double($0) - mx) / temperature) }
+    /// nil when it cannot be computed (a column with no mass left in Double precision).
+    public static func convergedArgmax(_ lg: [Float], T: Int, E: Int, temperature: Double = 1) -> [Int]? {
+        // each row shifted by its own maximum: the plan is unchanged by scaling a row,
+        // and every row keeps an entry of 1 whatever the temperature
+        var K = [Double](repeating: 0, count: T * E)
+        for i in 0..<T {
+            var mx = -Double.infinity
+            for j in 0..<E { mx = max(mx, Double(lg[i * E + j])) }
+            for j in 0..<E { K[i * E + j] = Foundation.exp((Double(lg[i * E + j]) - mx) / temperature) }
+        }
         var r = [Double](repeating: 1, count: T), c = [Double](repeating: 1, count: E)
         for _ in 0..<100_000 {
             for i in 0..<T { var s = 0.0; for j in 0..<E { s += K[i * E + j] * c[j] }; r[i] = 1 / (Double(T) * s) }
@@ -169,6 +176,7 @@ public struct SinkhornStudy {
             for i in 0..<T { var s = 0.0; for j in 0..<E { s += K[i * E + j] * c[j] }; worst = max(worst, abs(Double(T) * r[i] * s - 1)) }
             if worst <= 1e-10 { break }
         }
+        guard c.allSatisfy(\.isFinite), r.allSatisfy(\.isFinite) else { return nil }
         return (0..<T).map { i in
             var best = 0
             for j in 1..<E where K[i * E + j] * c[j] > K[i * E + best] * c[best] { best = j }
@@ -259,6 +267,11 @@ public struct SinkhornStudy {
         let layer = f.exists("layer") ? try f.dataset("layer").readInt64s() : [Int64](repeating: -1, count: n)
         let load = f.exists("max_load") ? try f.dataset("max_load").readDoubles() : [Double](repeating: .nan, count: n)
         let ag1 = f.exists("argmax_agreement_t1") ? try f.dataset("argmax_agreement_t1").readDoubles() : [Double](repeating: .nan, count: n)
+        let lengths: [Int] = [sources.count, configs.count, T.count, E.count, seed.count, sigma.count, it.count, conv.count, re.count, ce.count,
+                       ag.count, sec.count, step.count, layer.count, load.count, ag1.count]
+        guard lengths.allSatisfy({ $0 == n }) else {
+            throw BMError.invalid("\(path): the study's columns have different lengths (\(Set(lengths).sorted()); \(n) variant names); it is not a file bmlab sinkhorn wrote")
+        }
         return (0..<n).map { i in
             var r = Row(source: sources[i], variant: variants[i], T: Int(T[i]), E: Int(E[i]), sigma: sigma[i], seed: Int(seed[i]),
                         iterations: Int(it[i]), converged: conv[i] != 0, rowError: re[i], colError: ce[i], agreement: ag[i], seconds: sec[i])

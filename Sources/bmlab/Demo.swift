@@ -15,7 +15,7 @@ struct DemoCommand: ParsableCommand {
         guarded {
             let s = try ExperimentSpec.load(path: spec)
             // The demo starts over each time.
-            for f in ["metrics.h5", "checkpoint.h5", "spec.yaml"] { try? FileManager.default.removeItem(atPath: "\(out)/\(f)") }
+            for f in ExperimentRun.runFiles { try? FileManager.default.removeItem(atPath: "\(out)/\(f)") }
             let run = try ExperimentRun(spec: s, outDir: out, resume: false)
             print("training \(s.name) (\(s.model.layers.map(\.mixer).joined(separator: ","))), \(fmtCount(run.counts.total)) parameters, on \(run.data.description)")
             let sum = try run.run()

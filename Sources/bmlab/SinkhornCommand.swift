@@ -90,7 +90,9 @@ struct SinkhornCommand: ParsableCommand {
         }
         return try names.map { n in
             let ds = try f.dataset(n)
-            guard ds.shape.count == 2 else { throw BMError.invalid("\(path): dataset '\(n)' has shape \(ds.shape); expected [T, E]") }
+            guard ds.shape.count == 2, ds.shape[0] >= 1, ds.shape[1] >= 2 else {
+                throw BMError.invalid("\(path): dataset '\(n)' has shape \(ds.shape); expected [T, E] with T ≥ 1 tokens and E ≥ 2 experts")
+            }
             let step = f.hasAttribute("step") ? try f.intAttribute("step") : 0
             return SinkhornStudy.Case(source: n, config: (path as NSString).lastPathComponent, seed: 0, step: step, layer: -1,
                                       values: try ds.readFloats(), T: ds.shape[0], E: ds.shape[1])

@@ -84,7 +84,6 @@ struct ValidateCommand: ParsableCommand {
     }
 }
 
-/// The model and spec stored in a checkpoint.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String

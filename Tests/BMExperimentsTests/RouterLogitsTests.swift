@@ -43,6 +43,43 @@ final class RouterLogitsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: plain + "/checkpoints"))
     }
 
+    /// A run stopped and resumed keeps every step once, without rewriting the ones it
+    /// has; a new run refuses a directory that holds kept checkpoints; starting over
+    /// removes them.
+    func testKeptCheckpointsAcrossResumeAndStartOver() throws {
+        let dir = try tempDir(self) + "/run"
+        let o = ["train.keep_checkpoints=true", "train.steps=8", "train.checkpoint_every=4"]
+        let spec = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: o)
+        let first = try ExperimentRun(spec: spec, outDir: dir, resume: false)
+        first.printProgress = false
+        first.stopAfter = 5
+        _ = try first.run()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints").sorted(), ["step-000000.h5", "step-000004.h5"])
+        let step0 = try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/step-000000.h5"))
+        let again = try ExperimentRun(spec: spec, outDir: dir, resume: true)
+        again.printProgress = false
+        _ = try again.run()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints").sorted(), ["step-000000.h5", "step-000004.h5", "step-000008.h5"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoints/step-000000.h5")), step0)
+        // the kept step-4 weights are those of a run that stopped at step 4
+        let four = try tempDir(self) + "/four"
+        try train(four, ["train.steps=4", "train.checkpoint_every=4"])
+        XCTAssertEqual(try weights(dir + "/checkpoints/step-000004.h5"), try weights(four + "/checkpoint.h5"))
+        // a new run (no --resume) refuses a directory with kept checkpoints
+        try FileManager.default.removeItem(atPath: dir + "/metrics.h5")
+        try FileManager.default.removeItem(atPath: dir + "/checkpoint.h5")
+        XCTAssertThrowsError(try ExperimentRun(spec: spec, outDir: dir, resume: false)) { XCTAssertTrue("\($0)".contains("checkpoints/"), "\($0)") }
+        // --resume with no checkpoint.h5 but spec.yaml: starts over, and the old kept files go
+        let over = try ExperimentRun(spec: spec, outDir: dir, resume: true)
+        over.printProgress = false
+        over.stopAfter = 1
+        _ = try over.run()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoints").sorted(), ["step-000000.h5"])
+        // the key does not make a finished run's spec differ
+        XCTAssertNil(try SpecDiff.firstDifference(stored: try String(contentsOfFile: four + "/spec.yaml", encoding: .utf8),
+                                                  now: try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["train.steps=4", "train.checkpoint_every=4", "train.keep_checkpoints=true"])))
+    }
+
     func testRouterLogitsAreTheMoELayersLogits() throws {
         let dir = try tempDir(self)
         try train(dir + "/run", ["train.steps=4"])

@@ -30,13 +30,13 @@ final class SinkhornCasesTests: XCTestCase {
         }
         let cases = try SinkhornCases.load(under: dir + "/out", batches: 1)
         XCTAssertEqual(cases.count, 3 * 3 * 2)                           // runs × steps 0, 2, 4 × two MoE layers
-        XCTAssertEqual(Set(cases.map(\.config)), ["sinkhorn", "topk"])
+        XCTAssertEqual(Set(cases.map(\.config)), ["name=sinkhorn", "name=topk"])
         XCTAssertEqual(Set(cases.map(\.step)), [0, 2, 4])
         XCTAssertEqual(Set(cases.map(\.layer)), [1, 3])
-        XCTAssertEqual(Set(cases.filter { $0.config == "sinkhorn" }.map(\.seed)), [1, 2])
+        XCTAssertEqual(Set(cases.filter { $0.config == "name=sinkhorn" }.map(\.seed)), [1, 2])
         for c in cases { XCTAssertEqual(c.T, 32); XCTAssertEqual(c.E, 4); XCTAssertEqual(c.values.count, 128) }
         // the same checkpoint read twice gives the same logits; training moves them
-        let a = cases.filter { $0.config == "topk" && $0.layer == 1 }
+        let a = cases.filter { $0.config == "name=topk" && $0.layer == 1 }
         XCTAssertNotEqual(a.first { $0.step == 0 }!.values, a.first { $0.step == 4 }!.values)
         XCTAssertEqual(try SinkhornCases.load(under: dir + "/out", batches: 1).map(\.values), cases.map(\.values))
         // the study runs on them: one row per case and variant

@@ -43,7 +43,7 @@ final class SinkhornStudyTests: XCTestCase {
                        SinkhornConfig(temperature: 0.5, initialization: .column))
         XCTAssertEqual(try SinkhornStudy.variant("sinkhorn").config, .vanilla)
         XCTAssertNil(try SinkhornStudy.variant("argmax").config)
-        for (bad, says) in [("sinkorn", "did you mean 'sinkhorn'"), ("topk", "not a Sinkhorn router"),
+        for (bad, says) in [("sinkorn", "did you mean 'sinkhorn'"), ("topk", "not a Sinkhorn router"), ("sinkhorn name=topk", "first word"),
                             ("sinkhorn temprature=0.5", "temperature"), ("sinkhorn tol", "not key=value"),
                             ("sinkhorn init=rows", "ones"), ("argmax tol=1", "no options")] {
             XCTAssertThrowsError(try SinkhornStudy.variant(bad), bad) { XCTAssertTrue("\($0)".contains(says), "\(bad): \($0)") }
@@ -78,6 +78,7 @@ final class SinkhornStudyTests: XCTestCase {
         let convG = try XCTUnwrap(gauss.first { $0.variant.hasPrefix("sinkhorn temperature=0.5") })
         XCTAssertEqual(convG.agreement, 1.0, accuracy: 0.004)
         for r in rows { XCTAssertGreaterThanOrEqual(r.maxLoad, 1.0); XCTAssertFalse(r.agreementT1.isNaN) }
+        for r in rows where r.variant == "argmax" { XCTAssertEqual(r.agreementT1, r.agreement) }   // both against temperature 1
         // the table names the configuration and step of real logits and shows the argmax's missing errors as '-'
         let table = SinkhornStudy.table(rows)
         XCTAssertTrue(table.contains("max load") && table.contains("agree@1"))
@@ -90,11 +91,31 @@ final class SinkhornStudyTests: XCTestCase {
         XCTAssertNil(figs[1].panels[1].series.first { $0.title == "argmax" })   // no row error to draw
     }
 
-    func testConvergedReferenceBalancesExactly() {
+    /// A tiny temperature or widely spread logits must not turn the reference into zeros:
+    /// rows are shifted by their own maximum, and a plan that cannot exist (an expert no
+    /// token gives any mass) is reported as no reference, and agreement as NaN.
+    func testConvergedReferenceAtExtremeScales() throws {
+        let T = 16, E = 4
+        var lg = [Float](repeating: 0, count: T * E)
+        for t in 0..<T { for e in 0..<E { lg[t * E + e] = Float((t * 7 + e * 3) % 11) * 40 - Float(t) * 30 } }  // rows far apart
+        XCTAssertNotNil(SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: 1))
+        // at temperature 1e-3 every row is one-hot; an expert nobody prefers has no mass
+        let oneHot = (0..<T * E).map { i in i % E == 0 ? Float(1) : Float(0) }
+        XCTAssertNil(SinkhornStudy.convergedArgmax(oneHot, T: T, E: E, temperature: 1e-3))
+        var s = SinkhornStudy()
+        s.tokens = []
+        s.variants = [try SinkhornStudy.variant("argmax")]
+        let rows = s.run(cases: [.init(source: "x", config: "c", seed: 1, step: 0, layer: 1, values: oneHot, T: T, E: E)])
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual(rows[0].maxLoad, 4.0)
+        XCTAssertFalse(rows[0].agreement.isNaN)      // temperature 1: the plan exists
+    }
+
+    func testConvergedReferenceBalancesExactly() throws {
         var rng = RNG(seed: 4)
         let T = 64, E = 4
         let lg = (0..<T * E).map { _ in rng.normal() * 3 }
-        let ref = SinkhornStudy.convergedArgmax(lg, T: T, E: E)
+        let ref = try XCTUnwrap(SinkhornStudy.convergedArgmax(lg, T: T, E: E))
         XCTAssertEqual(ref.count, T)
         // A converged Float run with a tight marginal tolerance picks the same experts.
         var P = [Float](repeating: 0, count: T * E)
