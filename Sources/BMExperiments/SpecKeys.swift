@@ -96,7 +96,7 @@ public enum SpecKeys {
             .int("train.eval_batches", \.train.evalBatches, 8, min: 1, "batches per evaluation"),
             .int("train.checkpoint_every", \.train.checkpointEvery, 100, min: 1, "steps between checkpoints"),
             .bool("train.keep_checkpoints", \.train.keepCheckpoints, false,
-                  "also keep every checkpoint, and the initial weights, as checkpoints/step-NNNNNN.h5 (for analyses over training)"),
+                  "also keep the weights at every checkpoint, and the initial ones, as checkpoints/step-NNNNNN.h5 (for analyses over training)"),
         ]
     }
 
