@@ -31,9 +31,7 @@ public enum GradientDump {
     public static func write(to path: String, model: LanguageModel, checkpoint: String, batches: Int, B: Int, L: Int,
                              fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) throws -> Double {
         let loss = compute(model: model, batches: batches, B: B, L: L, fill: fill)
-        try AtomicFile.write(to: path) { tmp in
-            let f = try H5File(path: tmp, mode: .create)
-            defer { f.close() }
+        try H5File.createAtomically(path) { f in
             try f.setAttribute("loss", loss)
             try f.setAttribute("checkpoint", checkpoint)
             try f.setAttribute("batches", batches)

@@ -53,17 +53,16 @@ public enum RouterLogits {
         return (s, st.step, layers)
     }
 
-    /// Writes `router_logits/layer_{i}` datasets [T, E] atomically (the layout
-    /// `bmlab sinkhorn --logits` reads), with `checkpoint`, `step` and `batches` attributes.
+    /// The error for a checkpoint whose model has no learned router.
     public static func noRouter(_ checkpoint: String) -> BMError {
         BMError.invalid("\(checkpoint): the model has no learned router (no moe layer with router logits)")
     }
 
+    /// Writes `router_logits/layer_{i}` datasets [T, E] atomically (the layout
+    /// `bmlab sinkhorn --logits` reads), with `checkpoint`, `step` and `batches` attributes.
     public static func write(_ layers: [Layer], to path: String, checkpoint: String, step: Int, batches: Int) throws {
         guard !layers.isEmpty else { throw noRouter(checkpoint) }
-        try AtomicFile.write(to: path) { tmp in
-            let f = try H5File(path: tmp, mode: .create)
-            defer { f.close() }
+        try H5File.createAtomically(path) { f in
             try f.setAttribute("checkpoint", checkpoint)
             try f.setAttribute("step", step)
             try f.setAttribute("batches", batches)

@@ -134,9 +134,7 @@ public struct SweepRunner {
         let path = "\(outDir)/sweep.h5"
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         func col(_ f: (RunResult) -> Double?) -> [Double] { rows.map { $0.result.flatMap(f) ?? .nan } }
-        try AtomicFile.write(to: path) { tmp in
-            let f = try H5File(path: tmp, mode: .create)
-            defer { f.close() }
+        try H5File.createAtomically(path) { f in
             try f.setAttribute("sweep_file", sweep.file)
             try f.setAttribute("toolkit_version", BMLab.version)
             try f.setAttribute("axes", sweep.axes)

@@ -76,3 +76,15 @@ public enum AtomicFile {
     private static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
 
 }
+
+extension H5File {
+    /// Creates the HDF5 file at `path` atomically: `body` fills a new file at a
+    /// temporary path, which is closed and then renamed over `path` (AtomicFile).
+    public static func createAtomically(_ path: String, _ body: (H5File) throws -> Void) throws {
+        try AtomicFile.write(to: path) { tmp in
+            let f = try H5File(path: tmp, mode: .create)
+            defer { f.close() }
+            try body(f)
+        }
+    }
+}

@@ -93,12 +93,12 @@ public struct SinkhornStudy {
         var rows: [Row] = []
         let sk = Sinkhorn()
         func study(_ source: String, _ lg: [Float], T: Int, E: Int, sigma: Double, seed: Int, real: Case? = nil) {
-            var refs: [Double: [Int]?] = [1: SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: 1)]
+            // the converged reference at temperature 1 and at each variant's (nil: none, agreement NaN)
+            let temperatures = Set([1.0] + variants.map { $0.config?.temperature ?? 1 })
+            let refs = Dictionary(uniqueKeysWithValues: temperatures.map { ($0, SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: $0)) })
             var P = [Float](repeating: 0, count: T * E)
             for v in variants {
-                let temperature = v.config?.temperature ?? 1
-                if refs[temperature] == nil { refs[temperature] = .some(SinkhornStudy.convergedArgmax(lg, T: T, E: E, temperature: temperature)) }
-                let ref = refs[temperature]!, ref1 = refs[1]!       // nil: no reference, agreement NaN
+                let ref = refs[v.config?.temperature ?? 1]!, ref1 = refs[1]!
                 var res = SinkhornResult()
                 var times: [Double] = []
                 for _ in 0..<3 {
@@ -225,9 +225,7 @@ public struct SinkhornStudy {
 
     /// Writes DIR/sinkhorn.h5 (one column per quantity, rows = (case, variant, seed)).
     public static func writeHDF5(_ rows: [Row], to path: String, attributes: [String: String]) throws {
-        try AtomicFile.write(to: path) { tmp in
-            let f = try H5File(path: tmp, mode: .create)
-            defer { f.close() }
+        try H5File.createAtomically(path) { f in
             for k in attributes.keys.sorted() { try f.setAttribute(k, attributes[k]!) }
             try f.setAttribute("reference", "Sinkhorn of exp(logits / the variant's temperature) in Double precision to max relative marginal error 1e-10 (the argmax variant: temperature 1)")
             try f.setAttribute("variant_names", rows.map(\.variant))
