@@ -25,6 +25,9 @@ let package = Package(
         // chosen from CPUID, so the fast kernels are used however the toolkit
         // is started (bmlab, swift test, make). See docs/blas.md.
         .target(name: "CBLASShim", linkerSettings: [.linkedLibrary("dl")]),
+        // The toolkit's own vector kernels (the selective scan), one source compiled
+        // for AVX2 and AVX-512 and chosen from CPUID at run time (bmkernels.h).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
 
@@ -33,7 +36,7 @@ let package = Package(
         .target(name: "BMLayers", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStorage", dependencies: ["CHDF5"], swiftSettings: fast),
         .target(name: "BMRouting", dependencies: ["BMCore"], swiftSettings: fast),
-        .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting"], swiftSettings: fast),
+        .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting", "CKernels"], swiftSettings: fast),
         .target(name: "BMPlot", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMBench
+import BMMixers
 import BMExperiments
 import BMStorage
 
@@ -33,11 +34,11 @@ struct BenchCommand: ParsableCommand {
                 rows += [("\(f.name)_ms", f.ms), ("\(f.name)_gelements_per_s", f.elementsPerSecond / 1e9), ("\(f.name)_gb_per_s", f.gbPerSecond)]
             }
             if json {
-                struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads; var figures: [String: Double] }
+                struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads, scanKernel = SelectiveScan.kernel; var figures: [String: Double] }
                 let figures = Dictionary(rows.map { ($0.0, ($0.1 * 1000).rounded() / 1000) }, uniquingKeysWith: { a, _ in a })
                 guarded { print(try JSON.text(Out(figures: figures))) }
             } else {
-                print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads")
+                print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; scan kernel \(SelectiveScan.kernel)")
                 for (k, v) in rows { print(String(format: "%@: %.3f", k, v)) }
             }
         }
@@ -98,7 +99,7 @@ extension BenchCommand {
                     }
                     let pts = try TrainBench.lengths(specPath: spec, overrides: overrides, seqLens: Ls, tokensPerStep: tokensPerStep, steps: steps)
                     if json { print(try JSON.text(pts, pretty: true)); return }
-                    print("\(spec): training cost against the context; BLAS \(BLAS.coreName) × \(BLAS.threads); median of \(steps) steps after 1 warm-up")
+                    print("\(spec): training cost against the context; BLAS \(BLAS.coreName) × \(BLAS.threads), scan \(SelectiveScan.kernel); median of \(steps) steps after 1 warm-up")
                     print(" seq_len  batch   tokens/s   ms/step   MFLOP/token   activations measured / estimated")
                     for p in pts {
                         print(String(format: "%8d %6d %10.0f %9.1f %13.1f   %8.0f MiB / %.0f MiB", p.seqLen, p.batch, p.tokensPerSecond, p.msPerStep,
@@ -116,7 +117,7 @@ extension BenchCommand {
                     print(try JSON.text(r))
                     return
                 }
-                print("\(spec): \(fmtCount(r.parametersTotal)) parameters, \(fmtCount(r.parametersActive)) active, \(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token; BLAS \(r.blasCore) × \(r.blasThreads)")
+                print("\(spec): \(fmtCount(r.parametersTotal)) parameters, \(fmtCount(r.parametersActive)) active, \(String(format: "%.1f", r.flopsPerToken / 1e6)) MFLOP/token; BLAS \(r.blasCore) × \(r.blasThreads), scan \(SelectiveScan.kernel)")
                 print(String(format: "training: %.0f tokens/s (median of %d steps, %.1f ms/step); MFU %.1f%% of a %.0f GFLOP/s sgemm peak",
                              r.tokensPerSecond, steps, r.msPerStep, r.mfu * 100, r.sgemmPeakGFLOPS))
                 print(String(format: "memory: peak resident %.0f MiB, activations and scratch %.0f MiB", r.peakResidentMib, r.activationMib))

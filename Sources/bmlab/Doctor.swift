@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMStorage
+import BMMixers
 
 struct DoctorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "doctor", 
@@ -32,6 +33,7 @@ struct DoctorFacts: Encodable {
     var blasThreads = BLAS.threads
     var blasOpenblasThreads = BLAS.openblasThreads
     var gemvKernel = BLAS.gemvKernel
+    var scanKernel = SelectiveScan.kernel
     var blasLibrary = BLAS.libraryPath
     var sgemmGflops: Double
     var hdf5Version = HDF5Library.version

@@ -1,11 +1,14 @@
 import BMCore
+import CKernels
 
 /// The selective scan of docs/mixers.md for one sequence (one batch element):
 ///
 ///   ā_t = exp(δ_t[c]·A[c,n]),  s_t = ā_t·s_{t−1} + δ_t[c]·B_t[n]·u_t[c]
 ///   y_t[c] = Σ_n s_t[c,n]·C_t[n] + D[c]·u_t[c]
 ///
-/// Vectorised over channels: a SIMD16 holds 16 channels c of one state index n, so
+/// The kernel is C (`Sources/CKernels/scan_body.h`), one source built for AVX2 and
+/// AVX-512 and chosen from CPUID (`SelectiveScan.kernel`).
+/// Vectorised over channels: a vector holds 16 channels c of one state index n, so
 /// y needs no horizontal sum and B_t[n], C_t[n] are broadcast scalars. The state,
 /// A and the chunk boundaries are stored [N, Ep] (Ep = E rounded up to 16, A = 0 and
 /// state 0 in the padding lanes); per-token rows (u, δ, y) are [L, E] and the last
@@ -32,6 +35,11 @@ public struct ScanShape {
     public var chunks: Int { (L + chunk - 1) / chunk }
     /// Floats of `work` that `backward` needs.
     public var workSize: Int { N * Ep + 4 * chunk * N * 16 }
+    /// The C kernel's view of this shape.
+    var c: bm_scan_shape {
+        bm_scan_shape(L: Int32(L), E: Int32(E), N: Int32(N), Ep: Int32(Ep), chunk: Int32(chunk), deltaT: Int32(deltaT),
+                      bT: Int32(bT), bN: Int32(bN), bC: Int32(bC), cT: Int32(cT), cN: Int32(cN), cC: Int32(cC))
+    }
     public init(L: Int, E: Int, N: Int, chunk: Int, deltaT: Int, bT: Int, bN: Int, bC: Int, cT: Int, cN: Int, cC: Int) {
         precondition(bC == 0 || bC == 1, "bC is 0 (shared by channels) or 1 (per channel)")
         precondition(cC == 0 || cC == 1, "cC is 0 (shared by channels) or 1 (per channel)")
@@ -40,23 +48,18 @@ public struct ScanShape {
     }
 }
 
-/// The first `lanes` floats (the rest 0): the last block of a row whose length is not a multiple of 16.
-@inline(__always) private func ldp(_ p: UnsafePointer<Float>, _ lanes: Int) -> Vec16 {
-    if lanes == 16 { return ld(p) }
-    var v = Vec16()
-    for i in 0..<lanes { v[i] = p[i] }
-    return v
-}
-@inline(__always) private func stp(_ p: UnsafeMutablePointer<Float>, _ v: Vec16, _ lanes: Int) {
-    if lanes == 16 { st(p, v); return }
-    for i in 0..<lanes { p[i] = v[i] }
-}
-/// B or C at (n, c0..c0+15) of row `row`: a broadcast scalar (stride 0 over channels) or a vector.
-@inline(__always) private func ldBC(_ row: UnsafePointer<Float>, _ n: Int, _ strideN: Int, _ perChannel: Bool, _ c0: Int) -> Vec16 {
-    perChannel ? ld(row + n * strideN + c0) : Vec16(repeating: row[n * strideN])
-}
-
 public enum SelectiveScan {
+    /// The kernel in use: "avx512" on CPUs with AVX-512, else "avx2" (both 16 channels
+    /// a vector: one zmm or two ymm registers; the same arithmetic).
+    public static var kernel: String { String(cString: bm_scan_kernel()) }
+    /// Every build of the kernel, best first.
+    public static let kernels = ["avx512", "avx2"]
+    /// Whether this CPU can run the named kernel.
+    public static func runs(_ name: String) -> Bool { bm_scan_kernel_runs(name) != 0 }
+    /// Chooses the kernel for the whole process (tests and benchmarks); false if this
+    /// CPU cannot run it.
+    @discardableResult public static func use(_ name: String) -> Bool { bm_scan_use_kernel(name) != 0 }
+
     /// Runs the scan over L steps from `state` ([N, Ep], updated in place to s_{L−1}).
     /// u: [L, E], y: [L, E] (written). `boundaries` ([chunks, N, Ep]) receives the
     /// state before each chunk when given. `channels` (whole blocks of 16; default all)
@@ -67,33 +70,10 @@ public enum SelectiveScan {
                                D: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                                state: UnsafeMutablePointer<Float>, boundaries: UnsafeMutablePointer<Float>?,
                                channels: Range<Int>? = nil) {
-        let E = s.E, Ep = s.Ep, N = s.N
-        let bVec = s.bC == 1, cVec = s.cC == 1
-        // One block of 16 channels through all L steps: its state and A ([N, 16] each) stay in L1.
-        var c0 = channels?.lowerBound ?? 0
-        let cEnd = channels?.upperBound ?? E
-        while c0 < cEnd {
-            let lanes = min(16, E - c0)
-            let dSkip = D.map { ldp($0 + c0, lanes) } ?? Vec16()
-            for t in 0..<s.L {
-                if let bnd = boundaries, t % s.chunk == 0 {
-                    let dst = bnd + (t / s.chunk) * N * Ep + c0
-                    for n in 0..<N { st(dst + n * Ep, ld(state + n * Ep + c0)) }
-                }
-                let d = ldp(delta + t * s.deltaT + c0, lanes), uu = ldp(u + t * E + c0, lanes)
-                let du = d * uu
-                let bRow = Bm + t * s.bT, cRow = Cm + t * s.cT
-                var acc = dSkip * uu
-                for n in 0..<N {
-                    let o = n * Ep + c0
-                    let sv = vexp(d * ld(A + o)) * ld(state + o) + du * ldBC(bRow, n, s.bN, bVec, c0)
-                    st(state + o, sv)
-                    acc += sv * ldBC(cRow, n, s.cN, cVec, c0)
-                }
-                stp(y + t * E + c0, acc, lanes)
-            }
-            c0 += 16
-        }
+        var sh = s.c
+        let r = channels ?? 0..<s.E
+        precondition(r.lowerBound % 16 == 0 && r.upperBound <= s.E, "channels are whole blocks of 16 within E")
+        bm_scan_forward(&sh, u, delta, A, Bm, Cm, D, y, state, boundaries, Int32(r.lowerBound), Int32(r.upperBound))
     }
 
     /// Backward of `forward` for one sequence.
@@ -113,85 +93,10 @@ public enum SelectiveScan {
                                 dA: UnsafeMutablePointer<Float>, dD: UnsafeMutablePointer<Float>?,
                                 work: UnsafeMutablePointer<Float>, channels: Range<Int>? = nil,
                                 sharedDB: UnsafeMutablePointer<Float>? = nil, sharedDC: UnsafeMutablePointer<Float>? = nil) {
-        let E = s.E, Ep = s.Ep, N = s.N, blk = N * 16
-        let bVec = s.bC == 1, cVec = s.cC == 1
-        let mu = work                          // [N, Ep]: ā_{t+1}·λ_{t+1}
-        let S = mu + N * Ep                    // [chunk, N, 16]: states of one channel block in the chunk
-        let Ab = S + s.chunk * blk             // [chunk, N, 16]: their ā
-        let Pb = Ab + s.chunk * blk            // [chunk, N, 16]: ∂B partial sums over channel blocks
-        let Pc = Pb + s.chunk * blk            //                 ∂C (shared B, C only)
-        mu.update(repeating: 0, count: N * Ep)
-        for k in stride(from: s.chunks - 1, through: 0, by: -1) {
-            let t0 = k * s.chunk, t1 = min(s.L, t0 + s.chunk)
-            let start = boundaries + k * N * Ep
-            if !bVec { Pb.update(repeating: 0, count: (t1 - t0) * blk) }
-            if !cVec { Pc.update(repeating: 0, count: (t1 - t0) * blk) }
-            var c0 = channels?.lowerBound ?? 0
-            let cEnd = channels?.upperBound ?? E
-            while c0 < cEnd {
-                let lanes = min(16, E - c0)
-                // Recompute s_t and ā_t of this block for t in [t0, t1).
-                for t in t0..<t1 {
-                    let d = ldp(delta + t * s.deltaT + c0, lanes)
-                    let du_ = d * ldp(u + t * E + c0, lanes)
-                    let bRow = Bm + t * s.bT
-                    let cur = S + (t - t0) * blk, ab = Ab + (t - t0) * blk
-                    for n in 0..<N {
-                        let prev = t == t0 ? ld(start + n * Ep + c0) : ld(cur - blk + n * 16)
-                        let aBar = vexp(d * ld(A + n * Ep + c0))
-                        st(ab + n * 16, aBar)
-                        st(cur + n * 16, aBar * prev + du_ * ldBC(bRow, n, s.bN, bVec, c0))
-                    }
-                }
-                // Reverse pass through the chunk.
-                var dDv = Vec16()
-                for t in stride(from: t1 - 1, through: t0, by: -1) {
-                    let d = ldp(delta + t * s.deltaT + c0, lanes), uu = ldp(u + t * E + c0, lanes)
-                    let g = ldp(gy + t * E + c0, lanes)
-                    let bRow = Bm + t * s.bT, cRow = Cm + t * s.cT
-                    let cur = S + (t - t0) * blk, ab = Ab + (t - t0) * blk
-                    let pb = Pb + (t - t0) * blk, pc = Pc + (t - t0) * blk
-                    let dB_t = dB + t * s.bT, dC_t = dC + t * s.cT
-                    let dU = d * uu
-                    var accU = Vec16(), accD = Vec16()
-                    for n in 0..<N {
-                        let o = n * Ep + c0
-                        let a = ld(A + o), aBar = ld(ab + n * 16)
-                        let bt = ldBC(bRow, n, s.bN, bVec, c0), ct = ldBC(cRow, n, s.cN, cVec, c0)
-                        let sPrev = t == t0 ? ld(start + o) : ld(cur - blk + n * 16)
-                        let lam = g * ct + ld(mu + o)
-                        let gC = g * ld(cur + n * 16), lB = lam * dU
-                        if cVec { let p = dC_t + n * s.cN + c0; st(p, ld(p) + gC) } else { st(pc + n * 16, ld(pc + n * 16) + gC) }
-                        if bVec { let p = dB_t + n * s.bN + c0; st(p, ld(p) + lB) } else { st(pb + n * 16, ld(pb + n * 16) + lB) }
-                        accU += lam * bt
-                        let aBarS = aBar * sPrev
-                        accD += lam * (bt * uu + a * aBarS)
-                        st(dA + o, ld(dA + o) + lam * d * aBarS)
-                        st(mu + o, aBar * lam)
-                    }
-                    var duv = d * accU
-                    if let D { duv += ldp(D + c0, lanes) * g }
-                    stp(du + t * E + c0, duv, lanes)
-                    let dd = dDelta + t * s.deltaT + c0
-                    stp(dd, ldp(dd, lanes) + accD, lanes)
-                    dDv += g * uu
-                }
-                if let dD { stp(dD + c0, ldp(dD + c0, lanes) + dDv, lanes) }
-                c0 += 16
-            }
-            // Shared B, C: one horizontal sum per (t, n) of the blocks' partial sums.
-            for t in t0..<t1 {
-                if !bVec {
-                    let pb = Pb + (t - t0) * blk
-                    if let part = sharedDB { for n in 0..<N { part[t * N + n] += hsum(ld(pb + n * 16)) } }
-                    else { let row = dB + t * s.bT; for n in 0..<N { row[n * s.bN] += hsum(ld(pb + n * 16)) } }
-                }
-                if !cVec {
-                    let pc = Pc + (t - t0) * blk
-                    if let part = sharedDC { for n in 0..<N { part[t * N + n] += hsum(ld(pc + n * 16)) } }
-                    else { let row = dC + t * s.cT; for n in 0..<N { row[n * s.cN] += hsum(ld(pc + n * 16)) } }
-                }
-            }
-        }
+        var sh = s.c
+        let r = channels ?? 0..<s.E
+        precondition(r.lowerBound % 16 == 0 && r.upperBound <= s.E, "channels are whole blocks of 16 within E")
+        bm_scan_backward(&sh, u, delta, A, Bm, Cm, D, boundaries, gy, du, dDelta, dB, dC, dA, dD, work,
+                         Int32(r.lowerBound), Int32(r.upperBound), sharedDB, sharedDC)
     }
 }
