@@ -94,7 +94,7 @@ public enum BLAS {
         Parallel.workers = ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? availableCores
         gemvThreads = n > 0 ? n : availableCores
     }
-    /// `avx2-fma` or `scalar`.
+    /// `avx512`, `avx2-fma` or `scalar` (chosen from CPUID; docs/performance.md).
     public static var gemvKernel: String { String(cString: bm_rowgemv_kernel()) }
 }
 

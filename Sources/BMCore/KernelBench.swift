@@ -1,4 +1,5 @@
 import Foundation
+import CBLASShim
 
 /// Micro-benchmarks of the core kernels (`bmlab doctor`, `bmlab bench kernels`).
 public enum KernelBench {
@@ -10,6 +11,23 @@ public enum KernelBench {
         rng.fillUniform(b.pointer, K * N, -1, 1)
         let t = bestTime(repeats: repeats) {
             sgemm(M: M, N: N, K: K, A: a.pointer, lda: K, B: b.pointer, ldb: N, C: c.pointer, ldc: N)
+        }
+        return 2.0 * Double(M) * Double(N) * Double(K) / t / 1e9
+    }
+
+    /// The same 1024³ product as `sgemmGFLOPS`, unsplit, on OpenBLAS's own threads
+    /// (`threads` of them; 0 = the toolkit's thread count), then back to one OpenBLAS
+    /// thread: the figure the toolkit's own split is measured against (`bmlab doctor`).
+    public static func sgemmOpenBLASThreadsGFLOPS(threads: Int = 0, M: Int = 1024, N: Int = 1024, K: Int = 1024, repeats: Int = 5) -> Double {
+        let a = FloatBuffer(count: M * K), b = FloatBuffer(count: K * N), c = FloatBuffer(count: M * N)
+        var rng = RNG(seed: 1)
+        rng.fillUniform(a.pointer, M * K, -1, 1)
+        rng.fillUniform(b.pointer, K * N, -1, 1)
+        bm_blas_set_threads(Int32(threads > 0 ? threads : BLAS.threads))
+        defer { bm_blas_set_threads(1) }
+        let t = bestTime(repeats: repeats) {
+            bm_sgemm(Int32(BM_NO_TRANS), Int32(BM_NO_TRANS), Int32(M), Int32(N), Int32(K), 1, a.pointer, Int32(K),
+                     b.pointer, Int32(N), 0, c.pointer, Int32(N))
         }
         return 2.0 * Double(M) * Double(N) * Double(K) / t / 1e9
     }

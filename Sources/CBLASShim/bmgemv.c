@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <string.h>
 #include <unistd.h>
 #include <immintrin.h>
 
@@ -24,72 +25,9 @@ static inline float bf16_to_f32(uint16_t h) {
     return v.f;
 }
 
-__attribute__((target("avx2,fma"), always_inline))
-static inline __m256 load8(const void *A, size_t k, int bf16) {
-    if (!bf16) return _mm256_loadu_ps((const float *)A + k);
-    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)A + k));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
 __attribute__((always_inline))
 static inline float load1(const void *A, size_t k, int bf16) {
     return bf16 ? bf16_to_f32(((const uint16_t *)A)[k]) : ((const float *)A)[k];
-}
-
-// Four rows at a time: x is loaded once per 16 columns and used for four rows,
-// eight independent accumulators hide the FMA latency. Memory-bound by design.
-// `bf16` is a constant in each caller, so each gets its own branch-free copy.
-__attribute__((target("avx2,fma"), always_inline))
-static inline void rows_avx2_any(const void *A, int r0, int r1, int cols, int lda,
-                                 const float *x, float *y, int acc, int bf16) {
-    int i = r0;
-    for (; i + 4 <= r1; i += 4) {
-        size_t a0 = (size_t)i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        __m256 t0 = s0, t1 = s0, t2 = s0, t3 = s0;
-        int j = 0;
-        for (; j + 16 <= cols; j += 16) {
-            __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-            s0 = _mm256_fmadd_ps(load8(A, a0 + j, bf16), x0, s0);
-            t0 = _mm256_fmadd_ps(load8(A, a0 + j + 8, bf16), x1, t0);
-            s1 = _mm256_fmadd_ps(load8(A, a1 + j, bf16), x0, s1);
-            t1 = _mm256_fmadd_ps(load8(A, a1 + j + 8, bf16), x1, t1);
-            s2 = _mm256_fmadd_ps(load8(A, a2 + j, bf16), x0, s2);
-            t2 = _mm256_fmadd_ps(load8(A, a2 + j + 8, bf16), x1, t2);
-            s3 = _mm256_fmadd_ps(load8(A, a3 + j, bf16), x0, s3);
-            t3 = _mm256_fmadd_ps(load8(A, a3 + j + 8, bf16), x1, t3);
-        }
-        for (; j + 8 <= cols; j += 8) {
-            __m256 x0 = _mm256_loadu_ps(x + j);
-            s0 = _mm256_fmadd_ps(load8(A, a0 + j, bf16), x0, s0);
-            s1 = _mm256_fmadd_ps(load8(A, a1 + j, bf16), x0, s1);
-            s2 = _mm256_fmadd_ps(load8(A, a2 + j, bf16), x0, s2);
-            s3 = _mm256_fmadd_ps(load8(A, a3 + j, bf16), x0, s3);
-        }
-        s0 = _mm256_add_ps(s0, t0); s1 = _mm256_add_ps(s1, t1);
-        s2 = _mm256_add_ps(s2, t2); s3 = _mm256_add_ps(s3, t3);
-        // [s0 s0 s1 s1 | s0 s0 s1 s1] etc. → four row sums
-        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        float out[4];
-        _mm_storeu_ps(out, r);
-        for (; j < cols; j++) {
-            out[0] += load1(A, a0 + j, bf16) * x[j]; out[1] += load1(A, a1 + j, bf16) * x[j];
-            out[2] += load1(A, a2 + j, bf16) * x[j]; out[3] += load1(A, a3 + j, bf16) * x[j];
-        }
-        for (int k = 0; k < 4; k++) y[i + k] = acc ? y[i + k] + out[k] : out[k];
-    }
-    for (; i < r1; i++) {
-        size_t a = (size_t)i * lda;
-        __m256 s = _mm256_setzero_ps();
-        int j = 0;
-        for (; j + 8 <= cols; j += 8) s = _mm256_fmadd_ps(load8(A, a + j, bf16), _mm256_loadu_ps(x + j), s);
-        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        q = _mm_hadd_ps(q, q); q = _mm_hadd_ps(q, q);
-        float v = _mm_cvtss_f32(q);
-        for (; j < cols; j++) v += load1(A, a + j, bf16) * x[j];
-        y[i] = acc ? y[i] + v : v;
-    }
 }
 
 __attribute__((always_inline))
@@ -103,14 +41,20 @@ static inline void rows_scalar_any(const void *A, int r0, int r1, int cols, int 
     }
 }
 
-__attribute__((target("avx2,fma")))
-static void rows_avx2(const float *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
-    rows_avx2_any(A, r0, r1, cols, lda, x, y, acc, 0);
-}
-__attribute__((target("avx2,fma")))
-static void rows_bf16_avx2(const uint16_t *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
-    rows_avx2_any(A, r0, r1, cols, lda, x, y, acc, 1);
-}
+// The vector builds (gemv_body.h): rows_avx2 / rows_bf16_avx2 and rows_avx512 / rows_bf16_avx512.
+// Their 16-float vectors never cross a call boundary, so clang's ABI note does not apply.
+#pragma clang diagnostic ignored "-Wpsabi"
+#define SUF avx2
+#define TARGET "avx2,fma"
+#include "gemv_body.h"
+#undef SUF
+#undef TARGET
+#define SUF avx512
+#define TARGET "avx512f,avx512vl,avx512bw,avx512dq,fma"
+#include "gemv_body.h"
+#undef SUF
+#undef TARGET
+
 static void rows_scalar(const float *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc) {
     rows_scalar_any(A, r0, r1, cols, lda, x, y, acc, 0);
 }
@@ -133,20 +77,22 @@ static rows_fn kernel;
 static rows16_fn kernel16;
 static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
 static void choose_kernel(void) {
-    int avx2 = bm_cpu_features() & 1;
-    kernel = avx2 ? rows_avx2 : rows_scalar;
-    kernel16 = avx2 ? rows_bf16_avx2 : rows_bf16_scalar;
+    int f = bm_cpu_features();
+    kernel = (f & 2) ? rows_avx512 : (f & 1) ? rows_avx2 : rows_scalar;
+    kernel16 = (f & 2) ? rows_bf16_avx512 : (f & 1) ? rows_bf16_avx2 : rows_bf16_scalar;
 }
 
 const char *bm_rowgemv_kernel(void) {
     pthread_once(&kernel_once, choose_kernel);
-    return kernel == rows_avx2 ? "avx2-fma" : "scalar";
+    return kernel == rows_avx512 ? "avx512" : kernel == rows_avx2 ? "avx2-fma" : "scalar";
 }
 
 int bm_rowgemv_use_kernel(const char *name) {
     pthread_once(&kernel_once, choose_kernel);
-    if (name[0] == 's') { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
-    if (name[0] == 'a' && (bm_cpu_features() & 1)) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
+    int f = bm_cpu_features();
+    if (strcmp(name, "scalar") == 0) { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
+    if (strcmp(name, "avx2-fma") == 0 && (f & 1)) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
+    if (strcmp(name, "avx512") == 0 && (f & 2)) { kernel = rows_avx512; kernel16 = rows_bf16_avx512; return 1; }
     return 0;
 }
 

@@ -133,8 +133,10 @@ static void F_(scan_backward_)(const bm_scan_shape *s, const float *u, const flo
                 const VF du_ = d * ldp(u + (long)t * E + c, lanes);
                 const float *bRow = Bm + t * bT;
                 float *cur = S + (long)(t - t0) * blk, *ab = Ab + (long)(t - t0) * blk;
+                const float *prevRow = t == t0 ? start + c : cur - blk;
+                const long prevStride = t == t0 ? Ep : W;
                 for (int n = 0; n < N; n++) {
-                    const VF prev = t == t0 ? ld(start + (long)n * Ep + c) : ld(cur - blk + n * W);
+                    const VF prev = ld(prevRow + n * prevStride);
                     const VF aBar = vexp(d * ld(A + (long)n * Ep + c));
                     st(ab + n * W, aBar);
                     st(cur + n * W, aBar * prev + du_ * ldbc(bRow, n, bN, bVec, c));
@@ -143,34 +145,38 @@ static void F_(scan_backward_)(const bm_scan_shape *s, const float *u, const flo
             // Reverse pass through the chunk.
             VF dDv = splat(0);
             for (int t = t1 - 1; t >= t0; t--) {
-                const VF d = ldp(delta + t * deltaT + c, lanes), uu = ldp(u + (long)t * E + c, lanes);
-                const VF g = ldp(gy + (long)t * E + c, lanes);
+                const VF d = ldp(delta + t * deltaT + c, lanes), g = ldp(gy + (long)t * E + c, lanes);
                 const float *bRow = Bm + t * bT, *cRow = Cm + t * cT;
                 const float *cur = S + (long)(t - t0) * blk, *ab = Ab + (long)(t - t0) * blk;
                 float *pb = Pb + (long)(t - t0) * blk, *pc = Pc + (long)(t - t0) * blk;
                 float *dBt = dB + t * bT, *dCt = dC + t * cT;
-                const VF dU = d * uu;
-                VF accU = splat(0), accD = splat(0);
+                const VF dU = d * ldp(u + (long)t * E + c, lanes);
+                // s_{t-1}: the chunk's boundary at its first step, else the row before
+                const float *prevRow = t == t0 ? start + c : cur - blk;
+                const long prevStride = t == t0 ? Ep : W;
+                // ∂δ_t = Σ_n λ·(B·u + A·ā·s_{t−1}) = u·Σ_n λ·B + Σ_n A·(λ·ā·s_{t−1}):
+                // accU carries Σ λ·B (for ∂u too), accA the second sum.
+                VF accU = splat(0), accA = splat(0);
                 for (int n = 0; n < N; n++) {
                     const long o = (long)n * Ep + c;
-                    const VF a = ld(A + o), aBar = ld(ab + n * W);
+                    const VF aBar = ld(ab + n * W);
                     const VF bt = ldbc(bRow, n, bN, bVec, c), ct = ldbc(cRow, n, cN, cVec, c);
-                    const VF sPrev = t == t0 ? ld(start + o) : ld(cur - blk + n * W);
                     const VF lam = g * ct + ld(mu + o);
                     const VF gC = g * ld(cur + n * W), lB = lam * dU;
                     if (cVec) { float *p = dCt + (long)n * cN + c; st(p, ld(p) + gC); } else st(pc + n * W, ld(pc + n * W) + gC);
                     if (bVec) { float *p = dBt + (long)n * bN + c; st(p, ld(p) + lB); } else st(pb + n * W, ld(pb + n * W) + lB);
                     accU += lam * bt;
-                    const VF aBarS = aBar * sPrev;
-                    accD += lam * (bt * uu + a * aBarS);
-                    st(dA + o, ld(dA + o) + lam * d * aBarS);
+                    const VF q = lam * (aBar * ld(prevRow + n * prevStride));
+                    accA += ld(A + o) * q;
+                    st(dA + o, ld(dA + o) + d * q);
                     st(mu + o, aBar * lam);
                 }
                 VF duv = d * accU;
                 if (D) duv += ldp(D + c, lanes) * g;
                 stp(du + (long)t * E + c, duv, lanes);
+                const VF uu = ldp(u + (long)t * E + c, lanes);     // read again: fewer registers live in the loop
                 float *dd = dDelta + t * deltaT + c;
-                stp(dd, ldp(dd, lanes) + accD, lanes);
+                stp(dd, ldp(dd, lanes) + (uu * accU + accA), lanes);
                 dDv += g * uu;
             }
             if (dD) stp(dD + c, ldp(dD + c, lanes) + dDv, lanes);

@@ -34,6 +34,8 @@ final class JSONConventionTests: XCTestCase {
         XCTAssertTrue(keys.contains("blas_core") && keys.contains("blas_runnable_cores"), "\(keys)")
         XCTAssertEqual(obj["blas_threads"] as? Int, 1)
         XCTAssertNotNil(obj["sgemm_gflops"] as? Double)
+        XCTAssertNotNil(obj["sgemm_openblas_threads_gflops"] as? Double)
+        XCTAssertNotNil(obj["scan_kernel"] as? String)
         XCTAssertNotNil(obj["blas_runnable_cores"] as? [String])
     }
 }

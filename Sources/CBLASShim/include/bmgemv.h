@@ -3,8 +3,8 @@
 // A token of generation multiplies every weight matrix of the model by one vector:
 // the cost is reading the weights (about 20 MB per token for bench-small), not the
 // arithmetic. OpenBLAS's sgemv is fast on one thread, but waking its threads costs
-// more than a 30 µs product is worth. Here a row-major A·x kernel (AVX2 + FMA, four
-// rows at a time) splits its rows over a small pool of threads that spin briefly
+// more than a 30 µs product is worth. Here a row-major A·x kernel (four rows at a time;
+// built for AVX-512 and for AVX2 + FMA from one source, gemv_body.h, chosen from CPUID) splits its rows over a small pool of threads that spin briefly
 // between calls, so consecutive products of a token reuse awake threads, then sleep.
 //
 // Each output row is computed by one thread in a fixed order, so the result does not
@@ -23,10 +23,10 @@ void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, flo
 /// helpers beyond a lowered count sleep until it is raised again.
 void bm_rowgemv_set_threads(int n);
 int bm_rowgemv_threads(void);
-/// Which kernel runs: "avx2-fma" or "scalar".
+/// Which kernel runs: "avx512", "avx2-fma" or "scalar".
 const char *bm_rowgemv_kernel(void);
-/// Chooses the kernel ("avx2-fma" or "scalar"; the CPU's best is the default), so that a
-/// test runs every path the CPU can run. Returns 0 for one the CPU cannot run.
+/// Chooses the kernel ("avx512", "avx2-fma" or "scalar"; the CPU's best is the default),
+/// so that a test runs every path the CPU can run. Returns 0 for one the CPU cannot run.
 int bm_rowgemv_use_kernel(const char *name);
 
 /// The same product with bf16 weights (the upper 16 bits of fp32 values, as
