@@ -65,7 +65,8 @@ public final class SelectiveDynamics: SSMDynamics {
         matmulXWt(up, xProj.w, dbcp, T: T, inDim: E, outDim: dbcWidth)
         // 4. Δ = softplus(δr · dt_projᵀ + bias)                 delta: [T, E]
         let dtp = dtPre.ensure(T * E), dp = delta.ensure(T * E)
-        for t in 0..<T { (dtp + t * E).update(from: blk.dtB.w, count: E) }
+        let bias = blk.dtB.w
+        Parallel.forEach(B) { b in for t in b * L..<(b + 1) * L { (dtp + t * E).update(from: bias, count: E) } }
         matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
         Parallel.forEach(B) { b in vsoftplus(dtp + b * L * E, dp + b * L * E, count: L * E) }
         return scanInputs(blk, B: B, L: L)
@@ -89,30 +90,40 @@ public final class SelectiveDynamics: SSMDynamics {
     public func gradientTargets(_ blk: SSMBlock, B: Int, L: Int) -> ScanGradients {
         // ∂Δ per (t, c) and ∂B, ∂C per (t, n), written straight into x_proj's output gradient ddbc [T, R+2N]
         let T = B * L
-        let ddp = dDelta.ensure(T * E)
-        ddp.update(repeating: 0, count: T * E)
-        let ddbcp = ddbc.ensure(T * dbcWidth)
-        ddbcp.update(repeating: 0, count: T * dbcWidth)
+        let ddp = dDelta.ensure(T * E), ddbcp = ddbc.ensure(T * dbcWidth), w = dbcWidth
+        Parallel.forEach(B) { b in
+            (ddp + b * L * E).update(repeating: 0, count: L * E)
+            (ddbcp + b * L * w).update(repeating: 0, count: L * w)
+        }
         return ScanGradients(delta: ddp, deltaStride: L * E, b: ddbcp + R, c: ddbcp + R + N, bcStride: L * dbcWidth)
     }
 
     public func backward(_ blk: SSMBlock, du dup: UnsafeMutablePointer<Float>, B: Int, L: Int) {
         let T = B * L, ddp = dDelta.pointer, up = blk.u.pointer
         // softplus: ∂v = ∂Δ · σ(v) (1 above the threshold)        ddp now holds ∂v
+        // (per sequence on every core; each element on its own, so the same bits)
         let dtp = dtPre.pointer
-        var i = 0
-        while i + 16 <= T * E {
-            let v = ld(dtp, i)
-            var s = vsigmoid(v)
-            s.replace(with: 1, where: v .> 20)
-            st(ddp, i, ld(ddp, i) * s)
-            i += 16
+        Parallel.forEach(B) { b in
+            let hi = (b + 1) * L * E
+            var i = b * L * E
+            while i + 16 <= hi {
+                let v = ld(dtp, i)
+                var s = vsigmoid(v)
+                s.replace(with: 1, where: v .> 20)
+                st(ddp, i, ld(ddp, i) * s)
+                i += 16
+            }
+            while i < hi { let v = dtp[i]; if v <= 20 { ddp[i] *= sigmoid(v) }; i += 1 }
         }
-        while i < T * E { let v = dtp[i]; if v <= 20 { ddp[i] *= sigmoid(v) }; i += 1 }
         // dt_proj: dW += ∂vᵀ·δr, db += Σ ∂v, ∂δr = ∂v·W        ddbc: [T, R+2N]
         let dbcp = dbc.pointer, ddbcp = ddbc.pointer      // ∂B, ∂C already in its columns R..<R+2N
         matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
-        for t in 0..<T { let r = ddp + t * E; for c in 0..<E { blk.dtB.g[c] += r[c] } }
+        // db: each channel summed over t in order, blocks of 64 channels on every core (the same bits)
+        let dbg = blk.dtB.g
+        Parallel.forEach((E + 63) / 64) { k in
+            let c0 = k * 64, c1 = min(E, c0 + 64)
+            for t in 0..<T { let r = ddp + t * E; for c in c0..<c1 { dbg[c] += r[c] } }
+        }
         matmulDyW(ddp, dtW.w, ddbcp, T: T, inDim: R, outDim: E, lddx: dbcWidth)   // columns 0..<R
         // x_proj: dW += ddbcᵀ·u; du += ddbc·W
         matmulDyTX(ddbcp, up, xProj.g, T: T, inDim: E, outDim: dbcWidth)
