@@ -130,7 +130,14 @@ public final class ParameterSet: @unchecked Sendable {
         }
     }
 
-    public func zeroGrad() { grads.update(repeating: 0, count: count) }
+    /// Zeroes every gradient, chunk by chunk on every core (108 MB on bench-small).
+    public func zeroGrad() {
+        let g = grads, n = count
+        Parallel.forEach(chunkCount) { k in
+            let lo = k * Self.chunkSize
+            (g + lo).update(repeating: 0, count: min(n, lo + Self.chunkSize) - lo)
+        }
+    }
 
     /// One-token products (batch-1 generation) read a bf16 copy of the weights, made now
     /// from the fp32 values (`BF16Weights`); `useFP32Products` drops it. Make it again

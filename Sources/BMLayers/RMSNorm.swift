@@ -16,18 +16,24 @@ public final class RMSNorm: SequenceLayer {
     public var outWidth: Int { width }
     public var parameters: [Param] { [weight] }
 
+    /// Rows per work item of the parallel loops; fewer rows in all (generation) run inline.
+    static let rowBlock = 64
+
     // x: [T, d] → y: [T, d]
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
-        let T = B * L, d = width
+        let T = B * L, d = width, eps = self.eps
         self.x = x
         let r = rstd.ensure(T), w = weight.w
-        for t in 0..<T {
-            let xr = x + t * d, yr = y + t * d
-            var ss: Float = 0
-            for i in 0..<d { ss += xr[i] * xr[i] }
-            let s = 1 / (ss / Float(d) + eps).squareRoot()
-            r[t] = s
-            for i in 0..<d { yr[i] = xr[i] * s * w[i] }
+        // rows on every core, each row on its own: the same bits as one loop
+        Parallel.forEach((T + Self.rowBlock - 1) / Self.rowBlock) { k in
+            for t in k * Self.rowBlock..<min(T, (k + 1) * Self.rowBlock) {
+                let xr = x + t * d, yr = y + t * d
+                var ss: Float = 0
+                for i in 0..<d { ss += xr[i] * xr[i] }
+                let s = 1 / (ss / Float(d) + eps).squareRoot()
+                r[t] = s
+                for i in 0..<d { yr[i] = xr[i] * s * w[i] }
+            }
         }
     }
 
@@ -36,16 +42,24 @@ public final class RMSNorm: SequenceLayer {
         guard let x else { preconditionFailure("RMSNorm.backward before forward") }
         let T = B * L, d = width
         let r = rstd.pointer, w = weight.w, gw = weight.g
-        for t in 0..<T {
-            let xr = x + t * d, dyr = dy + t * d, dxr = dx + t * d
-            let s = r[t]
-            var dot: Float = 0
-            for i in 0..<d {
-                dot += w[i] * dyr[i] * xr[i]
-                gw[i] += dyr[i] * xr[i] * s
+        // dx: rows on every core (each row its own dot)
+        Parallel.forEach((T + Self.rowBlock - 1) / Self.rowBlock) { k in
+            for t in k * Self.rowBlock..<min(T, (k + 1) * Self.rowBlock) {
+                let xr = x + t * d, dyr = dy + t * d, dxr = dx + t * d
+                let s = r[t]
+                var dot: Float = 0
+                for i in 0..<d { dot += w[i] * dyr[i] * xr[i] }
+                let c = s * s * s * dot / Float(d)
+                for i in 0..<d { dxr[i] = s * w[i] * dyr[i] - c * xr[i] }
             }
-            let c = s * s * s * dot / Float(d)
-            for i in 0..<d { dxr[i] = s * w[i] * dyr[i] - c * xr[i] }
+        }
+        // dw: blocks of channels on every core, each channel summed over t in order
+        Parallel.forEach(T >= Self.rowBlock ? (d + 63) / 64 : 1) { k in
+            let lo = T >= Self.rowBlock ? k * 64 : 0, hi = T >= Self.rowBlock ? min(d, lo + 64) : d
+            for t in 0..<T {
+                let xr = x + t * d, dyr = dy + t * d, s = r[t]
+                for i in lo..<hi { gw[i] += dyr[i] * xr[i] * s }
+            }
         }
     }
 }
