@@ -107,6 +107,7 @@ static struct {
     const uint16_t *A16;           // bf16 weights instead of A when set
     int rows, cols, lda, acc, parts, chunk;
     _Atomic unsigned gen;          // bumped once per task, only by the caller holding `busy`
+    _Atomic uint64_t stamp;        // (gen << 32) | parts of the task being published, written before gen
     _Atomic int pending;           // helpers still working on the current task
     _Atomic int sleepers;          // helpers inside futex_wait
     _Atomic int busy;              // a task is in flight, or the pool is being resized
@@ -153,7 +154,14 @@ static void *helper_main(void *arg) {
             start = 0;
         }
         seen = g;
-        if (id < pool.parts) {                   // parts is written before gen is bumped
+        // The task's gen and parts in one read: a helper that is not a part of task g
+        // may look late, when the caller has finished g and is setting up the next
+        // task (parts already rewritten); the stamp then names another gen, and this
+        // helper waits for that task's gen instead of running a part of it twice. A
+        // part of task g cannot be late: the task waits for it.
+        uint64_t st = atomic_load_explicit(&pool.stamp, memory_order_acquire);
+        if ((unsigned)(st >> 32) != g) continue;
+        if (id < (int)(st & 0xffffffffu)) {
             run_part(id);
             atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
         }
@@ -216,6 +224,8 @@ static void rowgemv(const float *A, const uint16_t *A16, int rows, int cols, int
     pool.parts = n;
     pool.chunk = ((rows + n - 1) / n + 3) & ~3;     // whole 4-row blocks per thread
     atomic_store_explicit(&pool.pending, n - 1, memory_order_relaxed);
+    unsigned next = atomic_load(&pool.gen) + 1;      // gen cannot move while we hold busy
+    atomic_store(&pool.stamp, ((uint64_t)next << 32) | (uint64_t)n);
     atomic_fetch_add(&pool.gen, 1);                  // publishes the task (seq_cst)
     if (atomic_load(&pool.sleepers) > 0)
         syscall(SYS_futex, &pool.gen, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);

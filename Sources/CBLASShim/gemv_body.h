@@ -16,11 +16,17 @@
 #define VF F_(gvf_)
 #define VU F_(gvu_)
 #define VH F_(gvh_)
+#define VF8 F_(gvf8_)
+#define VU8 F_(gvu8_)
+#define VH8 F_(gvh8_)
 #define INL __attribute__((target(TARGET), always_inline)) static inline
 
 typedef float VF __attribute__((ext_vector_type(16)));
 typedef unsigned VU __attribute__((ext_vector_type(16)));
 typedef unsigned short VH __attribute__((ext_vector_type(16)));
+typedef float VF8 __attribute__((ext_vector_type(8)));
+typedef unsigned VU8 __attribute__((ext_vector_type(8)));
+typedef unsigned short VH8 __attribute__((ext_vector_type(8)));
 
 INL VF F_(gld_)(const void *A, size_t k, int bf16) {
     VF v;
@@ -30,6 +36,23 @@ INL VF F_(gld_)(const void *A, size_t k, int bf16) {
     VU w = __builtin_convertvector(h, VU) << 16;
     __builtin_memcpy(&v, &w, sizeof v);
     return v;
+}
+/// 8 weights (a row's remainder of 8 to 15 columns, or a row of 8 to 15).
+INL VF8 F_(gld8_)(const void *A, size_t k, int bf16) {
+    VF8 v;
+    if (!bf16) { __builtin_memcpy(&v, (const float *)A + k, sizeof v); return v; }
+    VH8 h;
+    __builtin_memcpy(&h, (const uint16_t *)A + k, sizeof h);
+    VU8 w = __builtin_convertvector(h, VU8) << 16;
+    __builtin_memcpy(&v, &w, sizeof v);
+    return v;
+}
+INL float F_(ghsum8_)(VF8 v) {
+    float a[8];
+    __builtin_memcpy(a, &v, sizeof a);
+    for (int h = 4; h >= 1; h /= 2)
+        for (int i = 0; i < h; i++) a[i] += a[i + h];
+    return a[0];
 }
 /// Σ of the 16 lanes as a tree (halves added), a fixed order.
 INL float F_(ghsum_)(VF v) {
@@ -55,6 +78,15 @@ INL void F_(rows_any_)(const void *A, int r0, int r1, int cols, int lda, const f
             s3 = __builtin_elementwise_fma(F_(gld_)(A, a3 + j, bf16), xv, s3);
         }
         float out[4] = { F_(ghsum_)(s0), F_(ghsum_)(s1), F_(ghsum_)(s2), F_(ghsum_)(s3) };
+        if (j + 8 <= cols) {                     // 8 more columns in one step
+            VF8 xv;
+            __builtin_memcpy(&xv, x + j, sizeof xv);
+            out[0] += F_(ghsum8_)(F_(gld8_)(A, a0 + j, bf16) * xv);
+            out[1] += F_(ghsum8_)(F_(gld8_)(A, a1 + j, bf16) * xv);
+            out[2] += F_(ghsum8_)(F_(gld8_)(A, a2 + j, bf16) * xv);
+            out[3] += F_(ghsum8_)(F_(gld8_)(A, a3 + j, bf16) * xv);
+            j += 8;
+        }
         for (; j < cols; j++) {
             out[0] += load1(A, a0 + j, bf16) * x[j]; out[1] += load1(A, a1 + j, bf16) * x[j];
             out[2] += load1(A, a2 + j, bf16) * x[j]; out[3] += load1(A, a3 + j, bf16) * x[j];
@@ -71,6 +103,12 @@ INL void F_(rows_any_)(const void *A, int r0, int r1, int cols, int lda, const f
             s = __builtin_elementwise_fma(F_(gld_)(A, a + j, bf16), xv, s);
         }
         float v = F_(ghsum_)(s);
+        if (j + 8 <= cols) {
+            VF8 xv;
+            __builtin_memcpy(&xv, x + j, sizeof xv);
+            v += F_(ghsum8_)(F_(gld8_)(A, a + j, bf16) * xv);
+            j += 8;
+        }
         for (; j < cols; j++) v += load1(A, a + j, bf16) * x[j];
         y[i] = acc ? y[i] + v : v;
     }
@@ -88,4 +126,7 @@ static void F_(rows_bf16_)(const uint16_t *A, int r0, int r1, int cols, int lda,
 #undef VF
 #undef VU
 #undef VH
+#undef VF8
+#undef VU8
+#undef VH8
 #undef INL

@@ -44,12 +44,15 @@ INL float F_(hsum_)(VF v) {
         for (int i = 0; i < h; i++) a[i] += a[i + h];
     return a[0];
 }
-/// e^x as BMCore's vexp (Cephes expf polynomial, relative error ≤ 2e-7 on [-87, 88]):
-/// x clamped so that 2^n stays a normal float, n = round(x/ln2) by the 1.5·2^23 trick,
-/// r = x − n·ln2 in two parts, e^r by the polynomial, times 2^n through the exponent bits.
+/// e^x for the scan's decays, x = δ·A ≤ 0 (δ = softplus(·) > 0, A = −exp(A_log) < 0, 0 in
+/// the padding lanes), by BMCore's vexp polynomial (Cephes expf, relative error ≤ 2e-7
+/// on [-87, 0]): x clamped below so that 2^n stays a normal float (no upper clamp: x ≤ 0),
+/// n = round(x/ln2) by the 1.5·2^23 trick, r = x − n·ln2 in two parts, e^r by the
+/// polynomial, times 2^n through the exponent bits. A NaN stays NaN (all bits set), so a
+/// diverged parameter shows in the output instead of becoming ā ≈ 0.
 INL VF F_(vexp_)(VF x) {
+    const VI isNaN = x != x;
     x = __builtin_elementwise_max(x, F_(splat_)(-87.33654f));
-    x = __builtin_elementwise_min(x, F_(splat_)(88.37626f));
     VF magic = F_(splat_)(12582912.0f);
     VF t = __builtin_elementwise_fma(x, F_(splat_)(1.44269504088896341f), magic);
     VF n = t - magic;
@@ -63,7 +66,7 @@ INL VF F_(vexp_)(VF x) {
     p = __builtin_elementwise_fma(p, r, F_(splat_)(5.0000001201e-1f));
     VF y = __builtin_elementwise_fma(p, r2, r + 1.0f);
     VI ni = (VI)t - 0x4B400000;
-    return y * (VF)((ni + 127) << 23);
+    return (VF)((VI)(y * (VF)((ni + 127) << 23)) | isNaN);
 }
 
 #define ld F_(ld_)

@@ -48,7 +48,8 @@ final class BF16Tests: XCTestCase {
         XCTAssertEqual(best, BLAS.cpuHasAVX512 ? "avx512" : "avx2-fma", "CPUID chooses the widest build")
         XCTAssertEqual(bm_rowgemv_use_kernel("no-such-kernel"), 0)
         var rng = RNG(seed: 12)
-        for (rows, cols, lda) in [(1, 1, 1), (5, 19, 21), (37, 29, 29), (1030, 257, 260), (2048, 256, 256)] {
+        // columns: under 8, exactly 8 and 24 (the 8-wide step), 29 (16 + 8 + 5), 256 and 257
+        for (rows, cols, lda) in [(1, 1, 1), (6, 8, 8), (7, 24, 27), (5, 19, 21), (37, 29, 29), (1030, 257, 260), (2048, 256, 256)] {
             let a = (0..<rows * lda).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
             let y0 = (0..<rows).map { _ in rng.normal() }
             let a16 = bf16(a), aw = widen(a16)

@@ -43,6 +43,11 @@ public struct ScanShape {
     public init(L: Int, E: Int, N: Int, chunk: Int, deltaT: Int, bT: Int, bN: Int, bC: Int, cT: Int, cN: Int, cC: Int) {
         precondition(bC == 0 || bC == 1, "bC is 0 (shared by channels) or 1 (per channel)")
         precondition(cC == 0 || cC == 1, "cC is 0 (shared by channels) or 1 (per channel)")
+        // a B or C per channel is read and its gradient written 16 channels at a time:
+        // its rows must be padded to whole blocks of 16 (as A and the state are)
+        let Ep = (E + 15) / 16 * 16
+        precondition(bC == 0 || (bN % 16 == 0 && bN >= Ep && bT % 16 == 0), "a per-channel B needs rows padded to \(Ep)")
+        precondition(cC == 0 || (cN % 16 == 0 && cN >= Ep && cT % 16 == 0), "a per-channel C needs rows padded to \(Ep)")
         self.L = L; self.E = E; self.N = N; self.chunk = chunk; self.deltaT = deltaT
         self.bT = bT; self.bN = bN; self.bC = bC; self.cT = cT; self.cN = cN; self.cC = cC
     }
@@ -72,7 +77,8 @@ public enum SelectiveScan {
                                channels: Range<Int>? = nil) {
         var sh = s.c
         let r = channels ?? 0..<s.E
-        precondition(r.lowerBound % 16 == 0 && r.upperBound <= s.E, "channels are whole blocks of 16 within E")
+        precondition(r.lowerBound >= 0 && r.lowerBound % 16 == 0 && (r.upperBound % 16 == 0 || r.upperBound == s.E) && r.upperBound <= s.E,
+                     "channels are whole blocks of 16 within E (the kernel writes the state 16 channels at a time)")
         bm_scan_forward(&sh, u, delta, A, Bm, Cm, D, y, state, boundaries, Int32(r.lowerBound), Int32(r.upperBound))
     }
 
@@ -95,7 +101,8 @@ public enum SelectiveScan {
                                 sharedDB: UnsafeMutablePointer<Float>? = nil, sharedDC: UnsafeMutablePointer<Float>? = nil) {
         var sh = s.c
         let r = channels ?? 0..<s.E
-        precondition(r.lowerBound % 16 == 0 && r.upperBound <= s.E, "channels are whole blocks of 16 within E")
+        precondition(r.lowerBound >= 0 && r.lowerBound % 16 == 0 && (r.upperBound % 16 == 0 || r.upperBound == s.E) && r.upperBound <= s.E,
+                     "channels are whole blocks of 16 within E (the kernel writes the state 16 channels at a time)")
         bm_scan_backward(&sh, u, delta, A, Bm, Cm, D, boundaries, gy, du, dDelta, dB, dC, dA, dD, work,
                          Int32(r.lowerBound), Int32(r.upperBound), sharedDB, sharedDC)
     }

@@ -17,7 +17,8 @@ extern "C" {
 
 /// The selective scan's shape and strides (Swift's `ScanShape`): element (t, c) of δ is
 /// at t·deltaT + c; element (t, n, c) of B at t·bT + n·bN + c·bC with bC 0 (one value
-/// for all channels) or 1; C likewise. Ep = E rounded up to 16: the row length of A,
+/// for all channels) or 1 (rows padded to Ep: read and written 16 channels at a time);
+/// C likewise. Ep = E rounded up to 16: the row length of A,
 /// the state, the chunk boundaries and dA ([N, Ep], zero in the padding).
 typedef struct {
     int L, E, N, Ep, chunk, deltaT;
@@ -28,7 +29,8 @@ typedef struct {
 long bm_scan_work_size(const bm_scan_shape *s);
 
 /// s_t = exp(δ_t·A)·s_{t−1} + δ_t·B_t·u_t, y_t = Σ_n s_t·C_t + D·u_t for one sequence,
-/// channels [c0, c1) (c0 a multiple of 16). u, y: [L, E]; state [N, Ep] updated in
+/// channels [c0, c1) (c0 a multiple of 16, c1 a multiple of 16 or E: the state is
+/// written 16 channels at a time). u, y: [L, E]; state [N, Ep] updated in
 /// place; boundaries [chunks, N, Ep] receives the state before each chunk (may be NULL);
 /// D may be NULL.
 void bm_scan_forward(const bm_scan_shape *s, const float *u, const float *delta, const float *A,
