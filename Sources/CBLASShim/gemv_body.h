@@ -28,25 +28,21 @@ typedef float VF8 __attribute__((ext_vector_type(8)));
 typedef unsigned VU8 __attribute__((ext_vector_type(8)));
 typedef unsigned short VH8 __attribute__((ext_vector_type(8)));
 
-INL VF F_(gld_)(const void *A, size_t k, int bf16) {
-    VF v;
-    if (!bf16) { __builtin_memcpy(&v, (const float *)A + k, sizeof v); return v; }
-    VH h;
-    __builtin_memcpy(&h, (const uint16_t *)A + k, sizeof h);
-    VU w = __builtin_convertvector(h, VU) << 16;
-    __builtin_memcpy(&v, &w, sizeof v);
-    return v;
+/// 16 (or 8: a row's remainder of 8 to 15 columns) weights from column k, widened
+/// from bf16 when `bf16`; one body for both widths.
+#define GLOAD(VFT, VUT, VHT) {                                            \
+    VFT v;                                                                \
+    if (!bf16) { __builtin_memcpy(&v, (const float *)A + k, sizeof v); return v; } \
+    VHT h;                                                                \
+    __builtin_memcpy(&h, (const uint16_t *)A + k, sizeof h);              \
+    VUT w = __builtin_convertvector(h, VUT) << 16;                        \
+    __builtin_memcpy(&v, &w, sizeof v);                                   \
+    return v;                                                             \
 }
-/// 8 weights (a row's remainder of 8 to 15 columns, or a row of 8 to 15).
-INL VF8 F_(gld8_)(const void *A, size_t k, int bf16) {
-    VF8 v;
-    if (!bf16) { __builtin_memcpy(&v, (const float *)A + k, sizeof v); return v; }
-    VH8 h;
-    __builtin_memcpy(&h, (const uint16_t *)A + k, sizeof h);
-    VU8 w = __builtin_convertvector(h, VU8) << 16;
-    __builtin_memcpy(&v, &w, sizeof v);
-    return v;
-}
+INL VF F_(gld_)(const void *A, size_t k, int bf16) GLOAD(VF, VU, VH)
+INL VF8 F_(gld8_)(const void *A, size_t k, int bf16) GLOAD(VF8, VU8, VH8)
+#undef GLOAD
+/// Σ of the lanes as a tree (halves added), a fixed order.
 INL float F_(ghsum8_)(VF8 v) {
     float a[8];
     __builtin_memcpy(a, &v, sizeof a);
@@ -54,14 +50,7 @@ INL float F_(ghsum8_)(VF8 v) {
         for (int i = 0; i < h; i++) a[i] += a[i + h];
     return a[0];
 }
-/// Σ of the 16 lanes as a tree (halves added), a fixed order.
-INL float F_(ghsum_)(VF v) {
-    float a[16];
-    __builtin_memcpy(a, &v, sizeof a);
-    for (int h = 8; h >= 1; h /= 2)
-        for (int i = 0; i < h; i++) a[i] += a[i + h];
-    return a[0];
-}
+INL float F_(ghsum_)(VF v) { return F_(ghsum8_)(v.lo + v.hi); }
 
 INL void F_(rows_any_)(const void *A, int r0, int r1, int cols, int lda, const float *x, float *y, int acc, int bf16) {
     int i = r0;
