@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "CBLASShim", linkerSettings: [.linkedLibrary("dl")]),
         // The toolkit's own vector kernels (the selective scan), one source compiled
         // for AVX2 and AVX-512 and chosen from CPUID at run time (bmkernels.h).
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CKernels", dependencies: ["CBLASShim"], cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
 

@@ -3,31 +3,24 @@ import CBLASShim
 
 /// Micro-benchmarks of the core kernels (`bmlab doctor`, `bmlab bench kernels`).
 public enum KernelBench {
-    /// GFLOP/s of an M×N×K single-precision multiply, best of `repeats`.
-    public static func sgemmGFLOPS(M: Int = 1024, N: Int = 1024, K: Int = 1024, repeats: Int = 5) -> Double {
+    /// GFLOP/s of an M×N×K single-precision multiply, best of `repeats`: split over the
+    /// toolkit's threads as training runs its products, or, with `openblasThreads` (> 0),
+    /// unsplit on that many of OpenBLAS's own threads (then back to one) — the figure
+    /// the split is measured against (`bmlab doctor`).
+    public static func sgemmGFLOPS(M: Int = 1024, N: Int = 1024, K: Int = 1024, repeats: Int = 5, openblasThreads: Int = 0) -> Double {
         let a = FloatBuffer(count: M * K), b = FloatBuffer(count: K * N), c = FloatBuffer(count: M * N)
         var rng = RNG(seed: 1)
         rng.fillUniform(a.pointer, M * K, -1, 1)
         rng.fillUniform(b.pointer, K * N, -1, 1)
+        if openblasThreads > 0 { bm_blas_set_threads(Int32(openblasThreads)) }
+        defer { if openblasThreads > 0 { bm_blas_set_threads(1) } }
         let t = bestTime(repeats: repeats) {
-            sgemm(M: M, N: N, K: K, A: a.pointer, lda: K, B: b.pointer, ldb: N, C: c.pointer, ldc: N)
-        }
-        return 2.0 * Double(M) * Double(N) * Double(K) / t / 1e9
-    }
-
-    /// The same 1024³ product as `sgemmGFLOPS`, unsplit, on OpenBLAS's own threads
-    /// (`threads` of them; 0 = the toolkit's thread count), then back to one OpenBLAS
-    /// thread: the figure the toolkit's own split is measured against (`bmlab doctor`).
-    public static func sgemmOpenBLASThreadsGFLOPS(threads: Int = 0, M: Int = 1024, N: Int = 1024, K: Int = 1024, repeats: Int = 5) -> Double {
-        let a = FloatBuffer(count: M * K), b = FloatBuffer(count: K * N), c = FloatBuffer(count: M * N)
-        var rng = RNG(seed: 1)
-        rng.fillUniform(a.pointer, M * K, -1, 1)
-        rng.fillUniform(b.pointer, K * N, -1, 1)
-        bm_blas_set_threads(Int32(threads > 0 ? threads : BLAS.threads))
-        defer { bm_blas_set_threads(1) }
-        let t = bestTime(repeats: repeats) {
-            bm_sgemm(Int32(BM_NO_TRANS), Int32(BM_NO_TRANS), Int32(M), Int32(N), Int32(K), 1, a.pointer, Int32(K),
-                     b.pointer, Int32(N), 0, c.pointer, Int32(N))
+            if openblasThreads > 0 {
+                bm_sgemm(Int32(BM_NO_TRANS), Int32(BM_NO_TRANS), Int32(M), Int32(N), Int32(K), 1, a.pointer, Int32(K),
+                         b.pointer, Int32(N), 0, c.pointer, Int32(N))
+            } else {
+                sgemm(M: M, N: N, K: K, A: a.pointer, lda: K, B: b.pointer, ldb: N, C: c.pointer, ldc: N)
+            }
         }
         return 2.0 * Double(M) * Double(N) * Double(K) / t / 1e9
     }

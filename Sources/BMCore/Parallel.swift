@@ -18,6 +18,13 @@ public enum Parallel {
         split(n, body)
     }
 
+    /// Runs body(range) for the blocks 0..<size, size..<2·size, … of 0..<n, in parallel
+    /// (a short n is one block, run inline). Blocks are fixed by `size`, so what each
+    /// computes does not depend on the threads.
+    public static func forEachBlock(_ n: Int, size: Int, _ body: (Range<Int>) -> Void) {
+        forEach((n + size - 1) / size) { k in body(k * size..<Swift.min(n, (k + 1) * size)) }
+    }
+
     /// Runs body(p) for p in 0..<n concurrently (the parts of one matrix product,
     /// sized by `BLAS.threads`). Parts write disjoint memory. A matrix product
     /// inside a part runs on that part's thread (`isNested`), so loops can hold

@@ -132,11 +132,8 @@ public final class ParameterSet: @unchecked Sendable {
 
     /// Zeroes every gradient, chunk by chunk on every core (108 MB on bench-small).
     public func zeroGrad() {
-        let g = grads, n = count
-        Parallel.forEach(chunkCount) { k in
-            let lo = k * Self.chunkSize
-            (g + lo).update(repeating: 0, count: min(n, lo + Self.chunkSize) - lo)
-        }
+        let g = grads
+        forEachChunk { _, lo, hi in (g + lo).update(repeating: 0, count: hi - lo) }
     }
 
     /// One-token products (batch-1 generation) read a bf16 copy of the weights, made now
@@ -157,8 +154,7 @@ public final class ParameterSet: @unchecked Sendable {
     /// Runs body(k, lo, hi) over the slab in fixed chunks of 64k elements, in parallel.
     /// Chunks are fixed, so per-chunk results combined in chunk order do not depend on threads.
     private func forEachChunk(_ body: (Int, Int, Int) -> Void) {
-        let n = count, size = Self.chunkSize
-        Parallel.forEach(chunkCount) { k in body(k, k * size, Swift.min(n, (k + 1) * size)) }
+        Parallel.forEachBlock(count, size: Self.chunkSize) { r in body(r.lowerBound / Self.chunkSize, r.lowerBound, r.upperBound) }
     }
 
     /// Global L2 norm of the gradient: SIMD partial sums per chunk, added in chunk

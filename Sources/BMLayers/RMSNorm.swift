@@ -25,8 +25,8 @@ public final class RMSNorm: SequenceLayer {
         self.x = x
         let r = rstd.ensure(T), w = weight.w
         // rows on every core, each row on its own: the same bits as one loop
-        Parallel.forEach((T + Self.rowBlock - 1) / Self.rowBlock) { k in
-            for t in k * Self.rowBlock..<min(T, (k + 1) * Self.rowBlock) {
+        Parallel.forEachBlock(T, size: Self.rowBlock) { rows in
+            for t in rows {
                 let xr = x + t * d, yr = y + t * d
                 var ss: Float = 0
                 for i in 0..<d { ss += xr[i] * xr[i] }
@@ -43,8 +43,8 @@ public final class RMSNorm: SequenceLayer {
         let T = B * L, d = width
         let r = rstd.pointer, w = weight.w, gw = weight.g
         // dx: rows on every core (each row its own dot)
-        Parallel.forEach((T + Self.rowBlock - 1) / Self.rowBlock) { k in
-            for t in k * Self.rowBlock..<min(T, (k + 1) * Self.rowBlock) {
+        Parallel.forEachBlock(T, size: Self.rowBlock) { rows in
+            for t in rows {
                 let xr = x + t * d, dyr = dy + t * d, dxr = dx + t * d
                 let s = r[t]
                 var dot: Float = 0
@@ -54,11 +54,10 @@ public final class RMSNorm: SequenceLayer {
             }
         }
         // dw: blocks of channels on every core, each channel summed over t in order
-        Parallel.forEach(T >= Self.rowBlock ? (d + 63) / 64 : 1) { k in
-            let lo = T >= Self.rowBlock ? k * 64 : 0, hi = T >= Self.rowBlock ? min(d, lo + 64) : d
+        Parallel.forEachBlock(d, size: 64) { channels in
             for t in 0..<T {
                 let xr = x + t * d, dyr = dy + t * d, s = r[t]
-                for i in lo..<hi { gw[i] += dyr[i] * xr[i] * s }
+                for i in channels { gw[i] += dyr[i] * xr[i] * s }
             }
         }
     }

@@ -1,5 +1,6 @@
 // The selective scan, built per instruction set and dispatched on CPUID (bmkernels.h).
 #include "bmkernels.h"
+#include "bmblas.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,19 +8,16 @@
 // helpers; they never cross a call boundary, so clang's note on their ABI does not apply.
 #pragma clang diagnostic ignored "-Wpsabi"
 
-#define W 16
+#define W 16                 // channels a vector, in both builds (bmkernels.h)
 #define SUF _avx2
 #define TARGET "avx2,fma"
 #include "scan_body.h"
-#undef W
 #undef SUF
 #undef TARGET
 
-#define W 16
 #define SUF _avx512
 #define TARGET "avx512f,avx512vl,avx512bw,avx512dq,fma"
 #include "scan_body.h"
-#undef W
 #undef SUF
 #undef TARGET
 
@@ -39,11 +37,8 @@ static const struct kernel {
     { "avx2", 0, scan_forward__avx2, scan_backward__avx2 },
 };
 
-static int has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-}
+// AVX-512 F, BW, DQ and VL, as the OpenBLAS kernel choice reads them (bmblas.h)
+static int has_avx512(void) { return (bm_cpu_features() & 2) != 0; }
 
 static const struct kernel *find(const char *name) {
     for (unsigned i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
@@ -78,10 +73,6 @@ int bm_scan_use_kernel(const char *name) {
 }
 
 const char *bm_scan_kernel(void) { return chosen()->name; }
-
-long bm_scan_work_size(const bm_scan_shape *s) {
-    return (long)s->N * s->Ep + 4L * s->chunk * s->N * 16;
-}
 
 void bm_scan_forward(const bm_scan_shape *s, const float *u, const float *delta, const float *A,
                      const float *B, const float *C, const float *D, float *y, float *state,

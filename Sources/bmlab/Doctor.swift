@@ -19,7 +19,7 @@ struct DoctorCommand: ParsableCommand {
         var mine = 0.0, theirs = 0.0
         for _ in 0..<3 {
             mine = max(mine, KernelBench.sgemmGFLOPS())
-            theirs = max(theirs, KernelBench.sgemmOpenBLASThreadsGFLOPS())
+            theirs = max(theirs, KernelBench.sgemmGFLOPS(openblasThreads: BLAS.threads))
         }
         let facts = DoctorFacts(sgemmGflops: (mine * 10).rounded() / 10, sgemmOpenblasThreadsGflops: (theirs * 10).rounded() / 10)
         if json {

@@ -246,8 +246,8 @@ public final class MoE: Mixer {
         // dgate = dy[token]·ye; dye = gate · dy[token]
         let dg = dgate.ensure(max(A, 1)), dyp = dye.ensure(max(n, 1) * d), dxp = dxe.ensure(max(n, 1) * d)
         dg.update(repeating: 0, count: A)
-        Parallel.forEach((n + 63) / 64) { k in     // rows on every core; each its own dot, so the same bits
-            for s in k * 64..<min(n, k * 64 + 64) {
+        Parallel.forEachBlock(n, size: 64) { rows in     // rows on every core; each its own dot, so the same bits
+            for s in rows {
                 let i = Int(op[s]), row = dy + Int(tp[i]) * d
                 var dot: Float = 0
                 for c in 0..<d { dot += row[c] * yp[s * d + c]; dyp[s * d + c] = gp[i] * row[c] }

@@ -120,9 +120,8 @@ public final class SelectiveDynamics: SSMDynamics {
         matmulDyTX(ddp, dbcp, dtW.g, T: T, inDim: R, outDim: E, ldx: dbcWidth)
         // db: each channel summed over t in order, blocks of 64 channels on every core (the same bits)
         let dbg = blk.dtB.g
-        Parallel.forEach((E + 63) / 64) { k in
-            let c0 = k * 64, c1 = min(E, c0 + 64)
-            for t in 0..<T { let r = ddp + t * E; for c in c0..<c1 { dbg[c] += r[c] } }
+        Parallel.forEachBlock(E, size: 64) { channels in
+            for t in 0..<T { let r = ddp + t * E; for c in channels { dbg[c] += r[c] } }
         }
         matmulDyW(ddp, dtW.w, ddbcp, T: T, inDim: R, outDim: E, lddx: dbcWidth)   // columns 0..<R
         // x_proj: dW += ddbcᵀ·u; du += ddbc·W

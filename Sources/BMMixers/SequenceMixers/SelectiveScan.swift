@@ -65,6 +65,15 @@ public enum SelectiveScan {
     /// CPU cannot run it.
     @discardableResult public static func use(_ name: String) -> Bool { bm_scan_use_kernel(name) != 0 }
 
+    /// The kernel's channel range (all when nil), checked: whole blocks of 16 within E,
+    /// ending at a block or at E (the kernel writes the state 16 channels at a time).
+    private static func blocks(_ channels: Range<Int>?, _ s: ScanShape) -> (Int32, Int32) {
+        let r = channels ?? 0..<s.E
+        precondition(r.lowerBound >= 0 && r.lowerBound % 16 == 0 && (r.upperBound % 16 == 0 || r.upperBound == s.E) && r.upperBound <= s.E,
+                     "channels are whole blocks of 16 within E (the kernel writes the state 16 channels at a time)")
+        return (Int32(r.lowerBound), Int32(r.upperBound))
+    }
+
     /// Runs the scan over L steps from `state` ([N, Ep], updated in place to s_{L−1}).
     /// u: [L, E], y: [L, E] (written). `boundaries` ([chunks, N, Ep]) receives the
     /// state before each chunk when given. `channels` (whole blocks of 16; default all)
@@ -76,10 +85,8 @@ public enum SelectiveScan {
                                state: UnsafeMutablePointer<Float>, boundaries: UnsafeMutablePointer<Float>?,
                                channels: Range<Int>? = nil) {
         var sh = s.c
-        let r = channels ?? 0..<s.E
-        precondition(r.lowerBound >= 0 && r.lowerBound % 16 == 0 && (r.upperBound % 16 == 0 || r.upperBound == s.E) && r.upperBound <= s.E,
-                     "channels are whole blocks of 16 within E (the kernel writes the state 16 channels at a time)")
-        bm_scan_forward(&sh, u, delta, A, Bm, Cm, D, y, state, boundaries, Int32(r.lowerBound), Int32(r.upperBound))
+        let (c0, c1) = blocks(channels, s)
+        bm_scan_forward(&sh, u, delta, A, Bm, Cm, D, y, state, boundaries, c0, c1)
     }
 
     /// Backward of `forward` for one sequence.
@@ -100,10 +107,8 @@ public enum SelectiveScan {
                                 work: UnsafeMutablePointer<Float>, channels: Range<Int>? = nil,
                                 sharedDB: UnsafeMutablePointer<Float>? = nil, sharedDC: UnsafeMutablePointer<Float>? = nil) {
         var sh = s.c
-        let r = channels ?? 0..<s.E
-        precondition(r.lowerBound >= 0 && r.lowerBound % 16 == 0 && (r.upperBound % 16 == 0 || r.upperBound == s.E) && r.upperBound <= s.E,
-                     "channels are whole blocks of 16 within E (the kernel writes the state 16 channels at a time)")
+        let (c0, c1) = blocks(channels, s)
         bm_scan_backward(&sh, u, delta, A, Bm, Cm, D, boundaries, gy, du, dDelta, dB, dC, dA, dD, work,
-                         Int32(r.lowerBound), Int32(r.upperBound), sharedDB, sharedDC)
+                         c0, c1, sharedDB, sharedDC)
     }
 }

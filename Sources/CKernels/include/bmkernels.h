@@ -25,9 +25,6 @@ typedef struct {
     int bT, bN, bC, cT, cN, cC;
 } bm_scan_shape;
 
-/// Floats of `work` that bm_scan_backward needs: mu [N, Ep] and four [chunk, N, 16] blocks.
-long bm_scan_work_size(const bm_scan_shape *s);
-
 /// s_t = exp(δ_t·A)·s_{t−1} + δ_t·B_t·u_t, y_t = Σ_n s_t·C_t + D·u_t for one sequence,
 /// channels [c0, c1) (c0 a multiple of 16, c1 a multiple of 16 or E: the state is
 /// written 16 channels at a time). u, y: [L, E]; state [N, Ep] updated in
@@ -41,7 +38,8 @@ void bm_scan_forward(const bm_scan_shape *s, const float *u, const float *delta,
 /// boundaries). Writes du [L, E]; accumulates dDelta, dB, dC (strides of B, C), dA
 /// [N, Ep], dD [E] (may be NULL). A B or C shared by all channels (bC or cC = 0) gets
 /// this call's share of its gradient in sharedDB / sharedDC ([L, N], accumulated) when
-/// they are given, else in dB / dC.
+/// they are given, else in dB / dC. `work` holds N·Ep + 4·chunk·N·16 floats (mu and four
+/// [chunk, N, 16] blocks; Swift's `ScanShape.workSize`).
 void bm_scan_backward(const bm_scan_shape *s, const float *u, const float *delta, const float *A,
                       const float *B, const float *C, const float *D, const float *boundaries,
                       const float *gy, float *du, float *dDelta, float *dB, float *dC, float *dA,
