@@ -20,6 +20,7 @@ public enum BLAS {
         if let core = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !core.isEmpty {
             try checkRunnable(core, "OPENBLAS_CORETYPE")
         }
+        try Kernels.checkEnvironment()
         if bm_blas_load(1) != 0 {
             throw BMError.system(String(cString: bm_blas_error()))
         }
@@ -94,7 +95,8 @@ public enum BLAS {
         Parallel.workers = ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? availableCores
         gemvThreads = n > 0 ? n : availableCores
     }
-    /// `avx512`, `avx2-fma` or `scalar` (chosen from CPUID; docs/performance.md).
+    /// The one-token product's build: `avx512`, `avx2` or `generic` (from CPUID, or the
+    /// path `Kernels` forces; docs/performance.md).
     public static var gemvKernel: String { String(cString: bm_rowgemv_kernel()) }
 }
 

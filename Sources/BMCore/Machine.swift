@@ -47,12 +47,25 @@ public enum Machine {
         firstLine(of: "gnuplot", ["--version"]).map { $0.replacingOccurrences(of: "gnuplot ", with: "") }
     }
 
-    public static var cpuModel: String {
-        guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
-        for line in s.split(separator: "\n") where line.hasPrefix("model name") {
-            return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    public static var cpuModel: String { cpuinfo("model name") ?? "unknown" }
+
+    /// "family F, model M" from /proc/cpuinfo: what tells CPUs with one model name apart
+    /// (an AMD EPYC of family 23 is Zen 2, 25 model 1 Zen 3, 25 model 17 Zen 4).
+    public static var cpuFamilyModel: String {
+        guard let f = cpuinfo("cpu family"), let m = cpuinfo("model") else { return "unknown" }
+        return "family \(f), model \(m)"
+    }
+
+    /// The first value of `key` in /proc/cpuinfo (the first CPU's).
+    static func cpuinfo(_ key: String) -> String? {
+        guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        for line in s.split(separator: "\n") {
+            let kv = line.split(separator: ":", maxSplits: 1)
+            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == key {
+                return kv[1].trimmingCharacters(in: .whitespaces)
+            }
         }
-        return "unknown"
+        return nil
     }
 
     /// Current resident set size of this process in bytes (VmRSS).

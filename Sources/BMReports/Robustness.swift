@@ -16,6 +16,8 @@ public enum Robustness {
         public var seed: Int
         public var kernel: String
         public var threads: Int
+        public var scan: String                // the selective scan's build (metrics.h5 scan_kernel; "?" before it was recorded)
+        public var steps: Int                  // the schedule's length (the run's last evaluation)
         public var final: Double
         public var firstAbove: Int?            // first eval step with metric ≥ threshold
         public var firstEscape: Int?           // first eval step with metric ≥ the escape level (when given)
@@ -45,6 +47,7 @@ public enum Robustness {
                 if set.isSweep && result?.status != "ok" { continue }
                 out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
                                kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,
+                               scan: (try? f.stringAttribute("scan_kernel")) ?? "?", steps: Int(steps.last ?? 0),
                                final: acc.last ?? .nan, firstAbove: curve.first { $0.1 >= threshold }.map { Int($0.0) },
                                firstEscape: escape.flatMap { e in curve.first { $0.1 >= e }.map { Int($0.0) } },
                                seconds: result?.seconds, curve: curve))
@@ -58,10 +61,17 @@ public enum Robustness {
     @discardableResult
     /// With `escape` (an accuracy below the threshold, e.g. 0.4 for MQAR's 1/k plateau),
     /// also when each run first reached it ("left the plateau") and how many steps it
-    /// then took to reach the threshold.
-    public static func write(dirs: [String], out: String, threshold: Double, escape: Double? = nil, command: String,
-                             format: FigureFormat = .png) throws -> (runs: Int, below: Int) {
+    /// then took to reach the threshold. With `within` (a fraction of the schedule, e.g.
+    /// 0.6), a run holds the margin when it ends at or above the threshold and its first
+    /// evaluation at or above it came no later than that fraction of its steps; `late`
+    /// counts the runs that do not.
+    public static func write(dirs: [String], out: String, threshold: Double, escape: Double? = nil, within: Double? = nil,
+                             command: String, format: FigureFormat = .png) throws -> (runs: Int, below: Int, late: Int) {
         let rows = try rows(dirs, threshold: threshold, escape: escape)
+        let holds = { (r: Row) -> Bool in
+            r.final >= threshold && (within.map { w in r.firstAbove.map { Double($0) <= w * Double(r.steps) } ?? false } ?? true)
+        }
+        let late = rows.filter { !holds($0) }.count
         let outDir = (out as NSString).deletingLastPathComponent.isEmpty ? "." : (out as NSString).deletingLastPathComponent
         let base = ((out as NSString).lastPathComponent as NSString).deletingPathExtension
         let figDir = (outDir as NSString).appendingPathComponent("\(base)-figures")
@@ -71,7 +81,11 @@ public enum Robustness {
         let failed = rows.filter { !($0.final >= threshold) }.count
         var md = "# Learning robustness: \(conditions.joined(separator: ", "))\n\n"
         md += "Regenerate with:\n\n```sh\n\(command)\n```\n\n"
-        md += "Threshold: final accuracy ≥ \(pct(threshold)). **\(rows.count - failed) of \(rows.count) runs reach it.**\n\n"
+        md += "Threshold: final accuracy ≥ \(pct(threshold)). **\(rows.count - failed) of \(rows.count) runs reach it"
+        if let w = within {
+            md += "; \(rows.count - late) of \(rows.count) also reached it by \(pct(w)) of their schedule (the margin)"
+        }
+        md += ".**\n\n"
         let allFirsts = rows.compactMap(\.firstAbove).sorted()
         if !allFirsts.isEmpty {
             md += "Over all runs, the first evaluation at ≥ \(pct(threshold)) came at step \(Robustness.median(allFirsts)) (median) and \(allFirsts.last!) at the latest"
@@ -83,20 +97,23 @@ public enum Robustness {
             md += ".\n\n"
         }
         let escHead = escape.map { " first eval ≥ \(pct($0)): median / latest step |" } ?? ""
-        md += "## By condition\n\n| condition | runs | BLAS kernel | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) |\(escHead) first eval ≥ \(pct(threshold)): median / latest step (of the runs that reach it) |\n|---|---|---|---|---|---|\(escape == nil ? "" : "---|")---|\n"
+        let withinHead = within.map { " runs ≥ \(pct(threshold)) by \(pct($0)) of the schedule |" } ?? ""
+        md += "## By condition\n\n| condition | runs | BLAS kernel | scan | threads | final accuracy min / median / max | runs ≥ \(pct(threshold)) |\(withinHead)\(escHead) first eval ≥ \(pct(threshold)): median / latest step (of the runs that reach it) |\n|---|---|---|---|---|---|---|\(within == nil ? "" : "---|")\(escape == nil ? "" : "---|")---|\n"
         for c in conditions {
             let rs = rows.filter { $0.condition == c }
             let finals = rs.map(\.final).sorted()
             let firsts = rs.compactMap(\.firstAbove).sorted()
             let kernels = Array(Set(rs.map(\.kernel))).sorted().joined(separator: ", ")
             let threads = Array(Set(rs.map(\.threads))).sorted().map(String.init).joined(separator: ", ")
+            let scans = Array(Set(rs.map(\.scan))).sorted().joined(separator: ", ")
+            let withinCell = within == nil ? "" : " \(rs.filter(holds).count) |"
             let escs = rs.compactMap(\.firstEscape).sorted()
             let escCell = escape == nil ? "" : " \(escs.isEmpty ? "–" : "\(Robustness.median(escs)) / \(escs.last!)") |"
-            md += "| \(c) | \(rs.count) | \(kernels) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) |\(escCell) \(firsts.isEmpty ? "–" : "\(Robustness.median(firsts)) / \(firsts.last!)") |\n"
+            md += "| \(c) | \(rs.count) | \(kernels) | \(scans) | \(threads) | \(pct(finals.first ?? .nan)) / \(pct(finals[finals.count / 2])) / \(pct(finals.last ?? .nan)) | \(rs.filter { $0.final >= threshold }.count) |\(withinCell)\(escCell) \(firsts.isEmpty ? "–" : "\(Robustness.median(firsts)) / \(firsts.last!)") |\n"
         }
-        md += "\n## Every run\n\n| condition | run | BLAS kernel | threads | final accuracy |\(escape.map { " first eval ≥ \(pct($0)) (step) |" } ?? "") first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|\(escape == nil ? "" : "---|")---|---|\n"
+        md += "\n## Every run\n\n| condition | run | BLAS kernel | scan | threads | final accuracy |\(escape.map { " first eval ≥ \(pct($0)) (step) |" } ?? "") first eval ≥ \(pct(threshold)) (step) | training time |\n|---|---|---|---|---|---|\(escape == nil ? "" : "---|")---|---|\n"
         for r in rows {
-            md += "| \(r.condition) | \(r.run) | \(r.kernel) | \(r.threads) | \(pct(r.final))\(r.final >= threshold ? "" : " **below**") |\(escape == nil ? "" : " \(r.firstEscape.map(String.init) ?? "never") |") \(r.firstAbove.map(String.init) ?? "never") | \(r.seconds.map { String(format: "%.0f s", $0) } ?? "–") |\n"
+            md += "| \(r.condition) | \(r.run) | \(r.kernel) | \(r.scan) | \(r.threads) | \(pct(r.final))\(r.final >= threshold ? "" : " **below**") |\(escape == nil ? "" : " \(r.firstEscape.map(String.init) ?? "never") |") \(r.firstAbove.map(String.init) ?? "never")\(holds(r) ? "" : within == nil ? "" : " **late**") | \(r.seconds.map { String(format: "%.0f s", $0) } ?? "–") |\n"
         }
         md += "\n## Accuracy over training\n\n"
         for c in conditions {
@@ -111,10 +128,10 @@ public enum Robustness {
         md += "Each figure's gnuplot script (`.gp`) and data (`.dat`) are beside it.\n\n"
         md += "## Machine\n\n| fact | value |\n|---|---|\n"
         md += "| BlackMambaLab | \(BMLab.version)\(ExperimentRun.gitCommit.map { " (\($0.prefix(10)))" } ?? "") |\n"
-        md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores, \(BLAS.cpuHasAVX512 ? "AVX-512" : BLAS.cpuHasAVX2 ? "AVX2, no AVX-512" : "no AVX2") |\n"
+        md += "| CPU | \(Machine.cpuModel) (\(Machine.cpuFamilyModel)), \(BLAS.availableCores) cores, \(BLAS.cpuHasAVX512 ? "AVX-512" : BLAS.cpuHasAVX2 ? "AVX2, no AVX-512" : "no AVX2") |\n"
         md += "| kernels this CPU runs | \(BLAS.runnableCores.joined(separator: ", ")) |\n"
         try md.write(toFile: out, atomically: true, encoding: .utf8)
-        return (rows.count, failed)
+        return (rows.count, failed, late)
     }
 
     /// The median of sorted steps, as text: the middle one, or the mean of the two middle ones.

@@ -47,6 +47,39 @@ int bm_cpu_available(void) {
     return 1;
 }
 
+// ---------------------------------------------------------------------------
+// The toolkit kernels' path (bmblas.h): "" = CPUID, else avx512 / avx2 / generic.
+
+static char kernels_path[16] = "";
+static pthread_once_t kernels_once = PTHREAD_ONCE_INIT;
+
+int bm_kernels_check(const char *path) {
+    if (!path) return -1;
+    int f = bm_cpu_features();
+    if (strcmp(path, "") == 0 || strcmp(path, "generic") == 0) return 0;
+    if (strcmp(path, "avx2") == 0) return (f & 1) ? 0 : -2;
+    if (strcmp(path, "avx512") == 0) return (f & 2) ? 0 : -2;
+    return -1;
+}
+
+static void kernels_from_env(void) {
+    const char *env = getenv("BMLAB_KERNELS");
+    if (env && strcmp(env, "cpuid") != 0 && bm_kernels_check(env) == 0)
+        snprintf(kernels_path, sizeof kernels_path, "%s", env);
+}
+
+const char *bm_kernels_forced(void) {
+    pthread_once(&kernels_once, kernels_from_env);
+    return kernels_path;
+}
+
+int bm_kernels_force(const char *path) {
+    pthread_once(&kernels_once, kernels_from_env);
+    int rc = bm_kernels_check(path);
+    if (rc == 0) snprintf(kernels_path, sizeof kernels_path, "%s", path);
+    return rc;
+}
+
 static void do_load(void) {
     const char *env = getenv("OPENBLAS_CORETYPE");
     if (env && *env) {

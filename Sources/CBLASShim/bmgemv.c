@@ -76,24 +76,29 @@ typedef void (*rows16_fn)(const uint16_t *, int, int, int, int, const float *, f
 static rows_fn kernel;
 static rows16_fn kernel16;
 static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
+static int set_kernel(const char *name) {
+    if (bm_kernels_check(name) != 0) return 0;
+    if (strcmp(name, "generic") == 0) { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
+    if (strcmp(name, "avx2") == 0) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
+    if (strcmp(name, "avx512") == 0) { kernel = rows_avx512; kernel16 = rows_bf16_avx512; return 1; }
+    return 0;
+}
+
+// The forced path (BMLAB_KERNELS, bmblas.h) if any, else the CPU's best build.
 static void choose_kernel(void) {
     int f = bm_cpu_features();
-    kernel = (f & 2) ? rows_avx512 : (f & 1) ? rows_avx2 : rows_scalar;
-    kernel16 = (f & 2) ? rows_bf16_avx512 : (f & 1) ? rows_bf16_avx2 : rows_bf16_scalar;
+    if (set_kernel(bm_kernels_forced())) return;
+    set_kernel((f & 2) ? "avx512" : (f & 1) ? "avx2" : "generic");
 }
 
 const char *bm_rowgemv_kernel(void) {
     pthread_once(&kernel_once, choose_kernel);
-    return kernel == rows_avx512 ? "avx512" : kernel == rows_avx2 ? "avx2-fma" : "scalar";
+    return kernel == rows_avx512 ? "avx512" : kernel == rows_avx2 ? "avx2" : "generic";
 }
 
 int bm_rowgemv_use_kernel(const char *name) {
     pthread_once(&kernel_once, choose_kernel);
-    int f = bm_cpu_features();
-    if (strcmp(name, "scalar") == 0) { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
-    if (strcmp(name, "avx2-fma") == 0 && (f & 1)) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
-    if (strcmp(name, "avx512") == 0 && (f & 2)) { kernel = rows_avx512; kernel16 = rows_bf16_avx512; return 1; }
-    return 0;
+    return set_kernel(name);
 }
 
 // ---------------------------------------------------------------------------

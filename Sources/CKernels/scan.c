@@ -58,9 +58,11 @@ static const struct kernel *current;
 static const struct kernel *chosen(void) {
     const struct kernel *k = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
     if (!k) {
-        // BMLAB_SCAN_KERNEL names another build (benchmarks; a whole test run on one path).
-        const char *env = getenv("BMLAB_SCAN_KERNEL");
-        k = env && bm_scan_kernel_runs(env) ? find(env) : has_avx512() ? &kernels[0] : &kernels[1];
+        // The path BMLAB_KERNELS forces (bmblas.h; the scan has no generic build, so
+        // "generic" takes the AVX2 one), else the CPU's best.
+        const char *path = bm_kernels_forced();
+        if (strcmp(path, "generic") == 0) path = "avx2";
+        k = *path && bm_scan_kernel_runs(path) ? find(path) : has_avx512() ? &kernels[0] : &kernels[1];
         __atomic_store_n(&current, k, __ATOMIC_RELEASE);
     }
     return k;

@@ -18,7 +18,10 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
         func validate() throws { requireThreads(threads) }
 
+        @OptionGroup var machine: MachineOptions
+
         func run() throws {
+            machine.apply()
             startBLAS(threads: threads)
             let g1 = KernelBench.sgemmGFLOPS()
             let g2 = KernelBench.sgemmGFLOPS(M: 2048, N: 1024, K: 256)
@@ -34,7 +37,7 @@ struct BenchCommand: ParsableCommand {
                 rows += [("\(f.name)_ms", f.ms), ("\(f.name)_gelements_per_s", f.elementsPerSecond / 1e9), ("\(f.name)_gb_per_s", f.gbPerSecond)]
             }
             if json {
-                struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads, scanKernel = SelectiveScan.kernel; var figures: [String: Double] }
+                struct Out: Encodable { var blasCore = BLAS.coreName, blasThreads = BLAS.threads, kernels = Kernels.forced, scanKernel = SelectiveScan.kernel; var figures: [String: Double] }
                 let figures = Dictionary(rows.map { ($0.0, ($0.1 * 1000).rounded() / 1000) }, uniquingKeysWith: { a, _ in a })
                 guarded { print(try JSON.text(Out(figures: figures))) }
             } else {
@@ -51,7 +54,10 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Contexts for the generation latency (comma-separated).") var contexts = "128,1024,8192"
         @Option(help: "Mixers to measure (comma-separated).") var mixers = "mamba,attention"
 
+        @OptionGroup var machine: MachineOptions
+
         func run() throws {
+            machine.apply()
             startBLAS()
             let names = mixers.split(separator: ",").map(String.init)
             let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
@@ -89,7 +95,10 @@ extension BenchCommand {
         func validate() throws { requireThreads(threads); require(steps >= 1, "--steps must be at least 1, got \(steps)") }
         @Flag(help: "Print JSON.") var json = false
 
+        @OptionGroup var machine: MachineOptions
+
         func run() throws {
+            machine.apply()
             startBLAS(threads: threads)
             if let seqLens {
                 guarded {
@@ -146,7 +155,10 @@ extension BenchCommand {
         }
         @Flag(help: "Print JSON.") var json = false
 
+        @OptionGroup var machine: MachineOptions
+
         func run() throws {
+            machine.apply()
             startGeneration(gemvThreads: threads)
             guarded {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
@@ -175,7 +187,10 @@ extension BenchCommand {
         @Option(help: "Router.") var router = "sinkhorn-fast"
         @Flag(help: "Print JSON.") var json = false
 
+        @OptionGroup var machine: MachineOptions
+
         func run() throws {
+            machine.apply()
             startBLAS()
             guarded {
                 let (fig, gflops) = try MixerBench.moe(router: router)

@@ -9,8 +9,10 @@ struct DemoCommand: ParsableCommand {
 
     @Option(help: "The spec.") var spec = "Experiments/blackmamba-tiny.yaml"
     @Option(help: "Output directory (replaced).") var out = "results/demo"
+    @OptionGroup var machine: MachineOptions
 
     func run() throws {
+        machine.apply()
         startBLAS()
         guarded {
             let s = try ExperimentSpec.load(path: spec)

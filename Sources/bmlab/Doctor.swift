@@ -10,9 +10,11 @@ struct DoctorCommand: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of key: value lines.") var json = false
     @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+    @OptionGroup var machine: MachineOptions
     func validate() throws { requireThreads(threads) }
 
     func run() throws {
+        machine.apply()
         startBLAS(threads: threads)
         // the toolkit's split and OpenBLAS's own threads, alternating (this machine's
         // speed drifts by minutes), the best of each
@@ -38,6 +40,9 @@ struct DoctorFacts: Encodable {
     var blasCoreSource = BLAS.coreSource
     var blasThreads = BLAS.threads
     var blasOpenblasThreads = BLAS.openblasThreads
+    /// the path forced on the toolkit's own kernels (--kernels / BMLAB_KERNELS), or cpuid
+    var kernels = Kernels.forced
+    var kernelsRunnable = Kernels.runnablePaths
     var gemvKernel = BLAS.gemvKernel
     var scanKernel = SelectiveScan.kernel
     var blasLibrary = BLAS.libraryPath
@@ -49,6 +54,7 @@ struct DoctorFacts: Encodable {
     var gnuplotVersion = Machine.gnuplotVersion ?? "missing"
     var cpuCores = BLAS.availableCores
     var cpuModel = Machine.cpuModel
+    var cpuFamilyModel = Machine.cpuFamilyModel
     var cpuAvx2 = BLAS.cpuHasAVX2
     var cpuAvx512 = BLAS.cpuHasAVX512
     var blasRunnableCores = BLAS.runnableCores

@@ -41,20 +41,23 @@ struct RobustnessCommand: ParsableCommand {
     @Option(help: "The report file, e.g. notebooks-md/NAME.md.") var out: String
     @Option(help: "Accuracy every run must reach.") var threshold = 0.9
     @Option(help: "Also report when each run first reached this accuracy (e.g. 0.4: when an MQAR run left its 1/k plateau) and how many steps it then took to reach the threshold.") var escape: Double?
+    @Option(help: "Also count the runs whose first evaluation at the threshold came no later than this fraction of their schedule (e.g. 0.6: the margin a learning test needs).") var within: Double?
 
     func validate() throws {
         require(!dirs.isEmpty, "give at least one sweep directory")
         require(threshold > 0 && threshold <= 1, "--threshold must be in (0, 1], got \(threshold)")
         if let e = escape { require(e > 0 && e < threshold, "--escape must be in (0, threshold), got \(e)") }
+        if let w = within { require(w > 0 && w <= 1, "--within must be in (0, 1], got \(w)") }
     }
 
     func run() throws {
         startBLAS()
         guarded {
             let cmd = "bmlab robustness \(dirs.joined(separator: " ")) --out \(out)" + (threshold == 0.9 ? "" : " --threshold \(threshold)")
-                + (escape.map { " --escape \($0)" } ?? "")
-            let (n, failed) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, escape: escape, command: cmd)
-            print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %; report: \(out)")
+                + (escape.map { " --escape \($0)" } ?? "") + (within.map { " --within \($0)" } ?? "")
+            let (n, failed, late) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, escape: escape, within: within, command: cmd)
+            print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %"
+                  + (within.map { "; \(n - late) of \(n) by \(Int(($0 * 100).rounded())) % of their schedule" } ?? "") + "; report: \(out)")
         }
     }
 }

@@ -18,7 +18,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Slurm partition.") var partition: String?
     @Option(help: "Slurm time limit per run.") var time = "01:00:00"
     @Option(help: "CPUs per Slurm task.") var cpus = 2
-    @Option(help: "Force OpenBLAS's kernel family in every run (as OPENBLAS_CORETYPE), e.g. Zen, Sandybridge, Prescott.") var blasCore: String?
+    @OptionGroup var machine: MachineOptions    // every run inherits both switches
 
     func validate() throws {
         requireThreads(threads)
@@ -29,9 +29,9 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "Build sweep.h5 and the table from the finished runs.") var collect = false
 
     func run() throws {
+        machine.apply()
         guarded {
             guard workers >= 1 else { throw BMError.invalid("--workers must be at least 1") }
-            if let c = blasCore { try BLAS.forceCore(c) }           // the workers inherit it
             let sweep = try Sweep(path: file, overrides: overrides)
             let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = out ?? "results/sweep-\(name)"

@@ -13,12 +13,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Output directory (default results/NAME).") var out: String?
     @Flag(help: "Continue from DIR/checkpoint.h5.") var resume = false
     @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
-    @Option(help: "Force OpenBLAS's kernel family (as OPENBLAS_CORETYPE), e.g. Zen, Sandybridge, Prescott.") var blasCore: String?
+    @OptionGroup var machine: MachineOptions
 
     func validate() throws { requireThreads(threads) }
 
     func run() throws {
-        if let c = blasCore { guarded { try BLAS.forceCore(c) } }
+        machine.apply()
         startBLAS(threads: threads)
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
@@ -91,10 +91,12 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
     @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
     @Option(help: "Also write each MoE layer's router logits on these batches to this HDF5 file (router_logits/layer_{i}, [T, E]; input of bmlab sinkhorn --logits).") var routerLogits: String?
+    @OptionGroup var machine: MachineOptions
 
     func validate() throws { if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") } }
 
     func run() throws {
+        machine.apply()
         startBLAS()
         guarded {
             let (s, model, state) = try OpenedCheckpoint.model(checkpoint)
@@ -145,6 +147,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sample among the K most likely tokens (0 = all).") var topK = 40
     @Option(help: "Random seed.") var seed: UInt64 = 1
     @Option(help: "Weights of the one-token products: fp32, or bf16 (half the bytes per token; fp32 sums).") var weights: WeightFormat = .fp32
+    @OptionGroup var machine: MachineOptions
 
     func validate() throws {
         require(maxTokens >= 1, "--max-tokens must be at least 1, got \(maxTokens)")
@@ -153,6 +156,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        machine.apply()
         startGeneration()
         guarded {
             let (s, model, _) = try OpenedCheckpoint.model(checkpoint)

@@ -9,7 +9,7 @@ import XCTest
 /// chunk that does not divide L, B and C shared by channels (Mamba) or per channel with
 /// δ per channel (S4D), with and without D, a non-zero initial state, and channel ranges.
 final class ScanKernelTests: XCTestCase {
-    /// The kernel in use before the test (the CPU's choice, or BMLAB_SCAN_KERNEL's), restored after.
+    /// The kernel in use before the test (the CPU's choice, or the path BMLAB_KERNELS forces), restored after.
     private var before = ""
     override func setUp() { before = SelectiveScan.kernel }
     override func tearDown() { SelectiveScan.use(before) }

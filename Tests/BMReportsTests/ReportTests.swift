@@ -288,6 +288,8 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(Set(rows.map(\.condition)), ["out"])
         XCTAssertEqual(rows[0].kernel, BLAS.coreName)
         XCTAssertEqual(rows[0].threads, BLAS.threads)
+        XCTAssertEqual(rows.map(\.steps), [6, 6])               // the schedule: its last evaluation
+        XCTAssertEqual(rows[0].scan, BLAS.cpuHasAVX512 ? "avx512" : "avx2")
         for r in rows {
             let acc = try H5File(path: "\(runner.runDir(runner.sweep.runs[r.seed - 1]))/metrics.h5", mode: .readOnly)
             XCTAssertEqual(r.final, try acc.dataset("eval/metric").readDoubles().last!)
@@ -312,8 +314,15 @@ final class ReportTests: XCTestCase {
         for r in try Robustness.rows([runner.outDir], threshold: 0.5, escape: 0.01) {
             let want = r.curve.first { $0.1 >= 0.01 }.map { Int($0.0) }
             XCTAssertEqual(r.firstEscape, want)
-            XCTAssertTrue(esc.contains("| \(r.run) | \(r.kernel) | \(r.threads) |"), esc)
+            XCTAssertTrue(esc.contains("| \(r.run) | \(r.kernel) | \(r.scan) | \(r.threads) |"), esc)
         }
+        // the margin: threshold 0 is met at step 0, within any fraction of the 6 steps;
+        // a threshold no run reaches is late however much of the schedule is allowed
+        let early = try Robustness.write(dirs: [runner.outDir], out: dir + "/nb/rob2.md", threshold: 0, within: 0.01, command: "x")
+        XCTAssertEqual(early.late, 0)
+        XCTAssertTrue(try String(contentsOfFile: dir + "/nb/rob2.md", encoding: .utf8).contains("2 of 2 also reached it by 1.0 % of their schedule"))
+        let never = try Robustness.write(dirs: [runner.outDir], out: dir + "/nb/rob3.md", threshold: 1, within: 1, command: "x")
+        XCTAssertEqual(never.late, rows.filter { $0.final < 1 }.count)
         XCTAssertEqual([Robustness.median([100]), Robustness.median([100, 400]), Robustness.median([100, 200, 900]), Robustness.median([100, 201])],
                        ["100", "250", "200", "150.5"])
         if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }

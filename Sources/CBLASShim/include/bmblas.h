@@ -35,6 +35,21 @@ int bm_cpu_features(void);
 /// Number of CPUs this process may run on (sched_getaffinity).
 int bm_cpu_available(void);
 
+/// The path every one of the toolkit's own kernels takes (the selective scan, the
+/// one-token matrix-vector product, and any kernel added later): "" when each picks
+/// its best build from CPUID, else a forced path: "avx512", "avx2" or "generic" (a
+/// kernel without a generic build takes its AVX2 one). Read once from the environment
+/// variable BMLAB_KERNELS unless bm_kernels_force ran first; a value that is not a
+/// path this CPU runs is ignored here (CPUID decides, never SIGILL) and refused with a
+/// message by the Swift start-up (`Kernels.setup`).
+const char *bm_kernels_forced(void);
+/// 0 when `path` names a path this CPU runs, -1 for an unknown name, -2 for a path
+/// the CPU cannot run.
+int bm_kernels_check(const char *path);
+/// Forces the path ("" = back to CPUID) for the kernels chosen after this call; each
+/// kernel chooses once, at its first use. Returns bm_kernels_check's code (0 = done).
+int bm_kernels_force(const char *path);
+
 /// Per-thread flag: set while a thread runs a part of a parallel loop, so that a
 /// matrix product started there runs on that thread instead of splitting again.
 int bm_thread_in_parallel(void);

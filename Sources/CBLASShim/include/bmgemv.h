@@ -23,10 +23,11 @@ void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, flo
 /// helpers beyond a lowered count sleep until it is raised again.
 void bm_rowgemv_set_threads(int n);
 int bm_rowgemv_threads(void);
-/// Which kernel runs: "avx512", "avx2-fma" or "scalar".
+/// Which build runs: "avx512", "avx2" or "generic" (plain C). At first use it is the
+/// path BMLAB_KERNELS forces (bm_kernels_forced), else the CPU's best.
 const char *bm_rowgemv_kernel(void);
-/// Chooses the kernel ("avx512", "avx2-fma" or "scalar"; the CPU's best is the default),
-/// so that a test runs every path the CPU can run. Returns 0 for one the CPU cannot run.
+/// Chooses the build ("avx512", "avx2" or "generic"), so that a test runs every path
+/// the CPU can run. Returns 0 (and changes nothing) for one the CPU cannot run.
 int bm_rowgemv_use_kernel(const char *name);
 
 /// The same product with bf16 weights (the upper 16 bits of fp32 values, as

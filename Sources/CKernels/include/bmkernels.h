@@ -45,8 +45,8 @@ void bm_scan_backward(const bm_scan_shape *s, const float *u, const float *delta
                       const float *gy, float *du, float *dDelta, float *dB, float *dC, float *dA,
                       float *dD, float *work, int c0, int c1, float *sharedDB, float *sharedDC);
 
-/// The scan's kernel: "avx512" or "avx2". The environment variable BMLAB_SCAN_KERNEL
-/// chooses another that the CPU runs (benchmarks; a whole test run on one path).
+/// The scan's kernel: "avx512" or "avx2". At first use it is the path BMLAB_KERNELS
+/// forces (bm_kernels_forced in bmblas.h; "generic" takes "avx2"), else the CPU's best.
 const char *bm_scan_kernel(void);
 /// Chooses the kernel by name; returns 0 (and changes nothing) if this CPU cannot run it.
 int bm_scan_use_kernel(const char *name);
