@@ -186,7 +186,13 @@ public final class ExperimentRun {
         }
         if startStep == 0 { lastEval = try evaluate(metrics, step: 0) }
         try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
-        while trainer.step < S {
+        // a run resumed from the step where train.stop_at ended it is complete
+        var stopped = false
+        if startStep > 0, let e = try Self.evaluation(metrics, at: startStep) {
+            lastEval = e
+            stopped = Self.reachedStop(spec.train.stopAt, e.1, evaluatedNow: true)
+        }
+        while trainer.step < S && !stopped {
             if let stop = stopAfter, trainer.step - startStep >= stop { break }
             let t0 = ContinuousClock.now
             let r: Trainer.StepResult
@@ -217,17 +223,40 @@ public final class ExperimentRun {
             if done % spec.train.evalEvery == 0 || done == S {
                 lastEval = try evaluate(metrics, step: done)
             }
-            if done % spec.train.checkpointEvery == 0 || done == S { try checkpoint(kept: true, run: true) }
+            // train.stop_at: the held-out accuracy reached the target; the run ends here,
+            // complete (its last evaluation says so, which is how a resume knows)
+            let reached = Self.reachedStop(spec.train.stopAt, lastEval?.1, evaluatedNow: lastEval != nil && (done % spec.train.evalEvery == 0 || done == S))
+            if done % spec.train.checkpointEvery == 0 || done == S || reached { try checkpoint(kept: true, run: true) }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
                              extra: lastEval.map { e in
                                  String(format: "val %.4f", e.0) + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
                              } ?? "")
+            if reached {
+                if printProgress { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
+                break
+            }
         }
         let ran = trainer.step - startStep
         return Summary(steps: trainer.step, stepsRun: ran, trainLoss: Self.windowMean(recent) ?? .nan, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)
+    }
+
+    /// The evaluation logged at `step` (loss, metric), if one was.
+    static func evaluation(_ metrics: MetricsLog, at step: Int) throws -> (Double, Double?)? {
+        guard metrics.file.exists("eval/step") else { return nil }
+        let steps = try metrics.file.dataset("eval/step").readDoubles()
+        guard let i = steps.lastIndex(of: Double(step)) else { return nil }
+        let loss = try metrics.file.dataset("eval/loss").readDoubles()[i]
+        let m = try metrics.file.dataset("eval/metric").readDoubles()[i]
+        return (loss, m.isNaN ? nil : m)
+    }
+
+    /// Whether `train.stop_at` ends the run: an evaluation made at this step reached it.
+    static func reachedStop(_ stopAt: Double?, _ metric: Double??, evaluatedNow: Bool) -> Bool {
+        guard let stopAt, evaluatedNow, let m = metric ?? nil else { return false }
+        return m >= stopAt
     }
 
     /// Validation loss (and bits per byte or accuracy) over `eval_batches` fixed batches.
@@ -284,6 +313,7 @@ public final class ExperimentRun {
             ("spec", .string(specYAML)),
             ("spec_file", .string(spec.file)),
             ("seed", .int(spec.train.seed)),
+            ("train_steps", .int(spec.train.steps)),
             ("toolkit_version", .string(BMLab.version)),
             ("blas_core", .string(BLAS.coreName)),
             ("blas_threads", .int(BLAS.threads)),

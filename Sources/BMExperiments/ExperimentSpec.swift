@@ -50,6 +50,9 @@ public struct TrainSpec: Sendable, Equatable {
     public var evalBatches = 8
     public var checkpointEvery = 100
     public var keepCheckpoints = false
+    /// Stop once a held-out evaluation's accuracy reaches this (synthetic tasks): the run
+    /// is then complete, and a resume says so. nil: train every step.
+    public var stopAt: Double? = nil
 }
 
 /// An experiment spec (YAML) — see docs/specs.md for every key.
@@ -138,6 +141,9 @@ public struct ExperimentSpec: Sendable, Equatable {
         }
         if let v = model.vocabSize, let dv = data.vocabSize, dv > v {
             throw BMError.invalid("\(file): data.vocab_size (\(dv)) exceeds model.vocab_size (\(v))")
+        }
+        if train.stopAt != nil && ![.mqar, .selectiveCopy, .induction].contains(data.kind) {
+            throw BMError.invalid("\(file): train.stop_at stops at a held-out accuracy, which only mqar, selective-copy and induction report (data.kind is \(data.kind.rawValue)); remove it or use one of those tasks")
         }
     }
 

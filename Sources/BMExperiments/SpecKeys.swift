@@ -97,6 +97,9 @@ public enum SpecKeys {
             .int("train.checkpoint_every", \.train.checkpointEvery, 100, min: 1, "steps between checkpoints"),
             .bool("train.keep_checkpoints", \.train.keepCheckpoints, false,
                   "also keep the weights at every checkpoint, and the initial ones, as checkpoints/step-NNNNNN.h5 (for analyses over training)"),
+            .double("train.stop_at", \.train.stopAt, nil, defaultText: "never", min: 0, max: 1,
+                    "synthetic tasks: stop once a held-out evaluation's accuracy reaches this value (the schedule stays the one of train.steps; the run is then complete)",
+                    resolved: { s in s.train.stopAt.map { .double($0) } }),
         ]
     }
 

@@ -17,7 +17,7 @@ public enum Robustness {
         public var kernel: String
         public var threads: Int
         public var scan: String                // the selective scan's build (metrics.h5 scan_kernel; "?" before it was recorded)
-        public var steps: Int                  // the schedule's length (the run's last evaluation)
+        public var steps: Int                  // the schedule's length (train.steps; the last evaluation in runs from before it was recorded)
         public var final: Double
         public var firstAbove: Int?            // first eval step with metric ≥ threshold
         public var firstEscape: Int?           // first eval step with metric ≥ the escape level (when given)
@@ -47,7 +47,8 @@ public enum Robustness {
                 if set.isSweep && result?.status != "ok" { continue }
                 out.append(Row(condition: condition, run: e.label, seed: (try? f.intAttribute("seed")) ?? 0,
                                kernel: (try? f.stringAttribute("blas_core")) ?? "?", threads: (try? f.intAttribute("blas_threads")) ?? 0,
-                               scan: (try? f.stringAttribute("scan_kernel")) ?? "?", steps: Int(steps.last ?? 0),
+                               scan: (try? f.stringAttribute("scan_kernel")) ?? "?",
+                               steps: (try? f.intAttribute("train_steps")) ?? Int(steps.last ?? 0),
                                final: acc.last ?? .nan, firstAbove: curve.first { $0.1 >= threshold }.map { Int($0.0) },
                                firstEscape: escape.flatMap { e in curve.first { $0.1 >= e }.map { Int($0.0) } },
                                seconds: result?.seconds, curve: curve))

@@ -31,7 +31,9 @@ struct TrainCommand: ParsableCommand {
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; out: \(dir)")
             let sum = try run.run()
             if sum.stepsRun == 0 {
-                print("already complete: \(sum.steps) of \(s.train.steps) steps are in the checkpoint; nothing to do")
+                print(sum.steps < s.train.steps
+                      ? "already complete: train.stop_at \(s.train.stopAt ?? .nan) was reached at step \(sum.steps) (of \(s.train.steps)); nothing to do"
+                      : "already complete: \(sum.steps) of \(s.train.steps) steps are in the checkpoint; nothing to do")
                 print("metrics: \(run.metricsPath)\ncheckpoint: \(run.checkpointPath)")
                 return
             }

@@ -90,6 +90,35 @@ final class RunTests: XCTestCase {
     /// Every dataset says its units and what it is; train/step and eval/step count the
     /// same thing (steps done), so an evaluation's row lines up with the training row
     /// logged at the same step.
+    /// train.stop_at ends a run at the first evaluation that reaches it, with a checkpoint
+    /// there; the schedule stays train.steps (train_steps in metrics.h5); a resume knows
+    /// the run is complete; a run that never reaches it trains every step; text data,
+    /// which reports no accuracy, is refused.
+    func testStopAtEndsTheRunAtTheFirstEvaluationThatReachesIt() throws {
+        let dir = try tempDir(self)
+        // accuracy is always ≥ 0: the first evaluation after a step (step 4) stops it
+        let s = try train(dir + "/a", ["train.stop_at=0"])
+        XCTAssertEqual(s.steps, 4)
+        XCTAssertEqual(s.stepsRun, 4)
+        XCTAssertEqual(try readColumn(dir + "/a/metrics.h5", "eval/step"), [0, 4])
+        XCTAssertEqual(try readColumn(dir + "/a/metrics.h5", "train/step").last, 4)
+        let f = try H5File(path: dir + "/a/metrics.h5", mode: .readOnly)
+        XCTAssertEqual(try f.intAttribute("train_steps"), 12)
+        f.close()
+        XCTAssertEqual(try OpenedCheckpoint.model(dir + "/a/checkpoint.h5").state.step, 4)
+        let again = try train(dir + "/a", ["train.stop_at=0"], resume: true)
+        XCTAssertEqual(again.stepsRun, 0)                       // complete: nothing to do
+        XCTAssertEqual(again.steps, 4)
+        XCTAssertEqual(try readColumn(dir + "/a/metrics.h5", "eval/step"), [0, 4])
+        // an accuracy above 1 is out of range; 1.0 is not reached by this tiny run in 12 steps
+        XCTAssertThrowsError(try spec(["train.stop_at=1.5"]))
+        let full = try train(dir + "/b", ["train.stop_at=1.0"])
+        XCTAssertEqual(full.steps, 12)
+        XCTAssertThrowsError(try spec(["data.kind=text", "model.vocab_size=256", "train.stop_at=0.9"])) { e in
+            XCTAssertTrue(BMError.reason(e).contains("train.stop_at"), BMError.reason(e))
+        }
+    }
+
     func testMetricsDescribeThemselvesAndStepsAgree() throws {
         let dir = try tempDir(self) + "/m"
         _ = try train(dir)
