@@ -16,7 +16,8 @@
 #            (Zen computes what Haswell does; Nehalem and Core2 what the study ran)
 #   THREADS  default: "1 2"
 #   FILTER   default: the Core, Layers and Mixers test targets (kernels, gradient
-#            checks of every layer and registered plugin, parity with references)
+#            checks of every layer and registered plugin, parity with references) and
+#            generation against the parallel forward (the one-token products)
 #   LEARN    default: 1 (0 skips stage 2)
 # Logs in .test-matrix/; a table at the end; exit 1 if any cell failed.
 set -uo pipefail
@@ -34,7 +35,7 @@ if [ -z "${KERNELS:-}" ]; then
   done
 fi
 THREADS=${THREADS:-"1 2"}
-FILTER=${FILTER:-"BMCoreTests|BMLayersTests|BMMixersTests"}
+FILTER=${FILTER:-"BMCoreTests|BMLayersTests|BMMixersTests|BF16GenerationTests|RunTests.testGenerationMatchesTheParallelForward|RunTests.testChunkedPrefillMatchesTheParallelForward"}
 LEARN=${LEARN:-1}
 cpu=$(sed -n 's/^cpu_model: //p' <<<"$doctor")
 echo "CPU: $cpu; paths: $PATHS; OpenBLAS kernels: $KERNELS; threads: $THREADS"

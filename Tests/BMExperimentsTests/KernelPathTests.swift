@@ -42,7 +42,7 @@ final class KernelPathTests: XCTestCase {
             }
             return d
         }
-        let plain = try BMLabProcess.run(["doctor"])
+        let plain = try BMLabProcess.run(["doctor"], environment: ["BMLAB_KERNELS": ""])   // not the matrix's path
         XCTAssertEqual(plain.status, 0, plain.err)
         XCTAssertEqual(facts(plain)["kernels"], "cpuid")
         XCTAssertEqual(facts(plain)["scan_kernel"], BLAS.cpuHasAVX512 ? "avx512" : "avx2")
