@@ -101,6 +101,40 @@ public final class ExperimentRun {
         }
     }
 
+    /// A file a command is asked to write besides a run (`eval --grads`,
+    /// `--router-logits`): never a run's own checkpoint.h5 or metrics.h5, nor a file
+    /// the command reads (`reads`), and never an existing file unless `force`.
+    public static func checkNewOutput(_ path: String, option: String, force: Bool, reads: [String] = []) throws {
+        let url = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath()
+        if reads.contains(where: { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath() == url }) {
+            throw BMError.invalid("\(option) \(path) is a file this command reads; choose another path")
+        }
+        let dir = url.deletingLastPathComponent().path
+        let own = ["checkpoint.h5", "metrics.h5"]
+        if own.contains(url.lastPathComponent),
+           (own + ["spec.yaml"]).contains(where: { $0 != url.lastPathComponent && FileManager.default.fileExists(atPath: dir + "/" + $0) }) {
+            throw BMError.invalid("\(option) \(path) is a run's own \(url.lastPathComponent); choose another path")
+        }
+        if FileManager.default.fileExists(atPath: path) && !force {
+            throw BMError.invalid("\(option) \(path) exists; pass --force to write over it, or choose another path")
+        }
+    }
+
+    /// `bmlab train --resume`: `dir` must hold a run (its spec.yaml, metrics.h5 or
+    /// checkpoint.h5); a missing or empty directory is an error, not a fresh start.
+    /// (Sweep workers resume every run and start the ones that have not begun.)
+    public static func checkResumable(_ dir: String) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
+            throw BMError.invalid("--resume: \(dir) does not exist, so there is no run to resume; leave out --resume to start one there")
+        }
+        guard isDir.boolValue else { throw BMError.invalid("--resume: \(dir) is a file, not a run directory") }
+        let files = ["spec.yaml", "metrics.h5", "checkpoint.h5"]
+        guard files.contains(where: { FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent($0)) }) else {
+            throw BMError.invalid("--resume: \(dir) holds no run (none of \(files.joined(separator: ", "))); leave out --resume to start one there")
+        }
+    }
+
     /// Makes sure `dir` (created if missing, with its parents) takes new files: a
     /// clear error now rather than a raw one after the start-up header.
     static func checkWritable(_ dir: String) throws {
@@ -169,6 +203,7 @@ public final class ExperimentRun {
         var windowSteps = 0, windowTime = 0.0
         var recent = try Self.loggedLosses(metrics)             // a resumed run continues its window
         var lastEval: (Double, Double?)? = nil
+        var lastEvalStep = trainer.step                          // the step lastEval was measured at
         var totalTime = 0.0
         var tokensPerSecond = 0.0
         let startStep = trainer.step
@@ -184,13 +219,13 @@ public final class ExperimentRun {
             }
             if run { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) }
         }
-        if startStep == 0 { lastEval = try evaluate(metrics, step: 0) }
+        if startStep == 0 { lastEval = try evaluate(metrics, step: 0); lastEvalStep = 0 }
         try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
         // a run resumed from the step where train.stop_at ended it is complete
         var stopped = false
         if startStep > 0, let e = try Self.evaluation(metrics, at: startStep) {
             lastEval = e
-            stopped = Self.reachedStop(spec.train.stopAt, e.1, evaluatedNow: true)
+            stopped = Self.reachedStop(spec.train.stopAt, e.1)
         }
         while trainer.step < S && !stopped {
             if let stop = stopAfter, trainer.step - startStep >= stop { break }
@@ -220,16 +255,17 @@ public final class ExperimentRun {
                 try metrics.flush()
                 windowSteps = 0; windowTime = 0
             }
-            if done % spec.train.evalEvery == 0 || done == S {
-                lastEval = try evaluate(metrics, step: done)
-            }
+            let evaluated = done % spec.train.evalEvery == 0 || done == S
+            if evaluated { lastEval = try evaluate(metrics, step: done); lastEvalStep = done }
             // train.stop_at: the held-out accuracy reached the target; the run ends here,
             // complete (its last evaluation says so, which is how a resume knows)
-            let reached = Self.reachedStop(spec.train.stopAt, lastEval?.1, evaluatedNow: lastEval != nil && (done % spec.train.evalEvery == 0 || done == S))
+            let reached = evaluated && Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil)
             if done % spec.train.checkpointEvery == 0 || done == S || reached { try checkpoint(kept: true, run: true) }
             progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
                              extra: lastEval.map { e in
-                                 String(format: "val %.4f", e.0) + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
+                                 // labelled with its step: between evaluations it is not this step's
+                                 "val@\(lastEvalStep) " + String(format: "%.4f", e.0)
+                                     + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
                              } ?? "")
             if reached {
                 if printProgress { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
@@ -253,10 +289,10 @@ public final class ExperimentRun {
         return (loss, m.isNaN ? nil : m)
     }
 
-    /// Whether `train.stop_at` ends the run: an evaluation made at this step reached it.
-    static func reachedStop(_ stopAt: Double?, _ metric: Double??, evaluatedNow: Bool) -> Bool {
-        guard let stopAt, evaluatedNow, let m = metric ?? nil else { return false }
-        return m >= stopAt
+    /// Whether an evaluation's metric reaches `train.stop_at`.
+    static func reachedStop(_ stopAt: Double?, _ metric: Double?) -> Bool {
+        guard let stopAt, let metric else { return false }
+        return metric >= stopAt
     }
 
     /// Validation loss (and bits per byte or accuracy) over `eval_batches` fixed batches.

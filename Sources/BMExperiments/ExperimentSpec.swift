@@ -147,6 +147,19 @@ public struct ExperimentSpec: Sendable, Equatable {
         }
     }
 
+    /// Settings that are valid but do nothing useful; `train` and `validate` print each
+    /// as a `bmlab: warning:` line on standard error and go on.
+    public var warnings: [String] {
+        var w: [String] = []
+        if train.schedule == "cosine" && train.warmup >= train.steps {
+            w.append("\(file): train.schedule.warmup (\(train.warmup)) is not below train.steps (\(train.steps)): the learning rate never reaches its peak train.optimizer.lr nor decays")
+        }
+        if train.evalEvery > train.steps {
+            w.append("\(file): train.eval_every (\(train.evalEvery)) exceeds train.steps (\(train.steps)): the run is evaluated only at its start and end")
+        }
+        return w
+    }
+
     /// Resolved options of layer i (defaults filled in).
     public func resolvedOptions(_ i: Int) -> ResolvedOptions { model.layers[i].resolved }
 

@@ -36,6 +36,11 @@ func requireThreads(_ n: Int, _ name: String = "--threads") {
     require(n >= 0, "\(name) must be 0 (one per available core) or a positive count, got \(n)")
 }
 
+/// Settings that do nothing useful, one `bmlab: warning:` line each on standard error.
+func warn(_ warnings: [String]) {
+    for w in warnings { FileHandle.standardError.write(Data("bmlab: warning: \(w)\n".utf8)) }
+}
+
 /// Runs `body`, mapping toolkit errors to their exit codes and clear messages.
 func guarded(_ body: () throws -> Void) {
     do { try body() } catch { fail(error) }

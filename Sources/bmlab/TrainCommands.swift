@@ -23,7 +23,9 @@ struct TrainCommand: ParsableCommand {
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             let dir = out ?? "results/\(s.name)"
+            if resume { try ExperimentRun.checkResumable(dir) }
             let run = try ExperimentRun(spec: s, outDir: dir, resume: resume)
+            warn(s.warnings)                          // after every check: an error stays one line
             if let n = run.notice { print("note: \(n)") }
             let c = run.counts
             print("\(s.name): \(s.model.layers.map(\.mixer).joined(separator: ","))  d_model \(s.model.dModel)  parameters \(fmtCount(c.total)) total, \(fmtCount(c.active)) active  \(String(format: "%.1f", c.flopsPerToken / 1e6)) MFLOP/token")
@@ -81,6 +83,7 @@ struct ValidateCommand: ParsableCommand {
             if resolved { print(try s.resolvedYAML(), terminator: "") }
             print("memory: about \(MemoryEstimate.format(m.totalBytes)) (\(m.summary(s))); available \(MemoryEstimate.format(Double(Machine.availableMemoryBytes)))")
             try m.check(s)
+            warn(s.warnings)                          // a spec that passes, with its warnings
             print("\(spec): ok (\(s.model.layers.count) layers: \(s.model.layers.map(\.mixer).joined(separator: ", ")))")
         }
     }
@@ -93,14 +96,22 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
     @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
     @Option(help: "Also write each MoE layer's router logits on these batches to this HDF5 file (router_logits/layer_{i}, [T, E]; input of bmlab sinkhorn --logits).") var routerLogits: String?
+    @Flag(help: "Write --grads / --router-logits over an existing file (never over a run's own checkpoint.h5 or metrics.h5).") var force = false
     @OptionGroup var machine: MachineOptions
 
-    func validate() throws { if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") } }
+    func validate() throws {
+        if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") }
+        if let g = grads, let r = routerLogits { require(g != r, "--grads and --router-logits name the same file \(g)") }
+    }
 
     func run() throws {
         machine.apply()
         startBLAS()
         guarded {
+            // refused before any work: nothing the command did not create is written over
+            for (option, path) in [("--grads", grads), ("--router-logits", routerLogits)] {
+                if let path { try ExperimentRun.checkNewOutput(path, option: option, force: force, reads: [checkpoint] + (data.map { [$0] } ?? [])) }
+            }
             let (s, model, state) = try OpenedCheckpoint.model(checkpoint)
             let step = state.step
             let B = s.train.batch, L = s.train.seqLen

@@ -5,4 +5,11 @@ import BMCore
 // Line-buffered standard output even into a file or a pipe (Slurm .out files, sweep
 // logs, notebooks): every line is there as soon as it is printed.
 Machine.lineBufferStandardOutput()
+// An unknown command is named, with the nearest one, instead of "unexpected arguments"
+let commands = BMLabCommand.configuration.subcommands.compactMap { $0.configuration.commandName } + ["help"]
+if CommandLine.arguments.count > 1, let first = CommandLine.arguments.dropFirst().first,
+   !first.hasPrefix("-"), !commands.contains(first) {
+    FileHandle.standardError.write(Data("bmlab: error: unknown command '\(first)'\(didYouMean(first, in: commands)); commands: \(commands.dropLast().joined(separator: ", ")) (bmlab --help)\n".utf8))
+    exit(64)
+}
 BMLabCommand.main()

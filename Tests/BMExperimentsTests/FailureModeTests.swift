@@ -165,8 +165,8 @@ final class FailureModeTests: XCTestCase {
         XCTAssertTrue(text.contains("step 5/100000"), text)
         XCTAssertTrue(text.contains("step 10/100000"), text)
         XCTAssertTrue(text.contains("tok/s") && text.contains("ETA"), text)
-        // the last evaluation (here the one before step 1) with the task's metric
-        XCTAssertTrue(text.contains("  val ") && text.contains("  accuracy 0."), text)
+        // the last evaluation (here the one before step 1) with the task's metric, labelled with its step
+        XCTAssertTrue(text.contains("  val@0 ") && text.contains("  accuracy 0."), text)
         XCTAssertTrue(text.contains("tiny: mamba,moe,attention,moe"), "the start-up header (stdout) is not in the log yet: \(text)")
     }
 
@@ -254,6 +254,38 @@ final class FailureModeTests: XCTestCase {
         assertOneLineError(try BMLabProcess.run(["generate", "--checkpoint", "x.h5", "--prompt", "a", "--temperature=-1"]), contains: ["--temperature"])
         assertOneLineError(try BMLabProcess.run(["generate", "--checkpoint", "x.h5", "--prompt", "a", "--top-k=-1"]), contains: ["--top-k"])
         assertOneLineError(try BMLabProcess.run(["sweep", spec, "--workers=0"]), contains: ["--workers"])
+        // --resume of nothing is an error naming the directory (not a fresh start), and creates nothing
+        assertOneLineError(try BMLabProcess.run(["train", spec, "--resume", "--out", dir + "/missing"]),
+                           contains: ["--resume: \(dir)/missing does not exist"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/missing"))
+        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+        assertOneLineError(try BMLabProcess.run(["train", spec, "--resume", "--out", dir + "/empty"]),
+                           contains: ["--resume: \(dir)/empty holds no run"])
+        // eval writes no file over a run's own, nor over an existing one without --force
+        let train = try BMLabProcess.run(["train", spec, "--out", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.err)
+        let ck = dir + "/run/checkpoint.h5"
+        let before = try Data(contentsOf: URL(fileURLWithPath: ck)), metricsBefore = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/metrics.h5"))
+        assertOneLineError(try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", ck]), contains: ["--grads \(ck) is a file this command reads"])
+        assertOneLineError(try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", ck, "--force"]), contains: ["--grads"])
+        assertOneLineError(try BMLabProcess.run(["eval", "--checkpoint", ck, "--router-logits", dir + "/run/metrics.h5", "--force"]),
+                           contains: ["--router-logits \(dir)/run/metrics.h5 is a run's own metrics.h5"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: ck)), before)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/run/metrics.h5")), metricsBefore)
+        FileManager.default.createFile(atPath: dir + "/mine.h5", contents: Data("keep".utf8))
+        assertOneLineError(try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", dir + "/mine.h5"]), contains: ["--grads \(dir)/mine.h5 exists; pass --force"])
+        XCTAssertEqual(try String(contentsOfFile: dir + "/mine.h5", encoding: .utf8), "keep")
+        let forced = try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", dir + "/mine.h5", "--force"])
+        XCTAssertEqual(forced.status, 0, forced.err)
+        // a setting that does nothing useful is a warning, not an error
+        let w = try BMLabProcess.run(["validate", spec, "train.schedule.warmup=50", "train.steps=20"])
+        XCTAssertEqual(w.status, 0, w.err)
+        XCTAssertTrue(w.err.contains("bmlab: warning: ") && w.err.contains("train.schedule.warmup (50) is not below train.steps (20)"), w.err)
+        XCTAssertTrue(try BMLabProcess.run(["validate", spec, "train.schedule.warmup=2"]).err.isEmpty)
+        // an unknown command is named with the nearest one (a usage error: 64)
+        let unknown = try BMLabProcess.run(["trian", spec])
+        XCTAssertEqual(unknown.status, 64, unknown.err)
+        XCTAssertTrue(unknown.err.contains("unknown command 'trian' (did you mean 'train'?)"), unknown.err)
         // a Foundation error is named by its file and reason
         let ns = CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: "/x/spec.yaml"])
         XCTAssertEqual(BMError.reason(ns), "/x/spec.yaml: permission denied")

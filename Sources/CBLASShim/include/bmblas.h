@@ -41,7 +41,7 @@ int bm_cpu_available(void);
 /// kernel without a generic build takes its AVX2 one). Read once from the environment
 /// variable BMLAB_KERNELS unless bm_kernels_force ran first; a value that is not a
 /// path this CPU runs is ignored here (CPUID decides, never SIGILL) and refused with a
-/// message by the Swift start-up (`Kernels.setup`).
+/// message by the Swift start-up (`BLAS.setup`, through `Kernels.checkEnvironment`).
 const char *bm_kernels_forced(void);
 /// 0 when `path` names a path this CPU runs, -1 for an unknown name, -2 for a path
 /// the CPU cannot run.
