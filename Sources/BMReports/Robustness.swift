@@ -120,9 +120,9 @@ public enum Robustness {
         for c in conditions {
             let rs = rows.filter { $0.condition == c }
             let fig = Figure(name: "accuracy_" + String(c.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }), title: "Held-out accuracy: \(c)", panels: [
-                Panel(title: "\(rs.count) runs", xlabel: "step", ylabel: "accuracy", yRange: 0...1, key: "bottom right",
+                Panel(title: "\(rs.count) runs", xlabel: "step", ylabel: "accuracy", yRange: 0...1, key: "outside right top",   // never over a curve
                       series: rs.map { Series($0.run, $0.curve) }),
-            ], width: 640)
+            ], width: 760)
             let path = try Gnuplot.render(fig, in: figDir, format: format)
             md += "![accuracy \(c)](\(Notebook.relative(path, to: outDir)))\n\n"
         }

@@ -8,12 +8,13 @@ import Foundation
 /// for two seeds: 1, the seed that failed with the earlier recipes on AVX-512 CPUs
 /// (OpenBLAS SkylakeX), and 2.
 ///
-/// Experiments/mqar-mamba.yaml is the recipe the robustness study chose
-/// (notebooks-md/mqar-margin.md, notebooks-md/mqar-robustness.md "Round 3"): a 6,000-step
-/// schedule that stops once an evaluation reaches 95 % (train.stop_at). Every one of its
-/// 40 study runs — seeds 1–10 under OpenBLAS SkylakeX with 1 and 2 threads, Haswell with
-/// the toolkit's AVX2 kernels, Sandybridge with its generic ones — reached 90 % before
-/// 60 % of the schedule. The two seeds run as `bmlab train` processes with one thread
+/// Experiments/mqar-mamba.yaml is the recipe of the robustness study's round 3
+/// (notebooks-md/mqar-robustness.md, notebooks-md/mqar-margin.md): a 6,000-step schedule
+/// that stops once an evaluation reaches 95 % (train.stop_at). Under OpenBLAS SkylakeX
+/// (AVX-512 CPUs) every study run of it learned, seeds 1 and 2 by step 700; under Haswell
+/// (AVX2-only CPUs) seed 1 stays on the plateau, so on such a CPU this test fails until a
+/// recipe with a margin on every path is found (issue #22). The two seeds run as `bmlab
+/// train` processes with one thread
 /// each (`BMLAB_THREADS` changes it, as `make test-matrix` does), side by side when the
 /// machine has the cores, so the test's trajectories are the ones the study ran and do
 /// not depend on how many cores the machine has; only the kernel (the CPU) varies, and
