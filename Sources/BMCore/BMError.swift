@@ -7,10 +7,14 @@ public enum BMError: Error, CustomStringConvertible, Equatable {
     case system(String)
     /// Training diverged or a numerical invariant broke. Exit code 4.
     case numerical(String)
+    /// Stopped by a signal (SIGINT, SIGTERM) after stopping its own workers. Exit code
+    /// 128 + the signal (130, 143), as a shell reports a process the signal ended.
+    case interrupted(Int32, String)
 
     public var description: String {
         switch self {
         case .invalid(let m), .system(let m), .numerical(let m): return m
+        case .interrupted(_, let m): return m
         }
     }
 
@@ -46,6 +50,7 @@ public enum BMError: Error, CustomStringConvertible, Equatable {
         case .invalid: return 2
         case .system: return 3
         case .numerical: return 4
+        case .interrupted(let sig, _): return 128 + sig
         }
     }
 }

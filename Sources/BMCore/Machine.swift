@@ -84,6 +84,23 @@ public enum Machine {
         return (try? h.write(contentsOf: Data("5".utf8))) != nil
     }
 
+    /// A parent that runs worker processes (sweeps, notebooks) records SIGINT and SIGTERM
+    /// instead of dying at once (`stopSignal`), so that it stops its workers first.
+    public static func catchStopSignals() { bm_catch_stop_signals() }
+    /// The SIGINT or SIGTERM received since `catchStopSignals`, or 0.
+    public static var stopSignal: Int32 { Int32(bm_stop_signal()) }
+    /// The environment of a worker: it names this process, its parent, so that the
+    /// worker dies with it (`dieWithParentIfAsked`).
+    public static var workerEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.merging(["BMLAB_PARENT_PID": String(getpid())]) { $1 }
+    }
+    /// At start-up: a process started as a worker (BMLAB_PARENT_PID) gets SIGTERM when its
+    /// parent dies, however the parent dies (PR_SET_PDEATHSIG), and ends at once if the
+    /// parent is already gone. No worker outlives the command that started it.
+    public static func dieWithParentIfAsked() {
+        if let v = ProcessInfo.processInfo.environment["BMLAB_PARENT_PID"], let pid = Int32(v) { bm_die_with_parent(pid) }
+    }
+
     /// Standard output line-buffered even into a file or a pipe (Slurm .out files,
     /// sweep logs, notebooks): each line is there as soon as it is printed.
     public static func lineBufferStandardOutput() { bm_stdout_line_buffered() }

@@ -88,6 +88,9 @@ public struct SweepRunner {
         let done = sweep.runs.count - pending.count
         if done > 0 { log("\(done) of \(sweep.runs.count) runs already finished; running the other \(pending.count)") }
         let threads = max(1, BLAS.availableCores / max(1, workers))
+        // SIGINT / SIGTERM stop the workers first; each worker also dies with this
+        // process however it ends (Machine.dieWithParentIfAsked)
+        Machine.catchStopSignals()
         var queue = pending[...]
         var running: [(Process, Sweep.Run, Date)] = []
         var finished = done
@@ -103,11 +106,19 @@ public struct SweepRunner {
                     throw BMError.invalid("\(logPath): cannot create the run's log (\(String(cString: strerror(errno))))")
                 }
                 p.standardOutput = fh; p.standardError = fh
+                p.environment = Machine.workerEnvironment
                 try p.run()
                 running.append((p, r, Date()))
                 log("[start] run \(r.index): \(r.name)")
             }
             usleep(50_000)
+            let sig = Machine.stopSignal
+            if sig != 0 {
+                for (p, _, _) in running where p.isRunning { kill(p.processIdentifier, SIGTERM) }
+                for (p, _, _) in running { p.waitUntilExit() }
+                let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+                throw BMError.interrupted(sig, "interrupted by \(name): stopped \(running.count) running run(s) (\(running.map(\.1.name).joined(separator: ", "))); each resumes from its last checkpoint when the same sweep command runs again")
+            }
             for (i, (p, r, t0)) in running.enumerated().reversed() where !p.isRunning {
                 running.remove(at: i)
                 finished += 1

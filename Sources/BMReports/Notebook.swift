@@ -73,6 +73,27 @@ public struct Notebook {
     /// notebook's own folder. Its commands run there, whatever the caller's working
     /// directory, so a notebook writes into its own project's `results/` and figures
     /// (a copy elsewhere never overwrites the original's).
+    /// Notebooks run `bmlab` commands, which may run notebooks: the chain of notebooks
+    /// being run reaches each child in `BMLAB_NOTEBOOK_CHAIN` (absolute paths, one a
+    /// line). A notebook already in the chain would run itself forever, and is refused
+    /// naming the cycle; so is a chain deeper than `maxDepth`.
+    public static let maxDepth = 4
+
+    /// Checks that `notebook` may run under the chain in `environment`; returns the
+    /// chain its commands run under (this notebook appended).
+    public static func enter(_ notebook: String, environment: [String: String]) throws -> [String] {
+        let path = URL(fileURLWithPath: notebook).standardizedFileURL.resolvingSymlinksInPath().path
+        let chain = (environment["BMLAB_NOTEBOOK_CHAIN"] ?? "").split(separator: "\n").map(String.init)
+        if chain.contains(path) {
+            let cycle = (chain.drop { $0 != path } + [path]).map { ($0 as NSString).lastPathComponent }
+            throw BMError.invalid("\(notebook): the notebook would run itself (\(cycle.joined(separator: " → "))); remove the bmlab notebook block that closes the cycle")
+        }
+        if chain.count >= maxDepth {
+            throw BMError.invalid("\(notebook): notebooks nested \(chain.count + 1) deep (\(chain.map { ($0 as NSString).lastPathComponent }.joined(separator: " → ")) → \((path as NSString).lastPathComponent)); at most \(maxDepth) may run inside each other")
+        }
+        return chain + [path]
+    }
+
     public static func projectRoot(for notebook: String) -> String {
         let dir = URL(fileURLWithPath: notebook).standardizedFileURL.deletingLastPathComponent()
         var d = dir

@@ -3,6 +3,9 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,3 +181,25 @@ void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
 }
 
 void bm_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+// ---------------------------------------------------------------------------
+// Process lifetime (bmblas.h).
+
+static volatile sig_atomic_t stop_signal = 0;
+static void record_stop(int sig) { stop_signal = sig; }
+
+void bm_catch_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = record_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int bm_stop_signal(void) { return stop_signal; }
+
+void bm_die_with_parent(int expected) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (expected > 0 && getppid() != expected) _exit(128 + SIGTERM);   // the parent died before prctl
+}

@@ -71,6 +71,7 @@ struct NotebookCommand: ParsableCommand {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw BMError.invalid("\(file): cannot read the notebook") }
             let dir = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
             let root = Notebook.projectRoot(for: file)
+            let chain = try Notebook.enter(file, environment: ProcessInfo.processInfo.environment)
             let exe = selfPath()
             FileHandle.standardError.write("running \(file)'s blocks in its project: \(root)\n".data(using: .utf8)!)
             let r = try Notebook.run(text, notebookDir: dir, workingDir: root) { args in
@@ -79,6 +80,8 @@ struct NotebookCommand: ParsableCommand {
                 p.executableURL = URL(fileURLWithPath: exe)
                 p.currentDirectoryURL = URL(fileURLWithPath: root)
                 p.arguments = args
+                // dies with this process; knows which notebooks are running (no cycles)
+                p.environment = Machine.workerEnvironment.merging(["BMLAB_NOTEBOOK_CHAIN": chain.joined(separator: "\n")]) { $1 }
                 let pipe = Pipe()
                 p.standardOutput = pipe
                 p.standardError = pipe

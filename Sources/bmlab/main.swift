@@ -5,6 +5,7 @@ import BMCore
 // Line-buffered standard output even into a file or a pipe (Slurm .out files, sweep
 // logs, notebooks): every line is there as soon as it is printed.
 Machine.lineBufferStandardOutput()
+Machine.dieWithParentIfAsked()             // a sweep worker or notebook child ends with its parent
 // An unknown command is named, with the nearest one, instead of "unexpected arguments"
 let commands = BMLabCommand.configuration.subcommands.compactMap { $0.configuration.commandName } + ["help"]
 if CommandLine.arguments.count > 1, let first = CommandLine.arguments.dropFirst().first,

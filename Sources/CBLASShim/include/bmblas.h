@@ -70,3 +70,12 @@ void bm_sgemv(int transA, int M, int N, float alpha, const float *A, int lda,
 
 // Makes C's stdout line-buffered (Swift cannot name `stdout` under strict concurrency).
 void bm_stdout_line_buffered(void);
+
+// Process lifetime (docs/sweeps.md, "Interrupting a sweep"):
+// A parent that runs workers records SIGINT / SIGTERM instead of dying at once, so it
+// can stop its workers first; bm_stop_signal() is the signal received (0 = none).
+void bm_catch_stop_signals(void);
+int bm_stop_signal(void);
+// A worker dies with its parent: SIGTERM when the parent exits (PR_SET_PDEATHSIG); if
+// the parent `expected` is already gone, the worker ends at once (exit 143).
+void bm_die_with_parent(int expected);

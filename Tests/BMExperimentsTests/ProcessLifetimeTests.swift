@@ -1,0 +1,105 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMExperiments
+
+/// No process outlives the command that started it: SIGTERM / SIGINT to a sweep stop
+/// its workers, and it exits 143 / 130 with the runs resumable; a sweep killed outright
+/// (SIGKILL) takes its workers with it (PR_SET_PDEATHSIG); a notebook that would run
+/// itself, directly or through another notebook, is refused naming the cycle.
+final class ProcessLifetimeTests: XCTestCase {
+    /// PIDs of the processes whose command line contains `needle` (from /proc).
+    func processes(containing needle: String) -> [Int32] {
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), pid != getpid(),
+                  let raw = fm.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let cmd = String(decoding: raw.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return cmd.contains(needle) ? pid : nil
+        }
+    }
+
+    /// Waits until `condition` holds, at most `seconds`.
+    func wait(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline { if condition() { return true }; usleep(50_000) }
+        return condition()
+    }
+
+    /// A sweep of two long runs, started with two workers; returns the process and its out dir.
+    func startSweep(_ dir: String) throws -> (Process, String) {
+        try (tinySpec + "\nsweep:\n  axes:\n    train.seed: [1, 2]\n").write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        let out = dir + "/out"
+        let p = try BMLabProcess.launch(["sweep", dir + "/s.yaml", "train.steps=100000", "train.checkpoint_every=20",
+                                         "--workers", "2", "--out", out], log: dir + "/sweep.log")
+        XCTAssertTrue(wait(60) { processes(containing: "--run-index 1 --out \(out)").count == 1 && processes(containing: "--run-index 0 --out \(out)").count == 1 },
+                      "the workers did not start: \((try? String(contentsOfFile: dir + "/sweep.log", encoding: .utf8)) ?? "")")
+        // until both have a checkpoint, so that the runs have something to resume from
+        XCTAssertTrue(wait(60) { [1, 2].allSatisfy { FileManager.default.fileExists(atPath: "\(out)/runs/train.seed=\($0)/checkpoint.h5") } })
+        return (p, out)
+    }
+
+    func testSigtermStopsTheWorkersAndTheRunsResume() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let dir = try tempDir(self)
+        let (p, out) = try startSweep(dir)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit)
+        XCTAssertEqual(p.terminationStatus, 143)
+        let log = try String(contentsOfFile: dir + "/sweep.log", encoding: .utf8)
+        XCTAssertTrue(log.contains("interrupted by SIGTERM") && log.contains("resumes from its last checkpoint"), log)
+        XCTAssertTrue(processes(containing: "--out \(out)").isEmpty, "workers left running")
+        // both runs are resumable: a checkpoint past step 0 that opens, and no result, so
+        // the same sweep command resumes them
+        for seed in [1, 2] {
+            let run = "\(out)/runs/train.seed=\(seed)"
+            XCTAssertGreaterThan(try OpenedCheckpoint.model(run + "/checkpoint.h5").state.step, 0)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/result.json"))
+        }
+    }
+
+    func testSigintExits130() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let dir = try tempDir(self)
+        let (p, out) = try startSweep(dir)
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 130)
+        XCTAssertTrue(processes(containing: "--out \(out)").isEmpty, "workers left running")
+    }
+
+    func testWorkersDieWithAKilledSweep() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let dir = try tempDir(self)
+        let (p, out) = try startSweep(dir)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        XCTAssertTrue(wait(10) { processes(containing: "--out \(out)").isEmpty }, "workers outlived their sweep")
+    }
+
+    func testANotebookThatWouldRunItselfIsRefused() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let dir = try tempDir(self)
+        try "# a\n\n```bmlab\nnotebook \(dir)/a.md\n```\n".write(toFile: dir + "/a.md", atomically: true, encoding: .utf8)
+        let direct = try BMLabProcess.run(["notebook", dir + "/a.md"])
+        XCTAssertFalse(direct.signaled)
+        XCTAssertNotEqual(direct.status, 0)
+        let a = try String(contentsOfFile: dir + "/a.md", encoding: .utf8)
+        XCTAssertTrue(a.contains("the notebook would run itself (a.md → a.md)"), a)
+        // through another notebook: b runs c, c runs b
+        try "```bmlab\nnotebook \(dir)/c.md\n```\n".write(toFile: dir + "/b.md", atomically: true, encoding: .utf8)
+        try "```bmlab\nnotebook \(dir)/b.md\n```\n".write(toFile: dir + "/c.md", atomically: true, encoding: .utf8)
+        let chain = try BMLabProcess.run(["notebook", dir + "/b.md"])
+        XCTAssertNotEqual(chain.status, 0)
+        let c = try String(contentsOfFile: dir + "/c.md", encoding: .utf8)
+        XCTAssertTrue(c.contains("(b.md → c.md → b.md)"), c)
+        XCTAssertTrue(processes(containing: dir).isEmpty)
+        // nesting is bounded without a cycle too
+        try "```bmlab\nlist\n```\n".write(toFile: dir + "/d.md", atomically: true, encoding: .utf8)
+        let deep = try BMLabProcess.run(["notebook", dir + "/d.md"],
+                                        environment: ["BMLAB_NOTEBOOK_CHAIN": (1...4).map { "\(dir)/n\($0).md" }.joined(separator: "\n")])
+        XCTAssertEqual(deep.status, 2, deep.err)
+        XCTAssertTrue(deep.err.contains("notebooks nested 5 deep"), deep.err)
+    }
+}
