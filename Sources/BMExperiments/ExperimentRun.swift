@@ -50,6 +50,9 @@ public final class ExperimentRun {
     public let memory: MemoryEstimate
     /// Set when `--resume` found no checkpoint and the run starts over (said to the user).
     public private(set) var notice: String?
+    /// This process's hold on the run directory (RunLock): from the checks in `init`
+    /// until `run` returns (or the run is dropped unrun).
+    var lock: RunLock?
     private var startOver = false
 
     public init(spec: ExperimentSpec, outDir: String, resume: Bool) throws {
@@ -86,6 +89,7 @@ public final class ExperimentRun {
         }
         data = try Dataset(spec)
         try ExperimentRun.checkWritable(outDir)         // the last check: it creates the directory
+        lock = try RunLock(directory: outDir)           // one process writes into a run
         // 3. Model, optimiser.
         model = try ModelBuilder.build(spec)
         counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
@@ -98,6 +102,9 @@ public final class ExperimentRun {
             resumeState = st
         } else {
             resumeState = nil
+        }
+        if let old = lock?.takenOverFrom {
+            notice = (notice.map { $0 + "; " } ?? "") + "\(outDir) was last written by \(old), which ended without releasing it; taking the run over"
         }
     }
 
@@ -175,6 +182,7 @@ public final class ExperimentRun {
     // MARK: the loop
 
     public func run() throws -> Summary {
+        defer { lock = nil }                            // the run is over: another process may take it
         let fm = FileManager.default
         if startOver {
             for f in ExperimentRun.runFiles { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }

@@ -78,6 +78,26 @@ final class ProcessLifetimeTests: XCTestCase {
         XCTAssertTrue(wait(10) { processes(containing: "--out \(out)").isEmpty }, "workers outlived their sweep")
     }
 
+    /// A run directory belongs to one process: a second `train` into it is refused naming
+    /// the holder; once the holder is killed the run can be resumed, with a note.
+    func testARunDirectoryBelongsToOneProcess() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let dir = try tempDir(self)
+        try tinySpec.write(toFile: dir + "/t.yaml", atomically: true, encoding: .utf8)
+        let args = ["train", dir + "/t.yaml", "train.steps=100000000", "train.checkpoint_every=20", "--out", dir + "/run"]
+        let holder = try BMLabProcess.launch(args, log: dir + "/holder.log")
+        defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
+        XCTAssertTrue(wait(60) { FileManager.default.fileExists(atPath: dir + "/run/checkpoint.h5") })
+        let second = try BMLabProcess.run(args + ["--resume"])
+        XCTAssertEqual(second.status, 2, second.err)
+        XCTAssertTrue(second.err.contains("\(dir)/run is in use by another bmlab process (PID \(holder.processIdentifier): bmlab train"), second.err)
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        let s = try ExperimentSpec.parse(tinySpec, file: "t.yaml", overrides: ["train.steps=100000000", "train.checkpoint_every=20"])
+        let resumed = try ExperimentRun(spec: s, outDir: dir + "/run", resume: true)
+        XCTAssertTrue(resumed.notice?.contains("was last written by PID \(holder.processIdentifier)") ?? false, resumed.notice ?? "no notice")
+    }
+
     func testANotebookThatWouldRunItselfIsRefused() throws {
         guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
         let dir = try tempDir(self)

@@ -87,11 +87,14 @@ final class SweepTests: XCTestCase {
         let dir = try tempDir(self)
         let sweep = try Sweep(path: try writeSweep(dir, "  axes:\n    train.seed: [1]\n"))
         let runner = SweepRunner(sweep: sweep, outDir: dir + "/out")
-        // interrupt: 3 of 4 steps (checkpoint at 2), no result.json
-        let run = try ExperimentRun(spec: sweep.runs[0].spec, outDir: runner.runDir(sweep.runs[0]), resume: false)
-        run.printProgress = false
-        run.stopAfter = 3
-        _ = try run.run()
+        // interrupt: 3 of 4 steps (checkpoint at 2), no result.json; the interrupted run
+        // ends (and releases the run's lock) before the sweep resumes it
+        do {
+            let run = try ExperimentRun(spec: sweep.runs[0].spec, outDir: runner.runDir(sweep.runs[0]), resume: false)
+            run.printProgress = false
+            run.stopAfter = 3
+            _ = try run.run()
+        }
         XCTAssertNil(runner.result(sweep.runs[0]))
         let r = try runner.runOne(0)
         XCTAssertEqual(r.status, "ok")
