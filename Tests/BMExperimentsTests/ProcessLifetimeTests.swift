@@ -39,17 +39,23 @@ final class ProcessLifetimeTests: XCTestCase {
         return (p, out)
     }
 
-    func testSigtermStopsTheWorkersAndTheRunsResume() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+    /// Sends `sig` to a running sweep; returns its exit status, its log and its out dir,
+    /// once it has ended, after checking that no worker is left.
+    func interruptSweep(with sig: Int32) throws -> (status: Int32, log: String, out: String) {
         let dir = try tempDir(self)
         let (p, out) = try startSweep(dir)
-        kill(p.processIdentifier, SIGTERM)
+        kill(p.processIdentifier, sig)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationReason, .exit)
-        XCTAssertEqual(p.terminationStatus, 143)
-        let log = try String(contentsOfFile: dir + "/sweep.log", encoding: .utf8)
-        XCTAssertTrue(log.contains("interrupted by SIGTERM") && log.contains("resumes from its last checkpoint"), log)
         XCTAssertTrue(processes(containing: "--out \(out)").isEmpty, "workers left running")
+        return (p.terminationStatus, try String(contentsOfFile: dir + "/sweep.log", encoding: .utf8), out)
+    }
+
+    func testSigtermStopsTheWorkersAndTheRunsResume() throws {
+        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        let (status, log, out) = try interruptSweep(with: SIGTERM)
+        XCTAssertEqual(status, 143)
+        XCTAssertTrue(log.contains("interrupted by SIGTERM") && log.contains("resumes from its last checkpoint"), log)
         // both runs are resumable: a checkpoint past step 0 that opens, and no result, so
         // the same sweep command resumes them
         for seed in [1, 2] {
@@ -61,12 +67,9 @@ final class ProcessLifetimeTests: XCTestCase {
 
     func testSigintExits130() throws {
         guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
-        let dir = try tempDir(self)
-        let (p, out) = try startSweep(dir)
-        kill(p.processIdentifier, SIGINT)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 130)
-        XCTAssertTrue(processes(containing: "--out \(out)").isEmpty, "workers left running")
+        let (status, log, _) = try interruptSweep(with: SIGINT)
+        XCTAssertEqual(status, 130)
+        XCTAssertTrue(log.contains("interrupted by SIGINT"), log)
     }
 
     func testWorkersDieWithAKilledSweep() throws {
