@@ -142,6 +142,10 @@ public struct ExperimentSpec: Sendable, Equatable {
         if let v = model.vocabSize, let dv = data.vocabSize, dv > v {
             throw BMError.invalid("\(file): data.vocab_size (\(dv)) exceeds model.vocab_size (\(v))")
         }
+        // the name is the default run directory results/NAME: a plain name, never a path
+        if name.isEmpty || name == "." || name == ".." || name.contains("/") || name.contains("\0") {
+            throw BMError.invalid("\(file): name '\(name)' must be a plain name (it becomes the run directory results/NAME), not empty and without '/' or '..'")
+        }
         if train.stopAt != nil && ![.mqar, .selectiveCopy, .induction].contains(data.kind) {
             throw BMError.invalid("\(file): train.stop_at stops at a held-out accuracy, which only mqar, selective-copy and induction report (data.kind is \(data.kind.rawValue)); remove it or use one of those tasks")
         }

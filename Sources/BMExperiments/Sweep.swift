@@ -30,6 +30,10 @@ public struct Sweep {
     public let file: String
     public let axes: [String]                      // keys, sorted
     public let runs: [Run]
+    /// The most runs one sweep may have: each run is a directory, a spec in memory and
+    /// a worker; a grid past this is a mistake more often than a plan.
+    public static let maxRuns = 10_000
+
     /// `report.baseline`: the configuration the report compares the others with — a
     /// value of every axis but `train.seed`, as run names write it (`Sweep.slug`).
     public let baseline: [String: String]?
@@ -89,6 +93,15 @@ public struct Sweep {
         if Set(keys).count != keys.count { throw BMError.invalid("\(path): an axis appears twice in the sweep") }
         axes = keys.sorted()
         baseline = try Sweep.baseline(reportNode, groups: groups, file: path)
+        // the grid's size, before it is built (a grid of 10^12 runs is refused, not allocated)
+        var size = 1
+        for g in groups {
+            let (n, overflow) = size.multipliedReportingOverflow(by: g[0].values.count)
+            guard !overflow, n <= Sweep.maxRuns else {
+                throw BMError.invalid("\(path): sweep.axes make \(overflow ? "more than \(Int.max)" : "\(n)") runs or more; at most \(Sweep.maxRuns) runs a sweep (split it into several sweep files)")
+            }
+            size = n
+        }
         // cartesian product over groups (first group slowest), zip inside groups
         var combos: [[(String, SpecNode)]] = [[]]
         for g in groups {

@@ -277,6 +277,14 @@ final class FailureModeTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: dir + "/mine.h5", encoding: .utf8), "keep")
         let forced = try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", dir + "/mine.h5", "--force"])
         XCTAssertEqual(forced.status, 0, forced.err)
+        // a spec's name is a plain name, never a path out of results/
+        for bad in ["../../x", "/tmp/x", "a/b", ".."] {
+            assertOneLineError(try BMLabProcess.run(["validate", spec, "name=\(bad)"]), contains: ["name '\(bad)' must be a plain name"])
+        }
+        // a sweep grid past the cap is refused before it is built
+        let axis = "[" + (1...1000).map(String.init).joined(separator: ", ") + "]"
+        try (tinySpec + "\nsweep:\n  axes:\n    train.seed: \(axis)\n    train.steps: \(axis)\n").write(toFile: dir + "/huge.yaml", atomically: true, encoding: .utf8)
+        assertOneLineError(try BMLabProcess.run(["sweep", dir + "/huge.yaml", "--dry-run"]), contains: ["1000000 runs or more; at most 10000 runs a sweep"])
         // a setting that does nothing useful is a warning, not an error
         let w = try BMLabProcess.run(["validate", spec, "train.schedule.warmup=50", "train.steps=20"])
         XCTAssertEqual(w.status, 0, w.err)
