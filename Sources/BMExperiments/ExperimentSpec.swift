@@ -142,6 +142,12 @@ public struct ExperimentSpec: Sendable, Equatable {
         if let v = model.vocabSize, let dv = data.vocabSize, dv > v {
             throw BMError.invalid("\(file): data.vocab_size (\(dv)) exceeds model.vocab_size (\(v))")
         }
+        // steps × batch × seq_len (the tokens a run trains on) must be a number, not an overflow
+        let (perStep, o1) = train.batch.multipliedReportingOverflow(by: train.seqLen)
+        let (tokens, o2) = perStep.multipliedReportingOverflow(by: train.steps)
+        if o1 || o2 || tokens > 1 << 53 {
+            throw BMError.invalid("\(file): train.steps (\(train.steps)) × train.batch (\(train.batch)) × train.seq_len (\(train.seqLen)) is more tokens than a run can count (at most 2^53)")
+        }
         // the name is the default run directory results/NAME: a plain name, never a path
         if name.isEmpty || name == "." || name == ".." || name.contains("/") || name.contains("\0") {
             throw BMError.invalid("\(file): name '\(name)' must be a plain name (it becomes the run directory results/NAME), not empty and without '/' or '..'")

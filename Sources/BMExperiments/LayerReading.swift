@@ -8,6 +8,9 @@ import BMMixers
 /// filled in, a moe's router resolved, checked against d_model) and kept in the
 /// `LayerSpec` for the model builder and the resolved spec.
 enum LayerReading {
+    /// The most blocks a model may have (layers, or pattern × repeat): checked before the list is built.
+    static let maxLayers = 4096
+
     static func read(_ m: inout SpecReader, width: Int) throws -> [LayerSpec] {
         let src = m.source
         let names = MixerRegistry.names
@@ -27,7 +30,7 @@ enum LayerReading {
             }
         }
         let layersNode = m.raw("layers"), patternNode = m.raw("pattern")
-        let repeatCount = try m.int("repeat", 1, min: 1)
+        let repeatCount = try m.int("repeat", 1, min: 1, max: LayerReading.maxLayers)
         let list: SpecNode
         var expanded: [SpecNode] = []
         switch (layersNode, patternNode) {
@@ -38,6 +41,9 @@ enum LayerReading {
         case (nil, let p?):
             list = p
             guard case .list(let items, _) = p else { throw m.fail(p, "pattern", "a list of mixers, e.g. [mamba, moe]") }
+            guard items.count * repeatCount <= LayerReading.maxLayers else {
+                throw BMError.invalid("\(src.at(p)): model.pattern of \(items.count) × repeat \(repeatCount) makes \(items.count * repeatCount) layers; at most \(LayerReading.maxLayers)")
+            }
             for _ in 0..<repeatCount { expanded += items }
         case (_?, _?):
             throw BMError.invalid("\(src.at(m.line)): model: give either 'layers' or 'pattern' (with 'repeat'), not both")
@@ -45,6 +51,7 @@ enum LayerReading {
             throw BMError.invalid("\(src.at(m.line)): model: 'layers' (or 'pattern' with 'repeat') is required, e.g. layers: [mamba, moe]")
         }
         if expanded.isEmpty { throw BMError.invalid("\(src.at(list)): model.layers must not be empty") }
+        if expanded.count > LayerReading.maxLayers { throw BMError.invalid("\(src.at(list)): model.layers has \(expanded.count) layers; at most \(LayerReading.maxLayers)") }
         var out: [LayerSpec] = []
         for (i, item) in expanded.enumerated() {
             let key = "model.layers[\(i)]"

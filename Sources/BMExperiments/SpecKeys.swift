@@ -46,7 +46,7 @@ public enum SpecKeys {
                     resolved: { s in LayerReading.resolvedNode(s.model.layers) }),
             SpecKey(path: "model.pattern", type: "list of mixers", defaultText: "—", range: "",
                     doc: "instead of `layers`: a list repeated `repeat` times", read: nil, resolved: { _ in nil }),
-            SpecKey(path: "model.repeat", type: "int", defaultText: "1", range: "≥ 1",
+            SpecKey(path: "model.repeat", type: "int", defaultText: "1", range: "1–4096 (and at most 4096 layers)",
                     doc: "how many times `pattern` is repeated", read: nil, resolved: { _ in nil }),
             SpecKey(path: "model.defaults", type: "mapping", defaultText: "{}", range: "mixer names",
                     doc: "options for every layer of a mixer, e.g. `moe: {experts: 8}`; a layer's own options win",

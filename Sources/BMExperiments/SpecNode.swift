@@ -26,12 +26,41 @@ public indirect enum SpecNode: Sendable, Equatable {
 
     /// Parses YAML text; `file` names it in errors.
     public static func parse(_ text: String, file: String) throws -> SpecNode {
+        try checkShape(text, file: file)
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
             throw BMError.invalid("\(file): not valid YAML: \(error)")
         }
         guard let node else { return .map([], line: 1) }
         return try convert(node, file: file)
+    }
+
+    /// A spec is small and shallow: at most 1 MiB, flow collections nested at most 64
+    /// deep and lines indented at most 256 columns. Checked before the YAML parser,
+    /// which recurses per level (a file of 20,000 nested brackets would exhaust its stack).
+    public static let maxBytes = 1 << 20, maxDepth = 64, maxIndent = 256
+
+    static func checkShape(_ text: String, file: String) throws {
+        let bytes = text.utf8
+        if bytes.count > maxBytes {
+            throw BMError.invalid("\(file): \(bytes.count) bytes; a spec or sweep file is at most \(maxBytes / 1024) KiB")
+        }
+        var depth = 0, line = 1, column = 0, indenting = true
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\n"): line += 1; column = 0; indenting = true; continue
+            case UInt8(ascii: " ") where indenting:
+                column += 1
+                if column > maxIndent { throw BMError.invalid("\(file):\(line): indented more than \(maxIndent) columns; a spec nests far less deep") }
+                continue
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxDepth { throw BMError.invalid("\(file):\(line): lists or mappings nested more than \(maxDepth) deep; a spec nests far less deep") }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth = max(0, depth - 1)
+            default: break
+            }
+            indenting = false
+        }
     }
 
     static func convert(_ n: Node, file: String) throws -> SpecNode {

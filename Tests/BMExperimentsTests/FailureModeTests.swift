@@ -281,6 +281,12 @@ final class FailureModeTests: XCTestCase {
         for bad in ["../../x", "/tmp/x", "a/b", ".."] {
             assertOneLineError(try BMLabProcess.run(["validate", spec, "name=\(bad)"]), contains: ["name '\(bad)' must be a plain name"])
         }
+        // sizes are checked before anything is built: a run's token count, a model's layers,
+        // and the YAML's nesting (a parser that recurses per level is never reached)
+        assertOneLineError(try BMLabProcess.run(["validate", spec, "train.steps=9223372036854775807"]), contains: ["more tokens than a run can count"])
+        assertOneLineError(try BMLabProcess.run(["validate", spec, "~model.layers", "model.pattern=[mamba]", "model.repeat=100000000"]), contains: ["model.repeat", "4096"])
+        try ("a: " + String(repeating: "[", count: 20_000) + String(repeating: "]", count: 20_000) + "\n").write(toFile: dir + "/deep.yaml", atomically: true, encoding: .utf8)
+        assertOneLineError(try BMLabProcess.run(["validate", dir + "/deep.yaml"]), contains: ["deep.yaml:1: lists or mappings nested more than 64 deep"])
         // a sweep grid past the cap is refused before it is built
         let axis = "[" + (1...1000).map(String.init).joined(separator: ", ") + "]"
         try (tinySpec + "\nsweep:\n  axes:\n    train.seed: \(axis)\n    train.steps: \(axis)\n").write(toFile: dir + "/huge.yaml", atomically: true, encoding: .utf8)
