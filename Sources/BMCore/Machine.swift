@@ -97,8 +97,12 @@ public enum Machine {
     /// At start-up: a process started as a worker (BMLAB_PARENT_PID) gets SIGTERM when its
     /// parent dies, however the parent dies (PR_SET_PDEATHSIG), and ends at once if the
     /// parent is already gone. No worker outlives the command that started it.
+    /// The variable is removed at once, so that a process this one starts (a benchmark's
+    /// contenders, say) is not taken for a worker of the wrong parent.
     public static func dieWithParentIfAsked() {
-        if let v = ProcessInfo.processInfo.environment["BMLAB_PARENT_PID"], let pid = Int32(v) { bm_die_with_parent(pid) }
+        guard let v = getenv("BMLAB_PARENT_PID").map({ String(cString: $0) }) else { return }
+        unsetenv("BMLAB_PARENT_PID")
+        if let pid = Int32(v) { bm_die_with_parent(pid) }
     }
 
     /// Standard output line-buffered even into a file or a pipe (Slurm .out files,
