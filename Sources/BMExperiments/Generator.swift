@@ -21,6 +21,15 @@ public final class Generator {
         self.model = model
         self.maxLength = maxLength
         self.weights = weights
+        // the state that grows with the length (KV caches), against the machine, before it is allocated
+        let (floats, overflow) = model.blocks.reduce((0, false)) { acc, b in
+            let (n, o) = acc.0.addingReportingOverflow(b.mixer.stateFloats(batch: 1, maxLength: maxLength))
+            return (n, acc.1 || o)
+        }
+        let available = Machine.availableMemoryBytes
+        if overflow || Double(floats) * 4 > Double(available) {
+            throw BMError.invalid("generating \(maxLength) positions needs \(overflow ? "more than 2^63 floats" : MemoryEstimate.format(Double(floats) * 4)) of KV cache (the attention layers'), but \(MemoryEstimate.format(Double(available))) is available; ask for fewer tokens (--max-tokens)")
+        }
         state = try model.makeGenerationState(maxLength: maxLength)
         if weights == .bf16 { model.params.useBF16Products() }
     }

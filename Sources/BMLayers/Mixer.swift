@@ -16,6 +16,10 @@ public protocol Mixer: SequenceLayer {
     /// A fresh, empty generation state for `batch` sequences (throws when the
     /// mixer cannot generate, e.g. non-causal expert-choice routing).
     func makeState(batch: Int, maxLength: Int) throws -> MixerState
+    /// Floats `makeState(batch:maxLength:)` allocates that grow with `maxLength` (a KV
+    /// cache); checked against the machine's memory before a generator is built.
+    /// Default 0: recurrent and channel mixers keep a state of constant size.
+    func stateFloats(batch: Int, maxLength: Int) -> Int
     /// x: [B, L, D] → y: [B, L, D], evaluation mode; leaves `state` after position L−1.
     func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState)
     /// True when `prefill` continues from the state it is given (a fresh state is
@@ -54,6 +58,7 @@ public protocol Mixer: SequenceLayer {
 
 extension Mixer {
     public var prefillsInChunks: Bool { false }
+    public func stateFloats(batch: Int, maxLength: Int) -> Int { 0 }
     public var phaseTimer: PhaseTimer? { nil }
     public var statistics: [(String, LayerStatistic)] { [] }
     public var evaluationNote: String? { nil }

@@ -163,7 +163,7 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var machine: MachineOptions
 
     func validate() throws {
-        require(maxTokens >= 1, "--max-tokens must be at least 1, got \(maxTokens)")
+        require(maxTokens >= 1 && maxTokens <= 1 << 40, "--max-tokens must be between 1 and 2^40, got \(maxTokens)")
         require(temperature >= 0 && temperature.isFinite, "--temperature must be 0 (greedy) or positive, got \(temperature)")
         require(topK >= 0, "--top-k must be 0 (all tokens) or positive, got \(topK)")
     }

@@ -277,6 +277,9 @@ final class FailureModeTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: dir + "/mine.h5", encoding: .utf8), "keep")
         let forced = try BMLabProcess.run(["eval", "--checkpoint", ck, "--grads", dir + "/mine.h5", "--force"])
         XCTAssertEqual(forced.status, 0, forced.err)
+        // a generation longer than the attention layer's KV cache can hold is refused before allocation
+        assertOneLineError(try BMLabProcess.run(["generate", "--checkpoint", ck, "--tokens", "1 2 3", "--max-tokens", "100000000000"]),
+                           contains: ["KV cache", "--max-tokens"])
         // a spec's name is a plain name, never a path out of results/
         for bad in ["../../x", "/tmp/x", "a/b", ".."] {
             assertOneLineError(try BMLabProcess.run(["validate", spec, "name=\(bad)"]), contains: ["name '\(bad)' must be a plain name"])

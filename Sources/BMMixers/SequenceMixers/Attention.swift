@@ -247,6 +247,12 @@ public final class Attention: Mixer {
     }
 
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(B: batch, maxLength: maxLength, D: D) }
+    /// The KV cache: keys and values, [B, maxLength, D] each.
+    public func stateFloats(batch: Int, maxLength: Int) -> Int {
+        let (a, o1) = (2 * batch).multipliedReportingOverflow(by: maxLength)
+        let (n, o2) = a.multipliedReportingOverflow(by: D)
+        return o1 || o2 ? Int.max : n
+    }
 
     /// Prefill continues from the cache: a long prompt goes in chunks.
     public var prefillsInChunks: Bool { true }
