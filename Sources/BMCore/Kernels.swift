@@ -28,7 +28,7 @@ public enum Kernels {
     /// Throws a clear error (exit 2) unless `path` is `cpuid` or a path this CPU runs;
     /// `what` names where it came from (`--kernels`, `BMLAB_KERNELS`).
     public static func check(_ path: String, _ what: String) throws {
-        switch bm_kernels_check(path == "cpuid" ? "" : path) {
+        switch bm_kernels_check(cName(path)) {
         case 0: return
         case -2:
             let need = path == "avx512" ? "AVX-512 (F, BW, DQ, VL)" : "AVX2 and FMA"
@@ -43,8 +43,11 @@ public enum Kernels {
     public static func force(_ path: String, _ what: String = "--kernels") throws {
         try check(path, what)
         setenv("BMLAB_KERNELS", path, 1)
-        _ = bm_kernels_force(path == "cpuid" ? "" : path)
+        _ = bm_kernels_force(cName(path))
     }
+
+    /// The C side's name of a path: "" for `cpuid`.
+    private static func cName(_ path: String) -> String { path == "cpuid" ? "" : path }
 
     /// Checks `BMLAB_KERNELS` (called by `BLAS.setup`): a value this CPU cannot run is
     /// an error, never an illegal instruction.

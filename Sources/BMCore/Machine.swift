@@ -56,17 +56,20 @@ public enum Machine {
         return "family \(f), model \(m)"
     }
 
-    /// The first value of `key` in /proc/cpuinfo (the first CPU's).
-    static func cpuinfo(_ key: String) -> String? {
-        guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
-        for line in s.split(separator: "\n") {
+    /// The value of `key` in /proc/cpuinfo (the first CPU's).
+    static func cpuinfo(_ key: String) -> String? { firstCPU[key] }
+
+    /// The first CPU's block of /proc/cpuinfo, read once (it does not change).
+    private static let firstCPU: [String: String] = {
+        guard let s = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [:] }
+        var fields: [String: String] = [:]
+        for line in s.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.isEmpty && !fields.isEmpty { break }            // the end of the first CPU
             let kv = line.split(separator: ":", maxSplits: 1)
-            if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == key {
-                return kv[1].trimmingCharacters(in: .whitespaces)
-            }
+            if kv.count == 2 { fields[kv[0].trimmingCharacters(in: .whitespaces)] = kv[1].trimmingCharacters(in: .whitespaces) }
         }
-        return nil
-    }
+        return fields
+    }()
 
     /// Current resident set size of this process in bytes (VmRSS).
     public static var currentResidentBytes: Int { statusBytes("VmRSS:") }

@@ -68,11 +68,6 @@ public struct Notebook {
         return Outcome(text: out.joined(separator: "\n"), blocks: blocks, failures: failures)
     }
 
-    /// The project a notebook belongs to: the nearest folder at or above the
-    /// notebook's that holds `Experiments/` (a BlackMambaLab project), else the
-    /// notebook's own folder. Its commands run there, whatever the caller's working
-    /// directory, so a notebook writes into its own project's `results/` and figures
-    /// (a copy elsewhere never overwrites the original's).
     /// Notebooks run `bmlab` commands, which may run notebooks: the chain of notebooks
     /// being run reaches each child in `BMLAB_NOTEBOOK_CHAIN` (absolute paths, one a
     /// line). A notebook already in the chain would run itself forever, and is refused
@@ -94,6 +89,11 @@ public struct Notebook {
         return chain + [path]
     }
 
+    /// The project a notebook belongs to: the nearest folder at or above the
+    /// notebook's that holds `Experiments/` (a BlackMambaLab project), else the
+    /// notebook's own folder. Its commands run there, whatever the caller's working
+    /// directory, so a notebook writes into its own project's `results/` and figures
+    /// (a copy elsewhere never overwrites the original's).
     public static func projectRoot(for notebook: String) -> String {
         let dir = URL(fileURLWithPath: notebook).standardizedFileURL.deletingLastPathComponent()
         var d = dir

@@ -21,8 +21,7 @@ struct BenchCommand: ParsableCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.apply()
-            startBLAS(threads: threads)
+            machine.startBLAS(threads: threads)
             let g1 = KernelBench.sgemmGFLOPS()
             let g2 = KernelBench.sgemmGFLOPS(M: 2048, N: 1024, K: 256)
             let g3 = KernelBench.sgemmGFLOPS(M: 512, N: 512, K: 512, repeats: 10)
@@ -57,8 +56,7 @@ struct BenchCommand: ParsableCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.apply()
-            startBLAS()
+            machine.startBLAS()
             let names = mixers.split(separator: ",").map(String.init)
             let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
             var train: [MixerBench.TrainFigure] = [], gen: [MixerBench.GenFigure] = []
@@ -98,8 +96,7 @@ extension BenchCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.apply()
-            startBLAS(threads: threads)
+            machine.startBLAS(threads: threads)
             if let seqLens {
                 guarded {
                     let Ls = seqLens.split(separator: ",").compactMap { Int($0) }
@@ -158,8 +155,7 @@ extension BenchCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.apply()
-            startGeneration(gemvThreads: threads)
+            machine.startGeneration(gemvThreads: threads)
             guarded {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
@@ -190,8 +186,7 @@ extension BenchCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.apply()
-            startBLAS()
+            machine.startBLAS()
             guarded {
                 let (fig, gflops) = try MixerBench.moe(router: router)
                 let phases = fig.phases.map { ($0.name, $0.ms / 1e3) }       // seconds per step

@@ -12,8 +12,7 @@ struct DemoCommand: ParsableCommand {
     @OptionGroup var machine: MachineOptions
 
     func run() throws {
-        machine.apply()
-        startBLAS()
+        machine.startBLAS()
         guarded {
             let s = try ExperimentSpec.load(path: spec)
             // The demo starts over each time.

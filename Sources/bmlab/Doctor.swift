@@ -14,8 +14,7 @@ struct DoctorCommand: ParsableCommand {
     func validate() throws { requireThreads(threads) }
 
     func run() throws {
-        machine.apply()
-        startBLAS(threads: threads)
+        machine.startBLAS(threads: threads)
         // the toolkit's split and OpenBLAS's own threads, alternating (this machine's
         // speed drifts by minutes), the best of each
         var mine = 0.0, theirs = 0.0

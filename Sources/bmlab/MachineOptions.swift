@@ -10,11 +10,25 @@ struct MachineOptions: ParsableArguments {
     @Option(help: "Force every one of the toolkit's own kernels onto one path (as BMLAB_KERNELS): avx512, avx2, generic, or cpuid (each kernel's best build, the default).")
     var kernels: String?
 
-    /// Before `startBLAS`: a kernel this CPU cannot run is refused (exit 2).
+    /// Before any kernel runs: a kernel this CPU cannot run is refused (exit 2). The
+    /// commands call `startBLAS` / `startGeneration` below, which apply it first; `sweep`,
+    /// which may start no BLAS itself, calls this for its workers.
     func apply() {
         guarded {
             if let c = blasCore { try BLAS.forceCore(c) }
             if let k = kernels { try Kernels.force(k) }
         }
+    }
+
+    /// The switches, then OpenBLAS and the thread pools (`startBLAS` of BMLabCommand.swift).
+    func startBLAS(threads: Int = 0) {
+        apply()
+        bmlab.startBLAS(threads: threads)
+    }
+
+    /// The switches, then batch-1 generation's set-up (`startGeneration`).
+    func startGeneration(gemvThreads: Int = 0) {
+        apply()
+        bmlab.startGeneration(gemvThreads: gemvThreads)
     }
 }

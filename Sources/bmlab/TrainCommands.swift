@@ -18,8 +18,7 @@ struct TrainCommand: ParsableCommand {
     func validate() throws { requireThreads(threads) }
 
     func run() throws {
-        machine.apply()
-        startBLAS(threads: threads)
+        machine.startBLAS(threads: threads)
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             let dir = out ?? "results/\(s.name)"
@@ -105,8 +104,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        machine.apply()
-        startBLAS()
+        machine.startBLAS()
         guarded {
             // refused before any work: nothing the command did not create is written over
             for (option, path) in [("--grads", grads), ("--router-logits", routerLogits)] {
@@ -169,8 +167,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        machine.apply()
-        startGeneration()
+        machine.startGeneration()
         guarded {
             let (s, model, _) = try OpenedCheckpoint.model(checkpoint)
             let ids = try Generator.promptTokens(s, text: prompt, ids: tokens)
