@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import BMCore
 import BMLayers
 import BMStorage
@@ -51,20 +54,50 @@ public enum Checkpoint {
                 try f.write("optimizer/exp_avg_sq/\(p.name)", floats: UnsafeBufferPointer(start: o.v.pointer + p.offset, count: p.count), shape: p.shape)
             }
         }
+        try f.closeFile()          // what libhdf5 still buffers is written here, checked
     }
 
-    /// Writes the header: magic, SHA-256 and length of the bytes after it.
+    /// Writes the header: magic, SHA-256 and length of the bytes after it. The file
+    /// is fsynced first and the hash is taken of the bytes read back from it, so the
+    /// header vouches for what reached the disk, not for what was meant to; every
+    /// read, write and fsync is checked.
     static func sealHeader(_ path: String) throws {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        guard data.count > headerSize else { throw BMError.system("\(path): the checkpoint writer produced no HDF5 data") }
-        let digest = data.withUnsafeBytes { SHA256.hex(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
-        var header = Array(("\(magic)\nsha256 \(digest) bytes \(data.count - headerSize)\n" +
+        let fd = Glibc.open(path, O_RDWR)
+        guard fd >= 0 else { throw BMError.invalid("\(path): cannot reopen the checkpoint to seal it: \(String(cString: strerror(errno)))") }
+        defer { _ = Glibc.close(fd) }
+        func failed(_ what: String) -> BMError { BMError.invalid("\(path): cannot \(what): \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw failed("write the checkpoint to the disk (fsync)") }
+        let (digest, count) = try hashAfterHeader(fd, path: path)
+        guard count > 0 else { throw BMError.invalid("\(path): the checkpoint writer produced no HDF5 data") }
+        var header = Array(("\(magic)\nsha256 \(digest) bytes \(count)\n" +
             "# HDF5 starts at byte \(headerSize) (this is its user block). Check: tail -c +\(headerSize + 1) FILE | sha256sum\n").utf8)
         header += [UInt8](repeating: 0, count: headerSize - header.count)
-        guard let fh = FileHandle(forUpdatingAtPath: path) else { throw BMError.system("\(path): cannot reopen the checkpoint to write its header") }
-        defer { try? fh.close() }
-        try fh.seek(toOffset: 0)
-        try fh.write(contentsOf: header)
+        let written = header.withUnsafeBytes { pwrite(fd, $0.baseAddress, headerSize, 0) }
+        guard written == headerSize else { throw written < 0 ? failed("write the checkpoint's header") : BMError.invalid("\(path): cannot write the checkpoint's header: short write") }
+        guard fsync(fd) == 0 else { throw failed("write the checkpoint's header to the disk (fsync)") }
+    }
+
+    /// SHA-256 and length of the bytes after the header, read with `read` in 1 MiB
+    /// pieces (never mapped: a mapped file whose pages cannot be read ends in SIGBUS).
+    static func hashAfterHeader(_ fd: Int32, path: String) throws -> (String, Int) {
+        guard lseek(fd, off_t(headerSize), SEEK_SET) == off_t(headerSize) else {
+            throw BMError.invalid("\(path): cannot read the checkpoint: \(String(cString: strerror(errno)))")
+        }
+        var hasher = SHA256()
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { chunk.deallocate() }
+        var total = 0
+        while true {
+            let n = read(fd, chunk.baseAddress, chunk.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BMError.invalid("\(path): cannot read the checkpoint: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+            total += n
+        }
+        return (hasher.finalizeHex(), total)
     }
 
     /// Verifies the header's length and SHA-256 against the file's bytes, before
@@ -73,18 +106,23 @@ public enum Checkpoint {
         func damaged(_ why: String) -> BMError {
             BMError.invalid("\(path): the checkpoint is damaged (\(why)); it cannot be used: restore it from a copy, or retrain")
         }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw BMError.invalid("\(path): cannot read the checkpoint (\(BMError.reason(error)))")
-        }
-        let head = data.prefix(headerSize)
+        let fd = Glibc.open(path, O_RDONLY)
+        guard fd >= 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        defer { _ = Glibc.close(fd) }
+        var head = [UInt8](repeating: 0, count: headerSize)
+        let got = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
+        guard got >= 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        head = Array(head.prefix(got))
         guard head.starts(with: Array(magic.utf8)) else {
             if head.starts(with: Array("\u{89}HDF".utf8)) {
                 throw BMError.invalid("\(path): an HDF5 file without a BlackMambaLab checkpoint header (written by another program, or by a toolkit before \(format))")
             }
             throw BMError.invalid("\(path): not a BlackMambaLab checkpoint, or a damaged one (it does not start with '\(magic)')")
         }
-        guard data.count > headerSize else { throw damaged("it is \(data.count) bytes, shorter than its \(headerSize)-byte header") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        let size = Int(st.st_size)
+        guard size > headerSize else { throw damaged("it is \(size) bytes, shorter than its \(headerSize)-byte header") }
         let text = String(decoding: head.prefix { $0 != 0 }, as: UTF8.self)
         let lines = text.split(separator: "\n")
         guard lines.count >= 2 else { throw damaged("its header is cut short") }
@@ -92,8 +130,9 @@ public enum Checkpoint {
         guard f.count == 4, f[0] == "sha256", f[1].count == 64, f[2] == "bytes", let n = Int(f[3]) else {
             throw damaged("its header's checksum line is unreadable")
         }
-        guard n == data.count - headerSize else { throw damaged("it holds \(data.count - headerSize) bytes of data, its header says \(n)") }
-        let digest = data.withUnsafeBytes { SHA256.hex(UnsafeRawBufferPointer(rebasing: $0[headerSize...])) }
+        guard n == size - headerSize else { throw damaged("it holds \(size - headerSize) bytes of data, its header says \(n)") }
+        let (digest, count) = try hashAfterHeader(fd, path: path)
+        guard count == n else { throw damaged("\(count) bytes of data could be read, its header says \(n)") }
         guard digest == f[1] else { throw damaged("its SHA-256 does not match the one in its header") }
     }
 

@@ -215,6 +215,7 @@ public final class ExperimentRun {
         var totalTime = 0.0
         var tokensPerSecond = 0.0
         let startStep = trainer.step
+        var checkpointStep: Int? = resumeState.map(\.step)   // the step of checkpoint.h5 on disk
         // the run's checkpoint (with the optimizer state, to resume), and with
         // keep_checkpoints a copy of the weights per step (for analyses; written first,
         // so a run resumed from checkpoint.h5 never lacks the kept file of its step)
@@ -225,7 +226,19 @@ public final class ExperimentRun {
                 let path = keptCheckpointPath(step: trainer.step)
                 if !fm.fileExists(atPath: path) { try Checkpoint.save(to: path, model: model, optimizer: nil, state: st) }
             }
-            if run { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) }
+            if run {
+                do { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) } catch {
+                    throw BMError.invalid("cannot write the checkpoint of step \(trainer.step) (\(BMError.reason(error)))")
+                }
+                checkpointStep = trainer.step
+            }
+        }
+        // what a failure leaves behind, for its message
+        func keptNote() -> String {
+            guard let k = checkpointStep else {
+                return "no checkpoint was written yet (the first comes at step \(min(spec.train.checkpointEvery, S))): nothing to resume"
+            }
+            return "\(checkpointPath) of step \(k) is kept and metrics.h5 holds the rows up to its last flush; `bmlab train \((outDir as NSString).appendingPathComponent("spec.yaml")) --out \(outDir) --resume` continues from it"
         }
         if startStep == 0 { lastEval = try evaluate(metrics, step: 0); lastEvalStep = 0 }
         try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
@@ -235,51 +248,59 @@ public final class ExperimentRun {
             lastEval = e
             stopped = Self.reachedStop(spec.train.stopAt, e.1)
         }
-        while trainer.step < S && !stopped {
-            if let stop = stopAfter, trainer.step - startStep >= stop { break }
-            let t0 = ContinuousClock.now
-            let r: Trainer.StepResult
-            do { r = try trainer.trainStep(&source) } catch {
-                try? metrics.flush()
-                throw error
+        do {
+            while trainer.step < S && !stopped {
+                if let stop = stopAfter, trainer.step - startStep >= stop { break }
+                let t0 = ContinuousClock.now
+                let r: Trainer.StepResult
+                r = try trainer.trainStep(&source)
+                let stepTime = (ContinuousClock.now - t0).seconds
+                totalTime += stepTime
+                let done = trainer.step
+                windowSteps += 1; windowTime += stepTime
+                if done % spec.train.logEvery == 0 || done == S {
+                    tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
+                    try metrics.append("train/step", done)               // steps done, as eval/step
+                    try metrics.append("train/tokens", done * tokensPerStep)
+                    try metrics.append("train/loss", r.loss)
+                    recent.append(r.loss)
+                    if recent.count > Self.trainLossWindow { recent.removeFirst() }
+                    try metrics.append("train/lr", r.lr)
+                    try metrics.append("train/grad_norm", r.gradNorm)
+                    try metrics.append("train/tokens_per_s", tokensPerSecond)
+                    try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
+                    try metrics.append("train/aux_loss", trainer.lastAuxLoss)
+                    try logRouters(metrics, step: done)
+                    try metrics.flush()
+                    windowSteps = 0; windowTime = 0
+                }
+                let evaluated = done % spec.train.evalEvery == 0 || done == S
+                if evaluated { lastEval = try evaluate(metrics, step: done); lastEvalStep = done }
+                // train.stop_at: the held-out accuracy reached the target; the run ends here,
+                // complete (its last evaluation says so, which is how a resume knows)
+                let reached = evaluated && Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil)
+                if done % spec.train.checkpointEvery == 0 || done == S || reached { try checkpoint(kept: true, run: true) }
+                progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
+                                 extra: lastEval.map { e in
+                                     // labelled with its step: between evaluations it is not this step's
+                                     "val@\(lastEvalStep) " + String(format: "%.4f", e.0)
+                                         + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
+                                 } ?? "")
+                if reached {
+                    if printProgress { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
+                    break
+                }
             }
-            let stepTime = (ContinuousClock.now - t0).seconds
-            totalTime += stepTime
-            let done = trainer.step
-            windowSteps += 1; windowTime += stepTime
-            if done % spec.train.logEvery == 0 || done == S {
-                tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
-                try metrics.append("train/step", done)               // steps done, as eval/step
-                try metrics.append("train/tokens", done * tokensPerStep)
-                try metrics.append("train/loss", r.loss)
-                recent.append(r.loss)
-                if recent.count > Self.trainLossWindow { recent.removeFirst() }
-                try metrics.append("train/lr", r.lr)
-                try metrics.append("train/grad_norm", r.gradNorm)
-                try metrics.append("train/tokens_per_s", tokensPerSecond)
-                try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
-                try metrics.append("train/aux_loss", trainer.lastAuxLoss)
-                try logRouters(metrics, step: done)
-                try metrics.flush()
-                windowSteps = 0; windowTime = 0
-            }
-            let evaluated = done % spec.train.evalEvery == 0 || done == S
-            if evaluated { lastEval = try evaluate(metrics, step: done); lastEvalStep = done }
-            // train.stop_at: the held-out accuracy reached the target; the run ends here,
-            // complete (its last evaluation says so, which is how a resume knows)
-            let reached = evaluated && Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil)
-            if done % spec.train.checkpointEvery == 0 || done == S || reached { try checkpoint(kept: true, run: true) }
-            progress?.update(step: done - 1, loss: r.loss, tokensPerSecond: tokensPerSecond,
-                             extra: lastEval.map { e in
-                                 // labelled with its step: between evaluations it is not this step's
-                                 "val@\(lastEvalStep) " + String(format: "%.4f", e.0)
-                                     + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
-                             } ?? "")
-            if reached {
-                if printProgress { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
-                break
-            }
+        } catch let e as BMError {
+            if case .interrupted = e { throw e }
+            try? metrics.flush()
+            let kind: (String) -> BMError = { if case .numerical = e { return .numerical($0) } else { return .invalid($0) } }
+            throw kind("\(e.description); \(keptNote())")
+        } catch {
+            try? metrics.flush()
+            throw BMError.invalid("\(BMError.reason(error)); training stopped at step \(trainer.step); \(keptNote())")
         }
+        try metrics.finish()                                    // the last rows reach the disk, checked
         let ran = trainer.step - startStep
         return Summary(steps: trainer.step, stepsRun: ran, trainLoss: Self.windowMean(recent) ?? .nan, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,

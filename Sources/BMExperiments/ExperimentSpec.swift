@@ -71,8 +71,15 @@ public struct ExperimentSpec: Sendable, Equatable {
     /// Reads a spec file, applies `key.path=value` overrides, and validates it
     /// (plugin names and options, shapes) without building anything.
     public static func load(path: String, overrides: [String] = []) throws -> ExperimentSpec {
-        guard FileManager.default.fileExists(atPath: path) else { throw BMError.invalid("\(path): no such spec file") }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw BMError.invalid("\(path): cannot read the spec (not UTF-8 text?)") }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw BMError.invalid("\(path): no such spec file") }
+        guard !isDir.boolValue else {
+            let inside = (path as NSString).appendingPathComponent("spec.yaml")
+            let hint = FileManager.default.fileExists(atPath: inside) ? " (a run directory? its spec is \(inside))" : ""
+            throw BMError.invalid("\(path): is a directory, expected a spec file (YAML)\(hint)")
+        }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw BMError.invalid("\(path): cannot read the spec (permission denied)") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw BMError.invalid("\(path): cannot read the spec (not UTF-8 text)") }
         return try parse(text, file: path, overrides: overrides)
     }
 

@@ -53,8 +53,7 @@ public enum AtomicFile {
             let file = try H5File(path: tmp, mode: .create, swmr: swmr)
             defer { file.close() }
             try body(file)
-            try file.flush()
-            file.close()
+            try file.closeFile()
         }
     }
 
@@ -85,6 +84,7 @@ extension H5File {
             let f = try H5File(path: tmp, mode: .create)
             defer { f.close() }
             try body(f)
+            try f.closeFile()
         }
     }
 }

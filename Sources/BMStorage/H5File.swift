@@ -92,6 +92,17 @@ public final class H5File: H5Node {
         return Int(try ctx.check("cannot count open objects of") { H5Fget_obj_count(fid, bm_h5f_obj_all()) })
     }
 
-    /// Closes the file identifier. Idempotent.
+    /// Closes the file identifier. Idempotent. Errors are not reported: a file that
+    /// was written must end with `closeChecked()`.
     public override func close() { super.close() }
+
+    /// Writes everything libhdf5 still buffers (checked), then closes the file
+    /// (checked). A writer's last call: data that small datasets and metadata leave
+    /// in libhdf5's caches reaches the disk only here, so on a full disk this is
+    /// where the write fails. Idempotent.
+    public func closeFile() throws {
+        guard isOpen else { return }
+        do { try flush() } catch { close(); throw error }
+        try closeChecked()
+    }
 }

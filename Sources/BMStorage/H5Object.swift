@@ -34,6 +34,18 @@ public class H5Object {
         }
     }
 
+    /// Releases the identifier and reports a failure (a file's close writes what
+    /// libhdf5 still buffers: on a full disk it is where the write fails). The
+    /// identifier is released either way.
+    func closeChecked() throws(HDF5Error) {
+        guard id >= 0 else { return }
+        let ctx = context()
+        H5Runtime.prepare()
+        let r = closer(id)
+        id = -1
+        if r < 0 { throw ctx.error("cannot close (write out)") }
+    }
+
     /// Whether `close()` has not been called yet.
     public var isOpen: Bool { id >= 0 }
 

@@ -17,9 +17,18 @@ enum H5Runtime {
         return key
     }()
 
+    /// libhdf5 closes every file still open when the process exits (an atexit
+    /// handler). After a close that failed (a full disk) that handler dereferences
+    /// the half-closed file and the process ends in SIGSEGV instead of with its
+    /// error; so the toolkit closes its files itself and turns the handler off.
+    /// `H5dont_atexit` counts only before the library initialises: this runs
+    /// before the first call of the wrapper.
+    private static let noAtexit: Void = { _ = H5dont_atexit() }()
+
     /// Call before any libhdf5 function whose failure we report ourselves.
     @inline(__always)
     static func prepare() {
+        _ = noAtexit
         if pthread_getspecific(silencedKey) == nil {
             H5Eset_auto2(bm_h5e_default(), nil, nil)
             pthread_setspecific(silencedKey, UnsafeRawPointer(bitPattern: 1))
@@ -129,6 +138,7 @@ public enum HDF5Library {
     /// "major.minor.release" of the linked libhdf5.
     public static var version: String {
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        H5Runtime.prepare()
         H5get_libversion(&major, &minor, &release)
         return "\(major).\(minor).\(release)"
     }

@@ -79,6 +79,8 @@ public final class MetricsLog {
     public func setAttribute(_ key: String, _ v: MetricValue) throws { try v.write(key, to: file) }
     public func flush() throws { try file.flush() }
     public func close() { columns = [:]; file.close() }
+    /// Flushes and closes the file, checked: a run's last write to its metrics.
+    public func finish() throws { columns = [:]; try file.closeFile() }
 }
 
 /// A root attribute value.

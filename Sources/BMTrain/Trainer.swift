@@ -56,12 +56,12 @@ public final class Trainer {
         let loss = r.loss + model.auxiliaryLoss
         lastAuxLoss = model.auxiliaryLoss
         guard loss.isFinite else {
-            throw BMError.numerical("training loss is \(loss) at step \(step); stopped (the last good checkpoint is kept)")
+            throw BMError.numerical("training loss is \(loss) at step \(step); training stopped")
         }
         model.backward()
         let norm = model.params.gradNorm()
         guard norm.isFinite else {
-            throw BMError.numerical("gradient norm is \(norm) at step \(step); stopped (the last good checkpoint is kept)")
+            throw BMError.numerical("gradient norm is \(norm) at step \(step); training stopped")
         }
         let lr = settings.schedule.lr(at: step)
         optimizer.step(lr: Float(lr), gradScale: ParameterSet.clipScale(norm: norm, maxNorm: settings.clip))   // clipping

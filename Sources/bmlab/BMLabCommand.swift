@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import BMCore
+import BMStorage
 
 struct BMLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,8 +21,13 @@ func startGeneration(gemvThreads: Int = 0) {
     do { try BLAS.setUpForGeneration(gemvThreads: gemvThreads) } catch { fail(error) }
 }
 
+/// Exit codes (README): 2 for a refusal or a file that cannot be read or written
+/// (also libhdf5's and the file system's errors), 3 a missing system part, 4 a
+/// numerical failure, 130/143 a stopping signal, 64 a command line that does not parse.
 func fail(_ error: Error) -> Never {
-    let code: Int32 = (error as? BMError)?.exitCode ?? 1
+    let fileError = error is HDF5Error || error is AtomicFileError ||
+        [NSCocoaErrorDomain, NSPOSIXErrorDomain].contains((error as NSError).domain)
+    let code: Int32 = (error as? BMError)?.exitCode ?? (fileError ? 2 : 1)
     FileHandle.standardError.write("bmlab: error: \(BMError.reason(error))\n".data(using: .utf8)!)
     exit(code)
 }

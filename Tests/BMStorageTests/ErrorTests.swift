@@ -9,8 +9,11 @@ final class ErrorTests: H5TestCase {
             let e = expectHDF5Error { _ = try H5File(path: p, mode: mode) }
             XCTAssertEqual(e?.path, p)
             XCTAssertTrue(e?.description.contains(p) ?? false, e?.description ?? "")
-            // libhdf5's own text is included.
-            XCTAssertTrue(e?.description.contains("unable to open file") ?? false, e?.description ?? "")
+            // one line: the path, what failed, and the system's reason (not libhdf5's stack)
+            XCTAssertTrue(e?.description.contains("No such file or directory") ?? false, e?.description ?? "")
+            XCTAssertFalse(e?.description.contains("H5F") ?? true, e?.description ?? "")
+            XCTAssertFalse(e?.description.contains("\n") ?? true)
+            XCTAssertTrue(e?.libraryText.contains("H5Fopen") ?? false, e?.libraryText ?? "")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: p))
     }

@@ -54,7 +54,7 @@ final class ThreadTests: H5TestCase {
         XCTAssertEqual(all.count, 6, "\(all)")
         XCTAssertEqual(all.filter { $0.hasPrefix("ok") }.sorted(), ["ok [0.0]", "ok [1.0]", "ok [2.0]"])
         for m in all where !m.hasPrefix("ok") {
-            XCTAssertTrue(m.contains(missing) && m.contains("unable to open file"), m)
+            XCTAssertTrue(m.contains(missing) && m.contains("No such file or directory"), m)
         }
     }
 }
