@@ -28,6 +28,9 @@ public enum Kernels {
     /// Throws a clear error (exit 2) unless `path` is `cpuid` or a path this CPU runs;
     /// `what` names where it came from (`--kernels`, `BMLAB_KERNELS`).
     public static func check(_ path: String, _ what: String) throws {
+        guard !path.isEmpty else {
+            throw BMError.invalid("\(what) is empty; expected one of \(paths.joined(separator: ", ")) or cpuid (each kernel's best build for this CPU, the default)")
+        }
         switch bm_kernels_check(cName(path)) {
         case 0: return
         case -2:

@@ -19,12 +19,23 @@ public final class Dataset {
     private let markov: MarkovTask?
     private let seed: UInt64
 
+    /// A synthetic task's refusal in the spec's words: the file, and the keys
+    /// (`data.num_pairs`, not the task's `numPairs`).
+    static func inSpecTerms<T>(_ spec: ExperimentSpec, _ make: () throws -> T) throws -> T {
+        do { return try make() } catch let e as BMError {
+            guard case .invalid(var m) = e else { throw e }
+            for (a, b) in [("numPairs", "data.num_pairs"), ("numTokens", "data.num_tokens"), ("vocabSize", "data.vocab_size"),
+                           ("seqLen", "train.seq_len")] { m = m.replacingOccurrences(of: a, with: b) }
+            throw BMError.invalid("\(spec.file): data.kind \(m)")
+        }
+    }
+
     public init(_ spec: ExperimentSpec) throws {
         let d = spec.data
         kind = d.kind
         vocab = spec.vocabSize
         seed = UInt64(spec.train.seed)
-        let L = spec.train.seqLen
+        let L = spec.train.seqLen, V = spec.vocabSize
         switch d.kind {
         case .text, .tokens:
             task = nil; markov = nil
@@ -39,13 +50,13 @@ public final class Dataset {
                 throw BMError.invalid("\(spec.file): data (\(desc)) has \(tokens.count) tokens: too few for train.seq_len \(L) with val_fraction \(d.valFraction) (each split needs seq_len + 1)")
             }
         case .mqar:
-            task = try MQARTask(vocabSize: vocab, seqLen: L, numPairs: d.numPairs); markov = nil
+            task = try Dataset.inSpecTerms(spec) { try MQARTask(vocabSize: V, seqLen: L, numPairs: d.numPairs) }; markov = nil
             description = "mqar(vocab=\(vocab), seq_len=\(L), pairs=\(d.numPairs))"; metric = .accuracy
         case .selectiveCopy:
-            task = try SelectiveCopyTask(vocabSize: vocab, seqLen: L, numTokens: d.numTokens); markov = nil
+            task = try Dataset.inSpecTerms(spec) { try SelectiveCopyTask(vocabSize: V, seqLen: L, numTokens: d.numTokens) }; markov = nil
             description = "selective-copy(vocab=\(vocab), seq_len=\(L), tokens=\(d.numTokens))"; metric = .accuracy
         case .induction:
-            task = try InductionTask(vocabSize: vocab, seqLen: L); markov = nil
+            task = try Dataset.inSpecTerms(spec) { try InductionTask(vocabSize: V, seqLen: L) }; markov = nil
             description = "induction(vocab=\(vocab), seq_len=\(L))"; metric = .accuracy
         case .markov:
             task = nil; markov = MarkovTask(vocab: vocab, seed: seed)
@@ -156,6 +167,12 @@ public struct SequentialFile {
     public init(path: String, kind: DataSpec.Kind, vocab: Int) throws {
         (tokens, description) = kind == .tokens ? try Dataset.readTokens(path, vocab: vocab, file: "--data")
                                                 : try Dataset.readText(path, file: "--data")
+        // a text file is bytes: every one must be a token the model knows, or the
+        // embedding would be read out of bounds (a model trained on a token file or a
+        // synthetic task has its own, often smaller, vocabulary)
+        if kind == .text, let top = tokens.max(), Int(top) >= vocab {
+            throw BMError.invalid("--data \(path): a text file is read as bytes (0–255) and holds byte \(top), but the model's vocabulary has \(vocab) tokens: give a token file (.bin, little-endian uint16 ids below \(vocab)) or a model trained on text")
+        }
     }
     /// Number of full batches of B windows of L (+1 target) tokens.
     public func batches(B: Int, L: Int) -> Int { max(0, (tokens.count - 1) / L) / B }

@@ -122,8 +122,38 @@ public final class ExperimentRun {
            (own + ["spec.yaml"]).contains(where: { $0 != url.lastPathComponent && FileManager.default.fileExists(atPath: dir + "/" + $0) }) {
             throw BMError.invalid("\(option) \(path) is a run's own \(url.lastPathComponent); choose another path")
         }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw BMError.invalid("\(option) \(path) is a directory; give a file path")
+        }
         if FileManager.default.fileExists(atPath: path) && !force {
             throw BMError.invalid("\(option) \(path) exists; pass --force to write over it, or choose another path")
+        }
+        if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
+            throw BMError.invalid("\(option) \(path): the folder \((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent) does not exist")
+        }
+    }
+
+    /// A report's `--out`: a new file, or one this toolkit wrote before (its first line
+    /// is `firstLine`'s kind of title), which is regenerated; any other existing file
+    /// is written over only with `--force`.
+    public static func checkReportOutput(_ path: String, option: String = "--out", force: Bool, titles: [String]) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return }
+        if isDir.boolValue { throw BMError.invalid("\(option) \(path) is a directory; give the report's file name, e.g. \(path)/report.md") }
+        if force { return }
+        let head = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: path)).read(upToCount: 256)).flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        guard titles.contains(where: { head.hasPrefix($0) }) else {
+            throw BMError.invalid("\(option) \(path) exists and is not a report this command wrote; pass --force to write over it, or choose another path")
+        }
+    }
+
+    /// An output directory (`--out` of sweep, sinkhorn, plot): a directory or a path
+    /// that does not exist yet, never an existing file.
+    public static func checkOutputDirectory(_ path: String, option: String = "--out") throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue {
+            throw BMError.invalid("\(option) \(path) is a file, not a directory")
         }
     }
 

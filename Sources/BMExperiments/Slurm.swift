@@ -3,6 +3,22 @@ import BMCore
 
 /// Slurm: one array task per run, each calling `bmlab sweep FILE --run-index $SLURM_ARRAY_TASK_ID`.
 public enum Slurm {
+    /// Whether `s` is one of sbatch's `--time` forms: MINUTES, MM:SS, HH:MM:SS, D-HH,
+    /// D-HH:MM, D-HH:MM:SS, or UNLIMITED / INFINITE.
+    public static func isTimeLimit(_ s: String) -> Bool {
+        if ["unlimited", "infinite"].contains(s.lowercased()) { return true }
+        func nums(_ t: Substring, _ counts: ClosedRange<Int>) -> Bool {
+            let p = t.split(separator: ":", omittingEmptySubsequences: false)
+            return counts.contains(p.count) && p.allSatisfy { !$0.isEmpty && $0.count <= 4 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+        }
+        let dash = s.split(separator: "-", omittingEmptySubsequences: false)
+        switch dash.count {
+        case 1: return nums(dash[0], 1...3)
+        case 2: return nums(dash[0], 1...1) && nums(dash[1], 1...3)
+        default: return false
+        }
+    }
+
     public struct Options: Sendable {
         public var partition: String?
         public var time = "01:00:00"

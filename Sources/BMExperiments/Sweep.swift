@@ -28,6 +28,8 @@ public struct Sweep {
     }
 
     public let file: String
+    /// The command line's `key=value` overrides, applied to every run.
+    public let overrides: [String]
     public let axes: [String]                      // keys, sorted
     public let runs: [Run]
     /// The most runs one sweep may have: each run is a directory, a spec in memory and
@@ -40,6 +42,7 @@ public struct Sweep {
 
     public init(path: String, overrides: [String] = []) throws {
         file = path
+        self.overrides = overrides
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw BMError.invalid("\(path): no such sweep file (or not readable)")
         }

@@ -20,20 +20,24 @@ public enum Report {
         let fm = FileManager.default
         if set.isSweep, let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
             let file = (try? sf.stringAttribute("sweep_file")) ?? ""
+            let overrides = (try? sf.stringAttribute("overrides")) ?? ""
             sf.close()
             if let text = try? String(contentsOfFile: file, encoding: .utf8) {
-                md += "The sweep was run with `bmlab sweep \(file) --out \(dir)`:\n\n```yaml\n\(text.trimmingCharacters(in: .newlines))\n```\n\n"
+                md += "The sweep was run with `bmlab sweep \(file)\(overrides.isEmpty ? "" : " " + overrides) --out \(dir)`"
+                md += overrides.isEmpty ? ":\n\n" : " (the overrides apply to every run, over the file below):\n\n"
+                md += "```yaml\n\(text.trimmingCharacters(in: .newlines))\n```\n\n"
             }
         } else if let spec = try? String(contentsOfFile: "\(dir)/spec.yaml", encoding: .utf8) {
             md += "## Spec\n\n```yaml\n\(spec.trimmingCharacters(in: .newlines))\n```\n\n"
         }
         // results
         md += "## Results\n\n"
-        md += "| run | status | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
-        md += "|---|---|---|---|---|---|---|---|---|\n"
+        md += "| run | status | steps | train loss | val loss | metric | tokens/s | parameters | active | training FLOPs |\n"
+        md += "|---|---|---|---|---|---|---|---|---|---|\n"
         var notes: [String] = []
         var seedRuns: [SeedTables.Run] = []
         var metricName: String? = nil
+        var machines = Set<String>()          // "CPU|BLAS kernel|threads" the runs record
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
@@ -41,9 +45,10 @@ public enum Report {
             seedRuns.append(SeedTables.Run(name: (e.dir as NSString).lastPathComponent, valLoss: m.valLoss, metric: m.metric,
                                            trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond, imbalance: m.imbalance))
             metricName = metricName ?? m.metricName
+            machines.insert(m.machine)
             let mark = m.evaluationNote == nil ? "" : " †"
             if let n = m.evaluationNote, !notes.contains(n) { notes.append(n) }
-            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
+            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(m.lastStep.map(String.init) ?? "–") | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
         for n in notes { md += "\n† \(n).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
@@ -60,8 +65,17 @@ public enum Report {
         // machine
         md += "## Machine\n\n| fact | value |\n|---|---|\n"
         md += "| BlackMambaLab | \(BMLab.version)\(ExperimentRun.gitCommit.map { " (\($0.prefix(10)))" } ?? "") |\n"
-        md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores |\n"
-        md += "| BLAS | OpenBLAS \(BLAS.coreName) kernels, \(BLAS.threads) threads |\n"
+        // what the runs recorded in their metrics.h5, not the machine this report is made on
+        let ran = machines.filter { $0 != "||" }.sorted()
+        if ran.isEmpty {
+            md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores (the runs record none) |\n"
+        }
+        for (i, m) in ran.enumerated() {
+            let p = m.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            let which = ran.count > 1 ? " (\(i + 1) of \(ran.count))" : ""
+            md += "| CPU\(which) | \(p[0].isEmpty ? "?" : p[0]) |\n"
+            md += "| BLAS\(which) | OpenBLAS \(p[1].isEmpty ? "?" : p[1]) kernels, \(p[2].isEmpty ? "?" : p[2]) thread\(p[2] == "1" ? "" : "s") a run |\n"
+        }
         try md.write(toFile: out, atomically: true, encoding: .utf8)
         return out
     }
@@ -75,7 +89,7 @@ public enum Report {
         return (try? Sweep(path: file))?.baseline
     }
 
-    struct Summary { var steps = 0; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
+    struct Summary { var steps = 0; var lastStep: Int?; var machine = ""; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
                      var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
                      var evaluationNote: String?
                      var imbalance: [(layer: String, value: Double)] = [] }
@@ -86,6 +100,9 @@ public enum Report {
         var s = Summary()
         let loss = (try? f.dataset("train/loss").readDoubles()) ?? []
         s.steps = loss.count
+        s.lastStep = (try? f.dataset("train/step").readDoubles())?.last.map { Int($0) }
+        s.machine = [(try? f.stringAttribute("cpu")) ?? "", (try? f.stringAttribute("blas_core")) ?? "",
+                     (try? f.intAttribute("blas_threads")).map(String.init) ?? ""].joined(separator: "|")
         s.trainLoss = ExperimentRun.windowMean(loss)
         s.valLoss = (try? f.dataset("eval/loss").readDoubles())?.last
         s.metric = (try? f.dataset("eval/metric").readDoubles())?.last

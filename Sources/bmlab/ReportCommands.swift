@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import BMCore
+import BMExperiments
 import BMPlot
 import BMReports
 
@@ -13,6 +14,7 @@ struct PlotCommand: ParsableCommand {
     func run() throws {
         guarded {
             guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
+            if let out { try ExperimentRun.checkOutputDirectory(out) }
             for p in try RunFigures.renderAny(dir, outDir: out ?? "\(dir)/figures", format: fmt) { print(p) }
         }
     }
@@ -23,11 +25,13 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "A run or sweep directory.") var dir: String
     @Option(help: "The report file, e.g. notebooks-md/NAME.md.") var out: String
     @Option(help: "png or svg.") var format = "png"
+    @Flag(help: "Write over an existing --out file that is not a report.") var force = false
 
     func run() throws {
         startBLAS()
         guarded {
             guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
+            try ExperimentRun.checkReportOutput(out, force: force, titles: ["# Run report:", "# Sweep report:"])
             let path = try Report.write(dir: dir, out: out, format: fmt, command: "bmlab report \(dir) --out \(out)")
             print("report: \(path)")
         }
@@ -42,6 +46,7 @@ struct RobustnessCommand: ParsableCommand {
     @Option(help: "Accuracy every run must reach.") var threshold = 0.9
     @Option(help: "Also report when each run first reached this accuracy (e.g. 0.4: when an MQAR run left its 1/k plateau) and how many steps it then took to reach the threshold.") var escape: Double?
     @Option(help: "Also count the runs whose first evaluation at the threshold came no later than this fraction of their schedule (e.g. 0.6: the margin a learning test needs).") var within: Double?
+    @Flag(help: "Write over an existing --out file that is not a report.") var force = false
 
     func validate() throws {
         require(!dirs.isEmpty, "give at least one sweep directory")
@@ -55,6 +60,7 @@ struct RobustnessCommand: ParsableCommand {
         guarded {
             let cmd = "bmlab robustness \(dirs.joined(separator: " ")) --out \(out)" + (threshold == 0.9 ? "" : " --threshold \(threshold)")
                 + (escape.map { " --escape \($0)" } ?? "") + (within.map { " --within \($0)" } ?? "")
+            try ExperimentRun.checkReportOutput(out, force: force, titles: ["# Learning robustness:"])
             let (n, failed, late) = try Robustness.write(dirs: dirs, out: out, threshold: threshold, escape: escape, within: within, command: cmd)
             print("\(n - failed) of \(n) runs reach \(Int(threshold * 100)) %"
                   + (within.map { "; \(n - late) of \(n) by \(Int(($0 * 100).rounded())) % of their schedule" } ?? "") + "; report: \(out)")

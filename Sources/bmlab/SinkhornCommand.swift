@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import BMCore
+import BMExperiments
 import BMStorage
 import BMStudies
 import BMPlot
@@ -58,6 +59,7 @@ struct SinkhornCommand: ParsableCommand {
             if !grid { study.tokens = [] }
             if !variants.isEmpty { study.variants = try variants.map(SinkhornStudy.variant) }
             guard let fmt = FigureFormat(rawValue: format) else { throw BMError.invalid("--format must be png or svg, got '\(format)'") }
+            try ExperimentRun.checkOutputDirectory(out)
             let tty = isatty(2) != 0
             func note(_ s: String) { if tty { FileHandle.standardError.write("\r\u{1B}[K  \(s)".data(using: .utf8)!) } }
             var cases: [SinkhornStudy.Case] = []

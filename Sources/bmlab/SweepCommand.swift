@@ -24,6 +24,7 @@ struct SweepCommand: ParsableCommand {
         requireThreads(threads)
         require(workers >= 1, "--workers must be at least 1, got \(workers)")
         require(cpus >= 1, "--cpus must be at least 1, got \(cpus)")
+        require(Slurm.isTimeLimit(time), "--time '\(time)' is not a Slurm time limit; expected MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED")
         if let i = runIndex { require(i >= 0, "--run-index must be 0 or more, got \(i)") }
     }
     @Flag(help: "Build sweep.h5 and the table from the finished runs.") var collect = false
@@ -36,6 +37,10 @@ struct SweepCommand: ParsableCommand {
             let name = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = out ?? "results/sweep-\(name)"
             let runner = SweepRunner(sweep: sweep, outDir: dir)
+            try ExperimentRun.checkOutputDirectory(dir)
+            if collect, !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("runs")) {
+                throw BMError.invalid("--collect: \(dir) holds no runs of a sweep (no \(dir)/runs/); run the sweep first, or give its --out")
+            }
             if dryRun {
                 print("\(sweep.runs.count) runs (axes: \(sweep.axes.joined(separator: ", "))):")
                 for r in sweep.runs { print("  \(r.index)  \(r.name)") }

@@ -124,7 +124,7 @@ struct EvalCommand: ParsableCommand {
                 guard avail > 0 else { throw BMError.invalid("--data \(path): \(f.tokens.count) tokens is less than one batch (\(B) × \(L) + 1)") }
                 n = min(batches ?? avail, avail)
                 fill = { i, inp, tgt in f.batch(i, B: B, L: L, inputs: inp, targets: tgt) }
-                metric = kind == .text ? .bitsPerByte : .none
+                metric = kind == .text && Generator.isByteLevel(s) ? .bitsPerByte : .none
             } else {
                 let ds = try Dataset(s)
                 n = batches ?? s.train.evalBatches

@@ -66,7 +66,7 @@ final class SweepTests: XCTestCase {
         for r in sweep.runs { try runner.runOne(r.index) }
         let rows = try runner.collect()
         XCTAssertEqual(rows.map { $0.result?.status }, ["ok", "ok", "failed", "failed"])   // num_pairs 9 > seq_len/4
-        XCTAssertTrue(rows[2].result!.error!.contains("numPairs"), rows[2].result!.error!)
+        XCTAssertTrue(rows[2].result!.error!.contains("data.num_pairs"), rows[2].result!.error!)
         XCTAssertTrue(FileManager.default.fileExists(atPath: runner.runDir(sweep.runs[2]) + "/error.txt"))
         // sweep.h5 has a row per run
         let f = try H5File(path: dir + "/out/sweep.h5", mode: .readOnly)

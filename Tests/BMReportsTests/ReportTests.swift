@@ -18,7 +18,7 @@ final class ReportTests: XCTestCase {
     }
 
     /// A tiny real sweep (2 runs, MoE with Sinkhorn routing) to plot and report.
-    func makeSweep(_ dir: String, axes: String = "train.seed: [1, 2]", report: String = "") throws -> SweepRunner {
+    func makeSweep(_ dir: String, axes: String = "train.seed: [1, 2]", report: String = "", overrides: [String] = []) throws -> SweepRunner {
         let spec = """
         name: r
         model:
@@ -35,7 +35,7 @@ final class ReportTests: XCTestCase {
         \(report)
         """
         try spec.write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
-        let runner = SweepRunner(sweep: try Sweep(path: dir + "/s.yaml"), outDir: dir + "/out")
+        let runner = SweepRunner(sweep: try Sweep(path: dir + "/s.yaml", overrides: overrides), outDir: dir + "/out")
         for r in runner.sweep.runs { try runner.runOne(r.index) }
         _ = try runner.collect()
         return runner
@@ -211,8 +211,29 @@ final class ReportTests: XCTestCase {
             f.close()
             let want = tail.reduce(0, +) / Double(tail.count)
             XCTAssertEqual(column[i], want, accuracy: 1e-12)
-            XCTAssertTrue(md.contains(String(format: "| seed=%d | ok | %.4f |", r.spec.train.seed, want)), md)
+            XCTAssertTrue(md.contains(String(format: "| seed=%d | ok | 6 | %.4f |", r.spec.train.seed, want)), md)
         }
+    }
+
+    /// A report says what the runs ran with: the sweep's command-line overrides (a
+    /// 4-step run is not shown as the file's 6 steps), the steps each run took, and the
+    /// BLAS kernel and thread count the runs recorded (not the reporting process's).
+    func testReportRecordsOverridesAndTheRunsThreads() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, overrides: ["train.steps=4"])
+        // what the runs record, set to values this process does not have: 7 threads
+        for r in runner.sweep.runs {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readWrite)
+            try f.setAttribute("blas_threads", 7)
+            try f.setAttribute("blas_core", "Prescott")
+            f.close()
+        }
+        let threads = 7, core = "Prescott"
+        let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
+        XCTAssertTrue(md.contains("`bmlab sweep \(dir)/s.yaml train.steps=4 --out \(dir)/out` (the overrides apply to every run"), md)
+        XCTAssertTrue(md.contains("| seed=1 | ok | 4 |"), md)
+        XCTAssertTrue(md.contains("| BLAS | OpenBLAS \(core) kernels, \(threads) thread\(threads == 1 ? "" : "s") a run |"), md)
     }
 
     func testBaselineErrors() throws {

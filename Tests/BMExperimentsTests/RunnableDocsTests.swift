@@ -1,0 +1,107 @@
+import XCTest
+import Foundation
+
+/// Documentation that runs: every code block of README.md and docs/*.md preceded by a
+/// `<!-- runnable: ... -->` comment is run by this test, so the docs cannot drift
+/// from the program. The directives:
+///
+/// - `<!-- runnable: validate [as PATH] -->` before a YAML block: the block is written
+///   to PATH (default `doc-example.yaml`) in a scratch copy of the project's
+///   `Experiments/` and must pass `bmlab validate`.
+/// - `<!-- runnable: sh -->` before a shell block: the block runs with bash (`-e`, so
+///   every line must succeed) in that scratch folder, with the built `bmlab` first on
+///   PATH. To keep the suite short, a `train.steps=N` in it runs at most 8 steps.
+/// - `<!-- runnable: keys of CMD -->` before a block of `key: value` lines (a sample
+///   output): CMD is run and must print the same keys in the same order (the values
+///   are the machine's).
+final class RunnableDocsTests: XCTestCase {
+    struct Block { var file: String; var line: Int; var directive: String; var text: String }
+
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// The marked blocks of README.md and docs/*.md.
+    static func blocks() throws -> [Block] {
+        let docs = try FileManager.default.contentsOfDirectory(atPath: root + "/docs").filter { $0.hasSuffix(".md") }.sorted().map { "docs/" + $0 }
+        var out: [Block] = []
+        for rel in ["README.md"] + docs {
+            let lines = try String(contentsOfFile: root + "/" + rel, encoding: .utf8).components(separatedBy: "\n")
+            var i = 0
+            while i < lines.count {
+                let l = lines[i].trimmingCharacters(in: .whitespaces)
+                if l.hasPrefix("<!-- runnable:"), l.hasSuffix("-->") {
+                    let directive = l.dropFirst("<!-- runnable:".count).dropLast(3).trimmingCharacters(in: .whitespaces)
+                    var j = i + 1
+                    while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces).isEmpty { j += 1 }
+                    guard j < lines.count, lines[j].hasPrefix("```") else {
+                        XCTFail("\(rel):\(i + 1): a runnable marker not followed by a code block"); i += 1; continue
+                    }
+                    var k = j + 1, body: [String] = []
+                    while k < lines.count, !lines[k].hasPrefix("```") { body.append(lines[k]); k += 1 }
+                    out.append(Block(file: rel, line: j + 1, directive: directive, text: body.joined(separator: "\n") + "\n"))
+                    i = k
+                }
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// A scratch folder holding a copy of Experiments/ and empty results/, notebooks-md/.
+    func scratch() throws -> String {
+        let dir = try tempDir(self)
+        try FileManager.default.copyItem(atPath: Self.root + "/Experiments", toPath: dir + "/Experiments")
+        for d in ["results", "notebooks-md"] { try FileManager.default.createDirectory(atPath: dir + "/" + d, withIntermediateDirectories: true) }
+        return dir
+    }
+
+    func shell(_ script: String, in dir: String) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-e", "-o", "pipefail", "-c", script]
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = (BMLabProcess.path as NSString).deletingLastPathComponent + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out; p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static func keys(_ text: String) -> [String] {
+        text.split(separator: "\n").compactMap { l in l.firstIndex(of: ":").map { String(l[..<$0]) } }
+    }
+
+    func testEveryRunnableBlockOfTheDocsRuns() throws {
+        try XCTSkipUnless(BMLabProcess.exists, "the bmlab binary is not built beside the tests")
+        let blocks = try Self.blocks()
+        // the docs mark at least these: the spec and sweep examples, the README's run, doctor's sample
+        XCTAssertGreaterThanOrEqual(blocks.count, 4, "runnable blocks found: \(blocks.map { "\($0.file):\($0.line)" })")
+        for b in blocks {
+            let here = "\(b.file):\(b.line) (\(b.directive))"
+            let dir = try scratch()
+            let words = b.directive.split(separator: " ").map(String.init)
+            switch words.first {
+            case "validate":
+                let rel = words.count >= 3 && words[1] == "as" ? words[2] : "doc-example.yaml"
+                let path = dir + "/" + rel
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try b.text.write(toFile: path, atomically: true, encoding: .utf8)
+                let r = try BMLabProcess.run(["validate", rel], in: dir)
+                XCTAssertEqual(r.status, 0, "\(here): bmlab validate: \(r.err)")
+            case "sh":
+                let script = b.text.replacingOccurrences(of: #"train\.steps=\d+"#, with: "train.steps=8", options: .regularExpression)
+                let r = try shell(script, in: dir)
+                XCTAssertEqual(r.status, 0, "\(here):\n\(script)\n\(r.output)")
+            case "keys" where words.count >= 3 && words[1] == "of" && words[2] == "bmlab":
+                let r = try BMLabProcess.run(Array(words.dropFirst(3)), in: dir)
+                XCTAssertEqual(r.status, 0, "\(here): \(r.err)")
+                XCTAssertEqual(Self.keys(b.text), Self.keys(r.out), "\(here): the sample's keys differ from what the command prints")
+            default:
+                XCTFail("\(here): unknown runnable directive '\(b.directive)'")
+            }
+        }
+    }
+}
