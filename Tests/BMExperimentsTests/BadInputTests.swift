@@ -20,30 +20,8 @@ final class BadInputTests: XCTestCase {
         var writes: [String] = []
     }
 
-    /// The spec every case starts from: tiny, with every kind of layer.
-    static let good = """
-    name: tiny
-    model:
-      d_model: 16
-      layers: [mamba, moe, attention, moe]
-      defaults:
-        mamba: {d_state: 4, chunk: 4}
-        moe: {experts: 4, ffn: 16, router: {name: sinkhorn-fast}}
-        attention: {heads: 2}
-    data:
-      kind: mqar
-      vocab_size: 32
-      num_pairs: 2
-    train:
-      steps: 4
-      batch: 4
-      seq_len: 16
-      log_every: 1
-      eval_every: 4
-      eval_batches: 2
-      checkpoint_every: 4
-
-    """
+    /// The spec every case starts from: RunTests' tiny spec (every kind of layer), 4 steps.
+    static let good = tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 4") + "\n"
 
     /// Files the cases name, written into the scratch folder.
     static func files() -> [String: Data] {
