@@ -58,11 +58,12 @@ public enum Checkpoint {
     }
 
     /// Writes the header: magic, SHA-256 and length of the bytes after it. The file
-    /// is fsynced first and the hash is taken of the bytes read back from it, so the
-    /// header vouches for what reached the disk, not for what was meant to; every
-    /// read, write and fsync is checked.
+    /// is fsynced first (which reports the write errors the kernel deferred) and the
+    /// hash is taken of the bytes read back from the file, so the header vouches for
+    /// what the file holds, not for what the writer meant to write; every read, write
+    /// and fsync is checked.
     static func sealHeader(_ path: String) throws {
-        let fd = Glibc.open(path, O_RDWR)
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw BMError.invalid("\(path): cannot reopen the checkpoint to seal it: \(String(cString: strerror(errno)))") }
         defer { _ = Glibc.close(fd) }
         func failed(_ what: String) -> BMError { BMError.invalid("\(path): cannot \(what): \(String(cString: strerror(errno)))") }
@@ -106,7 +107,7 @@ public enum Checkpoint {
         func damaged(_ why: String) -> BMError {
             BMError.invalid("\(path): the checkpoint is damaged (\(why)); it cannot be used: restore it from a copy, or retrain")
         }
-        let fd = Glibc.open(path, O_RDONLY)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
         defer { _ = Glibc.close(fd) }
         var head = [UInt8](repeating: 0, count: headerSize)

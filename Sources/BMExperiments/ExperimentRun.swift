@@ -268,7 +268,7 @@ public final class ExperimentRun {
             guard let k = checkpointStep else {
                 return "no checkpoint was written yet (the first comes at step \(min(spec.train.checkpointEvery, S))): nothing to resume"
             }
-            return "\(checkpointPath) of step \(k) is kept and metrics.h5 holds the rows up to its last flush; `bmlab train \((outDir as NSString).appendingPathComponent("spec.yaml")) --out \(outDir) --resume` continues from it"
+            return "\(checkpointPath) of step \(k) is kept and metrics.h5 holds the rows up to its last successful flush; `bmlab train \((outDir as NSString).appendingPathComponent("spec.yaml")) --out \(outDir) --resume` continues from it"
         }
         if startStep == 0 { lastEval = try evaluate(metrics, step: 0); lastEvalStep = 0 }
         try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
@@ -324,13 +324,17 @@ public final class ExperimentRun {
         } catch let e as BMError {
             if case .interrupted = e { throw e }
             try? metrics.flush()
-            let kind: (String) -> BMError = { if case .numerical = e { return .numerical($0) } else { return .invalid($0) } }
+            let kind: (String) -> BMError = {
+                switch e { case .numerical: return .numerical($0); case .system: return .system($0); default: return .invalid($0) }
+            }
             throw kind("\(e.description); \(keptNote())")
         } catch {
             try? metrics.flush()
             throw BMError.invalid("\(BMError.reason(error)); training stopped at step \(trainer.step); \(keptNote())")
         }
-        try metrics.finish()                                    // the last rows reach the disk, checked
+        do { try metrics.finish() } catch {                     // the last rows reach the disk, checked
+            throw BMError.invalid("\(BMError.reason(error)); training finished at step \(trainer.step) and \(checkpointPath) of that step is kept, but metrics.h5 may lack its last rows")
+        }
         let ran = trainer.step - startStep
         return Summary(steps: trainer.step, stepsRun: ran, trainLoss: Self.windowMean(recent) ?? .nan, evalLoss: lastEval?.0, evalMetric: lastEval?.1 ?? nil,
                        metricName: data.metric.rawValue,

@@ -9,7 +9,7 @@ public enum Slurm {
         if ["unlimited", "infinite"].contains(s.lowercased()) { return true }
         func nums(_ t: Substring, _ counts: ClosedRange<Int>) -> Bool {
             let p = t.split(separator: ":", omittingEmptySubsequences: false)
-            return counts.contains(p.count) && p.allSatisfy { !$0.isEmpty && $0.count <= 4 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+            return counts.contains(p.count) && p.allSatisfy { !$0.isEmpty && $0.count <= 9 && $0.allSatisfy { $0.isASCII && $0.isNumber } }
         }
         let dash = s.split(separator: "-", omittingEmptySubsequences: false)
         switch dash.count {

@@ -147,7 +147,7 @@ public struct SweepRunner {
         func col(_ f: (RunResult) -> Double?) -> [Double] { rows.map { $0.result.flatMap(f) ?? .nan } }
         try H5File.createAtomically(path) { f in
             try f.setAttribute("sweep_file", sweep.file)
-            try f.setAttribute("overrides", sweep.overrides.joined(separator: " "))
+            if !sweep.overrides.isEmpty { try f.setAttribute("overrides", sweep.overrides) }
             try f.setAttribute("toolkit_version", BMLab.version)
             try f.setAttribute("axes", sweep.axes)
             try f.setAttribute("run_names", rows.map(\.run.name))

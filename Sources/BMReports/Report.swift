@@ -20,7 +20,7 @@ public enum Report {
         let fm = FileManager.default
         if set.isSweep, let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
             let file = (try? sf.stringAttribute("sweep_file")) ?? ""
-            let overrides = (try? sf.stringAttribute("overrides")) ?? ""
+            let overrides = ((try? sf.stringArrayAttribute("overrides")) ?? []).map(Report.shellQuoted).joined(separator: " ")
             sf.close()
             if let text = try? String(contentsOfFile: file, encoding: .utf8) {
                 md += "The sweep was run with `bmlab sweep \(file)\(overrides.isEmpty ? "" : " " + overrides) --out \(dir)`"
@@ -78,6 +78,12 @@ public enum Report {
         }
         try md.write(toFile: out, atomically: true, encoding: .utf8)
         return out
+    }
+
+    /// `s` as one shell word: as it is when it is plain, else in single quotes.
+    static func shellQuoted(_ s: String) -> String {
+        let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.=/:,+@%".unicodeScalars.contains($0) }
+        return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The sweep's `report.baseline`, from the sweep file sweep.h5 names (nil when the

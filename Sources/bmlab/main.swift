@@ -18,7 +18,7 @@ if CommandLine.arguments.count > 1, let first = CommandLine.arguments.dropFirst(
 // ("--max-tokens=-5"), so the option's own check names the value and the range.
 var arguments = Array(CommandLine.arguments.dropFirst())
 var index = 0
-while index + 1 < arguments.count {
+while index + 1 < arguments.count, arguments[index] != "--" {
     let option = arguments[index], value = arguments[index + 1]
     if option.hasPrefix("--"), !option.contains("="), value.hasPrefix("-"), Double(value) != nil {
         arguments[index] = option + "=" + value

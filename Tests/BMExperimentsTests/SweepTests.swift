@@ -5,6 +5,16 @@ import Foundation
 @testable import BMExperiments
 
 final class SweepTests: XCTestCase {
+    /// sbatch's --time forms, and what is not one.
+    func testSlurmTimeLimits() {
+        for ok in ["60", "10080", "30:00", "01:00:00", "2-12", "2-12:30", "7-00:00:00", "UNLIMITED", "infinite"] {
+            XCTAssertTrue(Slurm.isTimeLimit(ok), ok)
+        }
+        for bad in ["", "forever", "1:2:3:4", "-5", "2-", "1h", "1-2-3", "12:", "٣٠"] {
+            XCTAssertFalse(Slurm.isTimeLimit(bad), bad)
+        }
+    }
+
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
     func writeSweep(_ dir: String, _ sweepSection: String, extra: String = "") throws -> String {

@@ -233,6 +233,10 @@ final class ReportTests: XCTestCase {
         let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
         XCTAssertTrue(md.contains("`bmlab sweep \(dir)/s.yaml train.steps=4 --out \(dir)/out` (the overrides apply to every run"), md)
         XCTAssertTrue(md.contains("| seed=1 | ok | 4 |"), md)
+        // an override with spaces is one shell word in the regenerate command
+        XCTAssertEqual(Report.shellQuoted("model.layers=[mamba, moe]"), "'model.layers=[mamba, moe]'")
+        XCTAssertEqual(Report.shellQuoted("it's"), "'it'\\''s'")
+        XCTAssertEqual(Report.shellQuoted("train.steps=4"), "train.steps=4")
         XCTAssertTrue(md.contains("| BLAS | OpenBLAS \(core) kernels, \(threads) thread\(threads == 1 ? "" : "s") a run |"), md)
     }
 
