@@ -63,10 +63,10 @@ public enum Checkpoint {
     /// what the file holds, not for what the writer meant to write; every read, write
     /// and fsync is checked.
     static func sealHeader(_ path: String) throws {
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw BMError.invalid("\(path): cannot reopen the checkpoint to seal it: \(String(cString: strerror(errno)))") }
-        defer { _ = Glibc.close(fd) }
         func failed(_ what: String) -> BMError { BMError.invalid("\(path): cannot \(what): \(String(cString: strerror(errno)))") }
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { throw failed("reopen the checkpoint to seal it") }
+        defer { _ = Glibc.close(fd) }
         guard fsync(fd) == 0 else { throw failed("write the checkpoint to the disk (fsync)") }
         let (digest, count) = try hashAfterHeader(fd, path: path)
         guard count > 0 else { throw BMError.invalid("\(path): the checkpoint writer produced no HDF5 data") }
@@ -81,9 +81,7 @@ public enum Checkpoint {
     /// SHA-256 and length of the bytes after the header, read with `read` in 1 MiB
     /// pieces (never mapped: a mapped file whose pages cannot be read ends in SIGBUS).
     static func hashAfterHeader(_ fd: Int32, path: String) throws -> (String, Int) {
-        guard lseek(fd, off_t(headerSize), SEEK_SET) == off_t(headerSize) else {
-            throw BMError.invalid("\(path): cannot read the checkpoint: \(String(cString: strerror(errno)))")
-        }
+        guard lseek(fd, off_t(headerSize), SEEK_SET) == off_t(headerSize) else { throw unreadable(path) }
         var hasher = SHA256()
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { chunk.deallocate() }
@@ -92,13 +90,18 @@ public enum Checkpoint {
             let n = read(fd, chunk.baseAddress, chunk.count)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw BMError.invalid("\(path): cannot read the checkpoint: \(String(cString: strerror(errno)))")
+                throw unreadable(path)
             }
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
             total += n
         }
         return (hasher.finalizeHex(), total)
+    }
+
+    /// The checkpoint at `path` cannot be read; the reason is `errno`'s.
+    static func unreadable(_ path: String) -> BMError {
+        BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))")
     }
 
     /// Verifies the header's length and SHA-256 against the file's bytes, before
@@ -108,11 +111,11 @@ public enum Checkpoint {
             BMError.invalid("\(path): the checkpoint is damaged (\(why)); it cannot be used: restore it from a copy, or retrain")
         }
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        guard fd >= 0 else { throw unreadable(path) }
         defer { _ = Glibc.close(fd) }
         var head = [UInt8](repeating: 0, count: headerSize)
         let got = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, headerSize, 0) }
-        guard got >= 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        guard got >= 0 else { throw unreadable(path) }
         head = Array(head.prefix(got))
         guard head.starts(with: Array(magic.utf8)) else {
             if head.starts(with: Array("\u{89}HDF".utf8)) {
@@ -121,7 +124,7 @@ public enum Checkpoint {
             throw BMError.invalid("\(path): not a BlackMambaLab checkpoint, or a damaged one (it does not start with '\(magic)')")
         }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw BMError.invalid("\(path): cannot read the checkpoint (\(String(cString: strerror(errno)).lowercased()))") }
+        guard fstat(fd, &st) == 0 else { throw unreadable(path) }
         let size = Int(st.st_size)
         guard size > headerSize else { throw damaged("it is \(size) bytes, shorter than its \(headerSize)-byte header") }
         let text = String(decoding: head.prefix { $0 != 0 }, as: UTF8.self)

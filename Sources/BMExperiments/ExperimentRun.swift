@@ -282,8 +282,7 @@ public final class ExperimentRun {
             while trainer.step < S && !stopped {
                 if let stop = stopAfter, trainer.step - startStep >= stop { break }
                 let t0 = ContinuousClock.now
-                let r: Trainer.StepResult
-                r = try trainer.trainStep(&source)
+                let r = try trainer.trainStep(&source)
                 let stepTime = (ContinuousClock.now - t0).seconds
                 totalTime += stepTime
                 let done = trainer.step

@@ -37,7 +37,7 @@ public enum Report {
         var notes: [String] = []
         var seedRuns: [SeedTables.Run] = []
         var metricName: String? = nil
-        var machines = Set<String>()          // "CPU|BLAS kernel|threads" the runs record
+        var machines = Set<RunMachine>()      // what the runs record
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
             let m = try summary(e.dir)
@@ -66,15 +66,14 @@ public enum Report {
         md += "## Machine\n\n| fact | value |\n|---|---|\n"
         md += "| BlackMambaLab | \(BMLab.version)\(ExperimentRun.gitCommit.map { " (\($0.prefix(10)))" } ?? "") |\n"
         // what the runs recorded in their metrics.h5, not the machine this report is made on
-        let ran = machines.filter { $0 != "||" }.sorted()
+        let ran = machines.filter { $0 != RunMachine() }.sorted()
         if ran.isEmpty {
             md += "| CPU | \(Machine.cpuModel), \(BLAS.availableCores) cores (the runs record none) |\n"
         }
         for (i, m) in ran.enumerated() {
-            let p = m.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
             let which = ran.count > 1 ? " (\(i + 1) of \(ran.count))" : ""
-            md += "| CPU\(which) | \(p[0].isEmpty ? "?" : p[0]) |\n"
-            md += "| BLAS\(which) | OpenBLAS \(p[1].isEmpty ? "?" : p[1]) kernels, \(p[2].isEmpty ? "?" : p[2]) thread\(p[2] == "1" ? "" : "s") a run |\n"
+            md += "| CPU\(which) | \(m.cpu ?? "?") |\n"
+            md += "| BLAS\(which) | OpenBLAS \(m.blasCore ?? "?") kernels, \(m.threads.map(String.init) ?? "?") thread\(m.threads == 1 ? "" : "s") a run |\n"
         }
         try md.write(toFile: out, atomically: true, encoding: .utf8)
         return out
@@ -95,7 +94,15 @@ public enum Report {
         return (try? Sweep(path: file))?.baseline
     }
 
-    struct Summary { var steps = 0; var lastStep: Int?; var machine = ""; var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
+    /// The machine a run recorded in its metrics.h5 (nil: not recorded).
+    struct RunMachine: Hashable, Comparable {
+        var cpu: String?, blasCore: String?, threads: Int?
+        static func < (a: Self, b: Self) -> Bool {
+            (a.cpu ?? "", a.blasCore ?? "", a.threads ?? 0) < (b.cpu ?? "", b.blasCore ?? "", b.threads ?? 0)
+        }
+    }
+
+    struct Summary { var steps = 0; var lastStep: Int?; var machine = RunMachine(); var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
                      var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
                      var evaluationNote: String?
                      var imbalance: [(layer: String, value: Double)] = [] }
@@ -107,8 +114,8 @@ public enum Report {
         let loss = (try? f.dataset("train/loss").readDoubles()) ?? []
         s.steps = loss.count
         s.lastStep = (try? f.dataset("train/step").readDoubles())?.last.map { Int($0) }
-        s.machine = [(try? f.stringAttribute("cpu")) ?? "", (try? f.stringAttribute("blas_core")) ?? "",
-                     (try? f.intAttribute("blas_threads")).map(String.init) ?? ""].joined(separator: "|")
+        s.machine = RunMachine(cpu: try? f.stringAttribute("cpu"), blasCore: try? f.stringAttribute("blas_core"),
+                               threads: try? f.intAttribute("blas_threads"))
         s.trainLoss = ExperimentRun.windowMean(loss)
         s.valLoss = (try? f.dataset("eval/loss").readDoubles())?.last
         s.metric = (try? f.dataset("eval/metric").readDoubles())?.last

@@ -15,38 +15,36 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
 
     public var description: String { message }
 
-    init(path: String, object: String?, action: String, detail: String? = nil, libraryText: String = "") {
+    /// One entry of libhdf5's error stack: the function and its message.
+    struct StackEntry { var function: String; var text: String }
+
+    init(path: String, object: String?, action: String, detail: String? = nil, stack: [StackEntry] = []) {
         self.path = path
         self.object = object
-        self.libraryText = libraryText
+        self.libraryText = stack.map { "\($0.function)(): \($0.text)" }.joined(separator: "; ")
         var m = "\(path): \(action) " + (object.map { "'\($0)'" } ?? "the HDF5 file")
-        let why = [detail ?? "", Self.reason(libraryText)].filter { !$0.isEmpty }
+        let why = [detail ?? "", Self.reason(stack)].filter { !$0.isEmpty }
         if !why.isEmpty { m += ": " + why.joined(separator: "; ") }
         self.message = m
     }
 
     /// The one reason of a libhdf5 error stack: the system's ("error message =
     /// 'No space left on device'") when a file driver reports one, else the
-    /// innermost entry's text without its function name.
-    static func reason(_ stack: String) -> String {
-        let key = Array("error message = '".utf8), bytes = Array(stack.utf8)
-        if bytes.count >= key.count {
-            for i in 0...(bytes.count - key.count) where bytes[i..<(i + key.count)].elementsEqual(key) {
-                let rest = bytes[(i + key.count)...]
-                if let end = rest.firstIndex(of: UInt8(ascii: "'")) { return String(decoding: rest[..<end], as: UTF8.self) }
+    /// innermost entry's text.
+    static func reason(_ stack: [StackEntry]) -> String {
+        let key = "error message = '"
+        for e in stack {
+            if let start = e.text.firstRange(of: key), let end = e.text[start.upperBound...].firstIndex(of: "'") {
+                return String(e.text[start.upperBound..<end])
             }
         }
-        // entries are joined by "; " (currentStackText); the innermost is the last
-        guard let last = stack.split(separator: ";").map({ $0.drop { $0 == " " } }).last(where: { !$0.isEmpty }) else { return "" }
-        let parts = last.split(separator: ":", maxSplits: 1)
-        if parts.count == 2, parts[0].hasSuffix("()") { return String(parts[1].drop { $0 == " " }) }
-        return String(last)
+        return stack.last?.text ?? ""
     }
 
-    /// Text of the calling thread's libhdf5 error stack, innermost last,
-    /// e.g. "H5Fopen(): unable to open file; H5FD_sec2_open(): unable to open file: ... No such file or directory".
-    static func currentStackText() -> String {
-        final class Collector { var lines: [String] = [] }
+    /// The calling thread's libhdf5 error stack, outermost first, e.g.
+    /// H5Fopen(): "unable to open file", …, H5FD_sec2_open(): "unable to open file: … No such file or directory".
+    static func currentStack() -> [StackEntry] {
+        final class Collector { var lines: [StackEntry] = [] }
         let collector = Collector()
         let context = Unmanaged.passUnretained(collector).toOpaque()
         _ = H5Ewalk2(bm_h5e_default(), H5E_WALK_DOWNWARD, { _, entry, client in
@@ -64,10 +62,10 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
             }
             // Some descriptions embed ctime() output, which ends in a newline.
             text = text.split(whereSeparator: \.isNewline).joined(separator: " ")
-            c.lines.append("\(function)(): \(text)")
+            c.lines.append(StackEntry(function: function, text: text))
             return 0
         }, context)
         withExtendedLifetime(collector) {}
-        return collector.lines.joined(separator: "; ")
+        return collector.lines
     }
 }

@@ -43,7 +43,7 @@ struct H5Context {
 
     func error(_ action: String, _ detail: String? = nil, stack: Bool = true) -> HDF5Error {
         HDF5Error(path: path, object: object, action: action,
-                  detail: detail, libraryText: stack ? HDF5Error.currentStackText() : "")
+                  detail: detail, stack: stack ? HDF5Error.currentStack() : [])
     }
 
     /// Calls `body`, which returns an identifier; negative means failure.
