@@ -1,7 +1,7 @@
 # BlackMambaLab — the two commands a new machine needs: `make demo` and `make test`.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fortunes
+APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fortunes bible-kjv dict-gcide
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 

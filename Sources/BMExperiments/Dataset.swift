@@ -13,8 +13,11 @@ public final class Dataset {
     public let vocab: Int
     public let description: String
     public let metric: Metric
-    private var tokens: [UInt16] = []          // text bytes or token ids
-    private var trainCount = 0                  // first trainCount tokens are training data
+    /// Text bytes or token ids, split by `Corpus.split` (empty for synthetic tasks).
+    public private(set) var split = Corpus.Split()
+    /// The held-out parts a model is scored on: validation for every choice made in
+    /// a study, test only for its final numbers.
+    public enum Part: String, Sendable, CaseIterable { case validation, test }
     private let task: SequenceTask?
     private let markov: MarkovTask?
     private let seed: UInt64
@@ -39,15 +42,24 @@ public final class Dataset {
         switch d.kind {
         case .text, .tokens:
             task = nil; markov = nil
-            let (data, desc) = d.kind == .text ? try Dataset.readText(d.path, file: spec.file)
-                                               : try Dataset.readTokens(d.path, vocab: vocab, file: spec.file)
-            tokens = data
+            let sources: [Corpus.Source]
+            let desc: String
+            if d.kind == .tokens {
+                let (data, dd) = try Dataset.readTokens(d.path, vocab: vocab, file: spec.file)
+                sources = [Corpus.Source(name: d.path ?? "", tokens: data)]; desc = dd
+            } else if let path = d.path {
+                sources = try Dataset.readTextSources(path, file: spec.file)
+                desc = "text \(path), \(sources.reduce(0) { $0 + $1.tokens.count }) bytes"
+            } else {
+                sources = try Corpus.sources(d.corpus, file: spec.file)
+                desc = "text: \(d.corpus.rawValue) corpus (\(sources.count) files, \(sources.reduce(0) { $0 + $1.tokens.count }) bytes)"
+            }
+            split = Corpus.split(sources, validation: d.valFraction, test: d.testFraction)
             description = desc
             metric = d.kind == .text ? .bitsPerByte : .none
-            trainCount = Int(Double(tokens.count) * (1 - d.valFraction))
-            let valCount = tokens.count - trainCount
-            if trainCount < L + 1 || valCount < L + 1 {
-                throw BMError.invalid("\(spec.file): data (\(desc)) has \(tokens.count) tokens: too few for train.seq_len \(L) with val_fraction \(d.valFraction) (each split needs seq_len + 1)")
+            for (name, n) in [("training", split.train.count), ("validation", split.validation.count), ("test", split.test.count)]
+            where n < L + 1 {
+                throw BMError.invalid("\(spec.file): data (\(desc)) gives the \(name) split \(n) tokens: too few for train.seq_len \(L) (each split needs seq_len + 1; see data.val_fraction and data.test_fraction)")
             }
         case .mqar:
             task = try Dataset.inSpecTerms(spec) { try MQARTask(vocabSize: V, seqLen: L, numPairs: d.numPairs) }; markov = nil
@@ -76,29 +88,23 @@ public final class Dataset {
         }.map { (dir as NSString).appendingPathComponent($0) }
     }
 
-    static func readText(_ path: String?, file: String) throws -> ([UInt16], String) {
+    /// A text file, or every regular file of a folder (sorted), one source each.
+    static func readTextSources(_ path: String, file: String) throws -> [Corpus.Source] {
         let fm = FileManager.default
-        var files: [String]
-        var desc: String
-        if let path {
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw BMError.invalid("\(file): data.path: no such file or directory: \(path)") }
-            files = isDir.boolValue ? corpusFiles(path) : [path]
-            desc = "text \(path)"
-        } else {
-            files = corpusFiles(ExperimentSpec.defaultCorpusDir)
-            guard !files.isEmpty else {
-                throw BMError.invalid("\(file): data: the default corpus (\(ExperimentSpec.defaultCorpusDir)) is missing; install Debian's fortunes package (make deps) or set data.path")
-            }
-            desc = "text: fortunes corpus (\(files.count) files)"
-        }
-        var out: [UInt16] = []
-        for f in files {
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw BMError.invalid("\(file): data.path: no such file or directory: \(path)") }
+        let files = isDir.boolValue ? corpusFiles(path) : [path]
+        guard !files.isEmpty else { throw BMError.invalid("\(file): data.path: \(path) holds no text files") }
+        return try files.map { f in
             guard let d = fm.contents(atPath: f) else { throw BMError.invalid("\(file): data.path: cannot read \(f)") }
-            out.reserveCapacity(out.count + d.count)
-            for b in d { out.append(UInt16(b)) }
+            return Corpus.Source(name: f, tokens: d.map(UInt16.init))
         }
-        return (out, desc + ", \(out.count) bytes")
+    }
+
+    /// A text file read whole, as bytes (`bmlab eval --data`).
+    static func readText(_ path: String, file: String) throws -> ([UInt16], String) {
+        let out = try readTextSources(path, file: file).flatMap(\.tokens)
+        return (out, "text \(path), \(out.count) bytes")
     }
 
     static func readTokens(_ path: String?, vocab: Int, file: String) throws -> ([UInt16], String) {
@@ -118,43 +124,60 @@ public final class Dataset {
     public func trainBatch(_ rng: inout RNG, B: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
         if let task { task.batch(&rng, B: B, inputs: inputs, targets: targets); return }
         if let markov { markov.batch(&rng, B: B, L: L, inputs: inputs, targets: targets); return }
+        let train = split.train
         for b in 0..<B {
-            let start = rng.below(trainCount - L)
-            window(start, L: L, inputs: inputs + b * L, targets: targets + b * L)
+            let start = rng.below(train.count - L)
+            Dataset.window(train, start, L: L, inputs: inputs + b * L, targets: targets + b * L)
         }
     }
 
-    /// Validation batch `index` (fixed windows / a fixed generator), the same at every evaluation.
-    public func evalBatch(_ index: Int, B: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
+    /// Tokens of a held-out part (0 for synthetic tasks, which draw fresh examples).
+    public func count(_ part: Part) -> Int { part == .validation ? split.validation.count : split.test.count }
+
+    /// Non-overlapping windows of L + 1 tokens a held-out part holds.
+    public func windows(_ part: Part, L: Int) -> Int { max(0, (count(part) - 1) / L) }
+
+    /// Batch `index` of an evaluation of `batches` batches: the same at every evaluation.
+    /// Text and tokens: B·batches windows evenly spaced over the whole part (window j of
+    /// n at slot ⌊j · slots / n⌋); with n ≥ slots every window is scored (wrapping past
+    /// the end). Synthetic tasks: examples from a fixed generator (test draws from another).
+    public func evalBatch(_ index: Int, of batches: Int, part: Part = .validation, B: Int, L: Int,
+                          inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
         if task != nil || markov != nil {
-            var rng = RNG(seed: seed ^ 0x5EED_E7A1 &+ UInt64(index) &* 0x9E37_79B9)
+            let salt: UInt64 = part == .validation ? 0x5EED_E7A1 : 0x7E57_5EED_0000
+            var rng = RNG(seed: seed ^ salt &+ UInt64(index) &* 0x9E37_79B9)
             if let task { task.batch(&rng, B: B, inputs: inputs, targets: targets) }
             else { markov!.batch(&rng, B: B, L: L, inputs: inputs, targets: targets) }
             return
         }
-        // Evenly spaced windows over the validation split (wrapping when there are few).
-        let valCount = tokens.count - trainCount
-        let slots = max(1, (valCount - 1) / L)
+        let data = part == .validation ? split.validation : split.test
+        let slots = max(1, windows(part, L: L)), n = max(1, batches * B)
         for b in 0..<B {
-            let w = (index * B + b) % slots
-            window(trainCount + w * L, L: L, inputs: inputs + b * L, targets: targets + b * L)
+            let j = index * B + b
+            let w = n >= slots ? j % slots : Int((Double(j) * Double(slots) / Double(n)).rounded(.down))
+            Dataset.window(data, w * L, L: L, inputs: inputs + b * L, targets: targets + b * L)
         }
     }
 
-    private func window(_ start: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
-        for i in 0..<L {
-            inputs[i] = Int32(tokens[start + i])
-            targets[i] = Int32(tokens[start + i + 1])
+    /// Batches that score every window of a part once (rounded up; the last wraps).
+    public func batchesCovering(_ part: Part, B: Int, L: Int) -> Int { max(1, (windows(part, L: L) + B - 1) / B) }
+
+    static func window(_ tokens: [UInt16], _ start: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
+        tokens.withUnsafeBufferPointer { t in
+            for i in 0..<L {
+                inputs[i] = Int32(t[start + i])
+                targets[i] = Int32(t[start + i + 1])
+            }
         }
     }
 
     /// Unigram entropy of the training split in nats (the loss of the best
     /// context-free model), for judging text runs; nil for synthetic data.
     public var unigramEntropy: Double? {
-        guard task == nil, markov == nil, trainCount > 0 else { return nil }
+        guard task == nil, markov == nil, !split.train.isEmpty else { return nil }
         var counts = [Int](repeating: 0, count: vocab)
-        for i in 0..<trainCount { counts[Int(tokens[i])] += 1 }
-        let n = Double(trainCount)
+        for t in split.train { counts[Int(t)] += 1 }
+        let n = Double(split.train.count)
         return counts.reduce(0.0) { $1 > 0 ? $0 - Double($1) / n * log(Double($1) / n) : $0 }
     }
 }

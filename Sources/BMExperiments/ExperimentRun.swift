@@ -231,6 +231,16 @@ public final class ExperimentRun {
             try eval.setAttribute("metric_name", data.metric.rawValue)
             let notes = model.blocks.compactMap(\.mixer.evaluationNote).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
             if !notes.isEmpty { try eval.setAttribute("routing_note", notes.joined(separator: "; ")) }
+            try eval.setAttribute("routing", spec.eval.routing.rawValue)
+            let moeLayers = model.blocks.indices.filter { model.blocks[$0].mixer is MoE }
+            if !moeLayers.isEmpty { try eval.setAttribute("moe_layers", moeLayers.map { Int($0) }) }
+            if data.kind == .text || data.kind == .tokens {
+                let L = spec.train.seqLen
+                try eval.setAttribute("split_tokens", data.count(.validation))
+                try eval.setAttribute("split_windows", data.windows(.validation, L: L))
+                try eval.setAttribute("test_split_tokens", data.count(.test))
+                try eval.setAttribute("train_split_tokens", data.split.train.count)
+            }
         }
         defer { metrics.close() }
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
@@ -282,6 +292,7 @@ public final class ExperimentRun {
             while trainer.step < S && !stopped {
                 if let stop = stopAfter, trainer.step - startStep >= stop { break }
                 let t0 = ContinuousClock.now
+                model.context.trainRoutesByArgmax = trainer.step >= S - spec.train.argmaxRoutingSteps
                 let r = try trainer.trainStep(&source)
                 let stepTime = (ContinuousClock.now - t0).seconds
                 totalTime += stepTime
@@ -331,6 +342,11 @@ public final class ExperimentRun {
             try? metrics.flush()
             throw BMError.invalid("\(BMError.reason(error)); training stopped at step \(trainer.step); \(keptNote())")
         }
+        // eval.test: the test split once, when the run is complete (not again on a resume)
+        if spec.eval.test && (trainer.step == S || stopped || Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil))
+            && !metrics.file.exists("test/loss") {
+            try evaluateTest(metrics, step: trainer.step)
+        }
         do { try metrics.finish() } catch {                     // the last rows reach the disk, checked
             throw BMError.invalid("\(BMError.reason(error)); training finished at step \(trainer.step) and \(checkpointPath) of that step is kept, but metrics.h5 may lack its last rows")
         }
@@ -357,16 +373,49 @@ public final class ExperimentRun {
         return metric >= stopAt
     }
 
-    /// Validation loss (and bits per byte or accuracy) over `eval_batches` fixed batches.
+    /// Validation loss (and bits per byte or accuracy) over `eval_batches` batches evenly
+    /// spaced over the validation split, under `eval.routing` (eval/… in metrics.h5).
     func evaluate(_ metrics: MetricsLog, step: Int) throws -> (Double, Double?) {
-        let r = Evaluator.evaluate(model: model, batches: spec.train.evalBatches, B: spec.train.batch, L: spec.train.seqLen, metric: data.metric) {
-            i, inp, tgt in data.evalBatch(i, B: spec.train.batch, L: spec.train.seqLen, inputs: inp, targets: tgt)
+        let B = spec.train.batch, L = spec.train.seqLen, n = spec.train.evalBatches
+        let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing) {
+            i, inp, tgt in data.evalBatch(i, of: n, B: B, L: L, inputs: inp, targets: tgt)
         }
-        try metrics.append("eval/step", step)
-        try metrics.append("eval/loss", r.loss)
-        try metrics.append("eval/metric", r.metric ?? .nan)
+        try log(r, to: metrics, group: "eval", step: step)
         try metrics.flush()
-        return (r.loss, r.metric)
+        return (r.primary.loss, r.primary.metric)
+    }
+
+    /// The test split, once, after the last step (`eval.test`): a study's final numbers.
+    func evaluateTest(_ metrics: MetricsLog, step: Int) throws {
+        let B = spec.train.batch, L = spec.train.seqLen
+        let synthetic = data.kind != .text && data.kind != .tokens
+        let n = spec.eval.testBatches > 0 ? spec.eval.testBatches
+              : synthetic ? 8 * spec.train.evalBatches : data.batchesCovering(.test, B: B, L: L)
+        let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing) {
+            i, inp, tgt in data.evalBatch(i, of: n, part: .test, B: B, L: L, inputs: inp, targets: tgt)
+        }
+        try log(r, to: metrics, group: "test", step: step)
+        try metrics.flush()
+        if printProgress {
+            print("test (\(r.primary.tokens) tokens): loss \(String(format: "%.4f", r.primary.loss))"
+                  + (r.primary.metric.map { "  \(data.metric.rawValue) " + String(format: "%.4f", $0) } ?? ""))
+        }
+    }
+
+    /// One evaluation's rows: GROUP/loss and /metric under the primary routing (argmax
+    /// unless eval.routing is train), /tokens scored, and for models with MoE layers
+    /// /loss_argmax, /loss_train (and their metrics) and /routing_agreement [MoE layers].
+    func log(_ r: Evaluator.Routed, to metrics: MetricsLog, group g: String, step: Int) throws {
+        try metrics.append("\(g)/step", step)
+        try metrics.append("\(g)/loss", r.primary.loss)
+        try metrics.append("\(g)/metric", r.primary.metric ?? .nan)
+        try metrics.append("\(g)/tokens", r.primary.tokens)
+        guard !r.agreement.isEmpty else { return }
+        try metrics.append("\(g)/loss_argmax", r.argmax?.loss ?? .nan)
+        try metrics.append("\(g)/loss_train", r.train?.loss ?? .nan)
+        try metrics.append("\(g)/metric_argmax", r.argmax?.metric ?? .nan)
+        try metrics.append("\(g)/metric_train", r.train?.metric ?? .nan)
+        try metrics.appendRow("\(g)/routing_agreement", r.agreement.map(\.value))
     }
 
     /// Logged training losses a "train loss" averages.
@@ -423,6 +472,9 @@ public final class ExperimentRun {
             ("parameters_total", .int(counts.total)),
             ("parameters_active", .int(counts.active)),
             ("flops_per_token", .double(counts.flopsPerToken)),
+            ("flops_per_token_matmul", .double(6 * Double(counts.matmulActive))),
+            ("flop_terms", .strings(counts.flopTerms.map(\.name))),
+            ("flop_term_values", .doubles(counts.flopTerms.map(\.flops))),
             ("data", .string(data.description)),
             ("layers", .strings(spec.model.layers.map(\.mixer))),
         ]
@@ -440,6 +492,43 @@ public final class ExperimentRun {
 /// Evaluation over fixed batches: mean loss, and bits per byte or accuracy.
 public enum Evaluator {
     public struct Result: Sendable { public var loss: Double; public var metric: Double?; public var tokens: Int }
+
+    /// An evaluation under `eval.routing`: the primary result (argmax, or train when that
+    /// is the only routing asked for), each routing's result, and per MoE layer the share
+    /// of (token, expert) choices the two routings share. Models without MoE layers are
+    /// evaluated once (both routings are the same model) and have no agreement.
+    public struct Routed: Sendable {
+        public var primary: Result
+        public var argmax: Result?, train: Result?
+        public var agreement: [(layer: Int, value: Double)] = []
+    }
+
+    public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric, routing: EvalRouting,
+                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Routed {
+        let moes = model.blocks.enumerated().compactMap { i, b in (b.mixer as? MoE).map { (i, $0) } }
+        let context = model.context
+        defer { context.evalRouting = .argmax; context.measureAgreement = false }
+        guard !moes.isEmpty else {
+            let r = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, fill: fill)
+            return Routed(primary: r, argmax: nil, train: nil)
+        }
+        let passes: [EvalRouting] = routing == .both ? [.argmax, .train] : [routing]
+        var out = [EvalRouting: Result]()
+        var agreement: [(Int, Double)] = []
+        for (k, p) in passes.enumerated() {
+            context.evalRouting = p
+            // agreement: measured in the pass routed as in training when both run
+            let measure = k == passes.count - 1
+            context.measureAgreement = measure
+            for (_, m) in moes { m.resetAgreement() }
+            out[p] = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, fill: fill)
+            if measure {
+                agreement = moes.map { i, m in (i, m.agreement.total > 0 ? Double(m.agreement.shared) / Double(m.agreement.total) : .nan) }
+            }
+        }
+        let primary = routing == .train ? out[.train]! : out[.argmax]!
+        return Routed(primary: primary, argmax: out[.argmax], train: out[.train], agreement: agreement)
+    }
 
     public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric,
                                 fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Result {

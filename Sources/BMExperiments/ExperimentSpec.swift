@@ -25,9 +25,11 @@ public struct ModelSpec: Sendable, Equatable {
 public struct DataSpec: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable { case text, tokens, mqar, selectiveCopy = "selective-copy", induction, markov }
     public var kind: Kind = .text
-    public var path: String? = nil             // text / tokens; nil text = the fortunes corpus
+    public var path: String? = nil             // text / tokens; nil text = `corpus`
+    public var corpus: Corpus.Name = .fortunes // text without a path
     public var vocabSize: Int? = nil           // tokens files and synthetic tasks
     public var valFraction = 0.1
+    public var testFraction = 0.05
     public var numPairs = 4                    // mqar
     public var numTokens = 16                  // selective-copy
 }
@@ -53,6 +55,17 @@ public struct TrainSpec: Sendable, Equatable {
     /// Stop once a held-out evaluation's accuracy reaches this (synthetic tasks): the run
     /// is then complete, and a resume says so. nil: train every step.
     public var stopAt: Double? = nil
+    /// The last N steps route MoE layers by argmax, as evaluation and generation do.
+    public var argmaxRoutingSteps = 0
+}
+
+/// What an evaluation measures: the routing of MoE layers, and the test split.
+public struct EvalSpec: Sendable, Equatable {
+    public var routing: EvalRouting = .both
+    /// Score the test split once, after the last step (a study's final numbers).
+    public var test = false
+    /// Batches of that test evaluation; 0 = every window of the test split.
+    public var testBatches = 0
 }
 
 /// An experiment spec (YAML) — see docs/specs.md for every key.
@@ -62,9 +75,10 @@ public struct ExperimentSpec: Sendable, Equatable {
     public var model = ModelSpec()
     public var data = DataSpec()
     public var train = TrainSpec()
+    public var eval = EvalSpec()
     public var file = "<spec>"
 
-    public static let defaultCorpusDir = "/usr/share/games/fortunes"
+    public static let defaultCorpusDir = Corpus.fortunesDir
 
     // MARK: loading
 

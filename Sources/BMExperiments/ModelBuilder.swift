@@ -25,23 +25,46 @@ public enum ModelBuilder {
         public var total: Int
         public var active: Int                 // parameters a token uses (inactive experts excluded)
         public var matmulActive: Int           // active matrix-multiply weights, head included
-        public var flopsPerToken: Double       // training: 6 × matmulActive (+ attention scores)
+        /// Training FLOPs per token: 6 × matmulActive + every other term (docs/flops.md).
+        public var flopsPerToken: Double
+        /// The terms beyond the weight products, summed over layers by name, in order.
+        public var flopTerms: [FlopTerm] = []
     }
 
-    /// Parameter and FLOP counts (docs/performance.md's convention: training FLOPs =
-    /// 6 × active matrix-multiply weights per token, head included; attention adds
-    /// 6·L·d per layer for its causal score and value products).
+    /// "3.07 M = weight products 2.95 M + selective scan 0.05 M + …" (terms above 0.05 % shown; all summed).
+    public static func flopSummary(_ c: Counts) -> String {
+        func m(_ x: Double) -> String { x >= 1e6 ? String(format: "%.3g M", x / 1e6) : String(format: "%.3g k", x / 1e3) }
+        let shown = c.flopTerms.filter { $0.flops >= 5e-4 * c.flopsPerToken }
+        return "\(m(c.flopsPerToken)) = weight products \(m(6 * Double(c.matmulActive)))"
+            + shown.map { " + \($0.name) \(m($0.flops))" }.joined()
+            + (shown.count < c.flopTerms.count ? " + smaller terms" : "")
+    }
+
+    /// Parameter and FLOP counts (docs/flops.md): training FLOPs per token = 6 × active
+    /// matrix-multiply weights (head included) + each layer's `flopTerms` (attention
+    /// scores, scan, conv, routing, activations) + the norms, residual adds and the
+    /// loss's softmax, each forward count × 3.
     public static func counts(_ model: LanguageModel, seqLen: Int) -> Counts {
         let total = model.params.parameterCount
-        var inactive = 0.0, matmul = 0.0, extra = 0.0
+        var inactive = 0.0, matmul = 0.0
+        var terms: [FlopTerm] = []
+        func add(_ t: FlopTerm) {
+            if let i = terms.firstIndex(where: { $0.name == t.name }) { terms[i].flops += t.flops } else { terms.append(t) }
+        }
+        let d = Double(model.width)
+        // per element, forward: RMSNorm 5 (square, sum, scale, weight, + rsqrt per row), LayerNorm 8 (+ mean, subtract, bias)
+        let finalNormFlops = (model.finalNorm is LayerNorm ? 8 : 5) * d
         for b in model.blocks {
             let m = b.mixer
             inactive += Double(m.parameters.reduce(0) { $0 + $1.count }) - m.activeParameters
             matmul += m.activeMatmulWeights
-            extra += m.extraFlops(seqLen: seqLen)
+            m.flopTerms(seqLen: seqLen).forEach(add)
+            add(FlopTerm("norms and residual adds", 3 * (5 * d + d)))        // the block's RMSNorm and its residual add
         }
+        add(FlopTerm("norms and residual adds", 3 * finalNormFlops))
+        add(FlopTerm("loss softmax", 3 * 5 * Double(model.vocab)))
         matmul += Double(model.vocab * model.width)     // the output head (tied or not)
         return Counts(total: total, active: total - Int(inactive.rounded()), matmulActive: Int(matmul.rounded()),
-                      flopsPerToken: 6 * matmul + extra)
+                      flopsPerToken: 6 * matmul + terms.reduce(0) { $0 + $1.flops }, flopTerms: terms)
     }
 }

@@ -34,7 +34,7 @@ public enum RouterLogits {
         return out.keys.sorted().map { out[$0]! }
     }
 
-    /// Logits of a checkpoint on the first `batches` validation batches of its own
+    /// Logits of a checkpoint on `batches` validation batches (evenly spaced) of its own
     /// spec's data; also returns the spec and the step the checkpoint was taken at.
     public static func of(checkpoint path: String, batches: Int = 1) throws -> (spec: ExperimentSpec, step: Int, layers: [Layer]) {
         var none: [String: Dataset] = [:]
@@ -48,7 +48,7 @@ public enum RouterLogits {
         let ds = try datasets[key] ?? Dataset(s)
         datasets[key] = ds
         let layers = compute(model: model, batches: batches, B: s.train.batch, L: s.train.seqLen) { i, inp, tgt in
-            ds.evalBatch(i, B: s.train.batch, L: s.train.seqLen, inputs: inp, targets: tgt)
+            ds.evalBatch(i, of: batches, B: s.train.batch, L: s.train.seqLen, inputs: inp, targets: tgt)
         }
         return (s, st.step, layers)
     }

@@ -57,15 +57,17 @@ public enum SpecKeys {
             .double("model.init_std", \.model.initStd, 0.02, min: 0, "the embedding's init std (and megatron's projections')"),
 
             .choice("data.kind", \.data.kind, .text, "the training data (docs/synthetic-tasks.md for the tasks)"),
-            .string("data.path", \.data.path, nil, defaultText: "the fortunes corpus (text)",
-                    "text: a file or folder; tokens: a flat little-endian uint16 .bin file (nanoGPT); relative to the spec's folder",
-                    resolved: { s in
-                        if let p = s.data.path { return SpecKeys.scalar(p) }
-                        return s.data.kind == .text ? SpecKeys.scalar(ExperimentSpec.defaultCorpusDir) : nil
-                    }),
+            .string("data.path", \.data.path, nil, defaultText: "— (text: data.corpus)",
+                    "text: a file or folder (each file a source of the split); tokens: a flat little-endian uint16 .bin file (nanoGPT); relative to the spec's folder",
+                    resolved: { s in s.data.path.map(SpecKeys.scalar) }),
+            .choice("data.corpus", \.data.corpus, .fortunes,
+                    "text without a path: fortunes (2.8 MB, Debian's fortunes) or english (47 MB: fortunes, the King James Bible, the GCIDE dictionary; docs/data.md)"),
             .int("data.vocab_size", \.data.vocabSize, nil, defaultText: "256", min: 2, max: 65536,
                  "tokens files and synthetic tasks: the largest token id + 1", resolved: { .int($0.vocabSize) }),
-            .double("data.val_fraction", \.data.valFraction, 0.1, min: 0.001, max: 0.5, "the last part of a text or tokens file held out"),
+            .double("data.val_fraction", \.data.valFraction, 0.1, min: 0.001, max: 0.5,
+                    "text and tokens: the share of every source file held out for validation, in blocks spread along the file (docs/data.md)"),
+            .double("data.test_fraction", \.data.testFraction, 0.05, min: 0.001, max: 0.5,
+                    "text and tokens: the share of every source file held out as the test split (final numbers only)"),
             .int("data.num_pairs", \.data.numPairs, 4, min: 1, "mqar: key-value pairs per sequence",
                  when: { $0.data.kind == .mqar }),
             .int("data.num_tokens", \.data.numTokens, 16, min: 1, "selective-copy: tokens to copy",
@@ -95,11 +97,18 @@ public enum SpecKeys {
             .int("train.eval_every", \.train.evalEvery, 100, min: 1, "steps between validation evaluations"),
             .int("train.eval_batches", \.train.evalBatches, 8, min: 1, "batches per evaluation"),
             .int("train.checkpoint_every", \.train.checkpointEvery, 100, min: 1, "steps between checkpoints"),
+            .int("train.argmax_routing_steps", \.train.argmaxRoutingSteps, 0, min: 0,
+                 "the last N steps route MoE layers by the argmax of their logits (as evaluation and generation do): a fine-tuning phase that removes the train/eval routing mismatch of the Sinkhorn routers"),
             .bool("train.keep_checkpoints", \.train.keepCheckpoints, false,
                   "also keep the weights at every checkpoint, and the initial ones, as checkpoints/step-NNNNNN.h5 (for analyses over training)"),
             .double("train.stop_at", \.train.stopAt, nil, defaultText: "never", min: 0, max: 1,
                     "synthetic tasks: stop once a held-out evaluation's accuracy reaches this value (the schedule stays the one of train.steps; the run is then complete)",
                     resolved: { s in s.train.stopAt.map { .double($0) } }),
+
+            .choice("eval.routing", \.eval.routing, .both,
+                    "MoE layers in evaluation: argmax (causal, as generation), train (training's assignment over the batch; not causal) or both, stored side by side with their agreement (docs/routing.md)"),
+            .bool("eval.test", \.eval.test, false, "after the last step, score the test split (test/… in metrics.h5): a study's final numbers"),
+            .int("eval.test_batches", \.eval.testBatches, 0, min: 0, "batches of that test evaluation, evenly spaced over the split (0 = every window)"),
         ]
     }
 

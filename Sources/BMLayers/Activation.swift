@@ -5,6 +5,11 @@ import BMCore
 public enum GateActivation: String, Sendable, CaseIterable {
     case swiglu, geglu
 
+    /// Forward FLOPs of act(g) · u for one hidden unit (docs/flops.md): SiLU as g·σ(g),
+    /// σ being 4 (negate, exp, add, divide) and the product with g 1, then · u: 6;
+    /// GELU's tanh form (g³ 2, two scalings 2, a sum 1, tanh 1, +1 1, · g/2 2) 9, · u: 10.
+    public var flopsPerUnit: Double { self == .swiglu ? 6 : 10 }
+
     /// a[i] = act(g[i]) · u[i]   for n elements (g, u, a may be strided views of the same rows)
     @inline(__always)
     func forward(gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, _ a: UnsafeMutablePointer<Float>, _ n: Int) {

@@ -82,6 +82,8 @@ public final class GatedMLP: SequenceLayer {
 /// each position on its own, so generation keeps no state.
 extension GatedMLP: Mixer {
     public var pluginName: String { "mlp" }
+    /// act(gate) · up per hidden unit, × 3 for training (docs/flops.md).
+    public func flopTerms(seqLen: Int) -> [FlopTerm] { [FlopTerm("mlp activation", 3 * kernel.activation.flopsPerUnit * Double(kernel.F))] }
     /// h [T, 2F], a [T, F], backward scratch [T, 3F].
     public func activationFloats(B: Int, L: Int) -> Int { 6 * B * L * kernel.F }
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState { StatelessState() }

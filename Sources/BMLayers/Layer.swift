@@ -7,6 +7,15 @@ public final class StepContext: @unchecked Sendable {
     /// Token ids of the current batch, [B, L]; set by the model before forward.
     public var tokens: UnsafePointer<Int32>? = nil
     public var step: Int = 0
+    /// How MoE layers route in evaluation (`argmax` or `train`; `both` is two passes).
+    public var evalRouting: EvalRouting = .argmax
+    /// In evaluation, MoE layers also count how often the other routing picks the same experts.
+    public var measureAgreement = false
+    /// Training steps that route by argmax (`train.argmax_routing_steps`: the last steps
+    /// fine-tune the model to the routing it is evaluated and generates with).
+    public var trainRoutesByArgmax = false
+    /// Whether routers make training's assignment in this pass.
+    public var routesAsTraining: Bool { mode == .train ? !trainRoutesByArgmax : evalRouting == .train }
     public init() {}
 }
 

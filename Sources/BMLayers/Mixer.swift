@@ -40,10 +40,11 @@ public protocol Mixer: SequenceLayer {
     var activeParameters: Double { get }
     /// Matrix-multiply weights a token uses on average (FLOP counting).
     var activeMatmulWeights: Double { get }
-    /// Training FLOPs per token that are not products with weights (attention: 6·L·d);
-    /// the layer's training FLOPs per token are 6 × activeMatmulWeights + this
-    /// (docs/performance.md), summed by `ModelBuilder.counts`.
-    func extraFlops(seqLen: Int) -> Double
+    /// Training FLOPs per token that are not products with weights, term by term
+    /// (attention's scores, the scan, the convolution, the router, …; docs/flops.md):
+    /// the layer's training FLOPs per token are 6 × activeMatmulWeights + their sum,
+    /// summed over layers by `ModelBuilder.counts`.
+    func flopTerms(seqLen: Int) -> [FlopTerm]
     /// Where its time goes, phase by phase (`bmlab bench`), when it keeps a timer.
     var phaseTimer: PhaseTimer? { get }
     /// Statistics of the last forward, logged every log step (`router/layer_i/NAME` for MoE).
@@ -69,7 +70,9 @@ extension Mixer {
     }
     /// Every parameter is used by every token.
     public var activeParameters: Double { Double(parameters.reduce(0) { $0 + $1.count }) }
-    public func extraFlops(seqLen: Int) -> Double { 0 }
+    public func flopTerms(seqLen: Int) -> [FlopTerm] { [] }
+    /// The sum of `flopTerms`.
+    public func extraFlops(seqLen: Int) -> Double { flopTerms(seqLen: seqLen).reduce(0) { $0 + $1.flops } }
 }
 
 /// A per-step statistic a mixer reports (an MoE layer: its expert load, entropy,

@@ -8,6 +8,10 @@ public struct Series: Sendable {
     public var points: [(Double, Double)]
     /// A shaded band around the line, (low, high) at each point (e.g. min–max over seeds).
     public var band: [(Double, Double)]? = nil
+    /// Points only (one dot per seed, say), no line.
+    public var dots = false
+    /// A mean with its interval drawn as an error bar at x, in the series' colour.
+    public var summary: (x: Double, mean: Double, low: Double, high: Double)? = nil
     public init(_ title: String, _ points: [(Double, Double)], band: [(Double, Double)]? = nil) {
         precondition(band == nil || band!.count == points.count, "a band needs one (low, high) per point")
         self.title = title; self.points = points; self.band = band
@@ -26,6 +30,8 @@ public struct Panel: Sendable {
     /// A heatmap's colour scale (the same across figures that are compared), and its tick step.
     public var colourRange: ClosedRange<Double>? = nil
     public var yTickStep: Double? = nil
+    /// Named x positions (conditions on a categorical axis) instead of numbers.
+    public var xTicLabels: [(Double, String)]? = nil
     public var series: [Series]
     /// A heatmap instead of lines: values[i][j] at (x[i], y[j]).
     public var heatmap: (x: [Double], y: [Double], values: [[Double]], label: String)? = nil

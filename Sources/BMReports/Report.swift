@@ -43,7 +43,10 @@ public enum Report {
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
             seedRuns.append(SeedTables.Run(name: (e.dir as NSString).lastPathComponent, valLoss: m.valLoss, metric: m.metric,
-                                           trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond, imbalance: m.imbalance))
+                                           trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond, imbalance: m.imbalance,
+                                           valLossArgmax: m.valLossArgmax, valLossTrain: m.valLossTrain, agreement: m.agreement,
+                                           testLoss: m.testLoss, testMetric: m.testMetric, testLossArgmax: m.testLossArgmax,
+                                           testLossTrain: m.testLossTrain, cpuSeconds: m.cpuSeconds))
             metricName = metricName ?? m.metricName
             machines.insert(m.machine)
             let mark = m.evaluationNote == nil ? "" : " †"
@@ -105,7 +108,10 @@ public enum Report {
     struct Summary { var steps = 0; var lastStep: Int?; var machine = RunMachine(); var trainLoss: Double?; var valLoss: Double?; var metric: Double?; var metricName: String?
                      var tokensPerSecond: Double?; var total: Int?; var active: Int?; var flops: Double?
                      var evaluationNote: String?
-                     var imbalance: [(layer: String, value: Double)] = [] }
+                     var imbalance: [(layer: String, value: Double)] = []
+                     var valLossArgmax: Double?, valLossTrain: Double?, agreement: [Double] = []
+                     var testLoss: Double?, testMetric: Double?, testLossArgmax: Double?, testLossTrain: Double?
+                     var cpuSeconds: Double? }
 
     static func summary(_ dir: String) throws -> Summary {
         let f = try H5File(path: "\(dir)/metrics.h5", mode: .readOnly)
@@ -126,6 +132,21 @@ public enum Report {
         s.active = try? f.intAttribute("parameters_active")
         s.flops = (try? f.dataset("train/flops").readDoubles())?.last
         s.evaluationNote = try? f.group("eval").stringAttribute("routing_note")   // written by the run from its model
+        s.valLossArgmax = (try? f.dataset("eval/loss_argmax").readDoubles())?.last
+        s.valLossTrain = (try? f.dataset("eval/loss_train").readDoubles())?.last
+        if let a = try? f.dataset("eval/routing_agreement"), a.shape.count == 2, a.shape[0] > 0, let v = try? a.readDoubles() {
+            s.agreement = Array(v.suffix(a.shape[1]))
+        }
+        s.testLoss = (try? f.dataset("test/loss").readDoubles())?.last
+        s.testLossArgmax = (try? f.dataset("test/loss_argmax").readDoubles())?.last
+        s.testLossTrain = (try? f.dataset("test/loss_train").readDoubles())?.last
+        if s.metricName != nil { s.testMetric = (try? f.dataset("test/metric").readDoubles())?.last }
+        // training core-seconds: each logged row's tokens at its throughput, times the BLAS threads
+        if let tok = try? f.dataset("train/tokens").readDoubles(), tok.count == tps.count, !tok.isEmpty {
+            var sec = 0.0, prev = 0.0
+            for (t, r) in zip(tok, tps) where r > 0 { sec += (t - prev) / r; prev = t }
+            s.cpuSeconds = sec * Double(max(1, s.machine.threads ?? 1))
+        }
         let layers = ((try? f.group("router").children()) ?? []).sorted { RunFigures.layerIndex($0) < RunFigures.layerIndex($1) }
         for l in layers {
             guard let v = try? f.dataset("router/\(l)/load_max_over_mean").readDoubles(), let m = ExperimentRun.windowMean(v) else { continue }

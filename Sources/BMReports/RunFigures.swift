@@ -79,6 +79,8 @@ public enum RunFigures {
         for (ci, g) in grouped.enumerated() { for m in g.members { configOf[m] = ci } }
         var heatMax = 0.0
         var unigram: Double? = nil
+        // each run's final numbers: test split when scored, else the last validation
+        var finalLoss = [Double](repeating: .nan, count: set.entries.count), finalTest = [Bool](repeating: false, count: set.entries.count)
         for (ei, e) in set.entries.enumerated() {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
@@ -98,6 +100,8 @@ public enum RunFigures {
             for (tok, rate) in zip(tokens, tps) { t += rate > 0 ? (tok - prev) / rate : 0; prev = tok; seconds.append(t) }
             byTime.append(Series(e.label, Array(zip(seconds, loss))))
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
+            if let t = column(f, "test/loss").last { finalLoss[ei] = t; finalTest[ei] = true }
+            else if let v = column(f, "eval/loss").last { finalLoss[ei] = v }
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"
@@ -169,9 +173,35 @@ public enum RunFigures {
             }
             figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [panel], width: 640))
         }
+        if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
+            figs.append(finalValues(grouped, finalLoss, test: finalTest.allSatisfy { $0 }, title: set.title))
+        }
         // one colour scale for every layer's heatmap, so layers compare
         for i in routerFigures.indices { routerFigures[i].panels[0].colourRange = 0...max(heatMax, 1e-9) }
         return figs + routerFigures
+    }
+
+    /// One dot per seed and the mean with its 95 % t interval per configuration, on an
+    /// axis fitted to the values (the final numbers a report's tables compare).
+    static func finalValues(_ grouped: [(config: [String: String], members: [Int])], _ values: [Double], test: Bool, title: String) -> Figure {
+        var series: [Series] = []
+        for (ci, g) in grouped.enumerated() {
+            let v = g.members.map { values[$0] }.filter { !$0.isNaN }
+            let x = Double(ci + 1), n = Double(v.count)
+            var s = Series("\(ci + 1): \(SeedTables.label(g.config))", v.enumerated().map { i, y in (x + (Double(i) - (n - 1) / 2) * 0.07, y) })
+            s.dots = true
+            let sum = SeedStats.summarize(v)
+            if sum.n >= 2 {
+                let h = SeedStats.tQuantile(0.975, df: Double(sum.n - 1)) * sum.sd / Double(sum.n).squareRoot()
+                s.summary = (x, sum.mean, sum.mean - h, sum.mean + h)
+            }
+            series.append(s)
+        }
+        var panel = Panel(title: "one dot per seed; bar: mean and 95 % t interval", xlabel: "configuration",
+                          ylabel: "\(test ? "test" : "final validation") loss (nats/token)", series: series)
+        panel.xTicLabels = grouped.indices.map { (Double($0 + 1), String($0 + 1)) }
+        return Figure(name: "final_loss", title: "Final \(test ? "test" : "validation") loss: \(title)", panels: [panel],
+                      width: max(640, 90 * grouped.count + 200), height: 420 + 22 * ((grouped.count + 1) / 2))
     }
 
     static func fmtCount(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.2f", v) }

@@ -11,6 +11,14 @@ enum SeedTables {
         var valLoss: Double?, metric: Double?, trainLoss: Double?, tokensPerSecond: Double?
         /// Per MoE layer (router/layer_i): expert load max/mean, mean of the last 10 logged steps.
         var imbalance: [(layer: String, value: Double)] = []
+        /// The last evaluation under each routing, and per MoE layer their agreement (eval.routing: both).
+        var valLossArgmax: Double? = nil, valLossTrain: Double? = nil
+        var agreement: [Double] = []
+        /// The test split, scored once at the end (eval.test).
+        var testLoss: Double? = nil, testMetric: Double? = nil, testLossArgmax: Double? = nil, testLossTrain: Double? = nil
+        /// Core-seconds of its training steps (tokens ÷ tokens/s × BLAS threads).
+        var cpuSeconds: Double? = nil
+        var seed: String? { name.split(separator: ",").first { $0.hasPrefix("train.seed=") }.map { String($0.dropFirst(11)) } }
     }
 
     /// The run's axis values but the seed, as "k=v" in key order.
@@ -87,26 +95,118 @@ enum SeedTables {
                 md += "\n"
             }
         }
-        guard let baseline, let base = groups[baseline] else { return md + "\n" }
-        md += "\n## Against the baseline (\(label(baseline)))\n\n"
-        md += "Difference of means (configuration − baseline) with a 95 % Welch interval (unequal variances, "
-        md += "Welch–Satterthwaite degrees of freedom); ✱: the interval excludes zero, a difference larger than seed noise "
-        md += "at these n. No interval for a configuration with fewer than 2 seeds.\n\n"
-        md += "| configuration | n | Δ val loss | 95 % interval |" + (hasMetric ? " Δ \(metricName!) | 95 % interval |" : "") + "\n"
-        md += "|---|---|---|---|" + (hasMetric ? "---|---|" : "") + "\n"
-        func cell(_ a: [Double], _ b: [Double]) -> String {
-            guard let d = SeedStats.welch(a, b) else {
-                let x = SeedStats.summarize(a), y = SeedStats.summarize(b)
-                return x.n > 0 && y.n > 0 ? String(format: "%+.4f | –", y.mean - x.mean) : "– | –"
-            }
-            return String(format: "%+.4f | [%+.4f, %+.4f]%@", d.difference, d.low, d.high, d.excludesZero ? " ✱" : "")
+        md += routingTable(order: order, groups: groups)
+        guard let baseline, let base = groups[baseline] else { return md + footer(runs) }
+        md += comparisons(order: order, groups: groups, baseline: baseline, base: base, metricName: hasMetric ? metricName : nil)
+        return md + footer(runs)
+    }
+
+    /// The value a comparison reads: the test split's when every run scored it (a
+    /// study's final numbers), else the last validation evaluation.
+    static func headline(_ runs: [Run]) -> (loss: KeyPath<Run, Double?>, metric: KeyPath<Run, Double?>, split: String) {
+        let loss: KeyPath<Run, Double?>, metric: KeyPath<Run, Double?>
+        if runs.allSatisfy({ $0.testLoss != nil }) {
+            loss = \Run.testLoss; metric = \Run.testMetric
+            return (loss, metric, "test")
         }
+        loss = \Run.valLoss; metric = \Run.metric
+        return (loss, metric, "validation")
+    }
+
+    /// Each configuration against the baseline, runs paired by seed (the same seed
+    /// gives the same data order in every configuration): mean paired difference, its
+    /// 95 % paired-t interval, the paired-t p-value and the exact sign-flip p-value, and
+    /// Holm's correction over every comparison of the table. Configurations whose seeds
+    /// do not pair with the baseline's fall back to Welch's unpaired interval.
+    static func comparisons(order: [[String: String]], groups: [[String: String]: [Run]], baseline: [String: String],
+                            base: [Run], metricName: String?) -> String {
+        let all = order.flatMap { groups[$0]! }
+        let h = headline(all)
+        var rows: [(label: String, n: Int, what: String, paired: PairedStats.Paired?, signFlip: Double?, welch: SeedStats.Difference?,
+                    bootstrap: (low: Double, high: Double)?)] = []
+        func pairs(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> ([Double], [Double])? {
+            var a: [Double] = [], b: [Double] = []
+            for r in rs {
+                guard let s = r.seed, let x = r[keyPath: k], !x.isNaN,
+                      let y = base.first(where: { $0.seed == s })?[keyPath: k], !y.isNaN else { continue }
+                a.append(y); b.append(x)
+            }
+            return a.count >= 2 ? (a, b) : nil
+        }
+        func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
         for c in order where c != baseline {
             let rs = groups[c]!
-            md += "| \(label(c)) | \(rs.count) | \(cell(col(base, \.valLoss), col(rs, \.valLoss))) |"
-            if hasMetric { md += " \(cell(col(base, \.metric), col(rs, \.metric))) |" }
+            for (what, k, bounded) in [("\(h.split) loss", h.loss, false)] + (metricName.map { [("\(h.split) \($0)", h.metric, $0 == "accuracy")] } ?? []) {
+                if let (a, b) = pairs(rs, k) {
+                    rows.append((label(c), a.count, what, PairedStats.pairedT(a, b), PairedStats.signFlip(a, b), nil,
+                                 bounded ? PairedStats.pairedBootstrap(a, b) : nil))
+                } else {
+                    rows.append((label(c), rs.count, what, nil, nil, SeedStats.welch(col(base, k), col(rs, k)), nil))
+                }
+            }
+        }
+        let holm = PairedStats.holm(rows.map { $0.paired?.pValue ?? .nan })
+        var md = "\n## Against the baseline (\(label(baseline))), \(h.split) split\n\n"
+        md += "Runs paired by seed (same seed, same data order). Δ = configuration − baseline, mean over the pairs, with a "
+        md += "95 % paired-t interval (accuracy: a paired percentile bootstrap over seeds, which stays within the metric's range); p: "
+        md += "two-sided paired t; sign-flip: the exact permutation p over the 2ⁿ sign assignments (≥ 2/2ⁿ: 0.0625 at n = 5); "
+        md += "Holm: the p-value adjusted by Holm's step-down correction over the \(rows.count) comparisons of this table "
+        md += "(family-wise error 0.05); ✱: survives it. Rows marked Welch could not be paired (unequal seeds): unpaired interval, no test.\n\n"
+        md += "| configuration | n | Δ | 95 % interval | p (paired t) | sign-flip | Holm | |\n|---|---|---|---|---|---|---|---|\n"
+        for (i, r) in rows.enumerated() {
+            if let p = r.paired {
+                let (lo, hi) = r.bootstrap ?? (p.low, p.high)
+                md += "| \(r.label) (\(r.what)) | \(r.n) | \(String(format: "%+.4f", p.meanDifference)) | [\(String(format: "%+.4f", lo)), \(String(format: "%+.4f", hi))] | "
+                md += "\(PairedStats.formatP(p.pValue)) | \(r.signFlip.map(PairedStats.formatP) ?? "–") | \(PairedStats.formatP(holm[i].adjusted)) | \(holm[i].survives ? "✱" : "") |\n"
+            } else if let w = r.welch {
+                md += "| \(r.label) (\(r.what)) | \(r.n) | \(String(format: "%+.4f", w.difference)) | [\(String(format: "%+.4f", w.low)), \(String(format: "%+.4f", w.high))] Welch | – | – | – | |\n"
+            } else {
+                md += "| \(r.label) (\(r.what)) | \(r.n) | – | – | – | – | – | |\n"
+            }
+        }
+        let survived = rows.indices.filter { holm[$0].survives }.map { "\(rows[$0].label) (\(rows[$0].what))" }
+        md += "\nSurvive Holm's correction: \(survived.isEmpty ? "none" : survived.joined(separator: "; ")).\n"
+        return md
+    }
+
+    /// Validation loss under each evaluation routing, the mismatch's cost (argmax − train,
+    /// paired within each run) and the routings' agreement per MoE layer.
+    static func routingTable(order: [[String: String]], groups: [[String: String]: [Run]]) -> String {
+        guard order.contains(where: { groups[$0]!.contains { $0.valLossArgmax != nil && $0.valLossTrain != nil } }) else { return "" }
+        let all = order.flatMap { groups[$0]! }
+        let useTest = all.allSatisfy { $0.testLossArgmax != nil }
+        let ka: KeyPath<Run, Double?> = useTest ? \Run.testLossArgmax : \Run.valLossArgmax
+        let kt: KeyPath<Run, Double?> = useTest ? \Run.testLossTrain : \Run.valLossTrain
+        let layers = all.map(\.agreement.count).max() ?? 0
+        var md = "\n## Evaluation routing (\(useTest ? "test" : "validation") split)\n\n"
+        md += "Loss with the MoE layers routed by argmax (causal, as generation) and as in training (for the Sinkhorn routers: "
+        md += "balanced over each evaluated batch; not causal), mean ± sd over seeds; cost = argmax − train, paired within "
+        md += "each run, with its 95 % t interval over the seeds; agreement: share of the training routing's choices the "
+        md += "argmax makes too, per MoE layer (mean over seeds).\n\n"
+        md += "| configuration | n | loss (argmax) | loss (train) | cost of the mismatch | 95 % interval |"
+        md += (0..<layers).map { " agreement L\($0 + 1) |" }.joined() + "\n|---|---|---|---|---|---|" + (0..<layers).map { _ in "---|" }.joined() + "\n"
+        for c in order {
+            let rs = groups[c]!.filter { $0[keyPath: ka] != nil && $0[keyPath: kt] != nil }
+            guard !rs.isEmpty else { continue }
+            let a = rs.map { $0[keyPath: ka]! }, t = rs.map { $0[keyPath: kt]! }
+            let cost = PairedStats.pairedT(t, a)
+            md += "| \(label(c)) | \(rs.count) | \(SeedStats.format(SeedStats.summarize(a))) | \(SeedStats.format(SeedStats.summarize(t))) | "
+            md += cost.map { String(format: "%+.4f | [%+.4f, %+.4f] |", $0.meanDifference, $0.low, $0.high) }
+                ?? String(format: "%+.4f | – |", zip(a, t).map { $0 - $1 }.reduce(0, +) / Double(rs.count))
+            for l in 0..<layers {
+                let v = rs.compactMap { $0.agreement.count > l ? $0.agreement[l] : nil }
+                md += " \(v.isEmpty ? "–" : String(format: "%.3f", v.reduce(0, +) / Double(v.count))) |"
+            }
             md += "\n"
         }
-        return md + "\n"
+        return md
+    }
+
+    /// What every table above rests on: runs, seeds, the statistics, the compute.
+    static func footer(_ runs: [Run]) -> String {
+        let cpu = runs.compactMap(\.cpuSeconds).reduce(0, +)
+        var md = "\nRuns: \(runs.count)"
+        if cpu > 0 { md += String(format: "; training steps took %.2f CPU-hours (core-seconds of the steps ÷ 3600; evaluation not counted)", cpu / 3600) }
+        return md + ".\n\n"
     }
 }

@@ -9,8 +9,12 @@ public struct RouteInput {
     public let mode: Mode
     /// Seed for routers that draw random numbers (fixed per step, so runs are reproducible).
     public let seed: UInt64
-    public init(logits: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?, T: Int, E: Int, mode: Mode, seed: UInt64) {
+    /// The layer's load-balancing bias [E], for routers with `usesExpertBias`.
+    public let expertBias: UnsafePointer<Float>?
+    public init(logits: UnsafePointer<Float>?, tokens: UnsafePointer<Int32>?, T: Int, E: Int, mode: Mode, seed: UInt64,
+                expertBias: UnsafePointer<Float>? = nil) {
         self.logits = logits; self.tokens = tokens; self.T = T; self.E = E; self.mode = mode; self.seed = seed
+        self.expertBias = expertBias
     }
 }
 
@@ -75,6 +79,15 @@ public protocol Router: AnyObject {
     var evaluationNote: String? { get }
     /// Chooses the assignments (tokens, experts) and fills `stats` (load before dropping, Sinkhorn figures).
     func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats)
+    /// Training FLOPs per token of the routing itself for E experts (the router's
+    /// Linear is a weight product, counted by the MoE layer): softmax, Sinkhorn, gates.
+    func flopTerms(E: Int) -> [FlopTerm]
+    /// Whether the layer keeps a per-expert bias [E] for this router (`router.expert_bias`:
+    /// in checkpoints, no gradient, no weight decay), read in `RouteInput.expertBias`.
+    var usesExpertBias: Bool { get }
+    /// After a training forward (not a gradient check's): moves the bias from that
+    /// forward's load (tokens per expert). Only past loads, so routing stays causal.
+    func updateBias(_ bias: UnsafeMutablePointer<Float>, load: [Int])
     /// Fills `a.gate` for the current assignments and returns (aux, z) losses; caches what backward needs.
     func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double)
     /// dgate: [count] → dlogits: [T, E] (overwritten), including the aux / z loss gradients.
@@ -84,6 +97,9 @@ public protocol Router: AnyObject {
 extension Router {
     public var expertsPerToken: Double { 1 }
     public var evaluationNote: String? { nil }
+    public var usesExpertBias: Bool { false }
+    public func flopTerms(E: Int) -> [FlopTerm] { [] }
+    public func updateBias(_ bias: UnsafeMutablePointer<Float>, load: [Int]) {}
 }
 
 /// Shared helpers for routers.
@@ -101,6 +117,11 @@ public enum RouterMath {
             lse?[t] = m + logf(s)
         }
     }
+
+    /// Forward FLOPs of a row softmax over E (max, subtract, exp, sum, divide).
+    public static func softmaxFlops(_ E: Int) -> Double { 5 * Double(E) }
+    /// Forward FLOPs of a sigmoid (negate, exp, add, divide).
+    public static let sigmoidFlops = 4.0
 
     /// Mean entropy (nats) of the rows of p [T, E].
     public static func meanEntropy(_ p: UnsafePointer<Float>, T: Int, E: Int) -> Double {

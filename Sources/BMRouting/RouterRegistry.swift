@@ -30,6 +30,7 @@ public enum RouterRegistry {
         ExpertChoiceRouter.entry,
         HashRouter.entry,
         RandomRouter.entry,
+        LossFreeBiasRouter.entry,
     ]
 
     public static var names: [String] { entries.map(\.name) }

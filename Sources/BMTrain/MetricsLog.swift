@@ -85,11 +85,12 @@ public final class MetricsLog {
 
 /// A root attribute value.
 public enum MetricValue {
-    case string(String), int(Int), double(Double), strings([String])
+    case string(String), int(Int), double(Double), strings([String]), doubles([Double])
     func write(_ key: String, to file: H5File) throws {
         switch self {
         case .string(let s): try file.setAttribute(key, s)
         case .int(let i): try file.setAttribute(key, i)
+        case .doubles(let d): try file.setAttribute(key, d)
         case .double(let d): try file.setAttribute(key, d)
         case .strings(let a): try file.setAttribute(key, a)
         }

@@ -53,3 +53,4 @@ func guarded(_ body: () throws -> Void) {
 }
 
 extension WeightFormat: ExpressibleByArgument {}
+extension EvalRouting: ExpressibleByArgument {}

@@ -82,6 +82,8 @@ struct ValidateCommand: ParsableCommand {
             if resolved { print(try s.resolvedYAML(), terminator: "") }
             print("memory: about \(MemoryEstimate.format(m.totalBytes)) (\(m.summary(s))); available \(MemoryEstimate.format(Double(Machine.availableMemoryBytes)))")
             try m.check(s)
+            let c = ModelBuilder.counts(try ModelBuilder.build(s, allocate: false), seqLen: s.train.seqLen)
+            print("parameters: \(fmtCount(c.total)) total, \(fmtCount(c.active)) active; training FLOPs a token: \(ModelBuilder.flopSummary(c))")
             warn(s.warnings)                          // a spec that passes, with its warnings
             print("\(spec): ok (\(s.model.layers.count) layers: \(s.model.layers.map(\.mixer).joined(separator: ", ")))")
         }
@@ -92,7 +94,10 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
     @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
-    @Option(help: "Batches (default: the spec's eval_batches; with --data, every full batch).") var batches: Int?
+    @Option(help: "Batches (default: the spec's eval_batches, evenly spaced over the split; with --data, every full batch).") var batches: Int?
+    @Option(help: "The held-out split: validation, or test (a study's final numbers only).") var split: Dataset.Part = .validation
+    @Flag(help: "Score every window of the split (text and token data).") var all = false
+    @Option(help: "MoE routing: argmax (causal, as generation), train (training's assignment over each batch; not causal) or both (default: the spec's eval.routing).") var routing: EvalRouting?
     @Option(help: "Also write the gradient of the loss for every parameter to this HDF5 file.") var grads: String?
     @Option(help: "Also write each MoE layer's router logits on these batches to this HDF5 file (router_logits/layer_{i}, [T, E]; input of bmlab sinkhorn --logits).") var routerLogits: String?
     @Flag(help: "Write --grads / --router-logits over an existing file (never over a run's own checkpoint.h5 or metrics.h5).") var force = false
@@ -100,6 +105,8 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         if let b = batches { require(b >= 1, "--batches must be at least 1, got \(b)") }
+        require(!(all && batches != nil), "--all and --batches both say how many batches to score; give one")
+        require(!(data != nil && (all || split != .validation)), "--data reads its file in order; --split and --all apply to the spec's data")
         if let g = grads, let r = routerLogits { require(g != r, "--grads and --router-logits name the same file \(g)") }
     }
 
@@ -127,14 +134,25 @@ struct EvalCommand: ParsableCommand {
                 metric = kind == .text && Generator.isByteLevel(s) ? .bitsPerByte : .none
             } else {
                 let ds = try Dataset(s)
-                n = batches ?? s.train.evalBatches
-                fill = { i, inp, tgt in ds.evalBatch(i, B: B, L: L, inputs: inp, targets: tgt) }
+                let part = split
+                n = all ? ds.batchesCovering(part, B: B, L: L) : batches ?? s.train.evalBatches
+                let count = n
+                fill = { i, inp, tgt in ds.evalBatch(i, of: count, part: part, B: B, L: L, inputs: inp, targets: tgt) }
                 metric = ds.metric
+                if ds.kind == .text || ds.kind == .tokens {
+                    print("\(part.rawValue) split: \(ds.count(part)) tokens, \(ds.windows(part, L: L)) windows of \(L)")
+                }
             }
-            let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: metric, fill: fill)
+            let routed = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: metric, routing: routing ?? s.eval.routing, fill: fill)
+            let r = routed.primary
             print(String(format: "loss: %.6f", r.loss))
             if let m = r.metric { print("\(metric.rawValue): \(String(format: "%.6f", m))") }
             print("tokens: \(r.tokens)")
+            for (name, x) in [("argmax", routed.argmax), ("train", routed.train)] where !routed.agreement.isEmpty {
+                guard let x else { continue }
+                print("loss (\(name) routing): \(String(format: "%.6f", x.loss))" + (x.metric.map { "  \(metric.rawValue) " + String(format: "%.6f", $0) } ?? ""))
+            }
+            for (layer, a) in routed.agreement { print("routing agreement, layer \(layer): \(String(format: "%.4f", a))") }
             if let out = grads {
                 try GradientDump.write(to: out, model: model, checkpoint: checkpoint, batches: n, B: B, L: L, fill: fill)
                 print("gradients: \(out)")
@@ -193,3 +211,4 @@ struct GenerateCommand: ParsableCommand {
         }
     }
 }
+extension Dataset.Part: ExpressibleByArgument {}

@@ -91,7 +91,7 @@ final class RouterLogitsTests: XCTestCase {
         // the logits are x·Wrᵀ + b of the layer's input: evaluation routes every token to their argmax
         let (_, model, _) = try OpenedCheckpoint.model(dir + "/run/checkpoint.h5")
         let ds = try Dataset(spec)
-        let one = RouterLogits.compute(model: model, batches: 1, B: B, L: L) { i, inp, tgt in ds.evalBatch(i, B: B, L: L, inputs: inp, targets: tgt) }
+        let one = RouterLogits.compute(model: model, batches: 1, B: B, L: L) { i, inp, tgt in ds.evalBatch(i, of: 1, B: B, L: L, inputs: inp, targets: tgt) }
         XCTAssertEqual(one[0].values, Array(layers[0].values.prefix(B * L * 4)))   // batch 0 comes first
         let moe = try XCTUnwrap(model.blocks[1].mixer as? MoE)
         let load = moe.stats.load

@@ -224,8 +224,8 @@ final class RunTests: XCTestCase {
         let data = try Dataset(s)
         let B = s.train.batch, L = s.train.seqLen
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
-        data.evalBatch(0, B: B, L: L, inputs: inp.pointer, targets: tgt.pointer)
-        _ = GradientDump.compute(model: a, batches: 1, B: B, L: L) { i, x, y in data.evalBatch(i, B: B, L: L, inputs: x, targets: y) }
+        data.evalBatch(0, of: 1, B: B, L: L, inputs: inp.pointer, targets: tgt.pointer)
+        _ = GradientDump.compute(model: a, batches: 1, B: B, L: L) { i, x, y in data.evalBatch(i, of: 1, B: B, L: L, inputs: x, targets: y) }
         // the training step of Trainer, stopped before clipping and the update
         b.params.zeroGrad()
         b.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)

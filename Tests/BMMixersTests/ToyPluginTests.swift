@@ -150,7 +150,12 @@ final class ToyPluginTests: XCTestCase {
         let expert = 2 * 8 * 16 + 16 * 8                         // fc1 [2F, d] + fc2 [d, F]
         let routerW = 4 * 16
         XCTAssertEqual(c.matmulActive, toy + 2 * expert + routerW + 32 * 16)     // two experts per token, the head
-        XCTAssertEqual(c.flopsPerToken, 6 * Double(c.matmulActive))
+        // the toy mixer declares no terms; the MoE's: the toy router's (none), SwiGLU 3·6·F and the combine 3·2·d per
+        // active expert; norms and residual adds 3·(5d + d) per block and the final LayerNorm 3·8d; the loss 3·5·V
+        let moeTerms: Double = 2 * (144 + 96)                   // 2 × (3·6·8 + 3·2·16)
+        let norms: Double = 2 * 288 + 384                       // 2 × 3·(5·16 + 16) + 3·8·16
+        let loss: Double = 480                                  // 3·5·32
+        XCTAssertEqual(c.flopsPerToken, 6 * Double(c.matmulActive) + moeTerms + norms + loss)
         XCTAssertEqual(c.total - c.active, 2 * expert)                          // two of four experts idle per token
     }
 }

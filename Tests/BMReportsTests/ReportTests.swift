@@ -47,7 +47,8 @@ final class ReportTests: XCTestCase {
         let runner = try makeSweep(dir)
         let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
         let names = paths.map { ($0 as NSString).lastPathComponent }
-        XCTAssertEqual(Set(names), ["loss.png", "val_loss.png", "router_entropy.png", "sinkhorn_iterations.png", "expert_load_layer_1.png"])
+        XCTAssertEqual(Set(names), ["loss.png", "val_loss.png", "router_entropy.png", "sinkhorn_iterations.png", "final_loss.png",
+                                    "expert_load_layer_1.png"])
         for p in paths {
             let d = try Data(contentsOf: URL(fileURLWithPath: p))
             XCTAssertGreaterThan(d.count, 3000, p)
@@ -114,27 +115,40 @@ final class ReportTests: XCTestCase {
     }
 
     /// Runs that differ only in the seed are one configuration: mean ± sd and n, and
-    /// the difference from the sweep's `report.baseline` with a Welch interval, all
-    /// from the val losses the runs wrote.
+    /// the difference from the sweep's `report.baseline`, runs paired by seed, with
+    /// Holm's correction, all from the values the runs wrote.
     func testSeedsAreAggregatedAndComparedWithTheBaseline() throws {
         try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, topk]\n    train.seed: [1, 2, 3]",
                                    report: "report: {baseline: {model.defaults.moe.router.name: sinkhorn}}")
         XCTAssertEqual(runner.sweep.baseline, ["model.defaults.moe.router.name": "sinkhorn"])
-        var val: [String: [Double]] = [:]
+        var val: [String: [Double]] = [:], acc: [String: [Double]] = [:]
         for r in runner.sweep.runs {
             let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
             val[r.valueText("model.defaults.moe.router.name"), default: []].append(try f.dataset("eval/loss").readDoubles().last!)
+            acc[r.valueText("model.defaults.moe.router.name"), default: []].append(try f.dataset("eval/metric").readDoubles().last!)
             f.close()
         }
         let md = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r.md", command: "x"), encoding: .utf8)
         let a = SeedStats.summarize(val["sinkhorn"]!), b = SeedStats.summarize(val["topk"]!)
         XCTAssertTrue(md.contains("| name=sinkhorn | 3 | \(SeedStats.format(a)) |"), md)
         XCTAssertTrue(md.contains("| name=topk | 3 | \(SeedStats.format(b)) |"), md)
-        XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn)"), md)
-        let d = try XCTUnwrap(SeedStats.welch(val["sinkhorn"]!, val["topk"]!))
-        XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %+.4f | [%+.4f, %+.4f]", d.difference, d.low, d.high)), md)
+        XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn), validation split"), md)
+        // runs paired by seed (the sweep's order: seeds 1, 2, 3 in each), paired t, Holm over the one comparison
+        let d = try XCTUnwrap(PairedStats.pairedT(val["sinkhorn"]!, val["topk"]!))
+        let flip = try XCTUnwrap(PairedStats.signFlip(val["sinkhorn"]!, val["topk"]!))
+        // two comparisons (loss, accuracy): Holm over both p-values
+        let da = try XCTUnwrap(PairedStats.pairedT(acc["sinkhorn"]!, acc["topk"]!))
+        let holm = PairedStats.holm([d.pValue, da.pValue])
+        XCTAssertTrue(md.contains(String(format: "| name=topk (validation loss) | 3 | %+.4f | [%+.4f, %+.4f] | ", d.meanDifference, d.low, d.high)
+                                  + "\(PairedStats.formatP(d.pValue)) | \(PairedStats.formatP(flip)) | \(PairedStats.formatP(holm[0].adjusted)) |"), md)
+        XCTAssertTrue(md.contains("| name=topk (validation accuracy) | 3 | \(String(format: "%+.4f", da.meanDifference)) | "), md)
+        XCTAssertTrue(md.contains("Survive Holm's correction: "), md)
+        // both evaluation routings, their cost and agreement, per configuration
+        XCTAssertTrue(md.contains("## Evaluation routing (validation split)"), md)
+        XCTAssertTrue(md.contains("| name=topk | 3 | "), md)
+        XCTAssertTrue(md.contains("training steps took "), md)
         // expert load imbalance per MoE layer at the end, aggregated over seeds
         var imb: [String: [Double]] = [:]
         for r in runner.sweep.runs {

@@ -55,6 +55,8 @@ public final class MoE: Mixer {
     public let router: Router
     public let routerName: String
     public let routerWeight: Param?, routerBias: Param?
+    /// The router's load-balancing bias (`lossfree`): selects experts, never trained by gradient.
+    public let expertBias: Param?
     public let fc1: [Param], fc2: [Param]
     public let capacityFactor: Double, dropByPosition: Bool
     public let context: StepContext
@@ -72,6 +74,12 @@ public final class MoE: Mixer {
     private var x: UnsafePointer<Float>?
     private var shape = (B: 0, L: 0)
     private let assignment = Assignment()
+    private let other = Assignment()          // the other routing's assignment (agreement)
+    private let chosen = IntBuffer()          // [T, E] 1 where the pass's assignment put a token
+    /// (token, expert) choices the pass and the other routing share, and the pass's
+    /// choices, summed over evaluation forwards since `resetAgreement`.
+    public private(set) var agreement = (shared: 0, total: 0)
+    public func resetAgreement() { agreement = (0, 0) }
     private let kept = IntBuffer()            // [A] 1 = kept, 0 = dropped by capacity
     private let order = IntBuffer()           // kept assignment indices grouped by expert
     private var offsets = [Int]()             // [E + 1] into order
@@ -97,6 +105,7 @@ public final class MoE: Mixer {
         } else {
             routerWeight = nil; routerBias = nil
         }
+        expertBias = router.usesExpertBias ? ps.declare("\(p).router.expert_bias", [E], init: .zeros, decay: false) : nil
         var f1: [Param] = [], f2: [Param] = []
         for e in 0..<E {
             f1.append(ps.declare("\(p).local_experts.\(e).linear_fc1.weight", [2 * F, d], init: ctx.hiddenInit(fanIn: d)))
@@ -117,6 +126,15 @@ public final class MoE: Mixer {
         let all = Double(parameters.reduce(0) { $0 + $1.count })
         return all - Double(fc1[0].count + fc2[0].count) * (Double(E) - activeExpertsPerToken)
     }
+    /// Per token: the routing (the router's terms); per active expert, the gated
+    /// activation act(gate) · up (`GateActivation.flopsPerUnit` per hidden unit) and
+    /// the gate-weighted combine (2 per output), each × 3.
+    public func flopTerms(seqLen: Int) -> [FlopTerm] {
+        let k = activeExpertsPerToken
+        return router.flopTerms(E: E) + [FlopTerm("expert activation", 3 * kernel.activation.flopsPerUnit * Double(F) * k),
+                                         FlopTerm("expert combine", 3 * 2 * Double(d) * k)]
+    }
+
     /// The router statistics of the last forward (`router/layer_i/…` in metrics.h5).
     public var statistics: [(String, LayerStatistic)] {
         let s = stats
@@ -139,16 +157,39 @@ public final class MoE: Mixer {
 
     public var inWidth: Int { d }
     public var outWidth: Int { d }
-    public var parameters: [Param] { [routerWeight, routerBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } }
+    public var parameters: [Param] { [routerWeight, routerBias, expertBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } }
 
     // logits of the last forward: [B·L, E] (nil for routers without parameters)
     public var routerLogits: UnsafeBufferPointer<Float>? {
         routerWeight == nil || shape.B * shape.L == 0 ? nil : UnsafeBufferPointer(start: logits.pointer, count: shape.B * shape.L * E)
     }
 
-    func routeInput(T: Int) -> RouteInput {
+    /// `asTraining`: the router makes training's assignment (training, or `eval.routing: train`).
+    func routeInput(T: Int, asTraining: Bool? = nil) -> RouteInput {
         RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: context.tokens, T: T, E: E,
-                   mode: context.mode, seed: UInt64(context.step) &* 1_000_003 &+ UInt64(layerIndex))
+                   mode: asTraining ?? context.routesAsTraining ? .train : .eval,
+                   seed: UInt64(context.step) &* 1_000_003 &+ UInt64(layerIndex),
+                   expertBias: expertBias.map { UnsafePointer($0.w) })
+    }
+
+    /// Evaluation: how many of this pass's (token, expert) choices the other routing
+    /// (argmax ↔ training's) makes too, on the same router logits; before any capacity limit.
+    private func countAgreement(T: Int) {
+        let A = assignment.count
+        let mark = chosen.ensure(max(1, T * E))
+        mark.update(repeating: 0, count: T * E)
+        let tp = assignment.token.pointer, ep = assignment.expert.pointer
+        var total = 0
+        for i in 0..<A where ep[i] >= 0 { mark[Int(tp[i]) * E + Int(ep[i])] = 1; total += 1 }
+        var scratch = RouterStats()
+        router.assign(routeInput(T: T, asTraining: !context.routesAsTraining), other, stats: &scratch)
+        var shared = 0
+        let ot = other.token.pointer, oe = other.expert.pointer
+        for i in 0..<other.count where oe[i] >= 0 && mark[Int(ot[i]) * E + Int(oe[i])] == 1 {
+            shared += 1; mark[Int(ot[i]) * E + Int(oe[i])] = 0   // each choice counts once
+        }
+        agreement.shared += shared
+        agreement.total += max(total, other.count)
     }
 
     // MARK: forward
@@ -177,6 +218,7 @@ public final class MoE: Mixer {
         let (aux, z) = router.gates(input, assignment, stats: &stats)
         auxiliaryLoss = aux + z
         let A = assignment.count
+        if context.mode == .eval && context.measureAgreement { countAgreement(T: T) }
         if !frozen { applyCapacity(T: T) }
         let kp = kept.pointer, gp = assignment.gate.pointer, ep = assignment.expert.pointer, tp = assignment.token.pointer
         for i in 0..<A where kp[i] == 0 { gp[i] = 0 }
@@ -193,6 +235,8 @@ public final class MoE: Mixer {
         largestFirst = (0..<E).sorted { stats.load[$0] > stats.load[$1] || (stats.load[$0] == stats.load[$1] && $0 < $1) }
         stats.assignments = A
         stats.dropped = A - n
+        // the load-balancing bias moves after a training forward, from its load
+        if let b = expertBias, context.mode == .train, !frozen { router.updateBias(b.w, load: stats.load) }
         timer.mark("fwd router")
         // gather                                                   xe: [n, d]
         let xp = xe.ensure(max(n, 1) * d)
@@ -215,13 +259,13 @@ public final class MoE: Mixer {
     }
 
     /// cap = ⌈(A/T)·T/E · factor⌉ per expert; keeps the highest gates ('probs') or earliest tokens ('position').
-    /// Training only: a capacity limit looks at the whole batch, so it is not causal;
-    /// evaluation and generation are dropless.
+    /// Training's assignment only: a capacity limit looks at the whole batch, so it is not
+    /// causal; argmax evaluation and generation are dropless.
     private func applyCapacity(T: Int) {
         let A = assignment.count
         let kp = kept.ensure(max(A, 1))
         kp.update(repeating: 1, count: A)
-        guard capacityFactor > 0, router.allowsCapacity, A > 0, context.mode == .train else { return }
+        guard capacityFactor > 0, router.allowsCapacity, A > 0, context.routesAsTraining else { return }
         let cap = Int((Double(A) / Double(E) * capacityFactor).rounded(.up))
         let ep = assignment.expert.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
         var byExpert = [[Int]](repeating: [], count: E)
@@ -293,10 +337,10 @@ public final class MoE: Mixer {
     public var prefillsInChunks: Bool { true }
 
     public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
-        let mode = context.mode
-        context.mode = .eval
+        let (mode, routing, measure) = (context.mode, context.evalRouting, context.measureAgreement)
+        context.mode = .eval; context.evalRouting = .argmax; context.measureAgreement = false   // generation is causal
         forward(xIn, y, B: B, L: L)
-        context.mode = mode
+        (context.mode, context.evalRouting, context.measureAgreement) = (mode, routing, measure)
     }
 
     public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {

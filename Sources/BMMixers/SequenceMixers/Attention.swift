@@ -46,8 +46,15 @@ public final class Attention: Mixer {
     private var shape = (B: 0, L: 0)
 
     public let pluginName: String
-    /// Causal scores and the weighted sum of values: 6·L·d FLOPs per token in training.
-    public func extraFlops(seqLen: Int) -> Double { 6 * Double(seqLen) * Double(D) }
+    /// Per token, forward: the causal scores q·k and the weighted sum of values over
+    /// L/2 keys on average, 2 · (L/2) · d each; the softmax, 5 FLOPs (max, subtract,
+    /// exp, sum, divide) per score, H · L/2 scores; rotary embedding of q and k, 3 FLOPs
+    /// per element (two products and a sum). Training: × 3.
+    public func flopTerms(seqLen: Int) -> [FlopTerm] {
+        let L = Double(seqLen), d = Double(D), h = Double(H)
+        return [FlopTerm("attention scores and values", 3 * 2 * L * d), FlopTerm("attention softmax", 3 * 5 * h * L / 2)]
+            + (rope ? [FlopTerm("rotary embedding", 3 * 3 * 2 * d)] : [])
+    }
 
     public init(_ ctx: MixerContext, _ opt: ResolvedOptions) {
         pluginName = ctx.pluginName

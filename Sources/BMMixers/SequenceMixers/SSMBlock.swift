@@ -71,6 +71,19 @@ public final class SSMBlock: Mixer {
     public var phaseTimer: PhaseTimer? { timer }
     public let pluginName: String
 
+    /// Per token, forward (E channels, N states, K conv taps): the causal depthwise
+    /// conv 2·K·E (a product and a sum per tap); the scan 7·E·N (exp(Δ·A): 2, (Δ·u)·B:
+    /// 1, h = Ā·h + B̄u: 2, y += C·h: 2); element-wise 4E for SiLU(xc), 4E for Mamba's
+    /// softplus(Δ) (S4D's Δ is per channel, not per token), 2E for D·u, 6E for y·SiLU(z).
+    /// Training: × 3, but the scan × 4 — its backward recomputes the forward inside each
+    /// chunk from the states kept at chunk starts (docs/flops.md).
+    public func flopTerms(seqLen: Int) -> [FlopTerm] {
+        let e = Double(E), n = Double(N), k = Double(K)
+        let elementwise = 4 * e + (dynamics is SelectiveDynamics ? 4 * e : 0) + (skipD ? 2 * e : 0) + (gate ? 6 * e : 0)
+        return [FlopTerm("selective scan", 4 * 7 * e * n), FlopTerm("causal conv", 3 * 2 * k * e),
+                FlopTerm("ssm element-wise", 3 * elementwise)]
+    }
+
     public func activationFloats(B: Int, L: Int) -> Int {
         let T = B * L, xzW = (gate ? 2 : 1) * E
         let SN = N * Ep, chunks = (L + chunk - 1) / chunk

@@ -21,6 +21,9 @@ public final class ExpertChoiceRouter: Router {
     public var usesLogits: Bool { true }
     public var allowsCapacity: Bool { false }
     public var isCausal: Bool { false }
+    /// softmax over E (the choice and the gates) with its backward (× 3); the
+    /// selection's comparisons are not counted as FLOPs.
+    public func flopTerms(E: Int) -> [FlopTerm] { [FlopTerm("router softmax", 3 * RouterMath.softmaxFlops(E))] }
     /// How the validation loss of a model with this router is computed (reports say it).
     public static let evaluationNote = "expert-choice: trained non-causally (experts pick from the whole batch); validation routes causally, each token to its top expert"
     public var evaluationNote: String? { Self.evaluationNote }

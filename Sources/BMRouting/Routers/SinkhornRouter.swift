@@ -33,6 +33,15 @@ public final class SinkhornRouter: Router {
     public init(_ config: SinkhornConfig) { self.config = config }
     public var usesLogits: Bool { true }
     public var allowsCapacity: Bool { false }
+    /// Sinkhorn, once (its choice has no gradient): K = exp(logits / temperature), 2E
+    /// per token, then per iteration 4E (the column and the row scaling, a product and
+    /// a sum each), counted at ONE iteration — the fast variant's usual count; a run
+    /// logs the real one (router/layer_i/sinkhorn_iters), each further iteration adds
+    /// 4E. The sigmoid gate (× 3) and the softmax the statistics read (forward only).
+    public func flopTerms(E: Int) -> [FlopTerm] {
+        [FlopTerm("sinkhorn (1 iteration)", 2 * Double(E) + 4 * Double(E)),
+         FlopTerm("router gate", 3 * RouterMath.sigmoidFlops), FlopTerm("router softmax (statistics)", RouterMath.softmaxFlops(E))]
+    }
     public var isCausal: Bool { true }
 
     public func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) {

@@ -32,6 +32,11 @@ public final class TopKRouter: Router {
     }
     public var usesLogits: Bool { true }
     public var allowsCapacity: Bool { true }
+    /// softmax over E with its backward (× 3); the aux loss's mean probabilities (E per token, × 3)
+    public func flopTerms(E: Int) -> [FlopTerm] {
+        [FlopTerm("router softmax", 3 * RouterMath.softmaxFlops(E))] + (alpha > 0 ? [FlopTerm("router aux loss", 3 * Double(E))] : [])
+            + (beta > 0 ? [FlopTerm("router z-loss", 3 * 2)] : [])
+    }
     public var isCausal: Bool { true }
 
     public func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) {

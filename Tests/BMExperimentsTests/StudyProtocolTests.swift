@@ -1,0 +1,343 @@
+import XCTest
+import Foundation
+@testable import BMCore
+@testable import BMLayers
+@testable import BMMixers
+@testable import BMRouting
+@testable import BMStorage
+@testable import BMTrain
+@testable import BMExperiments
+
+/// What a study's conclusions rest on (docs/data.md, docs/routing.md, docs/flops.md):
+/// the split rule, evaluation windows, evaluation routing and its agreement, the
+/// auxiliary-loss-free router, argmax fine-tuning, the test split and the FLOP count.
+final class StudyProtocolTests: XCTestCase {
+    override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
+
+    // MARK: the split rule
+
+    /// Among the first n blocks, validation holds n · fraction blocks within ±2.5, and 40
+    /// consecutive blocks at 0.05 hold 1–3 (what docs/data.md promises).
+    func testGoldenRatioRuleSpreadsEveryShareEvenly() {
+        for (v, t) in [(0.05, 0.05), (0.1, 0.05)] {
+            var val = 0, test = 0
+            for n in 1...5_000 {
+                let p = Corpus.part(ofBlock: n - 1, validation: v, test: t)
+                if p == 1 { val += 1 } else if p == 2 { test += 1 }
+                XCTAssertLessThanOrEqual(abs(Double(val) - Double(n) * v), 2.5, "validation, first \(n) blocks at \(v)")
+                XCTAssertLessThanOrEqual(abs(Double(test) - Double(n) * t), 2.5, "test, first \(n) blocks at \(t)")
+            }
+        }
+        for start in 0..<2_000 {
+            let c = (start..<start + 40).filter { Corpus.part(ofBlock: $0, validation: 0.05, test: 0.05) == 1 }.count
+            XCTAssertTrue((1...3).contains(c), "blocks \(start)..<\(start + 40): \(c) validation blocks")
+        }
+    }
+
+    /// Every source gives its share to each part, block by block, in source order; no
+    /// token is lost or repeated.
+    func testSplitTakesEverySourceEvenly() {
+        var rng = RNG(seed: 3)
+        let sizes = [2_000, 37_000, 400_000, 64]
+        let sources = sizes.enumerated().map { i, n in
+            Corpus.Source(name: "f\(i)", tokens: (0..<n).map { _ in UInt16(rng.below(256)) })
+        }
+        let s = Corpus.split(sources, validation: 0.05, test: 0.05)
+        XCTAssertEqual(s.train.count + s.validation.count + s.test.count, sizes.reduce(0, +))
+        var expect: [[UInt16]] = [[], [], []]
+        for src in sources {
+            let size = Corpus.blockSize(src.tokens.count)
+            XCTAssertEqual(size, min(8192, max(64, src.tokens.count / 400)))
+            var b = 0
+            for start in stride(from: 0, to: src.tokens.count, by: size) {
+                expect[Corpus.part(ofBlock: b, validation: 0.05, test: 0.05)] += src.tokens[start..<min(src.tokens.count, start + size)]
+                b += 1
+            }
+        }
+        XCTAssertEqual(s.train, expect[0]); XCTAssertEqual(s.validation, expect[1]); XCTAssertEqual(s.test, expect[2])
+        for (src, per) in zip(sources.dropLast(), s.perSource.dropLast()) {     // the 64-token file is one block
+            let share = Double(per.validation) / Double(src.tokens.count)
+            XCTAssertEqual(share, 0.05, accuracy: src.tokens.count >= 25_600 ? 0.007 : 0.05, "\(src.name): validation share \(share)")
+            XCTAssertGreaterThan(per.test, 0, src.name)
+        }
+    }
+
+    /// `bible -f` lines lose their reference, keep their text and line ends.
+    func testVerseReferencesAreStripped() {
+        let text = "Ge1:1 In the beginning God created the heaven and the earth.\nRe22:21 The grace of our Lord Jesus Christ be with you all. Amen.\n"
+        let out = String(decoding: Corpus.stripVerseReferences(Data(text.utf8)).map { UInt8($0) }, as: UTF8.self)
+        XCTAssertEqual(out, "In the beginning God created the heaven and the earth.\nThe grace of our Lord Jesus Christ be with you all. Amen.\n")
+    }
+
+    /// The english corpus: at least 10 MB from the three packages, each held out evenly.
+    func testEnglishCorpusIsTenMegabytesAndSplitsEverySource() throws {
+        guard FileManager.default.fileExists(atPath: Corpus.gcidePath), FileManager.default.isExecutableFile(atPath: Corpus.bibleProgram) else {
+            throw XCTSkip("Debian's bible-kjv and dict-gcide are not installed (make deps installs them; make test requires them)")
+        }
+        let sources = try Corpus.sources(.english, file: "test")
+        let total = sources.reduce(0) { $0 + $1.tokens.count }
+        XCTAssertGreaterThan(total, 10_000_000)
+        let bible = try XCTUnwrap(sources.first { $0.name == "bible-kjv" })
+        XCTAssertGreaterThan(bible.tokens.count, 4_000_000)
+        XCTAssertTrue(String(decoding: bible.tokens.prefix(40).map { UInt8($0) }, as: UTF8.self).hasPrefix("In the beginning God created"))
+        let s = Corpus.split(sources, validation: 0.05, test: 0.05)
+        for per in s.perSource where per.total >= 25_600 {      // 400 blocks or more: within 2.5 blocks
+            XCTAssertEqual(Double(per.validation) / Double(per.total), 0.05, accuracy: 0.007, per.name)
+            XCTAssertEqual(Double(per.test) / Double(per.total), 0.05, accuracy: 0.007, per.name)
+        }
+    }
+
+    // MARK: evaluation windows
+
+    func textSpec(_ dir: String, _ overrides: [String] = []) throws -> ExperimentSpec {
+        var rng = RNG(seed: 11)
+        let bytes = (0..<60_000).map { _ in UInt8(97 + rng.below(26)) }
+        let path = dir + "/text.txt"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return try ExperimentSpec.parse("""
+            name: text
+            model: {d_model: 16, layers: [mamba, moe], defaults: {mamba: {d_state: 4}, moe: {experts: 4, ffn: 16}}}
+            data: {kind: text, path: \(path), val_fraction: 0.1, test_fraction: 0.05}
+            train: {steps: 6, batch: 2, seq_len: 32, log_every: 2, eval_every: 3, eval_batches: 2, checkpoint_every: 3}
+            """, file: "text.yaml", overrides: overrides)
+    }
+
+    /// Evenly spaced windows span the whole validation split; enough batches score
+    /// every window once.
+    func testEvaluationWindowsSpanTheWholeSplit() throws {
+        let dir = try tempDir(self)
+        let ds = try Dataset(try textSpec(dir))
+        let B = 2, L = 32
+        let slots = ds.windows(.validation, L: L)
+        XCTAssertEqual(slots, (ds.count(.validation) - 1) / L)
+        let v = ds.split.validation
+        func starts(_ batches: Int) -> [Int] {
+            var out: [Int] = []
+            let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
+            for i in 0..<batches {
+                ds.evalBatch(i, of: batches, B: B, L: L, inputs: inp.pointer, targets: tgt.pointer)
+                for b in 0..<B {
+                    // find the window by its content (the split is random letters: unique)
+                    let w = (0..<slots).first { s in (0..<L).allSatisfy { Int32(v[s * L + $0]) == inp.pointer[b * L + $0] } }!
+                    XCTAssertEqual(tgt.pointer[b * L + L - 1], Int32(v[w * L + L]))
+                    out.append(w)
+                }
+            }
+            return out
+        }
+        let few = starts(2)                                   // 4 windows of `slots`
+        XCTAssertEqual(few, (0..<4).map { $0 * slots / 4 })
+        XCTAssertGreaterThanOrEqual(few.last!, slots * 3 / 4 - 1, "reaches the last quarter of the split")
+        let all = starts(ds.batchesCovering(.validation, B: B, L: L))
+        XCTAssertEqual(Set(all), Set(0..<slots), "every window scored")
+    }
+
+    // MARK: evaluation routing
+
+    func moeModel(router: String, seed: Int = 1) throws -> (LanguageModel, ExperimentSpec) {
+        let s = try ExperimentSpec.parse("""
+            name: r
+            model: {d_model: 16, layers: [moe, moe], defaults: {moe: {experts: 4, ffn: 8, router: {name: \(router)}}}}
+            data: {kind: markov, vocab_size: 16}
+            train: {batch: 2, seq_len: 16, seed: \(seed)}
+            """, file: "r.yaml")
+        return (try ModelBuilder.build(s), s)
+    }
+
+    func evaluate(_ m: LanguageModel, _ tokens: [Int32], routing: EvalRouting) -> Evaluator.Routed {
+        let B = 2, L = tokens.count / 2
+        return Evaluator.evaluate(model: m, batches: 1, B: B, L: L, metric: .none, routing: routing) { _, inp, tgt in
+            for i in 0..<(B * L) { inp[i] = tokens[i]; tgt[i] = tokens[(i + 1) % tokens.count] }
+        }
+    }
+
+    /// `both` = the two single routings; the Sinkhorn choice differs from the argmax on
+    /// some tokens (agreement < 1), top-k's does not (agreement 1, equal losses).
+    func testBothRoutingsAreTheSingleOnesSideBySide() throws {
+        var rng = RNG(seed: 4)
+        let tokens = (0..<32).map { _ in Int32(rng.below(16)) }
+        for router in ["sinkhorn", "topk"] {
+            let (m, _) = try moeModel(router: router)
+            // larger router weights, so logits are far from uniform
+            for p in m.params.params where p.name.hasSuffix("router.weight") { for i in 0..<p.count { p.w[i] *= 40 } }
+            let both = evaluate(m, tokens, routing: .both)
+            let a = evaluate(m, tokens, routing: .argmax), t = evaluate(m, tokens, routing: .train)
+            XCTAssertEqual(both.argmax!.loss, a.primary.loss, router)
+            XCTAssertEqual(both.train!.loss, t.primary.loss, router)
+            XCTAssertEqual(both.primary.loss, a.primary.loss, "the primary result is the causal one")
+            XCTAssertEqual(both.agreement.map(\.layer), [0, 1])
+            if router == "topk" {
+                XCTAssertEqual(both.agreement.map(\.value), [1, 1])
+                XCTAssertEqual(both.argmax!.loss, both.train!.loss)
+            } else {
+                XCTAssertLessThan(both.agreement[0].value, 1, "Sinkhorn rebalances some tokens away from their argmax")
+                XCTAssertGreaterThan(both.agreement[0].value, 0)
+                XCTAssertNotEqual(both.argmax!.loss, both.train!.loss)
+            }
+        }
+    }
+
+    /// argmax routing is causal, training's Sinkhorn routing is not: changing the last
+    /// token of a sequence moves the loss of an earlier position only under `train`.
+    func testTrainRoutingIsNotCausalArgmaxIs() throws {
+        let (m, _) = try moeModel(router: "sinkhorn")
+        for p in m.params.params where p.name.hasSuffix("router.weight") { for i in 0..<p.count { p.w[i] *= 40 } }
+        var rng = RNG(seed: 9)
+        let base = (0..<32).map { _ in Int32(rng.below(16)) }
+        func earlyLosses(_ tokens: [Int32], _ routing: EvalRouting) -> [Float] {
+            m.context.evalRouting = routing
+            defer { m.context.evalRouting = .argmax }
+            let tgt = tokens.map { ($0 + 1) % 16 }
+            _ = tokens.withUnsafeBufferPointer { t in tgt.withUnsafeBufferPointer { g in
+                m.forward(tokens: t.baseAddress!, targets: g.baseAddress!, B: 2, L: 16, train: false) } }
+            // log-probabilities of the first 8 positions of sequence 0
+            return (0..<8).map { i in m.lastLogits[i * 16 + Int(tgt[i])] }
+        }
+        var changed = base
+        for i in 8..<16 { changed[i] = (changed[i] + 5) % 16 }     // later tokens of sequence 0
+        changed[16..<32] = base[16..<32]
+        XCTAssertEqual(earlyLosses(base, .argmax), earlyLosses(changed, .argmax), "argmax: earlier positions unchanged")
+        var differs = false
+        for trial in 0..<8 {
+            var c = base
+            for i in 8..<32 { c[i] = Int32((Int(c[i]) + trial + 1) % 16) }
+            if earlyLosses(base, .train) != earlyLosses(c, .train) { differs = true; break }
+        }
+        XCTAssertTrue(differs, "train routing: a later token changes an earlier position's output")
+    }
+
+    // MARK: the auxiliary-loss-free router
+
+    /// b ← b + rate · sign(mean − load), then re-centred to mean 0.
+    func testLossFreeBiasUpdateFollowsTheSignRule() {
+        let r = LossFreeBiasRouter(rate: 0.1)
+        var bias: [Float] = [0, 0, 0, 0]
+        bias.withUnsafeMutableBufferPointer { r.updateBias($0.baseAddress!, load: [10, 0, 5, 5]) }
+        XCTAssertEqual(bias[0], -0.1, accuracy: 1e-7); XCTAssertEqual(bias[1], 0.1, accuracy: 1e-7)
+        XCTAssertEqual(bias[2], 0, accuracy: 1e-7); XCTAssertEqual(bias[3], 0, accuracy: 1e-7)
+        bias.withUnsafeMutableBufferPointer { r.updateBias($0.baseAddress!, load: [0, 12, 4, 4]) }
+        // + [0.1, −0.1, 0.1, 0.1] = [0, 0, 0.1, 0.1], mean 0.05 → [−0.05, −0.05, 0.05, 0.05]
+        for (b, e) in zip(bias, [Float(-0.05), -0.05, 0.05, 0.05]) { XCTAssertEqual(b, e, accuracy: 1e-6) }
+    }
+
+    /// The bias selects (argmax of sigmoid(logit) + b), the gate ignores it.
+    func testLossFreeBiasSelectsButDoesNotGate() {
+        let r = LossFreeBiasRouter(rate: 0.001)
+        let logits: [Float] = [2, 0, 0, 0,   0, 1, 0, 0]
+        let bias: [Float] = [0, 0, 0.9, 0]
+        let a = Assignment()
+        var st = RouterStats()
+        logits.withUnsafeBufferPointer { l in bias.withUnsafeBufferPointer { b in
+            let input = RouteInput(logits: l.baseAddress!, tokens: nil, T: 2, E: 4, mode: .eval, seed: 0, expertBias: b.baseAddress!)
+            r.assign(input, a, stats: &st)
+            _ = r.gates(input, a, stats: &st)
+        } }
+        // token 0: σ(2) = 0.881 > σ(0) + 0.9 = 1.4? no: 1.4 wins → expert 2; token 1: σ(1) = 0.731 < 1.4 → expert 2
+        XCTAssertEqual([a.expert.pointer[0], a.expert.pointer[1]], [2, 2])
+        XCTAssertEqual(a.gate.pointer[0], 0.5, accuracy: 1e-6, "gate is sigmoid of the chosen logit (0), without the bias")
+    }
+
+    /// Training moves `router.expert_bias` (never its optimizer moments), and the bias
+    /// evens the load: the most loaded expert's share falls.
+    func testLossFreeTrainingBalancesWithoutGradient() throws {
+        let dir = try tempDir(self)
+        func run(_ rate: Double) throws -> (bias: [Double], maxShare: Double) {
+            let s = try ExperimentSpec.parse("""
+                name: lf
+                model: {d_model: 16, layers: [mamba, moe], defaults: {mamba: {d_state: 4}, moe: {experts: 4, ffn: 8, router: {name: lossfree, rate: \(rate)}}}}
+                data: {kind: markov, vocab_size: 16}
+                train: {steps: 60, batch: 4, seq_len: 16, log_every: 60, eval_every: 60, checkpoint_every: 60}
+                """, file: "lf.yaml")
+            let r = try ExperimentRun(spec: s, outDir: dir + "/\(rate)", resume: false)
+            r.printProgress = false
+            _ = try r.run()
+            let f = try H5File(path: dir + "/\(rate)/checkpoint.h5", mode: .readOnly)
+            defer { f.close() }
+            let bias = try f.dataset("model/decoder.layers.1.mixer.router.expert_bias").readDoubles()
+            XCTAssertEqual(try f.dataset("optimizer/exp_avg/decoder.layers.1.mixer.router.expert_bias").readDoubles(), [0, 0, 0, 0])
+            let load = try readColumn(dir + "/\(rate)/metrics.h5", "router/layer_1/load")
+            return (bias, load.max()! / load.reduce(0, +))
+        }
+        let off = try run(0), on = try run(0.05)
+        XCTAssertEqual(off.bias, [0, 0, 0, 0])
+        XCTAssertEqual(on.bias.reduce(0, +), 0, accuracy: 1e-5, "re-centred")
+        XCTAssertGreaterThan(on.bias.map(abs).max()!, 0.05)
+        XCTAssertLessThan(on.maxShare, off.maxShare, "bias evens the load (\(on.maxShare) vs \(off.maxShare))")
+    }
+
+    // MARK: argmax fine-tuning, the test split, metrics
+
+    func testArgmaxRoutingStepsTheTestSplitAndEvaluationRecords() throws {
+        let dir = try tempDir(self)
+        let s = try textSpec(dir, ["train.argmax_routing_steps=2", "train.log_every=1", "model.defaults.moe.router.name=sinkhorn",
+                                   "eval.test=true", "eval.test_batches=3"])
+        let run = try ExperimentRun(spec: s, outDir: dir + "/run", resume: false)
+        run.printProgress = false
+        _ = try run.run()
+        let m = dir + "/run/metrics.h5"
+        // Sinkhorn runs in the first 4 steps (iterations > 0), not in the last 2 (argmax)
+        let iters = try readColumn(m, "router/layer_1/sinkhorn_iters")
+        XCTAssertEqual(iters.count, 6)
+        XCTAssertTrue(iters.prefix(4).allSatisfy { $0 > 0 }, "\(iters)")
+        XCTAssertEqual(Array(iters.suffix(2)), [0, 0])
+        XCTAssertEqual(try readColumn(m, "test/step"), [6])
+        XCTAssertEqual(try readColumn(m, "test/tokens"), [Double(3 * 2 * 32)])
+        XCTAssertEqual(try readColumn(m, "eval/tokens"), [128, 128, 128])
+        do {
+            let f = try H5File(path: m, mode: .readOnly)
+            defer { f.close() }
+            let ds = try Dataset(s)
+            XCTAssertEqual(try f.group("eval").intAttribute("split_tokens"), ds.count(.validation))
+            XCTAssertEqual(try f.group("eval").stringAttribute("routing"), "both")
+            XCTAssertEqual(try f.dataset("eval/routing_agreement").shape, [3, 1])
+            let la = try f.dataset("test/loss_argmax").readDoubles(), lt = try f.dataset("test/loss_train").readDoubles()
+            XCTAssertEqual(try f.dataset("test/loss").readDoubles(), la)
+            XCTAssertTrue(la[0].isFinite && lt[0].isFinite)
+        }
+        // a resume of the complete run adds no second test row
+        let again = try ExperimentRun(spec: s, outDir: dir + "/run", resume: true)
+        again.printProgress = false
+        _ = try again.run()
+        XCTAssertEqual(try readColumn(m, "test/step"), [6])
+    }
+
+    // MARK: FLOPs
+
+    /// Each plugin's terms against a count by hand for one small layer (docs/flops.md).
+    func testFlopTermsMatchAHandCount() throws {
+        let s = try ExperimentSpec.parse("""
+            name: f
+            model:
+              d_model: 16
+              layers: [mamba, {mixer: moe, router: sinkhorn}, {mixer: attention, heads: 2, rope: true}, {mixer: moe, router: topk}, s4d, mlp]
+              defaults: {mamba: {d_state: 4, d_conv: 4, expand: 2}, s4d: {d_state: 4, d_conv: 4, expand: 2}, moe: {experts: 4, ffn: 8}, mlp: {ffn: 8}}
+              final_norm: layernorm
+            data: {kind: markov, vocab_size: 16}
+            train: {seq_len: 8}
+            """, file: "f.yaml")
+        let m = try ModelBuilder.build(s, allocate: false)
+        func terms(_ i: Int) -> [String: Double] {
+            Dictionary(uniqueKeysWithValues: m.blocks[i].mixer.flopTerms(seqLen: 8).map { ($0.name, $0.flops) })
+        }
+        // mamba, E = 32, N = 4, K = 4: scan 4·7·32·4; conv 3·2·4·32; element-wise 3·(4+4+2+6)·32
+        XCTAssertEqual(terms(0), ["selective scan": 3584, "causal conv": 768, "ssm element-wise": 1536])
+        // s4d: no per-token softplus: 3·(4+2+6)·32
+        XCTAssertEqual(terms(4), ["selective scan": 3584, "causal conv": 768, "ssm element-wise": 1152])
+        // sinkhorn, E = 4, F = 8, d = 16: exp 2·4 + one iteration 4·4; gate 3·4; softmax 5·4;
+        // SwiGLU 3·6·8; combine 3·2·16
+        XCTAssertEqual(terms(1), ["sinkhorn (1 iteration)": 24, "router gate": 12, "router softmax (statistics)": 20,
+                                  "expert activation": 144, "expert combine": 96])
+        // top-1 with aux and z losses: softmax 3·5·4, aux 3·4, z 3·2
+        XCTAssertEqual(terms(3), ["router softmax": 60, "router aux loss": 12, "router z-loss": 6, "expert activation": 144, "expert combine": 96])
+        // attention, L = 8, d = 16, H = 2: 3·2·8·16; softmax 3·5·2·4; rope 3·3·2·16
+        XCTAssertEqual(terms(2), ["attention scores and values": 768, "attention softmax": 120, "rotary embedding": 288])
+        XCTAssertEqual(terms(5), ["mlp activation": 144])
+        let c = ModelBuilder.counts(m, seqLen: 8)
+        // 6 blocks × 3·(5·16 + 16) + final LayerNorm 3·8·16; the loss 3·5·16
+        let norms = c.flopTerms.first { $0.name == "norms and residual adds" }!.flops
+        XCTAssertEqual(norms, 6 * 288 + 384)
+        XCTAssertEqual(c.flopTerms.first { $0.name == "loss softmax" }!.flops, 240)
+        let layerSum = (0..<6).reduce(0.0) { $0 + terms($1).values.reduce(0, +) }
+        XCTAssertEqual(c.flopsPerToken, 6 * Double(c.matmulActive) + layerSum + norms + 240)
+    }
+}
