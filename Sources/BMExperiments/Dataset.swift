@@ -57,8 +57,13 @@ public final class Dataset {
             split = Corpus.split(sources, validation: d.valFraction, test: d.testFraction)
             description = desc
             metric = d.kind == .text ? .bitsPerByte : .none
-            for (name, n) in [("training", split.train.count), ("validation", split.validation.count), ("test", split.test.count)]
-            where n < L + 1 {
+            if spec.eval.test && d.testFraction == 0 {
+                throw BMError.invalid("\(spec.file): eval.test is true but data.test_fraction is 0: there is no test split to score (give data.test_fraction > 0, e.g. 0.05)")
+            }
+            // the test split must hold a window only when something scores it
+            let needed = [("training", split.train.count), ("validation", split.validation.count)]
+                + (spec.eval.test || d.testFraction > 0 ? [("test", split.test.count)] : [])
+            for (name, n) in needed where n < L + 1 {
                 throw BMError.invalid("\(spec.file): data (\(desc)) gives the \(name) split \(n) tokens: too few for train.seq_len \(L) (each split needs seq_len + 1; see data.val_fraction and data.test_fraction)")
             }
         case .mqar:
@@ -140,7 +145,8 @@ public final class Dataset {
     /// Batch `index` of an evaluation of `batches` batches: the same at every evaluation.
     /// Text and tokens: B·batches windows evenly spaced over the whole part (window j of
     /// n at slot ⌊j · slots / n⌋); with n ≥ slots every window is scored (wrapping past
-    /// the end). Synthetic tasks: examples from a fixed generator (test draws from another).
+    /// the end, the repeats ignored by the loss, so each window counts once). Synthetic
+    /// tasks: examples from a fixed generator (test draws from another).
     public func evalBatch(_ index: Int, of batches: Int, part: Part = .validation, B: Int, L: Int,
                           inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {
         if task != nil || markov != nil {
@@ -156,10 +162,14 @@ public final class Dataset {
             let j = index * B + b
             let w = n >= slots ? j % slots : Int((Double(j) * Double(slots) / Double(n)).rounded(.down))
             Dataset.window(data, w * L, L: L, inputs: inputs + b * L, targets: targets + b * L)
+            // more windows asked for than the split holds: each is scored once, the rest of
+            // the last batch is ignored by the loss (target −1)
+            if n >= slots && j >= slots { (targets + b * L).update(repeating: -1, count: L) }
         }
     }
 
-    /// Batches that score every window of a part once (rounded up; the last wraps).
+    /// Batches that score every window of a part once (rounded up; the last batch's extra
+    /// rows are ignored).
     public func batchesCovering(_ part: Part, B: Int, L: Int) -> Int { max(1, (windows(part, L: L) + B - 1) / B) }
 
     static func window(_ tokens: [UInt16], _ start: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {

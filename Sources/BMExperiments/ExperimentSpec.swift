@@ -30,6 +30,7 @@ public struct DataSpec: Sendable, Equatable {
     public var vocabSize: Int? = nil           // tokens files and synthetic tasks
     public var valFraction = 0.1
     public var testFraction = 0.05
+    public var split = "blocks"                // the split rule's name (docs/data.md)
     public var numPairs = 4                    // mqar
     public var numTokens = 16                  // selective-copy
 }

@@ -18,7 +18,17 @@ public enum SpecDiff {
     /// A stored spec's leaves: as this version resolves it when it reads as a spec, else
     /// the YAML tree as it is (nil when it is not YAML).
     static func tree(_ text: String) -> [(String, String)]? {
-        if let s = try? ExperimentSpec.parse(text, file: "the stored spec"), let n = try? s.resolvedNode() { return flatten(n) }
+        if let s = try? ExperimentSpec.parse(text, file: "the stored spec"), let n = try? s.resolvedNode() {
+            var leaves = flatten(n)
+            // a text or tokens run stored before data.split existed was split by its tail
+            // (the last val_fraction of the data): not the data this version would use
+            let raw = (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) } ?? []
+            if s.data.kind == .text || s.data.kind == .tokens, !raw.contains(where: { $0.0 == "data.split" }),
+               let i = leaves.firstIndex(where: { $0.0 == "data.split" }) {
+                leaves[i].1 = "absent (an older version's tail split)"
+            }
+            return leaves
+        }
         return (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) }
     }
 

@@ -14,6 +14,9 @@ public final class StepContext: @unchecked Sendable {
     /// Training steps that route by argmax (`train.argmax_routing_steps`: the last steps
     /// fine-tune the model to the routing it is evaluated and generates with).
     public var trainRoutesByArgmax = false
+    /// Set by the trainer around its step's forward: only then may a router move its
+    /// load-balancing bias (not in gradient dumps, gradient checks or evaluations).
+    public var updatesRouterState = false
     /// Whether routers make training's assignment in this pass.
     public var routesAsTraining: Bool { mode == .train ? !trainRoutesByArgmax : evalRouting == .train }
     public init() {}

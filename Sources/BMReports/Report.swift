@@ -144,7 +144,7 @@ public enum Report {
         // training core-seconds: each logged row's tokens at its throughput, times the BLAS threads
         if let tok = try? f.dataset("train/tokens").readDoubles(), tok.count == tps.count, !tok.isEmpty {
             var sec = 0.0, prev = 0.0
-            for (t, r) in zip(tok, tps) where r > 0 { sec += (t - prev) / r; prev = t }
+            for (t, r) in zip(tok, tps) { if r > 0 { sec += (t - prev) / r }; prev = t }
             s.cpuSeconds = sec * Double(max(1, s.machine.threads ?? 1))
         }
         let layers = ((try? f.group("router").children()) ?? []).sorted { RunFigures.layerIndex($0) < RunFigures.layerIndex($1) }

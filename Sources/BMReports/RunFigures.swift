@@ -81,6 +81,7 @@ public enum RunFigures {
         var unigram: Double? = nil
         // each run's final numbers: test split when scored, else the last validation
         var finalLoss = [Double](repeating: .nan, count: set.entries.count), finalTest = [Bool](repeating: false, count: set.entries.count)
+        var finalVal = [Double](repeating: .nan, count: set.entries.count)
         for (ei, e) in set.entries.enumerated() {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
@@ -101,7 +102,7 @@ public enum RunFigures {
             byTime.append(Series(e.label, Array(zip(seconds, loss))))
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
             if let t = column(f, "test/loss").last { finalLoss[ei] = t; finalTest[ei] = true }
-            else if let v = column(f, "eval/loss").last { finalLoss[ei] = v }
+            if let v = column(f, "eval/loss").last { finalVal[ei] = v }
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"
@@ -174,7 +175,9 @@ public enum RunFigures {
             figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [panel], width: 640))
         }
         if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
-            figs.append(finalValues(grouped, finalLoss, test: finalTest.allSatisfy { $0 }, title: set.title))
+            // one split for every run (as the report's tables): test when all scored it, else validation
+            let test = finalTest.allSatisfy { $0 }
+            figs.append(finalValues(grouped, test ? finalLoss : finalVal, test: test, title: set.title))
         }
         // one colour scale for every layer's heatmap, so layers compare
         for i in routerFigures.indices { routerFigures[i].panels[0].colourRange = 0...max(heatMax, 1e-9) }

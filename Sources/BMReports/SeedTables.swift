@@ -136,7 +136,9 @@ enum SeedTables {
         func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
         for c in order where c != baseline {
             let rs = groups[c]!
-            for (what, k, bounded) in [("\(h.split) loss", h.loss, false)] + (metricName.map { [("\(h.split) \($0)", h.metric, $0 == "accuracy")] } ?? []) {
+            // bits per byte is the loss ÷ ln 2: the same comparison, not a second one for Holm
+            let metricRow = metricName.flatMap { $0 == "bits_per_byte" ? nil : [("\(h.split) \($0)", h.metric, $0 == "accuracy")] } ?? []
+            for (what, k, bounded) in [("\(h.split) loss", h.loss, false)] + metricRow {
                 if let (a, b) = pairs(rs, k) {
                     rows.append((label(c), a.count, what, PairedStats.pairedT(a, b), PairedStats.signFlip(a, b), nil,
                                  bounded ? PairedStats.pairedBootstrap(a, b) : nil))
@@ -172,9 +174,10 @@ enum SeedTables {
     /// Validation loss under each evaluation routing, the mismatch's cost (argmax − train,
     /// paired within each run) and the routings' agreement per MoE layer.
     static func routingTable(order: [[String: String]], groups: [[String: String]: [Run]]) -> String {
-        guard order.contains(where: { groups[$0]!.contains { $0.valLossArgmax != nil && $0.valLossTrain != nil } }) else { return "" }
+        func has(_ v: Double?) -> Bool { v.map { !$0.isNaN } ?? false }
+        guard order.contains(where: { groups[$0]!.contains { has($0.valLossArgmax) && has($0.valLossTrain) } }) else { return "" }
         let all = order.flatMap { groups[$0]! }
-        let useTest = all.allSatisfy { $0.testLossArgmax != nil }
+        let useTest = all.allSatisfy { has($0.testLossArgmax) && has($0.testLossTrain) }
         let ka: KeyPath<Run, Double?> = useTest ? \Run.testLossArgmax : \Run.valLossArgmax
         let kt: KeyPath<Run, Double?> = useTest ? \Run.testLossTrain : \Run.valLossTrain
         let layers = all.map(\.agreement.count).max() ?? 0
@@ -186,7 +189,7 @@ enum SeedTables {
         md += "| configuration | n | loss (argmax) | loss (train) | cost of the mismatch | 95 % interval |"
         md += (0..<layers).map { " agreement L\($0 + 1) |" }.joined() + "\n|---|---|---|---|---|---|" + (0..<layers).map { _ in "---|" }.joined() + "\n"
         for c in order {
-            let rs = groups[c]!.filter { $0[keyPath: ka] != nil && $0[keyPath: kt] != nil }
+            let rs = groups[c]!.filter { has($0[keyPath: ka]) && has($0[keyPath: kt]) }
             guard !rs.isEmpty else { continue }
             let a = rs.map { $0[keyPath: ka]! }, t = rs.map { $0[keyPath: kt]! }
             let cost = PairedStats.pairedT(t, a)

@@ -52,7 +52,9 @@ public final class Trainer {
         source.next(inputs: ip, targets: tp, B: B, L: L)
         model.params.zeroGrad()
         model.context.step = step
+        model.context.updatesRouterState = true
         let r = model.forward(tokens: ip, targets: tp, B: B, L: L, train: true)
+        model.context.updatesRouterState = false
         let loss = r.loss + model.auxiliaryLoss
         lastAuxLoss = model.auxiliaryLoss
         guard loss.isFinite else {

@@ -134,6 +134,9 @@ struct EvalCommand: ParsableCommand {
                 metric = kind == .text && Generator.isByteLevel(s) ? .bitsPerByte : .none
             } else {
                 let ds = try Dataset(s)
+                if all && ds.kind != .text && ds.kind != .tokens {
+                    throw BMError.invalid("--all: the run's data is a synthetic task (\(ds.description)), which draws examples without end; give --batches N")
+                }
                 let part = split
                 n = all ? ds.batchesCovering(part, B: B, L: L) : batches ?? s.train.evalBatches
                 let count = n

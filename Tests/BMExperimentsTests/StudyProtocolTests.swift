@@ -107,8 +107,9 @@ final class StudyProtocolTests: XCTestCase {
     func testEvaluationWindowsSpanTheWholeSplit() throws {
         let dir = try tempDir(self)
         let ds = try Dataset(try textSpec(dir))
-        let B = 2, L = 32
+        let L = 32
         let slots = ds.windows(.validation, L: L)
+        let B = (2...7).first { slots % $0 != 0 }!        // so the last covering batch has ignored rows
         XCTAssertEqual(slots, (ds.count(.validation) - 1) / L)
         let v = ds.split.validation
         func starts(_ batches: Int) -> [Int] {
@@ -117,6 +118,10 @@ final class StudyProtocolTests: XCTestCase {
             for i in 0..<batches {
                 ds.evalBatch(i, of: batches, B: B, L: L, inputs: inp.pointer, targets: tgt.pointer)
                 for b in 0..<B {
+                    if tgt.pointer[b * L] == -1 {                        // past the split's windows: ignored
+                        XCTAssertTrue((0..<L).allSatisfy { tgt.pointer[b * L + $0] == -1 })
+                        continue
+                    }
                     // find the window by its content (the split is random letters: unique)
                     let w = (0..<slots).first { s in (0..<L).allSatisfy { Int32(v[s * L + $0]) == inp.pointer[b * L + $0] } }!
                     XCTAssertEqual(tgt.pointer[b * L + L - 1], Int32(v[w * L + L]))
@@ -125,11 +130,12 @@ final class StudyProtocolTests: XCTestCase {
             }
             return out
         }
-        let few = starts(2)                                   // 4 windows of `slots`
-        XCTAssertEqual(few, (0..<4).map { $0 * slots / 4 })
-        XCTAssertGreaterThanOrEqual(few.last!, slots * 3 / 4 - 1, "reaches the last quarter of the split")
+        let few = starts(2)                                   // 2·B windows of `slots`
+        XCTAssertEqual(few, (0..<(2 * B)).map { $0 * slots / (2 * B) })
+        XCTAssertGreaterThanOrEqual(few.last!, slots * (2 * B - 1) / (2 * B) - 1, "reaches the end of the split")
         let all = starts(ds.batchesCovering(.validation, B: B, L: L))
-        XCTAssertEqual(Set(all), Set(0..<slots), "every window scored")
+        XCTAssertEqual(all.sorted(), Array(0..<slots), "every window scored once")
+        XCTAssertGreaterThan(ds.batchesCovering(.validation, B: B, L: L) * B, slots, "the last batch had ignored rows")
     }
 
     // MARK: evaluation routing
@@ -265,6 +271,48 @@ final class StudyProtocolTests: XCTestCase {
         XCTAssertLessThan(on.maxShare, off.maxShare, "bias evens the load (\(on.maxShare) vs \(off.maxShare))")
     }
 
+    /// A gradient dump, evaluations and a gradient check's forwards leave the bias alone:
+    /// only the trainer's step moves it.
+    func testLossFreeBiasMovesOnlyInATrainingStep() throws {
+        let (m, s) = try moeModel(router: "lossfree")
+        let bias = m.params.params.filter { $0.name.hasSuffix("router.expert_bias") }
+        XCTAssertEqual(bias.count, 2)
+        var rng = RNG(seed: 2)
+        let tokens = (0..<32).map { _ in Int32(rng.below(16)) }
+        let fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void = { _, inp, tgt in
+            for i in 0..<32 { inp[i] = tokens[i]; tgt[i] = tokens[(i + 1) % 32] }
+        }
+        _ = GradientDump.compute(model: m, batches: 3, B: 2, L: 16, fill: fill)
+        _ = Evaluator.evaluate(model: m, batches: 2, B: 2, L: 16, metric: .none, routing: .both, fill: fill)
+        XCTAssertTrue(bias.allSatisfy { b in (0..<b.count).allSatisfy { b.w[$0] == 0 } }, "unchanged outside training")
+        var source = DatasetSource(data: try Dataset(s), rng: RNG(seed: 1))
+        let t = Trainer(model: m, settings: s.trainSettings)
+        _ = try t.trainStep(&source)
+        XCTAssertTrue(bias.contains { b in (0..<b.count).contains { b.w[$0] != 0 } }, "a training step moves it")
+    }
+
+    /// A run stored before the block split existed is not resumed under it.
+    func testARunFromTheTailSplitIsNotResumedUnderTheBlockSplit() throws {
+        let dir = try tempDir(self)
+        let s = try textSpec(dir)
+        var old = try s.resolvedYAML()
+        old = old.replacingOccurrences(of: "  split: blocks\n", with: "")
+        XCTAssertFalse(old.contains("split: blocks"))
+        let diff = try XCTUnwrap(try SpecDiff.firstDifference(stored: old, now: s))
+        XCTAssertTrue(diff.hasPrefix("data.split is absent (an older version's tail split) in the stored spec but blocks now"), diff)
+        XCTAssertNil(try SpecDiff.firstDifference(stored: try s.resolvedYAML(), now: s))
+    }
+
+    /// No test split unless something scores it; asking to score none is an error naming both keys.
+    func testTestFractionZero() throws {
+        let dir = try tempDir(self)
+        let ds = try Dataset(try textSpec(dir, ["data.test_fraction=0"]))
+        XCTAssertEqual(ds.count(.test), 0)
+        XCTAssertThrowsError(try Dataset(try textSpec(dir, ["data.test_fraction=0", "eval.test=true"]))) { e in
+            XCTAssertTrue("\(e)".contains("eval.test is true but data.test_fraction is 0"), "\(e)")
+        }
+    }
+
     // MARK: argmax fine-tuning, the test split, metrics
 
     func testArgmaxRoutingStepsTheTestSplitAndEvaluationRecords() throws {
@@ -309,7 +357,9 @@ final class StudyProtocolTests: XCTestCase {
             name: f
             model:
               d_model: 16
-              layers: [mamba, {mixer: moe, router: sinkhorn}, {mixer: attention, heads: 2, rope: true}, {mixer: moe, router: topk}, s4d, mlp]
+              layers: [mamba, {mixer: moe, router: sinkhorn}, {mixer: attention, heads: 2, rope: true}, {mixer: moe, router: topk}, s4d, mlp,
+                       {mixer: moe, router: lossfree}, {mixer: moe, router: {name: expert-choice, capacity_factor: 2.0}}, {mixer: moe, router: hash},
+                       {mixer: moe, router: random}]
               defaults: {mamba: {d_state: 4, d_conv: 4, expand: 2}, s4d: {d_state: 4, d_conv: 4, expand: 2}, moe: {experts: 4, ffn: 8}, mlp: {ffn: 8}}
               final_norm: layernorm
             data: {kind: markov, vocab_size: 16}
@@ -332,12 +382,19 @@ final class StudyProtocolTests: XCTestCase {
         // attention, L = 8, d = 16, H = 2: 3·2·8·16; softmax 3·5·2·4; rope 3·3·2·16
         XCTAssertEqual(terms(2), ["attention scores and values": 768, "attention softmax": 120, "rotary embedding": 288])
         XCTAssertEqual(terms(5), ["mlp activation": 144])
+        // lossfree: choice (4 + 1)·4 once, gate 3·4, statistics softmax 5·4
+        XCTAssertEqual(terms(6), ["router choice": 20, "router gate": 12, "router softmax (statistics)": 20, "expert activation": 144, "expert combine": 96])
+        // expert choice (capacity factor 2: two experts a token on average): softmax 3·5·4; activation and combine × 2
+        XCTAssertEqual(terms(7), ["router softmax": 60, "expert activation": 288, "expert combine": 192])
+        // hash and random: no router computation
+        XCTAssertEqual(terms(8), ["expert activation": 144, "expert combine": 96])
+        XCTAssertEqual(terms(9), ["expert activation": 144, "expert combine": 96])
         let c = ModelBuilder.counts(m, seqLen: 8)
-        // 6 blocks × 3·(5·16 + 16) + final LayerNorm 3·8·16; the loss 3·5·16
+        // 10 blocks × 3·(5·16 + 16) + final LayerNorm 3·8·16; the loss 3·5·16
         let norms = c.flopTerms.first { $0.name == "norms and residual adds" }!.flops
-        XCTAssertEqual(norms, 6 * 288 + 384)
+        XCTAssertEqual(norms, 10 * 288 + 384)
         XCTAssertEqual(c.flopTerms.first { $0.name == "loss softmax" }!.flops, 240)
-        let layerSum = (0..<6).reduce(0.0) { $0 + terms($1).values.reduce(0, +) }
+        let layerSum = (0..<10).reduce(0.0) { $0 + terms($1).values.reduce(0, +) }
         XCTAssertEqual(c.flopsPerToken, 6 * Double(c.matmulActive) + layerSum + norms + 240)
     }
 }

@@ -147,7 +147,9 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(md.contains("Survive Holm's correction: "), md)
         // both evaluation routings, their cost and agreement, per configuration
         XCTAssertTrue(md.contains("## Evaluation routing (validation split)"), md)
-        XCTAssertTrue(md.contains("| name=topk | 3 | "), md)
+        XCTAssertTrue(md.contains("| loss (argmax) | loss (train) | cost of the mismatch | 95 % interval | agreement L1 |"), md)
+        XCTAssertNotNil(md.range(of: #"\| name=sinkhorn \| 3 \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \| [+-][0-9.]+ \| \[[+-][0-9.]+, [+-][0-9.]+\] \| 0\.[0-9]{3} \|"#,
+                                  options: .regularExpression), md)
         XCTAssertTrue(md.contains("training steps took "), md)
         // expert load imbalance per MoE layer at the end, aggregated over seeds
         var imb: [String: [Double]] = [:]

@@ -236,7 +236,7 @@ public final class MoE: Mixer {
         stats.assignments = A
         stats.dropped = A - n
         // the load-balancing bias moves after a training forward, from its load
-        if let b = expertBias, context.mode == .train, !frozen { router.updateBias(b.w, load: stats.load) }
+        if let b = expertBias, context.mode == .train, context.updatesRouterState, !freezeRouting { router.updateBias(b.w, load: stats.load) }
         timer.mark("fwd router")
         // gather                                                   xe: [n, d]
         let xp = xe.ensure(max(n, 1) * d)
