@@ -77,7 +77,6 @@ public enum RunFigures {
         let grouped = SeedTables.groups(set.entries.map { ($0.dir as NSString).lastPathComponent })
         var configOf = [Int](repeating: 0, count: set.entries.count)
         for (ci, g) in grouped.enumerated() { for m in g.members { configOf[m] = ci } }
-        var heatMax = 0.0
         var unigram: Double? = nil
         // each run's final numbers: test split when scored, else the last validation
         var finalLoss = [Double](repeating: .nan, count: set.entries.count), finalTest = [Bool](repeating: false, count: set.entries.count)
@@ -126,7 +125,10 @@ public enum RunFigures {
                     var panel = Panel.heat(title: "share of tokens per expert (1/E = \(String(format: "%.3g", 1 / Double(E))))", xlabel: "step",
                                            ylabel: "expert", x: rs, y: (0..<E).map(Double.init), values: values, label: "share of tokens")
                     panel.yTickStep = 1
-                    heatMax = max(heatMax, values.joined().max() ?? 0)
+                    // the colour scale fitted to this figure's shares (they sit near 1/E), so
+                    // an imbalance of a few percent is visible; the scale's ends are on it
+                    let lo = values.joined().min() ?? 0, hi = values.joined().max() ?? 1
+                    panel.colourRange = lo...max(hi, lo + 1e-9)
                     let name = "expert_load_\(layer)" + (grouped.count > 1 ? "_config\(ci + 1)" : "")
                     routerFigures.append(Figure(name: name, title: "Expert load, \(layer)\(set.isSweep ? " (\(e.label))" : "")", panels: [panel], width: 640))
                 }
@@ -179,8 +181,6 @@ public enum RunFigures {
             let test = finalTest.allSatisfy { $0 }
             figs.append(finalValues(grouped, test ? finalLoss : finalVal, test: test, title: set.title))
         }
-        // one colour scale for every layer's heatmap, so layers compare
-        for i in routerFigures.indices { routerFigures[i].panels[0].colourRange = 0...max(heatMax, 1e-9) }
         return figs + routerFigures
     }
 
