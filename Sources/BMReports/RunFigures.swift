@@ -176,6 +176,18 @@ public enum RunFigures {
             }
             figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [panel], width: 640))
         }
+        // a learning-rate grid: each arm's final validation loss against the rate
+        if set.isSweep, let arms = SeedTables.arms(set.entries.map { ($0.dir as NSString).lastPathComponent }) {
+            let series = arms.map { a in
+                Series(SeedTables.label(a.arm), a.rates.compactMap { r -> (Double, Double)? in
+                    let v = r.members.map { finalVal[$0] }.filter { !$0.isNaN }
+                    return v.isEmpty ? nil : (r.lr, v.reduce(0, +) / Double(v.count))
+                })
+            }
+            figs.append(Figure(name: "lr_sweep", title: "Final validation loss against the learning rate: \(set.title)", panels: [
+                Panel(title: "mean over seeds at each rate", xlabel: "peak learning rate", ylabel: "final validation loss (nats/token)",
+                      logX: true, series: series)], width: 640))
+        }
         if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
             // one split for every run (as the report's tables): test when all scored it, else validation
             let test = finalTest.allSatisfy { $0 }

@@ -60,6 +60,59 @@ enum SeedTables {
         }.joined(separator: " ")
     }
 
+    // MARK: learning-rate sweeps
+
+    /// The keys a learning-rate grid varies (the cosine's floor is tied to the rate).
+    static let lrKeys: Set<String> = ["train.optimizer.lr", "train.schedule.min_lr"]
+
+    /// Runs of a learning-rate sweep grouped by arm (the configuration without the rate
+    /// and the seed), each arm's rates in increasing order with their runs; nil when the
+    /// runs do not vary train.optimizer.lr.
+    static func arms(_ names: [String]) -> [(arm: [String: String], rates: [(lr: Double, members: [Int])])]? {
+        var order: [[String: String]] = [], byArm: [[String: String]: [Double: [Int]]] = [:]
+        var sawLR = false
+        for (i, n) in names.enumerated() {
+            var c = configuration(n)
+            guard let lr = c["train.optimizer.lr"].flatMap(Double.init) else { continue }
+            sawLR = true
+            for k in lrKeys { c[k] = nil }
+            if byArm[c] == nil { order.append(c) }
+            byArm[c, default: [:]][lr, default: []].append(i)
+        }
+        guard sawLR, byArm.values.contains(where: { $0.count > 1 }) else { return nil }
+        return order.map { a in (a, byArm[a]!.keys.sorted().map { ($0, byArm[a]![$0]!) }) }
+    }
+
+    /// Each arm's final validation loss (argmax routing for MoE models) at every rate,
+    /// mean over seeds, and the rate chosen on it: the lowest; flagged when it sits at
+    /// an edge of the grid (the grid should then be widened).
+    static func learningRates(_ runs: [Run]) -> String {
+        guard let arms = arms(runs.map(\.name)) else { return "" }
+        let rates = Array(Set(arms.flatMap { $0.rates.map(\.lr) })).sorted()
+        var md = "## Learning rate, chosen on the validation split\n\n"
+        md += "Final validation loss (the last evaluation; MoE layers routed by argmax) at each peak learning rate, mean "
+        md += "over the seeds at that rate (n in brackets when more than one); **bold**: the lowest, the arm's chosen rate; "
+        md += "‡: the chosen rate is at an edge of the grid (widen it). The test split is not used for this choice.\n\n"
+        md += "| arm |" + rates.map { " lr \(String(format: "%g", $0)) |" }.joined() + " chosen |\n|---|" + rates.map { _ in "---|" }.joined() + "---|\n"
+        for (arm, rs) in arms {
+            var means: [Double: (Double, Int)] = [:]
+            for (lr, members) in rs {
+                let v = members.compactMap { runs[$0].valLoss }.filter { !$0.isNaN }
+                if !v.isEmpty { means[lr] = (v.reduce(0, +) / Double(v.count), v.count) }
+            }
+            let best = means.min { $0.value.0 < $1.value.0 }?.key
+            md += "| \(label(arm)) |"
+            for lr in rates {
+                guard let (m, n) = means[lr] else { md += " – |"; continue }
+                let cell = String(format: "%.4f", m) + (n > 1 ? " (\(n))" : "")
+                md += lr == best ? " **\(cell)** |" : " \(cell) |"
+            }
+            let edge = best.map { $0 == rs.first?.lr || $0 == rs.last?.lr } ?? false
+            md += " \(best.map { String(format: "%g", $0) + (edge ? " ‡" : "") } ?? "–") |\n"
+        }
+        return md + "\n"
+    }
+
     static func markdown(_ runs: [Run], metricName: String?, baseline: [String: String]?) -> String {
         let grouped = groups(runs.map(\.name))
         let order = grouped.map(\.config)

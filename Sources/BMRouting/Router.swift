@@ -123,6 +123,28 @@ public enum RouterMath {
     /// Forward FLOPs of a sigmoid (negate, exp, add, divide).
     public static let sigmoidFlops = 4.0
 
+    /// The gate of top-1 routers that gate by sigmoid (the Sinkhorn routers, `lossfree`):
+    /// gate = sigmoid(logit of the chosen expert); no losses. Also the softmax entropy
+    /// statistic (into `probs` [T, E]).
+    public static func sigmoidGates(_ input: RouteInput, _ a: Assignment, probs: FloatBuffer, stats: inout RouterStats) -> (aux: Double, z: Double) {
+        let T = input.T, E = input.E, lg = input.logits!
+        for i in 0..<a.count { a.gate.pointer[i] = sigmoid(lg[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])]) }
+        let p = probs.ensure(T * E)
+        softmax(lg, p, T: T, E: E)
+        stats.entropy = meanEntropy(p, T: T, E: E)
+        return (0, 0)
+    }
+
+    /// dgate [count] → dlogits [T, E]: g·(1 − g) at each chosen (token, expert), 0 elsewhere.
+    public static func sigmoidGatesBackward(_ input: RouteInput, _ a: Assignment, dgate: UnsafePointer<Float>, dlogits: UnsafeMutablePointer<Float>) {
+        let E = input.E
+        dlogits.update(repeating: 0, count: input.T * E)
+        for i in 0..<a.count {
+            let g = a.gate.pointer[i]
+            dlogits[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])] += dgate[i] * g * (1 - g)
+        }
+    }
+
     /// Mean entropy (nats) of the rows of p [T, E].
     public static func meanEntropy(_ p: UnsafePointer<Float>, T: Int, E: Int) -> Double {
         var h = 0.0

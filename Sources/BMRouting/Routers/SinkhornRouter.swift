@@ -67,20 +67,10 @@ public final class SinkhornRouter: Router {
     }
 
     public func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double) {
-        let T = input.T, E = input.E, lg = input.logits!
-        for i in 0..<a.count { a.gate.pointer[i] = sigmoid(lg[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])]) }
-        let p = probs.ensure(T * E)
-        RouterMath.softmax(lg, p, T: T, E: E)
-        stats.entropy = RouterMath.meanEntropy(p, T: T, E: E)
-        return (0, 0)
+        RouterMath.sigmoidGates(input, a, probs: probs, stats: &stats)
     }
 
     public func backward(_ input: RouteInput, _ a: Assignment, dgate: UnsafePointer<Float>, dlogits: UnsafeMutablePointer<Float>) {
-        let E = input.E
-        dlogits.update(repeating: 0, count: input.T * E)
-        for i in 0..<a.count {
-            let g = a.gate.pointer[i]
-            dlogits[Int(a.token.pointer[i]) * E + Int(a.expert.pointer[i])] += dgate[i] * g * (1 - g)
-        }
+        RouterMath.sigmoidGatesBackward(input, a, dgate: dgate, dlogits: dlogits)
     }
 }
