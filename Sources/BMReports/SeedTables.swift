@@ -121,13 +121,22 @@ enum SeedTables {
         func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
         let hasMetric = metricName != nil && runs.contains { $0.metric.map { !$0.isNaN } ?? false }
         var md = "## Configurations (seeds aggregated)\n\n"
-        md += "Mean ± sample standard deviation over the seeds of each configuration (n runs).\n\n"
-        md += "| configuration | n | val loss |" + (hasMetric ? " \(metricName!) |" : "") + " train loss | tokens/s |\n"
+        let bounded = metricName == "accuracy"
+        md += "Mean ± sample standard deviation over the seeds of each configuration (n runs)"
+        md += bounded ? "; accuracy: mean and a 95 % percentile bootstrap interval over the seeds, which stays within [0, 1].\n\n" : ".\n\n"
+        md += "| configuration | n | val loss |" + (hasMetric ? " \(metricName!)\(bounded ? " [95 % interval]" : "") |" : "") + " train loss | tokens/s |\n"
         md += "|---|---|---|" + (hasMetric ? "---|" : "") + "---|---|\n"
         for c in order {
             let rs = groups[c]!
             md += "| \(label(c)) | \(rs.count) | \(SeedStats.format(SeedStats.summarize(col(rs, \.valLoss)))) |"
-            if hasMetric { md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.metric)))) |" }
+            if hasMetric {
+                let m = col(rs, \.metric)
+                if bounded, let ci = PairedStats.bootstrapMean(m) {
+                    md += String(format: " %.4f [%.4f, %.4f] |", m.reduce(0, +) / Double(m.count), ci.low, ci.high)
+                } else {
+                    md += " \(SeedStats.format(SeedStats.summarize(m))) |"
+                }
+            }
             md += " \(SeedStats.format(SeedStats.summarize(col(rs, \.trainLoss)))) | \(SeedStats.format(SeedStats.summarize(col(rs, \.tokensPerSecond)), 0)) |\n"
         }
         // expert load imbalance per MoE layer at the end of training

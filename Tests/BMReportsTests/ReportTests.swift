@@ -134,6 +134,11 @@ final class ReportTests: XCTestCase {
         let a = SeedStats.summarize(val["sinkhorn"]!), b = SeedStats.summarize(val["topk"]!)
         XCTAssertTrue(md.contains("| name=sinkhorn | 3 | \(SeedStats.format(a)) |"), md)
         XCTAssertTrue(md.contains("| name=topk | 3 | \(SeedStats.format(b)) |"), md)
+        // accuracy: mean and a bootstrap interval inside [0, 1]
+        let ci = try XCTUnwrap(PairedStats.bootstrapMean(acc["topk"]!))
+        XCTAssertTrue(0 <= ci.low && ci.low <= ci.high && ci.high <= 1)
+        XCTAssertTrue(md.contains(String(format: "| name=topk | 3 | %@ | %.4f [%.4f, %.4f] |", SeedStats.format(b),
+                                         acc["topk"]!.reduce(0, +) / 3, ci.low, ci.high)), md)
         XCTAssertTrue(md.contains("## Against the baseline (name=sinkhorn), validation split"), md)
         // runs paired by seed (the sweep's order: seeds 1, 2, 3 in each), paired t, Holm over the one comparison
         let d = try XCTUnwrap(PairedStats.pairedT(val["sinkhorn"]!, val["topk"]!))
@@ -381,5 +386,21 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(Notebook.projectRoot(for: dir + "/p/notebooks-md/a.md"), dir + "/p")
         XCTAssertEqual(Notebook.projectRoot(for: dir + "/p/notebooks-md/sub/b.md"), dir + "/p")
         XCTAssertEqual(Notebook.projectRoot(for: dir + "/lone/c.md"), dir + "/lone")
+    }
+
+    /// The rate each arm chooses is its lowest mean final validation loss; an edge of the grid is flagged.
+    func testLearningRateTableChoosesTheLowestValidationLoss() {
+        func run(_ arm: String, _ lr: String, _ seed: Int, _ v: Double) -> SeedTables.Run {
+            SeedTables.Run(name: "model.pattern=\(arm),train.optimizer.lr=\(lr),train.schedule.min_lr=0,train.seed=\(seed)",
+                           valLoss: v, metric: nil, trainLoss: nil, tokensPerSecond: nil)
+        }
+        let runs = [run("a", "1e-3", 1, 2.0), run("a", "3e-3", 1, 1.5), run("a", "1e-2", 1, 1.7),
+                    run("b", "1e-3", 1, 1.9), run("b", "3e-3", 1, 1.95), run("b", "1e-2", 1, 2.1), run("b", "1e-3", 2, 1.7)]
+        let md = SeedTables.learningRates(runs)
+        XCTAssertTrue(md.contains("| arm | lr 0.001 | lr 0.003 | lr 0.01 | chosen |"), md)
+        XCTAssertTrue(md.contains("| pattern=a | 2.0000 | **1.5000** | 1.7000 | 0.003 |"), md)
+        // b: (1.9 + 1.7) / 2 = 1.8 at 1e-3, the grid's lower edge
+        XCTAssertTrue(md.contains("| pattern=b | **1.8000 (2)** | 1.9500 | 2.1000 | 0.001 ‡ |"), md)
+        XCTAssertEqual(SeedTables.learningRates(runs.map { var r = $0; r.name = r.name.replacingOccurrences(of: "train.optimizer.lr", with: "x"); return r }), "")
     }
 }
