@@ -12,16 +12,23 @@ public enum GradientDump {
                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Double {
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
         model.params.zeroGrad()
-        var loss = 0.0
+        var loss = 0.0, counted = 0
+        let grads = [Float](repeating: 0, count: model.params.count)
+        var sum = grads                      // Σ over batches of (scored targets × the batch's mean-loss gradient)
         for i in 0..<batches {
             fill(i, inp.pointer, tgt.pointer)
+            model.params.zeroGrad()
             let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
-            loss += r.loss
+            guard r.counted > 0 else { continue }            // rows past a split's windows: nothing scored
             model.backward()
+            loss += r.loss * Double(r.counted); counted += r.counted
+            let w = Float(r.counted)
+            for j in 0..<model.params.count { sum[j] += w * model.params.grads[j] }
         }
-        let s = 1 / Float(max(1, batches))
-        for i in 0..<model.params.count { model.params.grads[i] *= s }
-        return loss / Double(max(1, batches))
+        // the gradient of the mean loss over every scored target (batches weighted by what they scored)
+        let s = 1 / Float(max(1, counted))
+        for j in 0..<model.params.count { model.params.grads[j] = sum[j] * s }
+        return counted > 0 ? loss / Double(counted) : .nan
     }
 
     /// Computes the gradients and writes them atomically to `path`: one dataset per

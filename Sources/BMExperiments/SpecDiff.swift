@@ -23,7 +23,8 @@ public enum SpecDiff {
             // a text or tokens run stored before data.split existed was split by its tail
             // (the last val_fraction of the data): not the data this version would use
             let raw = (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) } ?? []
-            if s.data.kind == .text || s.data.kind == .tokens, !raw.contains(where: { $0.0 == "data.split" }),
+            // (data.test_fraction came with the block split: a stored spec with it used blocks)
+            if s.data.kind == .text || s.data.kind == .tokens, !raw.contains(where: { $0.0 == "data.split" || $0.0 == "data.test_fraction" }),
                let i = leaves.firstIndex(where: { $0.0 == "data.split" }) {
                 leaves[i].1 = "absent (an older version's tail split)"
             }

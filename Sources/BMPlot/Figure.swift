@@ -27,7 +27,7 @@ public struct Panel: Sendable {
     public var key = "top left"
     /// Tick labels of large numbers in engineering form (120k, 3.5G) so they do not run together.
     public var engineeringX = false
-    /// A heatmap's colour scale (the same across figures that are compared), and its tick step.
+    /// A heatmap's colour scale (fitted to its values unless given), and its tick step.
     public var colourRange: ClosedRange<Double>? = nil
     public var yTickStep: Double? = nil
     /// Named x positions (conditions on a categorical axis) instead of numbers.

@@ -46,7 +46,8 @@ public enum Report {
                                            trainLoss: m.trainLoss, tokensPerSecond: m.tokensPerSecond, imbalance: m.imbalance,
                                            valLossArgmax: m.valLossArgmax, valLossTrain: m.valLossTrain, agreement: m.agreement,
                                            testLoss: m.testLoss, testMetric: m.testMetric, testLossArgmax: m.testLossArgmax,
-                                           testLossTrain: m.testLossTrain, cpuSeconds: m.cpuSeconds))
+                                           testLossTrain: m.testLossTrain, cpuSeconds: m.cpuSeconds,
+                                           complete: r?.status == "ok"))
             metricName = metricName ?? m.metricName
             machines.insert(m.machine)
             let mark = m.evaluationNote == nil ? "" : " †"

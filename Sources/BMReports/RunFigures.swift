@@ -102,6 +102,9 @@ public enum RunFigures {
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
             if let t = column(f, "test/loss").last { finalLoss[ei] = t; finalTest[ei] = true }
             if let v = column(f, "eval/loss").last { finalVal[ei] = v }
+            // a run that did not finish (failed, diverged or still running: no ok result.json) has no final value
+            let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
+            if set.isSweep && result?.status != "ok" { finalVal[ei] = .nan; finalLoss[ei] = .nan; finalTest[ei] = false }
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"

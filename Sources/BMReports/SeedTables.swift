@@ -18,6 +18,8 @@ enum SeedTables {
         var testLoss: Double? = nil, testMetric: Double? = nil, testLossArgmax: Double? = nil, testLossTrain: Double? = nil
         /// Core-seconds of its training steps (tokens ÷ tokens/s × BLAS threads).
         var cpuSeconds: Double? = nil
+        /// Finished every step with status ok (result.json); a learning-rate choice reads only these.
+        var complete = true
         var seed: String? { name.split(separator: ",").first { $0.hasPrefix("train.seed=") }.map { String($0.dropFirst(11)) } }
     }
 
@@ -92,12 +94,13 @@ enum SeedTables {
         var md = "## Learning rate, chosen on the validation split\n\n"
         md += "Final validation loss (the last evaluation; MoE layers routed by argmax) at each peak learning rate, mean "
         md += "over the seeds at that rate (n in brackets when more than one); **bold**: the lowest, the arm's chosen rate; "
-        md += "‡: the chosen rate is at an edge of the grid (widen it). The test split is not used for this choice.\n\n"
+        md += "‡: the chosen rate is at an edge of the grid (widen it); –: no run at that rate finished (failed, diverged or "
+        md += "still running). The test split is not used for this choice.\n\n"
         md += "| arm |" + rates.map { " lr \(String(format: "%g", $0)) |" }.joined() + " chosen |\n|---|" + rates.map { _ in "---|" }.joined() + "---|\n"
         for (arm, rs) in arms {
             var means: [Double: (Double, Int)] = [:]
             for (lr, members) in rs {
-                let v = members.compactMap { runs[$0].valLoss }.filter { !$0.isNaN }
+                let v = members.filter { runs[$0].complete }.compactMap { runs[$0].valLoss }.filter { !$0.isNaN }
                 if !v.isEmpty { means[lr] = (v.reduce(0, +) / Double(v.count), v.count) }
             }
             let best = means.min { $0.value.0 < $1.value.0 }?.key
@@ -214,7 +217,7 @@ enum SeedTables {
         md += "Runs paired by seed (same seed, same data order). Δ = configuration − baseline, mean over the pairs, with a "
         md += "95 % paired-t interval (accuracy: a paired percentile bootstrap over seeds, which stays within the metric's range); p: "
         md += "two-sided paired t; sign-flip: the exact permutation p over the 2ⁿ sign assignments (≥ 2/2ⁿ: 0.0625 at n = 5); "
-        md += "Holm: the p-value adjusted by Holm's step-down correction over the \(rows.count) comparisons of this table "
+        md += "Holm: the p-value adjusted by Holm's step-down correction over the \(rows.filter { $0.paired != nil }.count) paired comparisons of this table "
         md += "(family-wise error 0.05); ✱: survives it. Rows marked Welch could not be paired (unequal seeds): unpaired interval, no test.\n\n"
         md += "| configuration | n | Δ | 95 % interval | p (paired t) | sign-flip | Holm | |\n|---|---|---|---|---|---|---|---|\n"
         for (i, r) in rows.enumerated() {

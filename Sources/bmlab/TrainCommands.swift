@@ -138,6 +138,9 @@ struct EvalCommand: ParsableCommand {
                     throw BMError.invalid("--all: the run's data is a synthetic task (\(ds.description)), which draws examples without end; give --batches N")
                 }
                 let part = split
+                if (ds.kind == .text || ds.kind == .tokens) && ds.windows(part, L: L) == 0 {
+                    throw BMError.invalid("--split \(part.rawValue): the run's \(part.rawValue) split holds \(ds.count(part)) tokens, less than one window of \(L) + 1 (data.\(part == .test ? "test" : "val")_fraction in \(checkpoint)'s spec)")
+                }
                 n = all ? ds.batchesCovering(part, B: B, L: L) : batches ?? s.train.evalBatches
                 let count = n
                 fill = { i, inp, tgt in ds.evalBatch(i, of: count, part: part, B: B, L: L, inputs: inp, targets: tgt) }

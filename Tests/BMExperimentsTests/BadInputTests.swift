@@ -213,6 +213,10 @@ final class BadInputTests: XCTestCase {
         let e = "eval: data and outputs"
         add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--batches", "0"], 2, ["--batches", "0"])
         add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--batches", "-3"], 2, ["--batches", "-3"])
+        add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--all"], 2, ["--all", "synthetic task"])
+        add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--all", "--batches", "2"], 2, ["--all and --batches"])
+        add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--data", "text.txt", "--split", "test"], 2, ["--data reads its file in order"])
+        add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--routing", "sometimes"], 64, ["--routing", "sometimes"])
         add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--data", "nosuch.txt"], 2, ["nosuch.txt"])
         add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--data", "adir"], 2, ["adir"])
         add(e, ["eval", "--checkpoint", "run/checkpoint.h5", "--data", "emptytext.txt"], 2, ["emptytext.txt", "less than one batch"])

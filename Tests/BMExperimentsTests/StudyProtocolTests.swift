@@ -291,16 +291,39 @@ final class StudyProtocolTests: XCTestCase {
         XCTAssertTrue(bias.contains { b in (0..<b.count).contains { b.w[$0] != 0 } }, "a training step moves it")
     }
 
+    /// A gradient dump is the gradient of the mean loss over every scored target: a batch
+    /// whose rows are all ignored (past a split's windows) changes nothing.
+    func testGradientDumpWeightsBatchesByScoredTargets() throws {
+        let (m, _) = try moeModel(router: "topk")
+        var rng = RNG(seed: 5)
+        let tokens = (0..<32).map { _ in Int32(rng.below(16)) }
+        func fill(ignoreSecond: Bool) -> (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void {
+            { i, inp, tgt in
+                for j in 0..<32 { inp[j] = tokens[j]; tgt[j] = (i == 1 && ignoreSecond) ? -1 : tokens[(j + 1) % 32] }
+            }
+        }
+        let one = GradientDump.compute(model: m, batches: 1, B: 2, L: 16, fill: fill(ignoreSecond: true))
+        let g1 = Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.count))
+        let two = GradientDump.compute(model: m, batches: 2, B: 2, L: 16, fill: fill(ignoreSecond: true))
+        let g2 = Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.count))
+        XCTAssertEqual(one, two)
+        XCTAssertEqual(g1, g2, "an ignored batch adds nothing (it would halve the gradient if batches were weighted equally)")
+        XCTAssertTrue(g1.contains { $0 != 0 })
+    }
+
     /// A run stored before the block split existed is not resumed under it.
     func testARunFromTheTailSplitIsNotResumedUnderTheBlockSplit() throws {
         let dir = try tempDir(self)
         let s = try textSpec(dir)
-        var old = try s.resolvedYAML()
-        old = old.replacingOccurrences(of: "  split: blocks\n", with: "")
-        XCTAssertFalse(old.contains("split: blocks"))
+        let now = try s.resolvedYAML()
+        XCTAssertTrue(now.contains("  split: blocks\n") && now.contains("  test_fraction: 0.05\n"))
+        // stored before data.split and data.test_fraction existed: the tail split
+        let old = now.replacingOccurrences(of: "  split: blocks\n", with: "").replacingOccurrences(of: "  test_fraction: 0.05\n", with: "")
         let diff = try XCTUnwrap(try SpecDiff.firstDifference(stored: old, now: s))
         XCTAssertTrue(diff.hasPrefix("data.split is absent (an older version's tail split) in the stored spec but blocks now"), diff)
-        XCTAssertNil(try SpecDiff.firstDifference(stored: try s.resolvedYAML(), now: s))
+        // stored with test_fraction but before data.split was recorded: already the block split
+        XCTAssertNil(try SpecDiff.firstDifference(stored: now.replacingOccurrences(of: "  split: blocks\n", with: ""), now: s))
+        XCTAssertNil(try SpecDiff.firstDifference(stored: now, now: s))
     }
 
     /// No test split unless something scores it; asking to score none is an error naming both keys.
