@@ -10,6 +10,8 @@ import BMTrain
 public final class Dataset {
     public enum Metric: String, Sendable { case bitsPerByte = "bits_per_byte", accuracy, none }
     public let kind: DataSpec.Kind
+    /// Text or tokens, split into parts (`DataSpec.Kind.isSplit`).
+    public var isSplit: Bool { kind.isSplit }
     public let vocab: Int
     public let description: String
     public let metric: Metric

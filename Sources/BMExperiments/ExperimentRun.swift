@@ -234,7 +234,7 @@ public final class ExperimentRun {
             try eval.setAttribute("routing", spec.eval.routing.rawValue)
             let moeLayers = model.blocks.indices.filter { model.blocks[$0].mixer is MoE }
             if !moeLayers.isEmpty { try eval.setAttribute("moe_layers", moeLayers.map { Int($0) }) }
-            if data.kind == .text || data.kind == .tokens {
+            if data.isSplit {
                 let L = spec.train.seqLen
                 try eval.setAttribute("split_tokens", data.count(.validation))
                 try eval.setAttribute("split_windows", data.windows(.validation, L: L))
@@ -388,9 +388,8 @@ public final class ExperimentRun {
     /// The test split, once, after the last step (`eval.test`): a study's final numbers.
     func evaluateTest(_ metrics: MetricsLog, step: Int) throws {
         let B = spec.train.batch, L = spec.train.seqLen
-        let synthetic = data.kind != .text && data.kind != .tokens
         let n = spec.eval.testBatches > 0 ? spec.eval.testBatches
-              : synthetic ? 8 * spec.train.evalBatches : data.batchesCovering(.test, B: B, L: L)
+              : data.isSplit ? data.batchesCovering(.test, B: B, L: L) : 8 * spec.train.evalBatches
         let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing) {
             i, inp, tgt in data.evalBatch(i, of: n, part: .test, B: B, L: L, inputs: inp, targets: tgt)
         }

@@ -23,7 +23,12 @@ public struct ModelSpec: Sendable, Equatable {
 }
 
 public struct DataSpec: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable { case text, tokens, mqar, selectiveCopy = "selective-copy", induction, markov }
+    public enum Kind: String, Sendable, CaseIterable {
+        case text, tokens, mqar, selectiveCopy = "selective-copy", induction, markov
+        /// Text or a token file: data split into training, validation and test parts
+        /// (the synthetic tasks draw fresh examples instead).
+        public var isSplit: Bool { self == .text || self == .tokens }
+    }
     public var kind: Kind = .text
     public var path: String? = nil             // text / tokens; nil text = `corpus`
     public var corpus: Corpus.Name = .fortunes // text without a path

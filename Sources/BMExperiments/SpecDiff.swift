@@ -24,7 +24,7 @@ public enum SpecDiff {
             // (the last val_fraction of the data): not the data this version would use
             let raw = (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) } ?? []
             // (data.test_fraction came with the block split: a stored spec with it used blocks)
-            if s.data.kind == .text || s.data.kind == .tokens, !raw.contains(where: { $0.0 == "data.split" || $0.0 == "data.test_fraction" }),
+            if s.data.kind.isSplit, !raw.contains(where: { $0.0 == "data.split" || $0.0 == "data.test_fraction" }),
                let i = leaves.firstIndex(where: { $0.0 == "data.split" }) {
                 leaves[i].1 = "absent (an older version's tail split)"
             }

@@ -134,18 +134,18 @@ struct EvalCommand: ParsableCommand {
                 metric = kind == .text && Generator.isByteLevel(s) ? .bitsPerByte : .none
             } else {
                 let ds = try Dataset(s)
-                if all && ds.kind != .text && ds.kind != .tokens {
+                if all && !ds.isSplit {
                     throw BMError.invalid("--all: the run's data is a synthetic task (\(ds.description)), which draws examples without end; give --batches N")
                 }
                 let part = split
-                if (ds.kind == .text || ds.kind == .tokens) && ds.windows(part, L: L) == 0 {
+                if ds.isSplit && ds.windows(part, L: L) == 0 {
                     throw BMError.invalid("--split \(part.rawValue): the run's \(part.rawValue) split holds \(ds.count(part)) tokens, less than one window of \(L) + 1 (data.\(part == .test ? "test" : "val")_fraction in \(checkpoint)'s spec)")
                 }
                 n = all ? ds.batchesCovering(part, B: B, L: L) : batches ?? s.train.evalBatches
                 let count = n
                 fill = { i, inp, tgt in ds.evalBatch(i, of: count, part: part, B: B, L: L, inputs: inp, targets: tgt) }
                 metric = ds.metric
-                if ds.kind == .text || ds.kind == .tokens {
+                if ds.isSplit {
                     print("\(part.rawValue) split: \(ds.count(part)) tokens, \(ds.windows(part, L: L)) windows of \(L)")
                 }
             }
