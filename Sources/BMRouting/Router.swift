@@ -123,6 +123,19 @@ public enum RouterMath {
     /// Forward FLOPs of a sigmoid (negate, exp, add, divide).
     public static let sigmoidFlops = 4.0
 
+    /// Top-1 assignment: token t to the first largest entry of row t of `scores` [T, E]
+    /// (resets `a` to T assignments).
+    public static func assignArgmax(_ a: Assignment, scores: UnsafePointer<Float>, T: Int, E: Int) {
+        a.reset(T)
+        for t in 0..<T {
+            let row = scores + t * E
+            var best = 0
+            for e in 1..<max(E, 1) where row[e] > row[best] { best = e }
+            a.token.pointer[t] = Int32(t)
+            a.expert.pointer[t] = Int32(best)
+        }
+    }
+
     /// The gate of top-1 routers that gate by sigmoid (the Sinkhorn routers, `lossfree`):
     /// gate = sigmoid(logit of the chosen expert); no losses. Also the softmax entropy
     /// statistic (into `probs` [T, E]).

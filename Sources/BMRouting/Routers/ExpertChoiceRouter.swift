@@ -36,13 +36,7 @@ public final class ExpertChoiceRouter: Router {
         RouterMath.softmax(input.logits!, s, T: T, E: E)
         if input.mode != .train {
             // causal evaluation: every token to its own best expert
-            a.reset(T)
-            for t in 0..<T {
-                var best = 0
-                for e in 1..<max(E, 1) where s[t * E + e] > s[t * E + best] { best = e }
-                a.token.pointer[t] = Int32(t)
-                a.expert.pointer[t] = Int32(best)
-            }
+            RouterMath.assignArgmax(a, scores: UnsafePointer(s), T: T, E: E)
             return
         }
         let cap = capacity(T: T, E: E)

@@ -47,7 +47,6 @@ public final class SinkhornRouter: Router {
     public func assign(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) {
         let T = input.T, E = input.E
         let lg = input.logits!
-        a.reset(T)
         var src = lg
         if input.mode == .train {
             let p = P.ensure(T * E)
@@ -57,13 +56,7 @@ public final class SinkhornRouter: Router {
             stats.rowError = r.rowError; stats.colError = r.colError
             src = UnsafePointer(p)
         }
-        for t in 0..<T {
-            let row = src + t * E
-            var best = 0
-            for e in 1..<E where row[e] > row[best] { best = e }
-            a.token.pointer[t] = Int32(t)
-            a.expert.pointer[t] = Int32(best)
-        }
+        RouterMath.assignArgmax(a, scores: src, T: T, E: E)
     }
 
     public func gates(_ input: RouteInput, _ a: Assignment, stats: inout RouterStats) -> (aux: Double, z: Double) {
