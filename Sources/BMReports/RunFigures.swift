@@ -71,6 +71,10 @@ public enum RunFigures {
         var bySteps: [Series] = [], byTokens: [Series] = [], byFlops: [Series] = [], byTime: [Series] = [], val: [Series] = []
         var routerFigures: [Figure] = []
         var entropy: [Series] = [], iters: [Series] = []
+        // a sweep's router entropy, one panel per MoE layer: [layer: one series per run (empty: no such layer)]
+        var entropyByLayer: [String: [Series]] = [:]
+        // validation accuracy of the synthetic tasks (bits per byte is the loss rescaled, not plotted twice)
+        var accuracy: [Series] = []
         var heatmapLayers = Set<String>()
         // runs grouped by configuration: for the seed bands and one expert-load heatmap
         // per layer and configuration (its first seed)
@@ -100,6 +104,8 @@ public enum RunFigures {
             for (tok, rate) in zip(tokens, tps) { t += rate > 0 ? (tok - prev) / rate : 0; prev = tok; seconds.append(t) }
             byTime.append(Series(e.label, Array(zip(seconds, loss))))
             val.append(Series(e.label, Array(zip(column(f, "eval/step"), column(f, "eval/loss")))))
+            let isAccuracy = (try? f.group("eval").stringAttribute("metric_name")) == "accuracy"
+            accuracy.append(Series(e.label, isAccuracy ? Array(zip(column(f, "eval/step"), column(f, "eval/metric"))) : []))
             if let t = column(f, "test/loss").last { finalLoss[ei] = t; finalTest[ei] = true }
             if let v = column(f, "eval/loss").last { finalVal[ei] = v }
             // a run that did not finish (failed, diverged or still running: no ok result.json) has no final value
@@ -110,7 +116,11 @@ public enum RunFigures {
                 let g = "router/\(layer)"
                 let rs = stepsDone(column(f, "\(g)/step"))
                 let label = set.isSweep ? "\(e.label) \(layer)" : layer
-                entropy.append(Series(label, Array(zip(rs, column(f, "\(g)/entropy")))))
+                let h = Array(zip(rs, column(f, "\(g)/entropy")))
+                entropy.append(Series(label, h))
+                if set.isSweep {
+                    entropyByLayer[layer, default: [Series](repeating: Series("", []), count: set.entries.count)][ei] = Series(e.label, h)
+                }
                 let it = column(f, "\(g)/sinkhorn_iters")
                 if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
                 // expert load heatmap (the first run of each configuration that has this layer)
@@ -140,13 +150,31 @@ public enum RunFigures {
         // A sweep with seeds: one line per configuration (the mean over its seeds) in a
         // min–max band, one colour each.
         var seeds = ""
-        if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
-            let g = SeedBands.groups(grouped)
+        let bandGroups = set.isSweep && grouped.contains(where: { $0.members.count > 1 }) ? SeedBands.groups(grouped) : nil
+        if let g = bandGroups {
             bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
             byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)
             byTime = SeedBands.aggregateByIndex(byTime, g)
             seeds = " (mean over seeds, band: min–max)"
         }
+        // per layer: the runs that have it (a dense configuration has no router), as one
+        // line per configuration when there are seeds
+        let entropyPanels = entropyByLayer.keys.sorted { layerIndex($0) < layerIndex($1) }.map { layer -> Panel in
+            let runs = entropyByLayer[layer]!
+            var series: [Series]
+            if let g = bandGroups {
+                series = SeedBands.aggregate(runs, g.filter { $0.members.allSatisfy { !runs[$0].points.isEmpty } })
+            } else {
+                series = runs.filter { !$0.points.isEmpty }
+            }
+            series = series.filter { !$0.points.isEmpty }
+            return Panel(title: layer, xlabel: "step", ylabel: "mean router softmax entropy (nats)", key: "bottom left", series: series)
+        }
+        let accuracyRuns = accuracy
+        if let g = bandGroups {
+            accuracy = SeedBands.aggregate(accuracy, g.filter { $0.members.allSatisfy { !accuracyRuns[$0].points.isEmpty } })
+        }
+        accuracy = accuracy.filter { !$0.points.isEmpty }
         // the context-free baseline: a model that only learned token frequencies
         let valSteps = val.flatMap { $0.points.map(\.0) }
         if let u = unigram, let lo = valSteps.min(), let hi = valSteps.max() {
@@ -164,7 +192,15 @@ public enum RunFigures {
                 Panel(title: "", xlabel: "step", ylabel: "validation loss (nats/token)", key: "top right", series: val),
             ], width: 640),
         ]
-        if !entropy.isEmpty {
+        if !accuracy.isEmpty {
+            var panel = Panel(title: "", xlabel: "step", ylabel: "validation accuracy", key: "bottom right", series: accuracy)
+            panel.yRange = 0...1
+            figs.append(Figure(name: "val_accuracy", title: "Validation accuracy: \(set.title)\(seeds)", panels: [panel], width: 640))
+        }
+        if set.isSweep, !entropyPanels.isEmpty {
+            figs.append(Figure(name: "router_entropy", title: "Router entropy: \(set.title)\(seeds)", panels: entropyPanels,
+                               width: max(640, 560 * entropyPanels.count)))
+        } else if !entropy.isEmpty {
             figs.append(Figure(name: "router_entropy", title: "Router entropy: \(set.title)", panels: [
                 Panel(title: "mean router softmax entropy", xlabel: "step", ylabel: "entropy (nats)", key: "bottom left", series: entropy),
             ], width: 640))

@@ -47,8 +47,8 @@ final class ReportTests: XCTestCase {
         let runner = try makeSweep(dir)
         let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
         let names = paths.map { ($0 as NSString).lastPathComponent }
-        XCTAssertEqual(Set(names), ["loss.png", "val_loss.png", "router_entropy.png", "sinkhorn_iterations.png", "final_loss.png",
-                                    "expert_load_layer_1.png"])
+        XCTAssertEqual(Set(names), ["loss.png", "val_loss.png", "val_accuracy.png", "router_entropy.png", "sinkhorn_iterations.png",
+                                    "final_loss.png", "expert_load_layer_1.png"])
         for p in paths {
             let d = try Data(contentsOf: URL(fileURLWithPath: p))
             XCTAssertGreaterThan(d.count, 3000, p)
@@ -90,6 +90,55 @@ final class ReportTests: XCTestCase {
         let lat = try RunFigures.renderAny(dir + "/gen", outDir: dir + "/lat", format: .png)
         XCTAssertEqual(lat.map { ($0 as NSString).lastPathComponent }, ["generation_latency.png"])
         XCTAssertGreaterThan(try Data(contentsOf: URL(fileURLWithPath: lat[0])).count, 3000)
+    }
+
+    /// A sweep's accuracy curves and router entropy: one line per configuration (the
+    /// mean over its seeds, with the seeds' min–max as the band) and one entropy panel
+    /// per MoE layer, so a large sweep does not put every run × layer in one key. The
+    /// numbers are the ones the runs wrote.
+    func testSweepFiguresAggregateAccuracyAndEntropyPerLayer() throws {
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, axes: "train.seed: [1, 2]\n    model.defaults.moe.router.name: [sinkhorn, topk]")
+        XCTAssertEqual(runner.sweep.runs.count, 4)
+        func read(_ run: Int, _ name: String) throws -> [Double] {
+            let f = try H5File(path: runner.runDir(runner.sweep.runs[run]) + "/metrics.h5", mode: .readOnly)
+            defer { f.close() }
+            return try f.dataset(name).readDoubles()
+        }
+        let figs = try RunFigures.figures(try RunSet(dir + "/out"))
+        let acc = try XCTUnwrap(figs.first { $0.name == "val_accuracy" })
+        XCTAssertEqual(acc.panels.count, 1)
+        XCTAssertEqual(acc.panels[0].yRange, 0...1)
+        XCTAssertEqual(acc.panels[0].series.count, 2)
+        let ent = try XCTUnwrap(figs.first { $0.name == "router_entropy" })
+        XCTAssertEqual(ent.panels.map(\.title), ["layer_1"])
+        XCTAssertEqual(ent.panels[0].series.count, 2)
+        for router in ["sinkhorn", "topk"] {
+            let members = runner.sweep.runs.filter { $0.name.contains("=\(router)") }.map(\.index)
+            XCTAssertEqual(members.count, 2)
+            for (fig, x, y) in [(acc, "eval/step", "eval/metric"), (ent, "router/layer_1/step", "router/layer_1/entropy")] {
+                let s = try XCTUnwrap(fig.panels[0].series.first { $0.title.contains(router) }, "\(fig.name) \(router)")
+                XCTAssertTrue(s.title.hasSuffix("(n=2)"), s.title)
+                let a = try read(members[0], y), b = try read(members[1], y)
+                XCTAssertEqual(a.count, b.count)
+                XCTAssertEqual(s.points.count, a.count, fig.name)
+                let steps = try read(members[0], x)   // a file this version writes stores steps done
+                for i in 0..<a.count {
+                    XCTAssertEqual(s.points[i].0, steps[i])
+                    XCTAssertEqual(s.points[i].1, (a[i] + b[i]) / 2, accuracy: 1e-12, fig.name)
+                    XCTAssertEqual(s.band?[i].0, min(a[i], b[i]))
+                    XCTAssertEqual(s.band?[i].1, max(a[i], b[i]))
+                    if fig.name == "val_accuracy" { XCTAssertTrue((0...1).contains(s.points[i].1)) }
+                }
+            }
+        }
+        // without seeds: one line per run in each layer's panel
+        let dir2 = try tempDir()
+        _ = try makeSweep(dir2, axes: "model.defaults.moe.router.name: [sinkhorn, topk, hash]")
+        let ent2 = try XCTUnwrap(try RunFigures.figures(try RunSet(dir2 + "/out")).first { $0.name == "router_entropy" })
+        XCTAssertEqual(ent2.panels.map(\.title), ["layer_1"])
+        XCTAssertEqual(ent2.panels[0].series.count, 3)
+        XCTAssertTrue(ent2.panels[0].series.allSatisfy { $0.band == nil && !$0.points.isEmpty })
     }
 
     /// A router that trains non-causally says so: the run writes the model's note
