@@ -7,19 +7,35 @@ import BMCore
 /// `<!-- bmlab:output -->` and `<!-- /bmlab:output -->`, replacing what was
 /// there. Figures named in the output (.png/.svg paths that exist, in the
 /// notebook's folder or below) become image links relative to the notebook. The notebook is both the record and
-/// the way to regenerate it.
+/// the way to regenerate it. A block whose command fails keeps its previous output (the
+/// record is not replaced by an error; the failure is counted and named in `failed`), and
+/// `only` runs some blocks, leaving the others' outputs as they are: a study that spans
+/// sittings regenerates the steps whose results are on this machine.
 public struct Notebook {
     public static let open = "<!-- bmlab:output -->", close = "<!-- /bmlab:output -->"
 
-    public struct Outcome { public var text: String; public var blocks: Int; public var failures: Int }
+    public struct Outcome {
+        public var text: String; public var blocks: Int; public var failures: Int
+        /// One line per failed command: its block (1-based), the command and its exit status.
+        public var failed: [String] = []
+    }
+
+    /// The number of ```bmlab blocks in a notebook's text.
+    public static func blockCount(_ text: String) -> Int {
+        text.components(separatedBy: "\n").filter { $0.trimmingCharacters(in: .whitespaces) == "```bmlab" }.count
+    }
 
     /// Runs the notebook text; `execute(args)` runs one command (in `workingDir`, the
     /// notebook's project) and returns (output, exit status). Figure paths in the
     /// output are relative to `workingDir`.
-    public static func run(_ text: String, notebookDir: String, workingDir: String = ".", execute: ([String]) -> (String, Int32)) throws -> Outcome {
-        var lines = text.components(separatedBy: "\n")
-        var out: [String] = []
-        var i = 0, blocks = 0, failures = 0
+    public static func run(_ text: String, notebookDir: String, workingDir: String = ".", only: Set<Int>? = nil,
+                           execute: ([String]) -> (String, Int32)) throws -> Outcome {
+        let lines = text.components(separatedBy: "\n")
+        if let only, let bad = only.sorted().first(where: { $0 < 1 || $0 > blockCount(text) }) {
+            throw BMError.invalid("notebook: block \(bad) does not exist (the notebook has \(blockCount(text)) ```bmlab blocks, numbered from 1)")
+        }
+        var out: [String] = [], failed: [String] = []
+        var i = 0, blocks = 0, failures = 0, index = 0
         while i < lines.count {
             let line = lines[i]
             out.append(line)
@@ -32,17 +48,21 @@ public struct Notebook {
             }
             guard i < lines.count else { throw BMError.invalid("notebook: a ```bmlab block is not closed") }
             out.append(lines[i]); i += 1
-            // drop the previous output region (optionally after blank lines)
+            index += 1
+            // the previous output region (optionally after blank lines)
+            var previous: [String]? = nil
             var j = i
             while j < lines.count, lines[j].trimmingCharacters(in: .whitespaces).isEmpty { j += 1 }
             if j < lines.count, lines[j].trimmingCharacters(in: .whitespaces) == open {
                 guard let end = lines[j...].firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == close }) else {
                     throw BMError.invalid("notebook: an output region opened at line \(j + 1) is not closed with \(close)")
                 }
-                lines.removeSubrange(i...end)
+                previous = Array(lines[i...end])
+                i = end + 1
             }
+            if let only, !only.contains(index) { out += previous ?? []; continue }
             blocks += 1
-            var text = "", images: [String] = []
+            var text = "", images: [String] = [], blockFailed = false
             for c in commands {
                 let trimmed = c.trimmingCharacters(in: .whitespaces)
                 if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
@@ -50,9 +70,14 @@ public struct Notebook {
                 if args.first == "bmlab" { args.removeFirst() }
                 let (o, status) = execute(args)
                 text += o
-                if status != 0 { text += "[exit status \(status)]\n"; failures += 1 }
+                if status != 0 {
+                    text += "[exit status \(status)]\n"; failures += 1; blockFailed = true
+                    failed.append("block \(index): bmlab \(args.joined(separator: " ")): exit status \(status)")
+                }
                 images += figurePaths(in: o, relativeTo: workingDir)
             }
+            // a failed block keeps the output it had (if any): the record is not lost to an error
+            if blockFailed, let previous { out += previous; continue }
             out.append(open)
             out.append("```text")
             out.append(contentsOf: text.trimmingCharacters(in: .newlines).components(separatedBy: "\n"))
@@ -65,7 +90,7 @@ public struct Notebook {
             }
             out.append(close)
         }
-        return Outcome(text: out.joined(separator: "\n"), blocks: blocks, failures: failures)
+        return Outcome(text: out.joined(separator: "\n"), blocks: blocks, failures: failures, failed: failed)
     }
 
     /// Notebooks run `bmlab` commands, which may run notebooks: the chain of notebooks

@@ -4,6 +4,7 @@ import BMCore
 import BMExperiments
 import BMPlot
 import BMReports
+import BMStorage
 
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plot", abstract: "Figures (gnuplot) of a run, a sweep or a Sinkhorn study.")
@@ -71,16 +72,29 @@ struct RobustnessCommand: ParsableCommand {
 struct NotebookCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "notebook", abstract: "Run the ```bmlab blocks of a markdown notebook and write their outputs below them.")
     @Argument(help: "The notebook (.md).") var file: String
+    @Option(help: "Run only these blocks (1-based, comma-separated, e.g. 3,4); the others keep their outputs.") var blocks: String?
 
     func run() throws {
         guarded {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw BMError.invalid("\(file): cannot read the notebook") }
+            var only: Set<Int>? = nil
+            if let b = blocks {
+                let parts = b.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard !parts.isEmpty, parts.allSatisfy({ Int($0) != nil }) else {
+                    throw BMError.invalid("--blocks: expected block numbers separated by commas (e.g. 3,4), got '\(b)'")
+                }
+                only = Set(parts.compactMap { Int($0) })
+                let n = Notebook.blockCount(text)
+                if let bad = only!.sorted().first(where: { $0 < 1 || $0 > n }) {
+                    throw BMError.invalid("--blocks: \(file) has \(n) ```bmlab blocks (numbered 1 to \(n)), not \(bad)")
+                }
+            }
             let dir = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
             let root = Notebook.projectRoot(for: file)
             let chain = try Notebook.enter(file, environment: ProcessInfo.processInfo.environment)
             let exe = selfPath()
             FileHandle.standardError.write("running \(file)'s blocks in its project: \(root)\n".data(using: .utf8)!)
-            let r = try Notebook.run(text, notebookDir: dir, workingDir: root) { args in
+            let r = try Notebook.run(text, notebookDir: dir, workingDir: root, only: only) { args in
                 FileHandle.standardError.write("$ bmlab \(args.joined(separator: " "))\n".data(using: .utf8)!)
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: exe)
@@ -96,7 +110,9 @@ struct NotebookCommand: ParsableCommand {
                 p.waitUntilExit()
                 return (String(decoding: data, as: UTF8.self), p.terminationStatus)
             }
-            try r.text.write(toFile: file, atomically: true, encoding: .utf8)
+            // write, fsync, rename: an interrupted notebook leaves the old file whole
+            try AtomicFile.write(to: file) { tmp in try r.text.write(toFile: tmp, atomically: false, encoding: .utf8) }
+            for f in r.failed { FileHandle.standardError.write("\(file): \(f) (the block keeps its previous output)\n".data(using: .utf8)!) }
             print("\(file): ran \(r.blocks) blocks\(r.failures > 0 ? ", \(r.failures) commands failed" : "")")
             if r.failures > 0 { throw BMError.numerical("\(r.failures) notebook commands failed") }
         }

@@ -365,10 +365,26 @@ final class ReportTests: XCTestCase {
         let twice = try Notebook.run(once.text, notebookDir: dir, execute: exec)
         XCTAssertEqual(twice.text, once.text)
         XCTAssertEqual(once.text.components(separatedBy: "<!-- bmlab:output -->").count, 3)   // one region per block
-        // failures are recorded in the output
+        // failures: a block without output records the error; a block with output keeps it
         let failed = try Notebook.run(nb, notebookDir: dir) { _ in ("boom\n", 2) }
         XCTAssertEqual(failed.failures, 2)
         XCTAssertTrue(failed.text.contains("[exit status 2]"))
+        XCTAssertEqual(failed.failed, ["block 1: bmlab list --short: exit status 2", "block 2: bmlab validate spec.yaml: exit status 2"])
+        let kept = try Notebook.run(once.text, notebookDir: dir) { args in args[0] == "validate" ? ("boom\n", 2) : ("new \(args[0])\n", 0) }
+        XCTAssertEqual(kept.failures, 1)
+        XCTAssertFalse(kept.text.contains("boom"))
+        XCTAssertTrue(kept.text.contains("```text\nnew list\n```"))
+        XCTAssertTrue(kept.text.contains("```text\nran validate spec.yaml\n```"), kept.text)
+        // only some blocks: the others keep their outputs, byte for byte
+        calls = []
+        let second = try Notebook.run(once.text, notebookDir: dir, only: [2]) { args in calls.append(args); return ("second \(args[0])\n", 0) }
+        XCTAssertEqual(calls, [["validate", "spec.yaml"]])
+        XCTAssertEqual(second.blocks, 1)
+        XCTAssertEqual(second.text, once.text.replacingOccurrences(of: "ran validate spec.yaml", with: "second validate"))
+        XCTAssertEqual(Notebook.blockCount(nb), 2)
+        XCTAssertThrowsError(try Notebook.run(nb, notebookDir: dir, only: [3]) { _ in ("", 0) }) {
+            XCTAssertTrue("\($0)".contains("block 3 does not exist (the notebook has 2"), "\($0)")
+        }
         XCTAssertEqual(try Notebook.split("sweep 'a b.yaml' x=\"1 2\""), ["sweep", "a b.yaml", "x=1 2"])
     }
 
