@@ -59,7 +59,7 @@ public enum TrainBench {
         let spec = try ExperimentSpec.load(path: specPath, overrides: overrides)
         let data = try Dataset(spec)
         let model = try ModelBuilder.build(spec)
-        let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
+        let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen, scoredFraction: try Dataset.scoredFraction(spec))
         var settings = spec.trainSettings               // betas, eps, weight decay as the spec says
         settings.steps = warmup + steps
         let trainer = Trainer(model: model, settings: settings)

@@ -35,6 +35,24 @@ public final class Dataset {
         }
     }
 
+    /// The synthetic task a spec names (nil for text, tokens and markov).
+    static func makeTask(_ spec: ExperimentSpec) throws -> SequenceTask? {
+        let d = spec.data, L = spec.train.seqLen, V = spec.vocabSize
+        switch d.kind {
+        case .mqar: return try inSpecTerms(spec) { try MQARTask(vocabSize: V, seqLen: L, numPairs: d.numPairs) }
+        case .selectiveCopy: return try inSpecTerms(spec) { try SelectiveCopyTask(vocabSize: V, seqLen: L, numTokens: d.numTokens) }
+        case .induction: return try inSpecTerms(spec) { try InductionTask(vocabSize: V, seqLen: L) }
+        case .text, .tokens, .markov: return nil
+        }
+    }
+
+    /// The share of positions the loss scores, which the head runs on (docs/flops.md):
+    /// 1 for text, tokens and markov; a synthetic task's scored positions / seq_len.
+    public static func scoredFraction(_ spec: ExperimentSpec) throws -> Double {
+        guard let t = try makeTask(spec) else { return 1 }
+        return Double(t.scoredPerSequence) / Double(t.seqLen)
+    }
+
     public init(_ spec: ExperimentSpec) throws {
         let d = spec.data
         kind = d.kind
@@ -69,13 +87,13 @@ public final class Dataset {
                 throw BMError.invalid("\(spec.file): data (\(desc)) gives the \(name) split \(n) tokens: too few for train.seq_len \(L) (each split needs seq_len + 1; see data.val_fraction and data.test_fraction)")
             }
         case .mqar:
-            task = try Dataset.inSpecTerms(spec) { try MQARTask(vocabSize: V, seqLen: L, numPairs: d.numPairs) }; markov = nil
+            task = try Dataset.makeTask(spec); markov = nil
             description = "mqar(vocab=\(vocab), seq_len=\(L), pairs=\(d.numPairs))"; metric = .accuracy
         case .selectiveCopy:
-            task = try Dataset.inSpecTerms(spec) { try SelectiveCopyTask(vocabSize: V, seqLen: L, numTokens: d.numTokens) }; markov = nil
+            task = try Dataset.makeTask(spec); markov = nil
             description = "selective-copy(vocab=\(vocab), seq_len=\(L), tokens=\(d.numTokens))"; metric = .accuracy
         case .induction:
-            task = try Dataset.inSpecTerms(spec) { try InductionTask(vocabSize: V, seqLen: L) }; markov = nil
+            task = try Dataset.makeTask(spec); markov = nil
             description = "induction(vocab=\(vocab), seq_len=\(L))"; metric = .accuracy
         case .markov:
             task = nil; markov = MarkovTask(vocab: vocab, seed: seed)

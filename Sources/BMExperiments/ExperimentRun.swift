@@ -92,7 +92,7 @@ public final class ExperimentRun {
         lock = try RunLock(directory: outDir)           // one process writes into a run
         // 3. Model, optimiser.
         model = try ModelBuilder.build(spec)
-        counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen)
+        counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen, scoredFraction: try Dataset.scoredFraction(spec))
         trainer = Trainer(model: model, settings: spec.trainSettings)
         source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
         if let stored {
@@ -471,7 +471,7 @@ public final class ExperimentRun {
             ("parameters_total", .int(counts.total)),
             ("parameters_active", .int(counts.active)),
             ("flops_per_token", .double(counts.flopsPerToken)),
-            ("flops_per_token_matmul", .double(6 * Double(counts.matmulActive))),
+            ("flops_per_token_matmul", .double(counts.weightProductFlops)),
             ("flop_terms", .strings(counts.flopTerms.map(\.name))),
             ("flop_term_values", .doubles(counts.flopTerms.map(\.flops))),
             ("data", .string(data.description)),

@@ -29,13 +29,19 @@ public enum ModelBuilder {
         public var flopsPerToken: Double
         /// The terms beyond the weight products, summed over layers by name, in order.
         public var flopTerms: [FlopTerm] = []
+        /// The share of positions the loss scores (1 for text). Below 1 the head runs on
+        /// those positions only: its weight products are a term of their own ("output head
+        /// at scored positions"), not part of 6 × matmulActive.
+        public var scoredFraction = 1.0
+        /// The weight products' FLOPs a token: 6 × matmulActive, without the head when f < 1.
+        public var weightProductFlops = 0.0
     }
 
     /// "3.07 M = weight products 2.95 M + selective scan 0.05 M + …" (terms above 0.05 % shown; all summed).
     public static func flopSummary(_ c: Counts) -> String {
         func m(_ x: Double) -> String { x >= 1e6 ? String(format: "%.3g M", x / 1e6) : String(format: "%.3g k", x / 1e3) }
         let shown = c.flopTerms.filter { $0.flops >= 5e-4 * c.flopsPerToken }
-        return "\(m(c.flopsPerToken)) = weight products \(m(6 * Double(c.matmulActive)))"
+        return "\(m(c.flopsPerToken)) = weight products \(m(c.weightProductFlops))"
             + shown.map { " + \($0.name) \(m($0.flops))" }.joined()
             + (shown.count < c.flopTerms.count ? " + smaller terms" : "")
     }
@@ -43,8 +49,10 @@ public enum ModelBuilder {
     /// Parameter and FLOP counts (docs/flops.md): training FLOPs per token = 6 × active
     /// matrix-multiply weights (head included) + each layer's `flopTerms` (attention
     /// scores, scan, conv, routing, activations) + the norms, residual adds and the
-    /// loss's softmax, each forward count × 3.
-    public static func counts(_ model: LanguageModel, seqLen: Int) -> Counts {
+    /// loss's softmax, each forward count × 3. With `scoredFraction` f < 1 (a synthetic
+    /// task scoring a few positions) the head and the loss's softmax run on the scored
+    /// positions only: per token, 6·V·D·f and 15·V·f.
+    public static func counts(_ model: LanguageModel, seqLen: Int, scoredFraction f: Double = 1) -> Counts {
         let total = model.params.parameterCount
         var inactive = 0.0, matmul = 0.0
         var terms: [FlopTerm] = []
@@ -62,9 +70,12 @@ public enum ModelBuilder {
             add(FlopTerm("norms and residual adds", 3 * (5 * d + d)))        // the block's RMSNorm and its residual add
         }
         add(FlopTerm("norms and residual adds", 3 * finalNormFlops))
-        add(FlopTerm("loss softmax", 3 * 5 * Double(model.vocab)))
-        matmul += Double(model.vocab * model.width)     // the output head (tied or not)
+        add(FlopTerm("loss softmax", 3 * 5 * Double(model.vocab) * f))
+        let headWeights = Double(model.vocab * model.width)   // the output head (tied or not)
+        var products = 6 * matmul
+        if f < 1 { add(FlopTerm("output head at scored positions", 6 * headWeights * f)) } else { products += 6 * headWeights }
+        matmul += headWeights
         return Counts(total: total, active: total - Int(inactive.rounded()), matmulActive: Int(matmul.rounded()),
-                      flopsPerToken: 6 * matmul + terms.reduce(0) { $0 + $1.flops }, flopTerms: terms)
+                      flopsPerToken: products + terms.reduce(0) { $0 + $1.flops }, flopTerms: terms, scoredFraction: f, weightProductFlops: products)
     }
 }

@@ -27,6 +27,17 @@ public final class LanguageModel {
     private let gradA = FloatBuffer(), gradB = FloatBuffer()
     private var shape = (B: 0, L: 0)
 
+    /// The head and the loss run only on the positions the loss scores (target not
+    /// ignored) when some are ignored: the synthetic tasks score a few positions a
+    /// sequence (MQAR: k of L), and a head over a large vocabulary at every position
+    /// would dominate a step. Off: every position (for the test that compares the two).
+    public var headOnScoredPositions = true
+    private let scoredRows = IntBuffer()                 // [S] positions t with targets[t] ≠ ignored
+    private let scoredTargets = IntBuffer()              // [S]
+    private let scoredNormed = FloatBuffer()             // [S, D] rows of the final norm's output
+    private let scoredGrad = FloatBuffer()               // [S, D] d loss / d scoredNormed
+    private var scoredCount: Int? = nil                  // S of the last forward; nil: the head ran on all T
+
     /// With `allocate: false` the model is only declared (its parameters counted, no
     /// memory given to them), for the memory estimate made before a run.
     /// `mixer(ps, prefix, i, context)` builds layer i's mixer with parameters under
@@ -79,14 +90,33 @@ public final class LanguageModel {
         }
         let n = normed.ensure(T * D)
         finalNorm.forward(residual[blocks.count].pointer, n, B: B, L: L)
-        let lg = logits.ensure(T * vocab)
-        if let head { head.forward(n, lg, B: B, L: L) } else { embedding.headForward(n, lg, T: T) }
-        let r = loss.forwardBackward(logits: lg, targets: targets, T: T, dlogits: train ? lg : nil)
+        // the head's rows: every position, or only the S scored ones gathered
+        var S = 0
+        for t in 0..<T where targets[t] != loss.ignoreIndex { S += 1 }
+        scoredCount = headOnScoredPositions && S < T ? S : nil
+        var headIn = UnsafePointer(n), headTargets = targets, rows = T
+        if let S = scoredCount {
+            let idx = scoredRows.ensure(max(S, 1)), tg = scoredTargets.ensure(max(S, 1)), sn = scoredNormed.ensure(max(S, 1) * D)
+            var j = 0
+            for t in 0..<T where targets[t] != loss.ignoreIndex {
+                idx[j] = Int32(t); tg[j] = targets[t]
+                (sn + j * D).update(from: n + t * D, count: D)
+                j += 1
+            }
+            headIn = UnsafePointer(sn); headTargets = UnsafePointer(tg); rows = S
+        }
+        let lg = logits.ensure(max(rows, 1) * vocab)                   // logits: [rows, V]
+        if rows > 0 {
+            if let head { head.forward(headIn, lg, B: 1, L: rows) } else { embedding.headForward(headIn, lg, T: rows) }
+        }
+        let r = loss.forwardBackward(logits: lg, targets: headTargets, T: rows, dlogits: train ? lg : nil)
         timer.mark("head and loss")
         return r
     }
 
-    /// Logits of the last forward ([B, L, V]); overwritten by dlogits after a training forward.
+    /// Logits of the last forward, [T, V] in position order when every target was scored,
+    /// else [S, V] for the S scored positions in order (`headOnScoredPositions`);
+    /// overwritten by dlogits after a training forward.
     public var lastLogits: UnsafePointer<Float> { UnsafePointer(logits.pointer) }
 
     /// Backward of the last training forward; accumulates into `params.grads`.
@@ -95,7 +125,15 @@ public final class LanguageModel {
         let T = B * L, D = width
         var g = gradA.ensure(T * D), g2 = gradB.ensure(T * D)
         timer.start()
-        if let head { head.backward(logits.pointer, g2, B: B, L: L) } else { embedding.headBackward(logits.pointer, g2, T: T) }
+        if let S = scoredCount {
+            // dlogits [S, V] → d scoredNormed [S, D], scattered into g2 [T, D] (zero where not scored)
+            let sg = scoredGrad.ensure(max(S, 1) * D)
+            if S > 0 {
+                if let head { head.backward(logits.pointer, sg, B: 1, L: S) } else { embedding.headBackward(logits.pointer, sg, T: S) }
+            }
+            g2.update(repeating: 0, count: T * D)
+            for j in 0..<S { (g2 + Int(scoredRows.pointer[j]) * D).update(from: sg + j * D, count: D) }
+        } else if let head { head.backward(logits.pointer, g2, B: B, L: L) } else { embedding.headBackward(logits.pointer, g2, T: T) }
         finalNorm.backward(g2, g, B: B, L: L)
         timer.mark("head and loss")
         for (i, block) in blocks.enumerated().reversed() {

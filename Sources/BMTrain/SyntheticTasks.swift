@@ -14,6 +14,9 @@ public protocol SequenceTask: Sendable {
     var vocabSize: Int { get }
     /// Model input length L.
     var seqLen: Int { get }
+    /// Positions of an example that the loss scores (targets not −1): the same in every
+    /// example of a task; the head runs on these only (and the FLOP count says so).
+    var scoredPerSequence: Int { get }
     /// Fills one example: inputs[0..<L] and targets[0..<L] (targets = the token to
     /// predict at each input position, or −1 = ignored in loss and accuracy).
     func example(_ rng: inout RNG, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>)
@@ -78,6 +81,7 @@ public struct MQARTask: SequenceTask {
     let gapWeights: [Double]
 
     public var name: String { "mqar" }
+    public var scoredPerSequence: Int { numPairs }
 
     public init(vocabSize: Int, seqLen: Int, numPairs: Int, powerA: Double = 0.01) throws {
         try checkVocab("mqar", vocabSize, min: 4)
@@ -151,6 +155,7 @@ public struct SelectiveCopyTask: SequenceTask {
     public let numTokens: Int
 
     public var name: String { "selective-copy" }
+    public var scoredPerSequence: Int { numTokens }
 
     public init(vocabSize: Int, seqLen: Int, numTokens: Int) throws {
         try checkVocab("selective-copy", vocabSize, min: 4)
@@ -202,6 +207,7 @@ public struct InductionTask: SequenceTask {
     public let seqLen: Int
 
     public var name: String { "induction" }
+    public var scoredPerSequence: Int { 1 }
 
     public init(vocabSize: Int, seqLen: Int) throws {
         try checkVocab("induction", vocabSize, min: 3)

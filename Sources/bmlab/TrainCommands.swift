@@ -82,7 +82,7 @@ struct ValidateCommand: ParsableCommand {
             if resolved { print(try s.resolvedYAML(), terminator: "") }
             print("memory: about \(MemoryEstimate.format(m.totalBytes)) (\(m.summary(s))); available \(MemoryEstimate.format(Double(Machine.availableMemoryBytes)))")
             try m.check(s)
-            let c = ModelBuilder.counts(try ModelBuilder.build(s, allocate: false), seqLen: s.train.seqLen)
+            let c = ModelBuilder.counts(try ModelBuilder.build(s, allocate: false), seqLen: s.train.seqLen, scoredFraction: try Dataset.scoredFraction(s))
             print("parameters: \(fmtCount(c.total)) total, \(fmtCount(c.active)) active; training FLOPs a token: \(ModelBuilder.flopSummary(c))")
             warn(s.warnings)                          // a spec that passes, with its warnings
             print("\(spec): ok (\(s.model.layers.count) layers: \(s.model.layers.map(\.mixer).joined(separator: ", ")))")

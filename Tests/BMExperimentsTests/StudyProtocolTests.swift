@@ -419,5 +419,85 @@ final class StudyProtocolTests: XCTestCase {
         XCTAssertEqual(c.flopTerms.first { $0.name == "loss softmax" }!.flops, 240)
         let layerSum = (0..<10).reduce(0.0) { $0 + terms($1).values.reduce(0, +) }
         XCTAssertEqual(c.flopsPerToken, 6 * Double(c.matmulActive) + layerSum + norms + 240)
+        XCTAssertNil(c.flopTerms.first { $0.name == "output head at scored positions" })
+        // a task that scores a quarter of the positions: the head (V·D = 16·16 weights) and
+        // the loss's softmax run on those only
+        let q = ModelBuilder.counts(m, seqLen: 8, scoredFraction: 0.25)
+        XCTAssertEqual(q.flopTerms.first { $0.name == "output head at scored positions" }!.flops, 6 * 256 * 0.25)
+        XCTAssertEqual(q.flopTerms.first { $0.name == "loss softmax" }!.flops, 60)
+        XCTAssertEqual(q.weightProductFlops, 6 * Double(c.matmulActive - 256), accuracy: 1e-9)
+        XCTAssertEqual(q.flopsPerToken, 6 * Double(c.matmulActive - 256) + 6 * 256 * 0.25 + layerSum + norms + 60, accuracy: 1e-9)
+        XCTAssertEqual(q.matmulActive, c.matmulActive)        // the weights a token may use do not change
+    }
+
+    /// The head on the scored positions only (gathered rows, the gradient scattered back)
+    /// gives the loss, accuracy count and every parameter gradient of the head run on all
+    /// positions. Same sums in the same order except inside the head's matrix products,
+    /// whose row count differs: agreement to 1e-6 relative is float rounding, not a
+    /// different function (a wrong row or a missed scatter moves gradients by O(1)).
+    func testHeadOnScoredPositionsEqualsTheFullHead() throws {
+        for head in ["true", "false"] {
+            let s = try ExperimentSpec.parse("""
+                name: f
+                model: {d_model: 16, layers: [mamba, {mixer: moe, router: sinkhorn}, attention], tied_head: \(head),
+                        defaults: {mamba: {d_state: 4}, moe: {experts: 4, ffn: 8}, attention: {heads: 2}}}
+                data: {kind: mqar, vocab_size: 64, num_pairs: 4}
+                train: {seq_len: 32, batch: 3}
+                """, file: "f.yaml")
+            let m = try ModelBuilder.build(s)
+            let task = try MQARTask(vocabSize: 64, seqLen: 32, numPairs: 4)
+            var rng = RNG(seed: 11)
+            var x = [Int32](repeating: 0, count: 3 * 32), y = x
+            task.batch(&rng, B: 3, inputs: &x, targets: &y)
+            func run(_ gather: Bool) -> (CrossEntropy.Result, [Float]) {
+                m.headOnScoredPositions = gather
+                m.params.zeroGrad()
+                let r = m.forward(tokens: x, targets: y, B: 3, L: 32, train: true)
+                m.backward()
+                return (r, Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.parameterCount)))
+            }
+            let (full, gFull) = run(false), (part, gPart) = run(true)
+            XCTAssertEqual(full.counted, 12); XCTAssertEqual(part.counted, 12)
+            XCTAssertEqual(part.correct, full.correct)
+            XCTAssertEqual(part.loss, full.loss, accuracy: 1e-6 * abs(full.loss))
+            let scale = gFull.map(abs).max()!
+            XCTAssertGreaterThan(scale, 0)
+            var worst: Float = 0
+            for i in gFull.indices { worst = max(worst, abs(gFull[i] - gPart[i])) }
+            XCTAssertLessThan(worst, 1e-6 * scale, "tied_head \(head)")
+            // every position scored: the full path (nothing gathered), bit for bit
+            let all = y.map { _ in Int32(5) }
+            m.headOnScoredPositions = true; m.params.zeroGrad()
+            let a = m.forward(tokens: x, targets: all, B: 3, L: 32, train: true); m.backward()
+            let ga = Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.parameterCount))
+            m.headOnScoredPositions = false; m.params.zeroGrad()
+            let b = m.forward(tokens: x, targets: all, B: 3, L: 32, train: true); m.backward()
+            XCTAssertEqual(a.loss.bitPattern, b.loss.bitPattern)
+            XCTAssertEqual(ga, Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.parameterCount)))
+        }
+    }
+
+    /// Each synthetic task scores the same number of positions in every example (what
+    /// the FLOP count and the head's gathered rows assume), and the spec's fraction is it / L.
+    func testTasksScoreTheirStatedPositions() throws {
+        let tasks: [SequenceTask] = [try MQARTask(vocabSize: 64, seqLen: 64, numPairs: 4), try MQARTask(vocabSize: 8192, seqLen: 256, numPairs: 16),
+                                     try SelectiveCopyTask(vocabSize: 16, seqLen: 32, numTokens: 4), try InductionTask(vocabSize: 16, seqLen: 32)]
+        var rng = RNG(seed: 5)
+        for t in tasks {
+            var inputs = [Int32](repeating: 0, count: t.seqLen), targets = inputs
+            for _ in 0..<50 {
+                t.example(&rng, inputs: &inputs, targets: &targets)
+                XCTAssertEqual(targets.filter { $0 != -1 }.count, t.scoredPerSequence, t.name)
+            }
+        }
+        let s = try ExperimentSpec.parse("""
+            name: f
+            model: {d_model: 16, layers: [mamba]}
+            data: {kind: mqar, vocab_size: 64, num_pairs: 8}
+            train: {seq_len: 128}
+            """, file: "f.yaml")
+        XCTAssertEqual(try Dataset.scoredFraction(s), 8.0 / 128)
+        let text = try ExperimentSpec.parse("name: f\nmodel: {d_model: 16, layers: [mamba]}\ndata: {kind: markov, vocab_size: 16}\n", file: "f.yaml")
+        XCTAssertEqual(try Dataset.scoredFraction(text), 1)
     }
 }
