@@ -40,6 +40,12 @@ public struct Sweep {
     /// value of every axis but `train.seed`, as run names write it (`Sweep.slug`).
     public let baseline: [String: String]?
 
+    /// `report.cells: {x: AXIS, panel: AXIS}`: a figure of the final metric against a
+    /// numeric axis, one panel per value of another, one line per remaining configuration,
+    /// each cell at its best learning rate (chosen on validation), one dot per seed.
+    public struct Cells: Sendable, Equatable { public var x: String; public var panel: String? }
+    public let cells: Cells?
+
     public init(path: String, overrides: [String] = []) throws {
         file = path
         self.overrides = overrides
@@ -96,6 +102,7 @@ public struct Sweep {
         if Set(keys).count != keys.count { throw BMError.invalid("\(path): an axis appears twice in the sweep") }
         axes = keys.sorted()
         baseline = try Sweep.baseline(reportNode, groups: groups, file: path)
+        cells = try Sweep.cells(reportNode, groups: groups, file: path)
         // the grid's size, before it is built (a grid of 10^12 runs is refused, not allocated)
         var size = 1
         for g in groups {
@@ -140,7 +147,8 @@ public struct Sweep {
         var out: [String: String]? = nil
         let axes = groups.flatMap { $0 }
         for (k, v) in e {
-            guard k == "baseline" else { throw BMError.invalid("\(file):\(v.line): unknown key 'report.\(k)'\(didYouMean(k, in: ["baseline"])); valid keys: baseline") }
+            if k == "cells" { continue }
+            guard k == "baseline" else { throw BMError.invalid("\(file):\(v.line): unknown key 'report.\(k)'\(didYouMean(k, in: ["baseline", "cells"])); valid keys: baseline, cells") }
             guard case .map(let b, _) = v else { throw BMError.invalid("\(file):\(v.line): report.baseline must map axes to values") }
             var chosen: [String: String] = [:]
             for (key, value) in b {
@@ -159,6 +167,33 @@ public struct Sweep {
             out = chosen
         }
         return out
+    }
+
+    /// Reads `report: {cells: {x: AXIS, panel: AXIS}}`: x an axis whose values are numbers,
+    /// panel (optional) another axis; neither train.seed nor the learning rate.
+    static func cells(_ node: SpecNode?, groups: [[Axis]], file: String) throws -> Cells? {
+        guard let node, case .map(let e, _) = node, let v = e.first(where: { $0.key == "cells" })?.value else { return nil }
+        guard case .map(let c, _) = v else { throw BMError.invalid("\(file):\(v.line): report.cells must be a mapping {x: AXIS, panel: AXIS}") }
+        let axes = groups.flatMap { $0 }
+        let names = axes.map(\.key).filter { $0 != "train.seed" && $0 != "train.optimizer.lr" }
+        var x: String? = nil, panel: String? = nil
+        for (k, value) in c {
+            guard k == "x" || k == "panel" else {
+                throw BMError.invalid("\(file):\(value.line): unknown key 'report.cells.\(k)'\(didYouMean(k, in: ["x", "panel"])); valid keys: x, panel")
+            }
+            guard case .scalar(let key, _, _) = value, let axis = axes.first(where: { $0.key == key }), names.contains(key) else {
+                throw BMError.invalid("\(file):\(value.line): report.cells.\(k): '\(Sweep.text(value))' is not an axis of the sweep (other than train.seed and the learning rate)\(didYouMean(Sweep.text(value), in: names)); axes: \(names.joined(separator: ", "))")
+            }
+            if k == "x" {
+                guard axis.values.allSatisfy({ Double(Sweep.slug($0)) != nil }) else {
+                    throw BMError.invalid("\(file):\(value.line): report.cells.x: the axis \(key) must have numbers as values (got \(axis.values.map(Sweep.text).joined(separator: ", ")))")
+                }
+                x = key
+            } else { panel = key }
+        }
+        guard let x else { throw BMError.invalid("\(file):\(v.line): report.cells needs x: the axis for the horizontal axis (e.g. x: model.d_model)") }
+        if panel == x { throw BMError.invalid("\(file):\(v.line): report.cells: x and panel are the same axis (\(x))") }
+        return Cells(x: x, panel: panel)
     }
 
     /// True when the YAML file has a top-level `sweep` section (a sweep file, not a spec).

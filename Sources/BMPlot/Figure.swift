@@ -12,6 +12,9 @@ public struct Series: Sendable {
     public var dots = false
     /// A mean with its interval drawn as an error bar at x, in the series' colour.
     public var summary: (x: Double, mean: Double, low: Double, high: Double)? = nil
+    /// A line in the series' colour drawn with its points, without a key entry (the mean
+    /// through one dot per seed, say).
+    public var line: [(Double, Double)]? = nil
     public init(_ title: String, _ points: [(Double, Double)], band: [(Double, Double)]? = nil) {
         precondition(band == nil || band!.count == points.count, "a band needs one (low, high) per point")
         self.title = title; self.points = points; self.band = band
@@ -23,6 +26,8 @@ public struct Panel: Sendable {
     public var xlabel: String, ylabel: String
     public var logX = false, logY = false
     public var yRange: ClosedRange<Double>? = nil
+    /// The x axis' extent (default: fitted to the data).
+    public var xRange: ClosedRange<Double>? = nil
     /// gnuplot key position, e.g. "top left", "bottom right".
     public var key = "top left"
     /// Tick labels of large numbers in engineering form (120k, 3.5G) so they do not run together.

@@ -42,6 +42,13 @@ public enum Gnuplot {
                     cmds.append("'\(dat)' index \(index) using 1:2 with \(s.dots ? "points" : "linespoints") ls \(k + 1) title \(quote(s.title))")
                 }
                 index += 1
+                if let line = s.line {
+                    data += "# \(panel.title) / \(s.title): line\n"
+                    for (x, y) in line { data += "\(fmt(x)) \(fmt(y))\n" }
+                    data += "\n\n"
+                    cmds.append("'\(dat)' index \(index) using 1:2 with lines ls \(k + 1) notitle")
+                    index += 1
+                }
                 if let m = s.summary {
                     data += "# \(panel.title) / \(s.title): mean and interval (x mean low high)\n"
                     data += "\(fmt(m.x)) \(fmt(m.mean)) \(fmt(m.low)) \(fmt(m.high))\n\n\n"
@@ -106,6 +113,7 @@ public enum Gnuplot {
                 script += "set autoscale xfix\nset autoscale yfix\nunset key\n"
             } else {
                 script += "unset cblabel\n" + (panel.xTicLabels != nil ? "" : panel.logX ? "set autoscale xfix\n" : "set autoscale x\n")
+                if let r = panel.xRange { script += "set xrange [\(fmt(r.lowerBound)):\(fmt(r.upperBound))]\n" }
             }
             script += cmds.isEmpty ? "plot NaN notitle\n" : "plot " + cmds.joined(separator: ", \\\n     ") + "\n"
         }

@@ -11,6 +11,8 @@ public struct RunSet {
     public var title: String
     public var entries: [Entry]
     public var isSweep: Bool
+    /// The sweep file's `report.cells` (nil: none, or the sweep file is gone).
+    public var cells: Sweep.Cells? = nil
 
     /// DIR with metrics.h5 (a run) or runs/*/metrics.h5 (a sweep).
     public init(_ dir: String) throws {
@@ -38,7 +40,9 @@ public struct RunSet {
         let base = RunSet.runName("\(entries[0].dir)/metrics.h5")
         var file: String? = nil
         if let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
-            file = (try? sf.stringAttribute("sweep_file")).map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            let path = try? sf.stringAttribute("sweep_file")
+            file = path.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            cells = path.flatMap { try? Sweep(path: $0) }?.cells
             sf.close()
         }
         let count = "\(entries.count) run\(entries.count == 1 ? "" : "s")"
@@ -85,6 +89,8 @@ public enum RunFigures {
         // each run's final numbers: test split when scored, else the last validation
         var finalLoss = [Double](repeating: .nan, count: set.entries.count), finalTest = [Bool](repeating: false, count: set.entries.count)
         var finalVal = [Double](repeating: .nan, count: set.entries.count)
+        // and the metric (accuracy of the synthetic tasks): the last validation, the test split
+        var finalValMetric = finalVal, finalTestMetric = finalVal, accuracyCount = 0
         for (ei, e) in set.entries.enumerated() {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
@@ -110,7 +116,14 @@ public enum RunFigures {
             if let v = column(f, "eval/loss").last { finalVal[ei] = v }
             // a run that did not finish (failed, diverged or still running: no ok result.json) has no final value
             let result = FileManager.default.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
-            if set.isSweep && result?.status != "ok" { finalVal[ei] = .nan; finalLoss[ei] = .nan; finalTest[ei] = false }
+            if isAccuracy {
+                accuracyCount += 1
+                finalValMetric[ei] = column(f, "eval/metric").last ?? .nan
+                finalTestMetric[ei] = column(f, "test/metric").last ?? .nan
+            }
+            if set.isSweep && result?.status != "ok" {
+                finalVal[ei] = .nan; finalLoss[ei] = .nan; finalTest[ei] = false; finalValMetric[ei] = .nan; finalTestMetric[ei] = .nan
+            }
             let layers = ((try? f.group("router").children()) ?? []).sorted { layerIndex($0) < layerIndex($1) }
             for layer in layers {
                 let g = "router/\(layer)"
@@ -232,7 +245,92 @@ public enum RunFigures {
             let test = finalTest.allSatisfy { $0 }
             figs.append(finalValues(grouped, test ? finalLoss : finalVal, test: test, title: set.title))
         }
+        if set.isSweep, let cells = set.cells {
+            let isAccuracy = accuracyCount == set.entries.count
+            let names = set.entries.map { ($0.dir as NSString).lastPathComponent }
+            // accuracy: the highest validation accuracy chooses, the test accuracy is shown;
+            // otherwise the lowest validation loss chooses and the test loss is shown. The
+            // test split when every finished run scored it, else validation for all.
+            let choose = isAccuracy ? finalValMetric.map { -$0 } : finalVal
+            let testAll = isAccuracy ? zip(finalValMetric, finalTestMetric).allSatisfy { $0.isNaN || !$1.isNaN }
+                                     : zip(finalVal, finalTest).allSatisfy { $0.isNaN || $1 }
+            let shown = isAccuracy ? (testAll ? finalTestMetric : finalValMetric) : (testAll ? finalLoss : finalVal)
+            figs.append(cellsFigure(names, cells: cells, choose: choose, shown: shown,
+                                    ylabel: "\(testAll ? "test" : "final validation") \(isAccuracy ? "accuracy" : "loss (nats/token)")",
+                                    accuracy: isAccuracy, title: set.title))
+        }
         return figs + routerFigures
+    }
+
+    /// The final metric against `cells.x`, one panel per value of `cells.panel`, one colour
+    /// per remaining configuration. Each (configuration, x, panel) cell is shown at its
+    /// learning rate with the best mean `choose` over seeds (lower is better; validation),
+    /// one dot per seed of `shown` and a line through the means. Axes that move with the
+    /// panel or x (a zip: the pairs with the sequence length) are left out of the legend.
+    static func cellsFigure(_ names: [String], cells: Sweep.Cells, choose: [Double], shown: [Double],
+                            ylabel: String, accuracy: Bool, title: String) -> Figure {
+        let configs = names.map(SeedTables.configuration)
+        func determined(_ k: String, by a: String?) -> Bool {
+            guard let a else { return false }
+            var f: [String: String] = [:]
+            for c in configs { if let old = f[c[a] ?? ""], old != c[k] { return false }; f[c[a] ?? ""] = c[k] ?? "" }
+            return true
+        }
+        let drop = Set(configs.flatMap(\.keys).filter { k in
+            k == cells.x || k == cells.panel || SeedTables.lrKeys.contains(k) || determined(k, by: cells.panel) || determined(k, by: cells.x)
+        })
+        func seriesKey(_ c: [String: String]) -> [String: String] { c.filter { !drop.contains($0.key) } }
+        var seriesOrder: [[String: String]] = [], panelOrder: [String] = []
+        for c in configs {
+            let s = seriesKey(c)
+            if !seriesOrder.contains(s) { seriesOrder.append(s) }
+            let p = cells.panel.flatMap { c[$0] } ?? ""
+            if !panelOrder.contains(p) { panelOrder.append(p) }
+        }
+        panelOrder.sort { (Double($0) ?? .infinity, $0) < (Double($1) ?? .infinity, $1) }
+        let keys = SeedBands.distinguishingKeys(seriesOrder)
+        var panels: [Panel] = []
+        for p in panelOrder {
+            var series: [Series] = []
+            for (si, sk) in seriesOrder.enumerated() {
+                // each line a little to the side (×1.04 apart on the log axis), so dots of
+                // different configurations at one x do not hide each other
+                let nudge = pow(1.04, Double(si) - Double(seriesOrder.count - 1) / 2)
+                // runs of this line and panel, by x, then by learning rate
+                var byX: [Double: [String: [Int]]] = [:]
+                for (i, c) in configs.enumerated() where seriesKey(c) == sk && (cells.panel.flatMap { c[$0] } ?? "") == p {
+                    guard let x = c[cells.x].flatMap(Double.init) else { continue }
+                    byX[x, default: [:]][c["train.optimizer.lr"] ?? "", default: []].append(i)
+                }
+                var dots: [(Double, Double)] = [], means: [(Double, Double)] = []
+                for x in byX.keys.sorted() {
+                    // ties go to the lowest rate (min keeps the first of equals)
+                    let best = byX[x]!.sorted { (Double($0.key) ?? 0) < (Double($1.key) ?? 0) }.compactMap { lr, members -> (Double, [Int])? in
+                        let v = members.map { choose[$0] }.filter { !$0.isNaN }
+                        return v.isEmpty ? nil : (v.reduce(0, +) / Double(v.count), members)
+                    }.min { $0.0 < $1.0 }
+                    guard let members = best?.1 else { continue }
+                    let v = members.map { shown[$0] }.filter { !$0.isNaN }
+                    guard !v.isEmpty else { continue }
+                    dots += v.map { (x * nudge, $0) }
+                    means.append((x * nudge, v.reduce(0, +) / Double(v.count)))
+                }
+                guard !dots.isEmpty else { continue }
+                var s = Series(SeedTables.label(sk.filter { keys.contains($0.key) }), dots)
+                s.dots = true
+                s.line = means
+                series.append(s)
+            }
+            var panel = Panel(title: cells.panel.map { "\(SeedTables.shortLabel([($0, p)]))" } ?? "", xlabel: String(cells.x.split(separator: ".").last ?? Substring(cells.x)),
+                              ylabel: ylabel, logX: true, key: "bottom right", series: series)
+            if accuracy { panel.yRange = 0...1 }
+            // every x of the grid on the axis, with room for the dots at its ends
+            let xs = Set(configs.compactMap { $0[cells.x].flatMap(Double.init) }).sorted()
+            if let lo = xs.first, let hi = xs.last, lo > 0 { panel.xRange = (lo / 1.3)...(hi * 1.3) } else { panel.logX = false }
+            panels.append(panel)
+        }
+        return Figure(name: "cells", title: "\(accuracy ? "Accuracy" : "Loss") at each cell's best learning rate (chosen on validation), one dot per seed: \(title)",
+                      panels: panels, width: max(640, 520 * panels.count))
     }
 
     /// One dot per seed and the mean with its 95 % t interval per configuration, on an

@@ -58,6 +58,23 @@ final class SweepTests: XCTestCase {
         XCTAssertThrowsError(try Sweep(path: try writeSweep(dir, "  zip:\n    - {train.seed: [1, 2], model.d_model: [8]}\n"))) {
             XCTAssertTrue("\($0)".contains("same length"), "\($0)")
         }
+        // report.cells: x a numeric axis, panel another axis
+        let grid = "  axes:\n    model.d_model: [8, 16]\n    model.layers: [[mamba], [attention]]\n    train.seed: [1]\n"
+        let ok = try Sweep(path: try writeSweep(dir, grid, extra: "report:\n  cells: {x: model.d_model, panel: model.layers}\n"))
+        XCTAssertEqual(ok.cells, Sweep.Cells(x: "model.d_model", panel: "model.layers"))
+        XCTAssertNil(try Sweep(path: try writeSweep(dir, grid)).cells)
+        for (cells, message) in [("{x: model.layers}", "report.cells.x: the axis model.layers must have numbers as values"),
+                                 ("{x: model.d_modl}", "report.cells.x: 'model.d_modl' is not an axis of the sweep (other than train.seed and the learning rate) (did you mean 'model.d_model'?)"),
+                                 ("{x: train.seed}", "report.cells.x: 'train.seed' is not an axis of the sweep"),
+                                 ("{panel: model.layers}", "report.cells needs x"),
+                                 ("{x: model.d_model, panel: model.d_model}", "x and panel are the same axis"),
+                                 ("{x: model.d_model, colour: model.layers}", "unknown key 'report.cells.colour'"),
+                                 ("[model.d_model]", "report.cells must be a mapping")] {
+            XCTAssertThrowsError(try Sweep(path: try writeSweep(dir, grid, extra: "report:\n  cells: \(cells)\n")), cells) {
+                XCTAssertTrue("\($0)".contains(message), "\(cells): \($0)")
+                XCTAssertTrue("\($0)".contains("sweep.yaml:"), "\($0)")
+            }
+        }
     }
 
     /// Runs in-process; a failing run is recorded while the rest complete; a

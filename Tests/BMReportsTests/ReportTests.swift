@@ -141,6 +141,58 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(ent2.panels[0].series.allSatisfy { $0.band == nil && !$0.points.isEmpty })
     }
 
+    /// `report.cells`: accuracy against d_model, one panel per sequence length, each cell
+    /// at the learning rate with the best mean validation accuracy, one dot per seed of
+    /// the test accuracy — recomputed here from the runs' metrics.h5.
+    func testCellsFigureShowsEachCellAtItsBestRate() throws {
+        let dir = try tempDir()
+        let runner = try makeSweep(dir, axes: "model.d_model: [8, 16]\n    train.seq_len: [12, 16]\n    train.optimizer.lr: [1.0e-3, 3.0e-2]\n    train.seed: [1, 2]",
+                                   report: "report:\n  cells: {x: model.d_model, panel: train.seq_len}",
+                                   overrides: ["eval.test=true", "eval.test_batches=1"])
+        XCTAssertEqual(runner.sweep.cells, Sweep.Cells(x: "model.d_model", panel: "train.seq_len"))
+        XCTAssertEqual(runner.sweep.runs.count, 16)
+        func last(_ r: Sweep.Run, _ name: String) throws -> Double {
+            let f = try H5File(path: runner.runDir(r) + "/metrics.h5", mode: .readOnly)
+            defer { f.close() }
+            return try XCTUnwrap(try f.dataset(name).readDoubles().last)
+        }
+        let fig = try XCTUnwrap(try RunFigures.figures(try RunSet(dir + "/out")).first { $0.name == "cells" })
+        XCTAssertEqual(fig.panels.map(\.title), ["seq_len=12", "seq_len=16"])
+        for (pi, L) in ["12", "16"].enumerated() {
+            let panel = fig.panels[pi]
+            XCTAssertEqual(panel.yRange, 0...1)
+            XCTAssertEqual(panel.ylabel, "test accuracy")
+            XCTAssertEqual(panel.series.count, 1)
+            let s = panel.series[0]
+            XCTAssertTrue(s.dots)
+            var expectDots: [(Double, Double)] = [], expectMeans: [(Double, Double)] = []
+            for d in ["8", "16"] {
+                var bestMean = -Double.infinity, bestRuns: [Sweep.Run] = []
+                for lr in ["1.0e-3", "3.0e-2"] {
+                    let runs = runner.sweep.runs.filter { $0.name.contains("model.d_model=\(d),") && $0.name.contains("train.seq_len=\(L)") && $0.name.contains("lr=\(lr)") }
+                    XCTAssertEqual(runs.count, 2)
+                    let m = try runs.map { try last($0, "eval/metric") }.reduce(0, +) / 2
+                    if m > bestMean { bestMean = m; bestRuns = runs }
+                }
+                let test = try bestRuns.map { try last($0, "test/metric") }
+                XCTAssertTrue(test.allSatisfy { (0...1).contains($0) })
+                expectDots += test.map { (Double(d)!, $0) }
+                expectMeans.append((Double(d)!, test.reduce(0, +) / 2))
+            }
+            XCTAssertEqual(s.points.map(\.0), expectDots.map(\.0))      // one line: not nudged aside
+            XCTAssertEqual(s.points.map(\.1), expectDots.map(\.1))
+            XCTAssertEqual(s.line?.map(\.0), expectMeans.map(\.0))
+            for (a, b) in zip(s.line ?? [], expectMeans) { XCTAssertEqual(a.1, b.1, accuracy: 1e-12) }
+        }
+        // it is drawn: a PNG and the line in the data file
+        if Gnuplot.isAvailable {
+            let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
+            XCTAssertTrue(paths.contains { $0.hasSuffix("/cells.png") })
+            let dat = try String(contentsOfFile: dir + "/fig/cells.dat", encoding: .utf8)
+            XCTAssertTrue(dat.contains(": line"))
+        }
+    }
+
     /// A router that trains non-causally says so: the run writes the model's note
     /// (`eval`'s `routing_note`), and the report marks that run's val loss with it.
     func testNonCausalRouterIsMarkedInTheReport() throws {
