@@ -33,8 +33,11 @@ public struct MemoryEstimate: Sendable {
             perSequence += b.mixer.activationFloats(B: 1, L: L) + 3 * L * D + 2 * L   // + block's norm out, mixer out, d(norm), stats
         }
         let layers = model.blocks.count
-        // residual stream (layers + 1), final norm, logits, two gradient buffers, token ids
-        perSequence += (layers + 1) * L * D + L * D + L * V + 2 * L * D + 2 * L + 2 * L
+        // residual stream (layers + 1), final norm, logits (at the scored positions only:
+        // all L for text, k for MQAR, docs/flops.md; + their gathered rows), two gradient
+        // buffers, token ids
+        let scored = Int((Double(L) * (try Dataset.scoredFraction(spec))).rounded(.up))
+        perSequence += (layers + 1) * L * D + L * D + scored * V + (scored < L ? 2 * scored * D : 0) + 2 * L * D + 2 * L + 2 * L
         activationBytes = Double(perSequence) * B * 4
     }
 

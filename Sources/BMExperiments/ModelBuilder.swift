@@ -25,7 +25,8 @@ public enum ModelBuilder {
         public var total: Int
         public var active: Int                 // parameters a token uses (inactive experts excluded)
         public var matmulActive: Int           // active matrix-multiply weights, head included
-        /// Training FLOPs per token: 6 × matmulActive + every other term (docs/flops.md).
+        /// Training FLOPs per token: 6 × matmulActive + every other term (docs/flops.md); with
+        /// `scoredFraction` f < 1 the head's products count × f (a term of their own).
         public var flopsPerToken: Double
         /// The terms beyond the weight products, summed over layers by name, in order.
         public var flopTerms: [FlopTerm] = []

@@ -175,7 +175,7 @@ public struct Sweep {
         guard let node, case .map(let e, _) = node, let v = e.first(where: { $0.key == "cells" })?.value else { return nil }
         guard case .map(let c, _) = v else { throw BMError.invalid("\(file):\(v.line): report.cells must be a mapping {x: AXIS, panel: AXIS}") }
         let axes = groups.flatMap { $0 }
-        let names = axes.map(\.key).filter { $0 != "train.seed" && $0 != "train.optimizer.lr" }
+        let names = axes.map(\.key).filter { $0 != "train.seed" && $0 != "train.optimizer.lr" && $0 != "train.schedule.min_lr" }
         var x: String? = nil, panel: String? = nil
         for (k, value) in c {
             guard k == "x" || k == "panel" else {

@@ -114,8 +114,8 @@ public final class LanguageModel {
         return r
     }
 
-    /// Logits of the last forward, [T, V] in position order when every target was scored,
-    /// else [S, V] for the S scored positions in order (`headOnScoredPositions`);
+    /// Logits of the last forward: [T, V] in position order when every target was scored or
+    /// `headOnScoredPositions` is off, else [S, V] for the S scored positions in order;
     /// overwritten by dlogits after a training forward.
     public var lastLogits: UnsafePointer<Float> { UnsafePointer(logits.pointer) }
 

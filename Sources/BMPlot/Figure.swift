@@ -28,6 +28,8 @@ public struct Panel: Sendable {
     public var yRange: ClosedRange<Double>? = nil
     /// The x axis' extent (default: fitted to the data).
     public var xRange: ClosedRange<Double>? = nil
+    /// Ticks at these x values, labelled with them (default: chosen from the data).
+    public var xTics: [Double]? = nil
     /// gnuplot key position, e.g. "top left", "bottom right".
     public var key = "top left"
     /// Tick labels of large numbers in engineering form (120k, 3.5G) so they do not run together.

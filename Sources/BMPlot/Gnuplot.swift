@@ -99,6 +99,8 @@ public enum Gnuplot {
             if let labels = panel.xTicLabels {
                 script += "set xtics (" + labels.map { "\(quote($0.1)) \(fmt($0.0))" }.joined(separator: ", ") + ")\n"
                 if let lo = labels.map(\.0).min(), let hi = labels.map(\.0).max() { script += "set xrange [\(fmt(lo - 0.6)):\(fmt(hi + 0.6))]\n" }
+            } else if let tics = panel.xTics {
+                script += "set xtics (" + tics.map { "\"\(String(format: "%g", $0))\" \(fmt($0))" }.joined(separator: ", ") + ")\n"
             } else if panel.logX && panel.heatmap == nil && !panel.engineeringX && (2...12).contains(xs.count) {
                 script += "set xtics (" + xs.map { "\"\(String(format: "%g", $0))\" \(fmt($0))" }.joined(separator: ", ") + ")\n"
             } else if panel.engineeringX && !panel.logX, let top = xs.last, top > 0 {

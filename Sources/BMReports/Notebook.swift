@@ -20,9 +20,24 @@ public struct Notebook {
         public var failed: [String] = []
     }
 
-    /// The number of ```bmlab blocks in a notebook's text.
+    /// The number of ```bmlab blocks in a notebook's text, counted as `run` numbers them
+    /// (a block's commands and output regions are not searched for more).
     public static func blockCount(_ text: String) -> Int {
-        text.components(separatedBy: "\n").filter { $0.trimmingCharacters(in: .whitespaces) == "```bmlab" }.count
+        let lines = text.components(separatedBy: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        var i = 0, n = 0
+        while i < lines.count {
+            let t = lines[i]
+            i += 1
+            if t == open {                                   // an output region: skipped whole
+                while i < lines.count, lines[i] != close { i += 1 }
+                i += 1
+            } else if t == "```bmlab" {
+                n += 1
+                while i < lines.count, lines[i] != "```" { i += 1 }
+                i += 1
+            }
+        }
+        return n
     }
 
     /// Runs the notebook text; `execute(args)` runs one command (in `workingDir`, the

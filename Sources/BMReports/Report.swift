@@ -57,7 +57,7 @@ public enum Report {
         for n in notes { md += "\n† \(n).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
         if set.isSweep {
-            md += SeedTables.learningRates(seedRuns)
+            md += SeedTables.learningRates(seedRuns, metricName: metricName)
             md += SeedTables.markdown(seedRuns, metricName: metricName, baseline: sweepBaseline(dir))
         }
         // figures

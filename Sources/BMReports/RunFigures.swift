@@ -91,6 +91,7 @@ public enum RunFigures {
         var finalVal = [Double](repeating: .nan, count: set.entries.count)
         // and the metric (accuracy of the synthetic tasks): the last validation, the test split
         var finalValMetric = finalVal, finalTestMetric = finalVal, accuracyCount = 0
+        var finishedOK = [Bool](repeating: false, count: set.entries.count)
         for (ei, e) in set.entries.enumerated() {
             let f = try H5File(path: "\(e.dir)/metrics.h5", mode: .readOnly)
             defer { f.close() }
@@ -121,6 +122,7 @@ public enum RunFigures {
                 finalValMetric[ei] = column(f, "eval/metric").last ?? .nan
                 finalTestMetric[ei] = column(f, "test/metric").last ?? .nan
             }
+            finishedOK[ei] = result?.status == "ok"
             if set.isSweep && result?.status != "ok" {
                 finalVal[ei] = .nan; finalLoss[ei] = .nan; finalTest[ei] = false; finalValMetric[ei] = .nan; finalTestMetric[ei] = .nan
             }
@@ -185,7 +187,8 @@ public enum RunFigures {
         }
         let accuracyRuns = accuracy
         if let g = bandGroups {
-            accuracy = SeedBands.aggregate(accuracy, g.filter { $0.members.allSatisfy { !accuracyRuns[$0].points.isEmpty } })
+            let full = g.filter { $0.members.allSatisfy { !accuracyRuns[$0].points.isEmpty } }
+            accuracy = SeedBands.aggregate(SeedBands.carriedForward(accuracyRuns, full, extend: finishedOK), full)
         }
         accuracy = accuracy.filter { !$0.points.isEmpty }
         // the context-free baseline: a model that only learned token frequencies
@@ -228,17 +231,22 @@ public enum RunFigures {
             }
             figs.append(Figure(name: "sinkhorn_iterations", title: "Sinkhorn iterations: \(set.title)", panels: [panel], width: 640))
         }
-        // a learning-rate grid: each arm's final validation loss against the rate
+        // a learning-rate grid: each arm's final validation loss (accuracy, for the
+        // synthetic tasks: what the report's table chooses on) against the rate
         if set.isSweep, let arms = SeedTables.arms(set.entries.map { ($0.dir as NSString).lastPathComponent }) {
+            let byAccuracy = accuracyCount == set.entries.count
+            let values = byAccuracy ? finalValMetric : finalVal
             let series = arms.map { a in
                 Series(SeedTables.label(a.arm), a.rates.compactMap { r -> (Double, Double)? in
-                    let v = r.members.map { finalVal[$0] }.filter { !$0.isNaN }
+                    let v = r.members.map { values[$0] }.filter { !$0.isNaN }
                     return v.isEmpty ? nil : (r.lr, v.reduce(0, +) / Double(v.count))
                 })
             }
-            figs.append(Figure(name: "lr_sweep", title: "Final validation loss against the learning rate: \(set.title)", panels: [
-                Panel(title: "mean over seeds at each rate", xlabel: "peak learning rate", ylabel: "final validation loss (nats/token)",
-                      logX: true, series: series)], width: 640))
+            let what = byAccuracy ? "accuracy" : "loss"
+            var panel = Panel(title: "mean over seeds at each rate", xlabel: "peak learning rate",
+                              ylabel: byAccuracy ? "final validation accuracy" : "final validation loss (nats/token)", logX: true, series: series)
+            if byAccuracy { panel.yRange = 0...1 }
+            figs.append(Figure(name: "lr_sweep", title: "Final validation \(what) against the learning rate: \(set.title)", panels: [panel], width: 640))
         }
         if set.isSweep, grouped.contains(where: { $0.members.count > 1 }) {
             // one split for every run (as the report's tables): test when all scored it, else validation
@@ -300,14 +308,21 @@ public enum RunFigures {
                 var byX: [Double: [String: [Int]]] = [:]
                 for (i, c) in configs.enumerated() where seriesKey(c) == sk && (cells.panel.flatMap { c[$0] } ?? "") == p {
                     guard let x = c[cells.x].flatMap(Double.init) else { continue }
-                    byX[x, default: [:]][c["train.optimizer.lr"] ?? "", default: []].append(i)
+                    // a rate: the peak and the floor of its schedule (both axes of a grid)
+                    byX[x, default: [:]][(c["train.optimizer.lr"] ?? "") + "|" + (c["train.schedule.min_lr"] ?? ""), default: []].append(i)
                 }
                 var dots: [(Double, Double)] = [], means: [(Double, Double)] = []
                 for x in byX.keys.sorted() {
                     // ties go to the lowest rate (min keeps the first of equals)
-                    let best = byX[x]!.sorted { (Double($0.key) ?? 0) < (Double($1.key) ?? 0) }.compactMap { lr, members -> (Double, [Int])? in
-                        let v = members.map { choose[$0] }.filter { !$0.isNaN }
-                        return v.isEmpty ? nil : (v.reduce(0, +) / Double(v.count), members)
+                    func rate(_ k: String) -> (Double, Double) {
+                        let p = k.split(separator: "|", omittingEmptySubsequences: false).map { Double($0) ?? 0 }
+                        return (p[0], p.count > 1 ? p[1] : 0)
+                    }
+                    let best = byX[x]!.sorted { rate($0.key) < rate($1.key) }.compactMap { _, members -> (Double, [Int])? in
+                        // a rate competes only when every one of its seeds finished: a rate
+                        // whose other seeds diverged must not win on the one that survived
+                        let v = members.map { choose[$0] }
+                        return v.contains { $0.isNaN } ? nil : (v.reduce(0, +) / Double(v.count), members)
                     }.min { $0.0 < $1.0 }
                     guard let members = best?.1 else { continue }
                     let v = members.map { shown[$0] }.filter { !$0.isNaN }
@@ -326,6 +341,7 @@ public enum RunFigures {
             if accuracy { panel.yRange = 0...1 }
             // every x of the grid on the axis, with room for the dots at its ends
             let xs = Set(configs.compactMap { $0[cells.x].flatMap(Double.init) }).sorted()
+            panel.xTics = xs                       // the grid's values, not the nudged positions
             if let lo = xs.first, let hi = xs.last, lo > 0 { panel.xRange = (lo / 1.3)...(hi * 1.3) } else { panel.logX = false }
             panels.append(panel)
         }

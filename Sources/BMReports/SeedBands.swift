@@ -43,6 +43,21 @@ enum SeedBands {
         }
     }
 
+    /// Each `extend` member's curve carried to the last x of its group at its last value:
+    /// a run that stopped early (`train.stop_at`) keeps the accuracy it stopped at, so a
+    /// group's mean line does not end where its fastest seed stopped.
+    static func carriedForward(_ series: [Series], _ groups: [Group], extend: [Bool]) -> [Series] {
+        var out = series
+        for g in groups {
+            let xs = Set(g.members.flatMap { series[$0].points.map(\.0) }).sorted()
+            for m in g.members where extend[m] {
+                guard let last = series[m].points.last else { continue }
+                out[m].points += xs.filter { $0 > last.0 }.map { ($0, last.1) }
+            }
+        }
+        return out
+    }
+
     /// One series per group: at each x that every member has, the mean y and the (min, max).
     static func aggregate(_ series: [Series], _ groups: [Group]) -> [Series] {
         groups.map { g in

@@ -85,25 +85,29 @@ enum SeedTables {
         return order.map { a in (a, byArm[a]!.keys.sorted().map { ($0, byArm[a]![$0]!) }) }
     }
 
-    /// Each arm's final validation loss (argmax routing for MoE models) at every rate,
-    /// mean over seeds, and the rate chosen on it: the lowest; flagged when it sits at
-    /// an edge of the grid (the grid should then be widened).
-    static func learningRates(_ runs: [Run]) -> String {
+    /// Each arm's final validation loss (argmax routing for MoE models) — or accuracy, for
+    /// the synthetic tasks — at every rate, mean over seeds, and the rate chosen on it: the
+    /// lowest loss (highest accuracy), ties to the lower rate, as the `cells` figure
+    /// chooses; flagged when it sits at an edge of the grid (the grid should then be widened).
+    static func learningRates(_ runs: [Run], metricName: String? = nil) -> String {
         guard let arms = arms(runs.map(\.name)) else { return "" }
+        let accuracy = metricName == "accuracy"
         let rates = Array(Set(arms.flatMap { $0.rates.map(\.lr) })).sorted()
         var md = "## Learning rate, chosen on the validation split\n\n"
-        md += "Final validation loss (the last evaluation; MoE layers routed by argmax) at each peak learning rate, mean "
-        md += "over the seeds at that rate (n in brackets when more than one); **bold**: the lowest, the arm's chosen rate; "
+        md += accuracy ? "Final validation accuracy (the last evaluation) at each peak learning rate, mean "
+                       : "Final validation loss (the last evaluation; MoE layers routed by argmax) at each peak learning rate, mean "
+        md += "over the seeds at that rate (n in brackets when more than one); **bold**: the \(accuracy ? "highest" : "lowest"), the arm's chosen rate (ties: the lower rate); "
         md += "‡: the chosen rate is at an edge of the grid (widen it); –: no run at that rate finished (failed, diverged or "
         md += "still running). The test split is not used for this choice.\n\n"
         md += "| arm |" + rates.map { " lr \(String(format: "%g", $0)) |" }.joined() + " chosen |\n|---|" + rates.map { _ in "---|" }.joined() + "---|\n"
         for (arm, rs) in arms {
             var means: [Double: (Double, Int)] = [:]
             for (lr, members) in rs {
-                let v = members.filter { runs[$0].complete }.compactMap { runs[$0].valLoss }.filter { !$0.isNaN }
+                let v = members.filter { runs[$0].complete }.compactMap { accuracy ? runs[$0].metric : runs[$0].valLoss }.filter { !$0.isNaN }
                 if !v.isEmpty { means[lr] = (v.reduce(0, +) / Double(v.count), v.count) }
             }
-            let best = means.min { $0.value.0 < $1.value.0 }?.key
+            // in increasing rate, so that min keeps the lower rate of a tie
+            let best = means.sorted { $0.key < $1.key }.min { (accuracy ? -$0.value.0 : $0.value.0) < (accuracy ? -$1.value.0 : $1.value.0) }?.key
             md += "| \(label(arm)) |"
             for lr in rates {
                 guard let (m, n) = means[lr] else { md += " – |"; continue }

@@ -193,6 +193,47 @@ final class ReportTests: XCTestCase {
         }
     }
 
+    /// cellsFigure on made-up numbers: the better rate wins even when it is not the lowest,
+    /// a rate with a failed seed (NaN) cannot win, two lines are nudged apart on the log
+    /// axis while the ticks stay at the grid's values, and an axis zipped with the panel
+    /// (num_pairs with seq_len) is not in the legend.
+    func testCellsFigureChoosesOnValidationAndSkipsFailedRates() {
+        var names: [String] = [], choose: [Double] = [], shown: [Double] = []
+        for (L, k) in [(64, 4), (128, 8)] { for p in ["mamba", "attention"] { for d in [64, 128] { for lr in ["1.0e-3", "1.0e-2"] { for seed in [1, 2] {
+            names.append("data.num_pairs=\(k),model.d_model=\(d),model.pattern=\(p),train.optimizer.lr=\(lr),train.seed=\(seed),train.seq_len=\(L)")
+            // validation accuracy (negated: lower chooses): 1e-2 better everywhere, but attention
+            // at d 64, L 64 has a failed seed at 1e-2
+            var acc = lr == "1.0e-2" ? 0.9 : 0.5
+            if p == "attention" && d == 64 && L == 64 && lr == "1.0e-2" && seed == 2 { acc = .nan }
+            choose.append(-acc)
+            shown.append(Double(names.count) / 100)
+        } } } } }
+        let fig = RunFigures.cellsFigure(names, cells: Sweep.Cells(x: "model.d_model", panel: "train.seq_len"), choose: choose, shown: shown,
+                                         ylabel: "test accuracy", accuracy: true, title: "t")
+        XCTAssertEqual(fig.panels.map(\.title), ["seq_len=64", "seq_len=128"])
+        func index(_ L: Int, _ p: String, _ d: Int, _ lr: String, _ seed: Int) -> Int {
+            names.firstIndex { $0.contains("model.d_model=\(d),model.pattern=\(p),train.optimizer.lr=\(lr),train.seed=\(seed),train.seq_len=\(L)") }!
+        }
+        for (pi, L) in [64, 128].enumerated() {
+            let panel = fig.panels[pi]
+            XCTAssertEqual(panel.series.map(\.title), ["pattern=mamba", "pattern=attention"])
+            XCTAssertEqual(panel.xTics, [64, 128])
+            for (si, p) in ["mamba", "attention"].enumerated() {
+                let nudge = pow(1.04, Double(si) - 0.5)
+                var expect: [(Double, Double)] = []
+                for d in [64, 128] {
+                    let lr = p == "attention" && d == 64 && L == 64 ? "1.0e-3" : "1.0e-2"
+                    expect += [1, 2].map { (Double(d) * nudge, shown[index(L, p, d, lr, $0)]) }
+                }
+                let s = panel.series[si]
+                XCTAssertEqual(s.points.map(\.0), expect.map(\.0), "\(L) \(p)")
+                XCTAssertEqual(s.points.map(\.1), expect.map(\.1), "\(L) \(p)")
+                XCTAssertEqual(s.line?.count, 2)
+                XCTAssertEqual(s.line?[0].1 ?? .nan, (expect[0].1 + expect[1].1) / 2, accuracy: 1e-12)
+            }
+        }
+    }
+
     /// A router that trains non-causally says so: the run writes the model's note
     /// (`eval`'s `routing_note`), and the report marks that run's val loss with it.
     func testNonCausalRouterIsMarkedInTheReport() throws {
@@ -434,6 +475,9 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(second.blocks, 1)
         XCTAssertEqual(second.text, once.text.replacingOccurrences(of: "ran validate spec.yaml", with: "second validate"))
         XCTAssertEqual(Notebook.blockCount(nb), 2)
+        // a command whose output quotes a block's fence does not add a block
+        let quoting = try Notebook.run(nb, notebookDir: dir) { _ in ("```bmlab\nx\n```\n", 0) }
+        XCTAssertEqual(Notebook.blockCount(quoting.text), 2)
         XCTAssertThrowsError(try Notebook.run(nb, notebookDir: dir, only: [3]) { _ in ("", 0) }) {
             XCTAssertTrue("\($0)".contains("block 3 does not exist (the notebook has 2"), "\($0)")
         }
