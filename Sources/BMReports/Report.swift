@@ -52,7 +52,7 @@ public enum Report {
             machines.insert(m.machine)
             let mark = m.evaluationNote == nil ? "" : " †"
             if let n = m.evaluationNote, !notes.contains(n) { notes.append(n) }
-            md += "| \(e.label) | \(r?.status ?? (m.steps > 0 ? "ok" : "?")) | \(m.lastStep.map(String.init) ?? "–") | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
+            md += "| \(e.label) | \(r?.status ?? (set.isSweep ? "unfinished" : m.steps > 0 ? "ok" : "?")) | \(m.lastStep.map(String.init) ?? "–") | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
         for n in notes { md += "\n† \(n).\n" }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"

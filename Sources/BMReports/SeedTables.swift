@@ -120,7 +120,10 @@ enum SeedTables {
         return md + "\n"
     }
 
-    static func markdown(_ runs: [Run], metricName: String?, baseline: [String: String]?) -> String {
+    static func markdown(_ allRuns: [Run], metricName: String?, baseline: [String: String]?) -> String {
+        // only runs that finished every step: a run still going (or failed) would enter a
+        // mean, a pair and a test with the loss of some earlier step
+        let runs = allRuns.filter(\.complete)
         let grouped = groups(runs.map(\.name))
         let order = grouped.map(\.config)
         let groups = Dictionary(uniqueKeysWithValues: grouped.map { ($0.config, $0.members.map { runs[$0] }) })
@@ -128,6 +131,10 @@ enum SeedTables {
         func col(_ rs: [Run], _ k: KeyPath<Run, Double?>) -> [Double] { rs.compactMap { $0[keyPath: k] }.filter { !$0.isNaN } }
         let hasMetric = metricName != nil && runs.contains { $0.metric.map { !$0.isNaN } ?? false }
         var md = "## Configurations (seeds aggregated)\n\n"
+        if runs.count < allRuns.count {
+            md += "**\(allRuns.count - runs.count) of \(allRuns.count) runs have not finished (running, failed or diverged) and are left out of "
+            md += "every table below**: the aggregates are over the \(runs.count) finished runs.\n\n"
+        }
         let bounded = metricName == "accuracy"
         md += "Mean ± sample standard deviation over the seeds of each configuration (n runs)"
         md += bounded ? "; accuracy: mean and a 95 % percentile bootstrap interval over the seeds, which stays within [0, 1].\n\n" : ".\n\n"

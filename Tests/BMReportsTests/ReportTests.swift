@@ -563,5 +563,26 @@ final class ReportTests: XCTestCase {
         // b: (1.9 + 1.7) / 2 = 1.8 at 1e-3, the grid's lower edge
         XCTAssertTrue(md.contains("| pattern=b | **1.8000 (2)** | 1.9500 | 2.1000 | 0.001 ‡ |"), md)
         XCTAssertEqual(SeedTables.learningRates(runs.map { var r = $0; r.name = r.name.replacingOccurrences(of: "train.optimizer.lr", with: "x"); return r }), "")
+        // synthetic tasks choose on accuracy (highest), ties to the lower rate
+        func acc(_ lr: String, _ a: Double) -> SeedTables.Run {
+            SeedTables.Run(name: "model.pattern=c,train.optimizer.lr=\(lr),train.schedule.min_lr=0,train.seed=1", valLoss: 9, metric: a, trainLoss: nil, tokensPerSecond: nil)
+        }
+        let byAcc = SeedTables.learningRates([acc("1e-3", 0.5), acc("3e-3", 1.0), acc("1e-2", 1.0)], metricName: "accuracy")
+        XCTAssertTrue(byAcc.contains("| pattern=c | 0.5000 | **1.0000** | 1.0000 | 0.003 |"), byAcc)
+    }
+
+    /// A sweep reported while runs are still going: the aggregates use finished runs only,
+    /// and the report says how many were left out.
+    func testUnfinishedRunsStayOutOfTheAggregates() {
+        func run(_ arm: String, _ seed: Int, _ v: Double, complete: Bool = true) -> SeedTables.Run {
+            var r = SeedTables.Run(name: "model.pattern=\(arm),train.seed=\(seed)", valLoss: v, metric: nil, trainLoss: nil, tokensPerSecond: nil)
+            r.complete = complete
+            return r
+        }
+        let runs = [run("a", 1, 1.0), run("a", 2, 2.0), run("b", 1, 1.5), run("b", 2, 1.7), run("a", 3, 5.0, complete: false)]
+        let md = SeedTables.markdown(runs, metricName: nil, baseline: ["model.pattern": "a"])
+        XCTAssertTrue(md.contains("1 of 5 runs have not finished"), md)
+        XCTAssertTrue(md.contains("| pattern=a | 2 | 1.5000 ± 0.7071 |"), md)
+        XCTAssertTrue(md.contains("Runs: 4"), md)
     }
 }
