@@ -165,7 +165,13 @@ public enum RunFigures {
         // A sweep with seeds: one line per configuration (the mean over its seeds) in a
         // min–max band, one colour each.
         var seeds = ""
-        let bandGroups = set.isSweep && grouped.contains(where: { $0.members.count > 1 }) ? SeedBands.groups(grouped) : nil
+        // a configuration's line is the mean of its finished runs (one still going would cut
+        // the line where it is); all of its runs while none has finished
+        let finishedGroups = grouped.map { g -> (config: [String: String], members: [Int]) in
+            let done = g.members.filter { finishedOK[$0] }
+            return (g.config, done.isEmpty ? g.members : done)
+        }
+        let bandGroups = set.isSweep && grouped.contains(where: { $0.members.count > 1 }) ? SeedBands.groups(finishedGroups) : nil
         if let g = bandGroups {
             bySteps = SeedBands.aggregate(bySteps, g); byTokens = SeedBands.aggregate(byTokens, g)
             byFlops = SeedBands.aggregate(byFlops, g); val = SeedBands.aggregate(val, g)

@@ -234,6 +234,20 @@ final class ReportTests: XCTestCase {
         }
     }
 
+    /// A run without a finished result.json stays out of its configuration's mean line
+    /// (it would cut the line at the step it reached), as it stays out of the tables.
+    func testUnfinishedRunsStayOutOfTheSeedLines() throws {
+        let dir = try tempDir()
+        let runner = try makeSweep(dir)
+        let unfinished = runner.sweep.runs[1], finished = runner.sweep.runs[0]
+        try FileManager.default.removeItem(atPath: runner.runDir(unfinished) + "/result.json")
+        let fig = try XCTUnwrap(try RunFigures.figures(try RunSet(dir + "/out")).first { $0.name == "val_loss" })
+        let line = try XCTUnwrap(fig.panels[0].series.first { $0.title.hasSuffix("(n=1)") }, "\(fig.panels[0].series.map(\.title))")
+        let f = try H5File(path: runner.runDir(finished) + "/metrics.h5", mode: .readOnly)
+        defer { f.close() }
+        XCTAssertEqual(line.points.map(\.1), try f.dataset("eval/loss").readDoubles())
+    }
+
     /// A router that trains non-causally says so: the run writes the model's note
     /// (`eval`'s `routing_note`), and the report marks that run's val loss with it.
     func testNonCausalRouterIsMarkedInTheReport() throws {
