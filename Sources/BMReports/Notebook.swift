@@ -46,8 +46,11 @@ public struct Notebook {
     public static func run(_ text: String, notebookDir: String, workingDir: String = ".", only: Set<Int>? = nil,
                            execute: ([String]) -> (String, Int32)) throws -> Outcome {
         let lines = text.components(separatedBy: "\n")
-        if let only, let bad = only.sorted().first(where: { $0 < 1 || $0 > blockCount(text) }) {
-            throw BMError.invalid("notebook: block \(bad) does not exist (the notebook has \(blockCount(text)) ```bmlab blocks, numbered from 1)")
+        if let only {
+            let count = blockCount(text)
+            if let bad = only.sorted().first(where: { $0 < 1 || $0 > count }) {
+                throw BMError.invalid("notebook: block \(bad) does not exist (the notebook has \(count) ```bmlab blocks, numbered from 1)")
+            }
         }
         var out: [String] = [], failed: [String] = []
         var i = 0, blocks = 0, failures = 0, index = 0

@@ -58,7 +58,7 @@ public enum Report {
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
         if set.isSweep {
             md += SeedTables.learningRates(seedRuns, metricName: metricName)
-            md += SeedTables.markdown(seedRuns, metricName: metricName, baseline: sweepBaseline(dir))
+            md += SeedTables.markdown(seedRuns, metricName: metricName, baseline: set.sweep?.baseline)
         }
         // figures
         md += "## Figures\n\n"
@@ -88,15 +88,6 @@ public enum Report {
     static func shellQuoted(_ s: String) -> String {
         let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.=/:,+@%".unicodeScalars.contains($0) }
         return plain ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
-
-    /// The sweep's `report.baseline`, from the sweep file sweep.h5 names (nil when the
-    /// file is gone or names none).
-    static func sweepBaseline(_ dir: String) -> [String: String]? {
-        guard let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) else { return nil }
-        let file = (try? sf.stringAttribute("sweep_file")) ?? ""
-        sf.close()
-        return (try? Sweep(path: file))?.baseline
     }
 
     /// The machine a run recorded in its metrics.h5 (nil: not recorded).

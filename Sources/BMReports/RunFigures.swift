@@ -11,8 +11,10 @@ public struct RunSet {
     public var title: String
     public var entries: [Entry]
     public var isSweep: Bool
-    /// The sweep file's `report.cells` (nil: none, or the sweep file is gone).
-    public var cells: Sweep.Cells? = nil
+    /// The sweep file sweep.h5 names, parsed once (nil: not a sweep, or the file is gone).
+    public var sweep: Sweep? = nil
+    /// The sweep file's `report.cells`.
+    public var cells: Sweep.Cells? { sweep?.cells }
 
     /// DIR with metrics.h5 (a run) or runs/*/metrics.h5 (a sweep).
     public init(_ dir: String) throws {
@@ -42,7 +44,7 @@ public struct RunSet {
         if let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
             let path = try? sf.stringAttribute("sweep_file")
             file = path.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-            cells = path.flatMap { try? Sweep(path: $0) }?.cells
+            sweep = path.flatMap { try? Sweep(path: $0) }
             sf.close()
         }
         let count = "\(entries.count) run\(entries.count == 1 ? "" : "s")"
@@ -132,9 +134,10 @@ public enum RunFigures {
                 let rs = stepsDone(column(f, "\(g)/step"))
                 let label = set.isSweep ? "\(e.label) \(layer)" : layer
                 let h = Array(zip(rs, column(f, "\(g)/entropy")))
-                entropy.append(Series(label, h))
                 if set.isSweep {
                     entropyByLayer[layer, default: [Series](repeating: Series("", []), count: set.entries.count)][ei] = Series(e.label, h)
+                } else {
+                    entropy.append(Series(label, h))
                 }
                 let it = column(f, "\(g)/sinkhorn_iters")
                 if it.contains(where: { $0 > 0 }) { iters.append(Series(label, Array(zip(rs, it)))) }
@@ -219,7 +222,7 @@ public enum RunFigures {
             panel.yRange = 0...1
             figs.append(Figure(name: "val_accuracy", title: "Validation accuracy: \(set.title)\(seeds)", panels: [panel], width: 640))
         }
-        if set.isSweep, !entropyPanels.isEmpty {
+        if !entropyPanels.isEmpty {
             figs.append(Figure(name: "router_entropy", title: "Router entropy: \(set.title)\(seeds)", panels: entropyPanels,
                                width: max(640, 560 * entropyPanels.count)))
         } else if !entropy.isEmpty {
