@@ -33,9 +33,10 @@ public enum SpecDiff {
         return (try? Yams.compose(yaml: text)).flatMap { $0 }.map { flatten($0) }
     }
 
-    /// Keys that change what a run keeps, not what it computes: a run may be resumed, or
-    /// a sweep's finished run reused, with another value.
-    static let ignored: Set<String> = ["train.keep_checkpoints"]
+    /// Keys that change what a run keeps or how it is labelled, not what it computes: a
+    /// run may be resumed, or a sweep's finished run reused or adopted by another sweep,
+    /// with another value.
+    static let ignored: Set<String> = ["train.keep_checkpoints", "name", "description"]
 
     static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
         let av = Dictionary(a, uniquingKeysWith: { x, _ in x }), bv = Dictionary(b, uniquingKeysWith: { x, _ in x })

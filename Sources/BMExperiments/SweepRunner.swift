@@ -14,6 +14,8 @@ public struct RunResult: Codable, Sendable {
     public var tokensPerSecond: Double?, seconds: Double?
     public var parametersTotal: Int?, parametersActive: Int?
     public var trainingFlops: Double?
+    /// The run directory this run was copied from by `--adopt` (nil: it ran here).
+    public var adoptedFrom: String?
 }
 
 /// Runs a sweep: one run in this process (`runOne`, what each worker process or
@@ -41,6 +43,55 @@ public struct SweepRunner {
             throw BMError.invalid("\(dir) holds run \(r.index) of a different spec (\(diff)); " +
                                   "rerun with the same sweep file and overrides, or choose another --out")
         }
+    }
+
+    /// Finished runs of other sweeps' output directories that this sweep asks for too --
+    /// the same resolved spec up to its name and description (SpecDiff.ignored) -- are
+    /// copied in instead of being run again (`bmlab sweep FILE --adopt DIR`): a sweep split
+    /// into halves that ran in different sittings or on different machines, sharing a
+    /// baseline, reports as one sweep. The run's files are copied as they are (its
+    /// metrics.h5 keeps the name it ran under); its result.json takes this sweep's index
+    /// and run name and records where it came from. Only runs with no directory here are
+    /// adopted: an unfinished attempt (perhaps still running) is never replaced.
+    /// Returns one line per run adopted or left alone.
+    public func adopt(from dirs: [String]) throws -> [String] {
+        let fm = FileManager.default
+        var candidates: [(dir: String, spec: String)] = []
+        for d in dirs {
+            guard let names = try? fm.contentsOfDirectory(atPath: "\(d)/runs") else {
+                throw BMError.invalid("--adopt \(d): not a sweep's output directory (no \(d)/runs/)")
+            }
+            for n in names.sorted() {
+                let rd = "\(d)/runs/\(n)"
+                guard let data = fm.contents(atPath: "\(rd)/result.json"),
+                      let res = try? JSON.decoder().decode(RunResult.self, from: data), res.status == "ok",
+                      let spec = try? String(contentsOfFile: "\(rd)/spec.yaml", encoding: .utf8) else { continue }
+                candidates.append((rd, spec))
+            }
+        }
+        var lines: [String] = []
+        for r in sweep.runs where result(r)?.status != "ok" {
+            guard let c = try candidates.first(where: { try SpecDiff.firstDifference(stored: $0.spec, now: r.spec) == nil }) else { continue }
+            let dir = runDir(r)
+            if fm.fileExists(atPath: dir) {
+                lines.append("[adopt] run \(r.index): not adopted from \(c.dir): \(dir) holds an unfinished attempt (remove it to adopt)")
+                continue
+            }
+            // copied beside its place, then renamed into it: an interrupted copy is never taken for a run
+            let tmp = "\(outDir)/runs/.adopting-\(r.index)"
+            try? fm.removeItem(atPath: tmp)
+            try fm.createDirectory(atPath: "\(outDir)/runs", withIntermediateDirectories: true)
+            try fm.copyItem(atPath: c.dir, toPath: tmp)
+            guard let data = fm.contents(atPath: "\(tmp)/result.json"), var res = try? JSON.decoder().decode(RunResult.self, from: data) else {
+                throw BMError.invalid("--adopt: \(c.dir)/result.json changed while it was copied")
+            }
+            res.index = r.index; res.name = r.name; res.adoptedFrom = c.dir
+            let out = try JSON.encoder(pretty: true).encode(res)
+            try AtomicFile.write(to: "\(tmp)/result.json") { t in try out.write(to: URL(fileURLWithPath: t)) }
+            try fm.moveItem(atPath: tmp, toPath: dir)
+            lines.append("[adopt] run \(r.index): \(r.name) <- \(c.dir)")
+        }
+        return lines
     }
 
     /// Runs (or resumes) run `index` here; returns its result (also written to result.json).

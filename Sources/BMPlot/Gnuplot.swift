@@ -81,7 +81,7 @@ public enum Gnuplot {
         set style line 14 lc rgb '#843c39' lw 2 pt 14 ps 0.8
         set style line 15 lc rgb '#000000' lw 2 pt 7 ps 0.8
         set style line 16 lc rgb '#ad494a' lw 2 pt 5 ps 0.8
-        set multiplot layout 1,\(fig.panels.count) title \(quote(fig.title))
+        set multiplot layout 1,\(fig.panels.count) title \(quote(wrapped(fig.title, width: fig.width)))
 
         """
         for (panel, cmds) in zip(fig.panels, plots) {
@@ -144,7 +144,24 @@ public enum Gnuplot {
         }
     }
 
-    static func quote(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+    static func quote(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+
+    /// A figure's title broken at spaces into lines that fit `width` pixels (DejaVu Sans
+    /// 10 averages under 7 px a character in pngcairo and svg), so a long title (a sweep's
+    /// name and its run count) is never clipped at the figure's edges.
+    static func wrapped(_ title: String, width: Int) -> String {
+        let perLine = max(20, (width - 40) / 7)
+        var lines: [String] = [], line = ""
+        for word in title.split(separator: " ", omittingEmptySubsequences: false) {
+            if !line.isEmpty, line.count + 1 + word.count > perLine { lines.append(line); line = String(word) }
+            else { line += (line.isEmpty ? "" : " ") + word }
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n")
+    }
 
     /// Shortest round-trip decimal; NaN and infinities as gnuplot's NaN.
     static func fmt(_ x: Double) -> String { x.isFinite ? "\(x)" : "NaN" }

@@ -42,14 +42,14 @@ public struct Notebook {
 
     /// Runs the notebook text; `execute(args)` runs one command (in `workingDir`, the
     /// notebook's project) and returns (output, exit status). Figure paths in the
-    /// output are relative to `workingDir`.
-    public static func run(_ text: String, notebookDir: String, workingDir: String = ".", only: Set<Int>? = nil,
+    /// output are relative to `workingDir`. `name` (the file) is named in errors.
+    public static func run(_ text: String, name: String = "notebook", notebookDir: String, workingDir: String = ".", only: Set<Int>? = nil,
                            execute: ([String]) -> (String, Int32)) throws -> Outcome {
         let lines = text.components(separatedBy: "\n")
         if let only {
             let count = blockCount(text)
             if let bad = only.sorted().first(where: { $0 < 1 || $0 > count }) {
-                throw BMError.invalid("notebook: block \(bad) does not exist (the notebook has \(count) ```bmlab blocks, numbered from 1)")
+                throw BMError.invalid("\(name): --blocks \(bad): no such block (the notebook has \(count) ```bmlab blocks, numbered 1 to \(count))")
             }
         }
         var out: [String] = [], failed: [String] = []

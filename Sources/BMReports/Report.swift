@@ -16,6 +16,7 @@ public enum Report {
         let figures = try RunFigures.renderAny(dir, outDir: figDir, format: format)
         var md = "# \(set.isSweep ? "Sweep" : "Run") report: \(set.title)\n\n"
         md += "Regenerate this report with:\n\n```sh\n\(command)\n```\n\n"
+        if let p = set.sweepProblem { md += "**Note:** \(p).\n\n" }
         // spec
         let fm = FileManager.default
         if set.isSweep, let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
@@ -55,6 +56,13 @@ public enum Report {
             md += "| \(e.label) | \(r?.status ?? (set.isSweep ? "unfinished" : m.steps > 0 ? "ok" : "?")) | \(m.lastStep.map(String.init) ?? "–") | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
         for n in notes { md += "\n† \(n).\n" }
+        let adopted = set.entries.compactMap { e in
+            fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }?.adoptedFrom
+        }
+        if !adopted.isEmpty {
+            let sources = Set(adopted.map { (($0 as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }).sorted()
+            md += "\n\(adopted.count) of these runs were adopted (`bmlab sweep --adopt`) from \(sources.map { "`\($0)`" }.joined(separator: ", ")): the same spec, run there.\n"
+        }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"
         if set.isSweep {
             md += SeedTables.learningRates(seedRuns, metricName: metricName)

@@ -13,6 +13,10 @@ public struct RunSet {
     public var isSweep: Bool
     /// The sweep file sweep.h5 names, parsed once (nil: not a sweep, or the file is gone).
     public var sweep: Sweep? = nil
+    /// Why the sweep file sweep.h5 names could not be parsed (moved, deleted or edited
+    /// into an invalid file since the sweep ran); reports say so instead of silently
+    /// leaving out what its `report` section asks for.
+    public var sweepProblem: String? = nil
     /// The sweep file's `report.cells`.
     public var cells: Sweep.Cells? { sweep?.cells }
 
@@ -39,14 +43,19 @@ public struct RunSet {
         guard !e.isEmpty else { throw BMError.invalid("\(dir): the sweep has no run with metrics.h5 yet") }
         entries = e.sorted { ($0.0, $0.1.dir) < ($1.0, $1.1.dir) }.map(\.1)
         // "FILE (N runs of NAME)": the sweep file's name when sweep.h5 records it, the spec's name
-        let base = RunSet.runName("\(entries[0].dir)/metrics.h5")
         var file: String? = nil
         if let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
             let path = try? sf.stringAttribute("sweep_file")
             file = path.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-            sweep = path.flatMap { try? Sweep(path: $0) }
+            if let path {
+                do { sweep = try Sweep(path: path) } catch {
+                    sweepProblem = "the sweep file sweep.h5 names cannot be used (\(error)): its report settings (baseline, cells) are not applied"
+                }
+            }
             sf.close()
         }
+        // the sweep's own spec name (a run adopted from another sweep keeps the name it ran under)
+        let base = sweep?.runs.first?.spec.name ?? RunSet.runName("\(entries[0].dir)/metrics.h5")
         let count = "\(entries.count) run\(entries.count == 1 ? "" : "s")"
         title = file.map { "\($0) (\(count) of \(base ?? "the spec"))" } ?? base.map { "\($0) sweep" } ?? (dir as NSString).lastPathComponent
         isSweep = true

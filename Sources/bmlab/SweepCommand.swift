@@ -28,6 +28,9 @@ struct SweepCommand: ParsableCommand {
         if let i = runIndex { require(i >= 0, "--run-index must be 0 or more, got \(i)") }
     }
     @Flag(help: "Build sweep.h5 and the table from the finished runs.") var collect = false
+    @Option(help: ArgumentHelp("Copy in the finished runs of another sweep's output directory that this sweep asks for too (same spec up to its name); repeatable.",
+                               discussion: "A sweep run in halves (different sittings or machines) reports as one.", valueName: "dir"))
+    var adopt: [String] = []
 
     func run() throws {
         machine.apply()
@@ -38,6 +41,7 @@ struct SweepCommand: ParsableCommand {
             let dir = out ?? "results/sweep-\(name)"
             let runner = SweepRunner(sweep: sweep, outDir: dir)
             try ExperimentRun.checkOutputDirectory(dir)
+            if !dryRun { for line in try runner.adopt(from: adopt) { print(line) } }
             if collect, !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("runs")) {
                 throw BMError.invalid("--collect: \(dir) holds no runs of a sweep (no \(dir)/runs/); run the sweep first, or give its --out")
             }

@@ -296,8 +296,8 @@ final class BadInputTests: XCTestCase {
         add(r, ["notebook", "adir"], 2, ["adir"])
         add(r, ["notebook", "garbage.yaml"], 2, ["garbage.yaml"])
         add(r, ["notebook", "nb-self.md"], 4, ["notebook commands failed"], writes: ["nb-self.md"])   // a notebook records its outputs in itself
-        add(r, ["notebook", "nb-self.md", "--blocks", "2"], 2, ["--blocks", "nb-self.md has 1 ```bmlab blocks", "not 2"])
-        add(r, ["notebook", "nb-self.md", "--blocks", "0"], 2, ["--blocks", "not 0"])
+        add(r, ["notebook", "nb-self.md", "--blocks", "2"], 2, ["nb-self.md: --blocks 2: no such block", "has 1 ```bmlab blocks"])
+        add(r, ["notebook", "nb-self.md", "--blocks", "0"], 2, ["nb-self.md: --blocks 0: no such block"])
         add(r, ["notebook", "nb-self.md", "--blocks", "1,x"], 2, ["--blocks", "expected block numbers", "'1,x'"])
         add(r, ["notebook", "nb-self.md", "--blocks", ""], 2, ["--blocks", "expected block numbers"])
         add(r, ["sinkhorn", "--variant", "nosuch"], 2, ["nosuch", "sinkhorn"])

@@ -109,6 +109,50 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: runner.runDir(sweep.runs[0]) + "/metrics.h5")), m0)
     }
 
+    /// `--adopt`: the finished runs of another sweep with the same spec (up to its name)
+    /// are copied in and not run again; a run of another spec, an unfinished one, or a
+    /// run directory already here is left alone.
+    func testFinishedRunsOfAnotherSweepAreAdopted() throws {
+        let dir = try tempDir(self)
+        let half = try Sweep(path: try writeSweep(dir, "  axes:\n    train.seed: [1, 2]\n", extra: "name: half\n"),
+                             overrides: ["train.optimizer.lr=1.0e-3"])
+        let first = SweepRunner(sweep: half, outDir: dir + "/half")
+        try first.runOne(0)
+        // seed 2 of the half: an unfinished attempt (no result.json)
+        try FileManager.default.createDirectory(atPath: first.runDir(half.runs[1]), withIntermediateDirectories: true)
+        try "x".write(toFile: first.runDir(half.runs[1]) + "/spec.yaml", atomically: true, encoding: .utf8)
+        let other = try tempDir(self)
+        let whole = try Sweep(path: try writeSweep(other, "  axes:\n    train.seed: [1, 2, 3]\n    train.optimizer.lr: [1.0e-3, 2.0e-3]\n",
+                                                   extra: "name: whole\n"))
+        let runner = SweepRunner(sweep: whole, outDir: other + "/out")
+        let target = try XCTUnwrap(whole.runs.first { $0.spec.train.seed == 1 && $0.spec.train.lr == 1e-3 })
+        XCTAssertEqual(half.runs[0].spec.train.lr, 1e-3)
+        let lines = try runner.adopt(from: [dir + "/half"])
+        XCTAssertEqual(lines, ["[adopt] run \(target.index): \(target.name) <- \(first.runDir(half.runs[0]))"])
+        let r = try XCTUnwrap(runner.result(target))
+        XCTAssertEqual(r.status, "ok"); XCTAssertEqual(r.index, target.index); XCTAssertEqual(r.name, target.name)
+        XCTAssertEqual(r.adoptedFrom, first.runDir(half.runs[0]))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: runner.runDir(target) + "/metrics.h5")),
+                       try Data(contentsOf: URL(fileURLWithPath: first.runDir(half.runs[0]) + "/metrics.h5")))
+        // only that run: the others have no directory; runOne leaves the adopted one as it is
+        XCTAssertEqual(whole.runs.filter { runner.result($0) != nil }.map(\.index), [target.index])
+        let m = try Data(contentsOf: URL(fileURLWithPath: runner.runDir(target) + "/metrics.h5"))
+        XCTAssertEqual(try runner.runOne(target.index).adoptedFrom, first.runDir(half.runs[0]))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: runner.runDir(target) + "/metrics.h5")), m)
+        // adopting again does nothing; a run directory already here is not replaced
+        XCTAssertEqual(try runner.adopt(from: [dir + "/half"]), [])
+        let mine = try XCTUnwrap(SweepRunner(sweep: whole, outDir: other + "/mine").sweep.runs.first { $0.index == target.index })
+        let mineRunner = SweepRunner(sweep: whole, outDir: other + "/mine")
+        try FileManager.default.createDirectory(atPath: mineRunner.runDir(mine), withIntermediateDirectories: true)
+        XCTAssertEqual(try mineRunner.adopt(from: [dir + "/half"]),
+                       ["[adopt] run \(target.index): not adopted from \(first.runDir(half.runs[0])): \(mineRunner.runDir(mine)) holds an unfinished attempt (remove it to adopt)"])
+        XCTAssertNil(mineRunner.result(mine))
+        // not a sweep's output
+        XCTAssertThrowsError(try runner.adopt(from: [other + "/nothing"])) {
+            XCTAssertTrue("\($0)".contains("--adopt \(other)/nothing: not a sweep's output directory"), "\($0)")
+        }
+    }
+
     /// A sweep interrupted in the middle of a run resumes that run from its checkpoint.
     func testInterruptedRunIsResumed() throws {
         let dir = try tempDir(self)

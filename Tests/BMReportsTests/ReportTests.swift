@@ -41,6 +41,44 @@ final class ReportTests: XCTestCase {
         return runner
     }
 
+    /// A sweep that adopted runs of another (`--adopt`) is titled by its own spec name and
+    /// says which runs came from where.
+    func testAdoptedRunsAreNamedInTheReport() throws {
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        _ = try makeSweep(dir)                                   // "r", seeds 1 and 2
+        let text = try String(contentsOfFile: dir + "/s.yaml", encoding: .utf8)
+            .replacingOccurrences(of: "name: r\n", with: "name: r2\n").replacingOccurrences(of: "train.seed: [1, 2]", with: "train.seed: [1, 2, 3]")
+        try text.write(toFile: dir + "/s2.yaml", atomically: true, encoding: .utf8)
+        let runner = SweepRunner(sweep: try Sweep(path: dir + "/s2.yaml"), outDir: dir + "/out2")
+        XCTAssertEqual(try runner.adopt(from: [dir + "/out"]).count, 2)
+        try runner.runOne(2)
+        _ = try runner.collect()
+        let md = try String(contentsOfFile: try Report.write(dir: dir + "/out2", out: dir + "/r.md", command: "x"), encoding: .utf8)
+        XCTAssertTrue(md.hasPrefix("# Sweep report: s2 (3 runs of r2)"), md)
+        XCTAssertTrue(md.contains("\n2 of these runs were adopted (`bmlab sweep --adopt`) from `\(dir)/out`: the same spec, run there.\n"), md)
+    }
+
+    /// A figure title longer than its width is broken at spaces into lines that fit (it
+    /// was clipped at both edges of a 640-pixel figure); quotes and backslashes escaped.
+    func testLongTitlesAreWrappedToTheFigureWidth() throws {
+        let title = "Validation loss: architectures-10m (20 runs of architectures-10m), mean line and min-max band over seeds"
+        let w = Gnuplot.wrapped(title, width: 640)
+        let lines = w.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 2, w)
+        XCTAssertTrue(lines.allSatisfy { $0.count <= (640 - 40) / 7 }, w)
+        XCTAssertEqual(lines.joined(separator: " "), title)
+        XCTAssertEqual(Gnuplot.wrapped("short", width: 640), "short")
+        XCTAssertEqual(Gnuplot.quote("a \"b\"\\\nc"), #""a \"b\"\\\nc""#)
+        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        let dir = try tempDir()
+        let fig = Figure(name: "t", title: title, panels: [Panel(title: "", xlabel: "x", ylabel: "y", series: [Series("s", [(1, 1), (2, 2)])])], width: 640)
+        let png = try Gnuplot.render(fig, in: dir)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: png))
+        let gp = try String(contentsOfFile: dir + "/t.gp", encoding: .utf8)
+        XCTAssertTrue(gp.contains("title \"" + lines.joined(separator: "\\n") + "\""), gp)
+    }
+
     func testEveryFigureKindIsProduced() throws {
         try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
         let dir = try tempDir()
@@ -341,6 +379,15 @@ final class ReportTests: XCTestCase {
         let plain = try String(contentsOfFile: try Report.write(dir: single + "/out", out: single + "/r.md", command: "x"), encoding: .utf8)
         XCTAssertTrue(plain.contains("## Configurations (seeds aggregated)"))      // two seeds of one configuration
         XCTAssertFalse(plain.contains("## Against the baseline"))
+        // the sweep file edited into an invalid one after the sweep ran: the report says its
+        // settings are not applied (no silent loss of the baseline comparison)
+        XCTAssertTrue(md.contains("## Against the baseline"))
+        try "name: r\nsweep: {axes: {train.seed: []}}\n".write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        let broken = try String(contentsOfFile: try Report.write(dir: dir + "/out", out: dir + "/r2.md", command: "x"), encoding: .utf8)
+        XCTAssertTrue(broken.contains("**Note:** the sweep file sweep.h5 names cannot be used ("), broken)
+        XCTAssertTrue(broken.contains("sweep axis 'train.seed' needs a non-empty list of values"), broken)
+        XCTAssertTrue(broken.contains("its report settings (baseline, cells) are not applied"), broken)
+        XCTAssertFalse(broken.contains("## Against the baseline"), broken)
     }
 
     /// The figure problems a reader met: tick labels of large numbers run together,
@@ -493,7 +540,7 @@ final class ReportTests: XCTestCase {
         let quoting = try Notebook.run(nb, notebookDir: dir) { _ in ("```bmlab\nx\n```\n", 0) }
         XCTAssertEqual(Notebook.blockCount(quoting.text), 2)
         XCTAssertThrowsError(try Notebook.run(nb, notebookDir: dir, only: [3]) { _ in ("", 0) }) {
-            XCTAssertTrue("\($0)".contains("block 3 does not exist (the notebook has 2"), "\($0)")
+            XCTAssertTrue("\($0)".contains("notebook: --blocks 3: no such block (the notebook has 2 ```bmlab blocks, numbered 1 to 2)"), "\($0)")
         }
         XCTAssertEqual(try Notebook.split("sweep 'a b.yaml' x=\"1 2\""), ["sweep", "a b.yaml", "x=1 2"])
     }
