@@ -54,41 +54,54 @@ public struct SweepRunner {
     /// and run name and records where it came from. Only runs with no directory here are
     /// adopted: an unfinished attempt (perhaps still running) is never replaced.
     /// Returns one line per run adopted or left alone.
-    public func adopt(from dirs: [String]) throws -> [String] {
+    public func adopt(from dirs: [String], only: Int? = nil) throws -> [String] {
         let fm = FileManager.default
         var candidates: [(dir: String, spec: String)] = []
         for d in dirs {
             guard let names = try? fm.contentsOfDirectory(atPath: "\(d)/runs") else {
                 throw BMError.invalid("--adopt \(d): not a sweep's output directory (no \(d)/runs/)")
             }
-            for n in names.sorted() {
-                let rd = "\(d)/runs/\(n)"
-                guard let data = fm.contents(atPath: "\(rd)/result.json"),
+            for n in names.sorted() where !n.hasPrefix(".") {
+                // the real directory (a symlinked one would be copied as the link, and its
+                // result.json rewritten in the other sweep), named absolutely in adopted_from
+                let rd = URL(fileURLWithPath: "\(d)/runs/\(n)").standardizedFileURL.resolvingSymlinksInPath().path
+                var isDir: ObjCBool = false
+                guard fm.fileExists(atPath: rd, isDirectory: &isDir), isDir.boolValue,
+                      let data = fm.contents(atPath: "\(rd)/result.json"),
                       let res = try? JSON.decoder().decode(RunResult.self, from: data), res.status == "ok",
                       let spec = try? String(contentsOfFile: "\(rd)/spec.yaml", encoding: .utf8) else { continue }
                 candidates.append((rd, spec))
             }
         }
         var lines: [String] = []
-        for r in sweep.runs where result(r)?.status != "ok" {
+        for r in sweep.runs where (only == nil || r.index == only) && result(r)?.status != "ok" {
             guard let c = try candidates.first(where: { try SpecDiff.firstDifference(stored: $0.spec, now: r.spec) == nil }) else { continue }
             let dir = runDir(r)
             if fm.fileExists(atPath: dir) {
                 lines.append("[adopt] run \(r.index): not adopted from \(c.dir): \(dir) holds an unfinished attempt (remove it to adopt)")
                 continue
             }
-            // copied beside its place, then renamed into it: an interrupted copy is never taken for a run
-            let tmp = "\(outDir)/runs/.adopting-\(r.index)"
-            try? fm.removeItem(atPath: tmp)
+            // copied outside runs/ under a name of this process, then renamed into place: an
+            // interrupted or failed copy is removed and never taken for a run, and two
+            // processes adopting at once cannot install each other's half copies
+            let staging = "\(outDir)/.adopting"
+            let tmp = "\(staging)/\(getpid())-\(r.index)"
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
             try fm.createDirectory(atPath: "\(outDir)/runs", withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: tmp)
+            defer { try? fm.removeItem(atPath: tmp); rmdir(staging) }   // rmdir: only when no other copy is in it
             try fm.copyItem(atPath: c.dir, toPath: tmp)
             guard let data = fm.contents(atPath: "\(tmp)/result.json"), var res = try? JSON.decoder().decode(RunResult.self, from: data) else {
                 throw BMError.invalid("--adopt: \(c.dir)/result.json changed while it was copied")
             }
-            res.index = r.index; res.name = r.name; res.adoptedFrom = c.dir
+            // a run adopted again keeps the directory it ran in
+            res.index = r.index; res.name = r.name; res.adoptedFrom = res.adoptedFrom ?? c.dir
             let out = try JSON.encoder(pretty: true).encode(res)
             try AtomicFile.write(to: "\(tmp)/result.json") { t in try out.write(to: URL(fileURLWithPath: t)) }
-            try fm.moveItem(atPath: tmp, toPath: dir)
+            do { try fm.moveItem(atPath: tmp, toPath: dir) } catch {
+                if result(r)?.status == "ok" { lines.append("[adopt] run \(r.index): adopted by another process meanwhile"); continue }
+                throw BMError.invalid("--adopt: cannot move the copy of \(c.dir) to \(dir): \(error.localizedDescription)")
+            }
             lines.append("[adopt] run \(r.index): \(r.name) <- \(c.dir)")
         }
         return lines

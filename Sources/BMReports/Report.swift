@@ -60,7 +60,10 @@ public enum Report {
             fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }?.adoptedFrom
         }
         if !adopted.isEmpty {
-            let sources = Set(adopted.map { (($0 as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }).sorted()
+            // relative to the working directory (the notebook's project) where they are inside it
+            let cwd = FileManager.default.currentDirectoryPath + "/"
+            let sources = Set(adopted.map { (($0 as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }
+                .map { $0.hasPrefix(cwd) ? String($0.dropFirst(cwd.count)) : $0 }).sorted()
             md += "\n\(adopted.count) of these runs were adopted (`bmlab sweep --adopt`) from \(sources.map { "`\($0)`" }.joined(separator: ", ")): the same spec, run there.\n"
         }
         md += "\nTrain loss: mean of the last 10 logged steps; val loss and metric: the last evaluation; tokens/s: mean over logged steps.\n\n"

@@ -35,7 +35,7 @@ public struct RunSet {
         }
         // Order runs as the sweep does when result.json tells the index.
         var e: [(Int, Entry)] = []
-        for n in names where fm.fileExists(atPath: "\(runs)/\(n)/metrics.h5") {
+        for n in names where !n.hasPrefix(".") && fm.fileExists(atPath: "\(runs)/\(n)/metrics.h5") {
             var idx = Int.max
             if let d = fm.contents(atPath: "\(runs)/\(n)/result.json"), let r = try? JSON.decoder().decode(RunResult.self, from: d) { idx = r.index }
             e.append((idx, Entry(label: RunSet.label(n), dir: "\(runs)/\(n)")))
@@ -48,7 +48,9 @@ public struct RunSet {
             let path = try? sf.stringAttribute("sweep_file")
             file = path.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
             if let path {
-                do { sweep = try Sweep(path: path) } catch {
+                // with the overrides it ran with (a file valid only with them, a name= override)
+                let overrides = (try? sf.stringArrayAttribute("overrides")) ?? []
+                do { sweep = try Sweep(path: path, overrides: overrides) } catch {
                     sweepProblem = "the sweep file sweep.h5 names cannot be used (\(error)): its report settings (baseline, cells) are not applied"
                 }
             }

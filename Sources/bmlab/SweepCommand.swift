@@ -41,7 +41,8 @@ struct SweepCommand: ParsableCommand {
             let dir = out ?? "results/sweep-\(name)"
             let runner = SweepRunner(sweep: sweep, outDir: dir)
             try ExperimentRun.checkOutputDirectory(dir)
-            if !dryRun { for line in try runner.adopt(from: adopt) { print(line) } }
+            // (a --run-index task adopts its own run only: array tasks do not copy each other's)
+            if !dryRun { for line in try runner.adopt(from: adopt, only: runIndex) { print(line) } }
             if collect, !FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("runs")) {
                 throw BMError.invalid("--collect: \(dir) holds no runs of a sweep (no \(dir)/runs/); run the sweep first, or give its --out")
             }

@@ -127,6 +127,9 @@ final class SweepTests: XCTestCase {
         let runner = SweepRunner(sweep: whole, outDir: other + "/out")
         let target = try XCTUnwrap(whole.runs.first { $0.spec.train.seed == 1 && $0.spec.train.lr == 1e-3 })
         XCTAssertEqual(half.runs[0].spec.train.lr, 1e-3)
+        // a hidden copy in the source's runs/ (a staging directory) is never a candidate
+        try FileManager.default.copyItem(atPath: first.runDir(half.runs[0]), toPath: dir + "/half/runs/.adopting-1-0")
+        let sourceResult = try Data(contentsOf: URL(fileURLWithPath: first.runDir(half.runs[0]) + "/result.json"))
         let lines = try runner.adopt(from: [dir + "/half"])
         XCTAssertEqual(lines, ["[adopt] run \(target.index): \(target.name) <- \(first.runDir(half.runs[0]))"])
         let r = try XCTUnwrap(runner.result(target))
@@ -147,6 +150,23 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(try mineRunner.adopt(from: [dir + "/half"]),
                        ["[adopt] run \(target.index): not adopted from \(first.runDir(half.runs[0])): \(mineRunner.runDir(mine)) holds an unfinished attempt (remove it to adopt)"])
         XCTAssertNil(mineRunner.result(mine))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: other + "/out/.adopting"))   // staging removed
+        // adopted again (from the adopting sweep, through a symlinked run directory): the
+        // source keeps its result.json, and adopted_from names where the run ran
+        try FileManager.default.createDirectory(atPath: other + "/linked/runs", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: other + "/linked/runs/L", withDestinationPath: runner.runDir(target))
+        let third = SweepRunner(sweep: whole, outDir: other + "/third")
+        XCTAssertEqual(try third.adopt(from: [other + "/linked"]).count, 1)
+        XCTAssertEqual(third.result(target)?.adoptedFrom, first.runDir(half.runs[0]))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: first.runDir(half.runs[0]) + "/result.json")), sourceResult)
+        XCTAssertEqual(runner.result(target)?.index, target.index)
+        var isLink = false
+        if let t = try? FileManager.default.attributesOfItem(atPath: third.runDir(target))[.type] as? FileAttributeType { isLink = t == .typeSymbolicLink }
+        XCTAssertFalse(isLink)
+        // --run-index adopts its own run only
+        let fourth = SweepRunner(sweep: whole, outDir: other + "/fourth")
+        XCTAssertEqual(try fourth.adopt(from: [dir + "/half"], only: target.index + 1), [])
+        XCTAssertEqual(try fourth.adopt(from: [dir + "/half"], only: target.index).count, 1)
         // not a sweep's output
         XCTAssertThrowsError(try runner.adopt(from: [other + "/nothing"])) {
             XCTAssertTrue("\($0)".contains("--adopt \(other)/nothing: not a sweep's output directory"), "\($0)")
