@@ -202,18 +202,15 @@ final class RunTests: XCTestCase {
         let run = try ExperimentRun(spec: try spec(["train.steps=40", "train.checkpoint_every=2"]), outDir: dir, resume: false)
         run.printProgress = false
         // Poison a parameter after step 3: the next loss is NaN.
-        var poisoned = false
         run.stopAfter = 3
         _ = try run.run()
         let before = try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoint.h5"))
         run.model.params["decoder.layers.0.mixer.out_proj.weight"]!.w[0] = .nan
-        poisoned = true
         run.stopAfter = nil
         XCTAssertThrowsError(try run.run()) { e in
             XCTAssertTrue("\(e)".contains("at step 3"), "\(e)")
             XCTAssertEqual((e as? BMError)?.exitCode, 4)
         }
-        XCTAssertTrue(poisoned)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/checkpoint.h5")), before)
     }
 

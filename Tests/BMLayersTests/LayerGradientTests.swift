@@ -159,12 +159,13 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testSameSeedSameInitialisation() {
-        func build() -> LanguageModel {
-            LanguageModel(vocab: 32, width: 16, layers: 2, seed: 77) { ps, name, _, _ in GatedMLP(ps, name, d: 16, F: 24) }
+        func build(_ seed: UInt64 = 77) -> LanguageModel {
+            LanguageModel(vocab: 32, width: 16, layers: 2, seed: seed) { ps, name, _, _ in GatedMLP(ps, name, d: 16, F: 24) }
         }
+        func weights(_ m: LanguageModel) -> [UInt32] { Array(UnsafeBufferPointer(start: m.params.values, count: m.params.count)).map(\.bitPattern) }
         let a = build(), b = build()
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: a.params.values, count: a.params.count)).map(\.bitPattern),
-                       Array(UnsafeBufferPointer(start: b.params.values, count: b.params.count)).map(\.bitPattern))
+        XCTAssertEqual(weights(a), weights(b))
+        XCTAssertNotEqual(weights(a), weights(build(78)))       // and the seed is what decides them
     }
 
     func testGradientClipping() {

@@ -54,6 +54,9 @@ final class TrainTests: XCTestCase {
         ps.finalize(seed: 0)
         for i in 0..<37 { p.g[i] = 0.25 }
         AdamW(ps).step(lr: 0.01)
+        // Adam's first step moves each weight by lr against its gradient's sign (m̂ = g,
+        // v̂ = g²); weight decay, if any, moves it by at most lr × 0.1 × 0.5 more
+        XCTAssertEqual(p.w[0], 0.49, accuracy: 1e-3)
         for i in 0..<37 { XCTAssertEqual(p.w[i].bitPattern, p.w[0].bitPattern, "element \(i)") }
     }
 
