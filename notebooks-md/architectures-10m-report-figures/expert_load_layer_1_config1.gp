@@ -18,7 +18,7 @@ set style line 13 lc rgb '#637939' lw 2 pt 12 ps 0.8
 set style line 14 lc rgb '#843c39' lw 2 pt 14 ps 0.8
 set style line 15 lc rgb '#000000' lw 2 pt 7 ps 0.8
 set style line 16 lc rgb '#ad494a' lw 2 pt 5 ps 0.8
-set multiplot layout 1,1 title "Expert load, layer_1 (mlp.ffn=256 moe.ffn=256 pattern=mamba+moe lr=4.64e-3 min_lr=4.64e-4 seed=11)"
+set multiplot layout 1,1 title "Expert load, layer_1 (mlp.ffn=256 moe.ffn=256 pattern=mamba+moe lr=4.64e-3\nmin_lr=4.64e-4 seed=11)"
 set title "share of tokens per expert (1/E = 0.125)"
 set key below box
 set xlabel "step"
