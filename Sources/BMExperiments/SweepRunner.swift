@@ -56,7 +56,8 @@ public struct SweepRunner {
     /// Returns one line per run adopted or left alone.
     public func adopt(from dirs: [String], only: Int? = nil) throws -> [String] {
         let fm = FileManager.default
-        var candidates: [(dir: String, spec: String)] = []
+        // each candidate's stored spec resolved once (not once per run of this sweep)
+        var candidates: [(dir: String, leaves: [(String, String)])] = []
         for d in dirs {
             guard let names = try? fm.contentsOfDirectory(atPath: "\(d)/runs") else {
                 throw BMError.invalid("--adopt \(d): not a sweep's output directory (no \(d)/runs/)")
@@ -69,13 +70,15 @@ public struct SweepRunner {
                 guard fm.fileExists(atPath: rd, isDirectory: &isDir), isDir.boolValue,
                       let data = fm.contents(atPath: "\(rd)/result.json"),
                       let res = try? JSON.decoder().decode(RunResult.self, from: data), res.status == "ok",
-                      let spec = try? String(contentsOfFile: "\(rd)/spec.yaml", encoding: .utf8) else { continue }
-                candidates.append((rd, spec))
+                      let spec = try? String(contentsOfFile: "\(rd)/spec.yaml", encoding: .utf8),
+                      let leaves = SpecDiff.tree(spec) else { continue }
+                candidates.append((rd, leaves))
             }
         }
         var lines: [String] = []
         for r in sweep.runs where (only == nil || r.index == only) && result(r)?.status != "ok" {
-            guard let c = try candidates.first(where: { try SpecDiff.firstDifference(stored: $0.spec, now: r.spec) == nil }) else { continue }
+            let now = SpecDiff.flatten(try r.spec.resolvedNode())
+            guard let c = candidates.first(where: { SpecDiff.firstDifference($0.leaves, now) == nil }) else { continue }
             let dir = runDir(r)
             if fm.fileExists(atPath: dir) {
                 lines.append("[adopt] run \(r.index): not adopted from \(c.dir): \(dir) holds an unfinished attempt (remove it to adopt)")

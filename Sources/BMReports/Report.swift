@@ -19,10 +19,8 @@ public enum Report {
         if let p = set.sweepProblem { md += "**Note:** \(p).\n\n" }
         // spec
         let fm = FileManager.default
-        if set.isSweep, let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
-            let file = (try? sf.stringAttribute("sweep_file")) ?? ""
-            let overrides = ((try? sf.stringArrayAttribute("overrides")) ?? []).map(Report.shellQuoted).joined(separator: " ")
-            sf.close()
+        if set.isSweep, let file = set.sweepFile {
+            let overrides = set.sweepOverrides.map(Report.shellQuoted).joined(separator: " ")
             if let text = try? String(contentsOfFile: file, encoding: .utf8) {
                 md += "The sweep was run with `bmlab sweep \(file)\(overrides.isEmpty ? "" : " " + overrides) --out \(dir)`"
                 md += overrides.isEmpty ? ":\n\n" : " (the overrides apply to every run, over the file below):\n\n"
@@ -39,8 +37,10 @@ public enum Report {
         var seedRuns: [SeedTables.Run] = []
         var metricName: String? = nil
         var machines = Set<RunMachine>()      // what the runs record
+        var adopted: [String] = []            // where adopted runs ran (result.json's adopted_from)
         for e in set.entries {
             let r = fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }
+            if let a = r?.adoptedFrom { adopted.append(a) }
             let m = try summary(e.dir)
             func f(_ v: Double?, _ p: String = "%.4f") -> String { v.map { $0.isNaN ? "–" : String(format: p, $0) } ?? "–" }
             seedRuns.append(SeedTables.Run(name: (e.dir as NSString).lastPathComponent, valLoss: m.valLoss, metric: m.metric,
@@ -56,12 +56,9 @@ public enum Report {
             md += "| \(e.label) | \(r?.status ?? (set.isSweep ? "unfinished" : m.steps > 0 ? "ok" : "?")) | \(m.lastStep.map(String.init) ?? "–") | \(f(m.trainLoss)) | \(f(m.valLoss))\(mark) | \(f(m.metric))\(m.metricName.map { " (\($0))" } ?? "") | \(f(m.tokensPerSecond, "%.0f")) | \(m.total.map(String.init) ?? "–") | \(m.active.map(String.init) ?? "–") | \(f(m.flops, "%.3g")) |\n"
         }
         for n in notes { md += "\n† \(n).\n" }
-        let adopted = set.entries.compactMap { e in
-            fm.contents(atPath: "\(e.dir)/result.json").flatMap { try? JSON.decoder().decode(RunResult.self, from: $0) }?.adoptedFrom
-        }
         if !adopted.isEmpty {
             // relative to the working directory (the notebook's project) where they are inside it
-            let cwd = FileManager.default.currentDirectoryPath + "/"
+            let cwd = fm.currentDirectoryPath + "/"
             let sources = Set(adopted.map { (($0 as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent }
                 .map { $0.hasPrefix(cwd) ? String($0.dropFirst(cwd.count)) : $0 }).sorted()
             md += "\n\(adopted.count) of these runs were adopted (`bmlab sweep --adopt`) from \(sources.map { "`\($0)`" }.joined(separator: ", ")): the same spec, run there.\n"

@@ -17,6 +17,9 @@ public struct RunSet {
     /// into an invalid file since the sweep ran); reports say so instead of silently
     /// leaving out what its `report` section asks for.
     public var sweepProblem: String? = nil
+    /// The sweep file and overrides sweep.h5 records (nil: no sweep.h5 to read).
+    public var sweepFile: String? = nil
+    public var sweepOverrides: [String] = []
     /// The sweep file's `report.cells`.
     public var cells: Sweep.Cells? { sweep?.cells }
 
@@ -47,10 +50,11 @@ public struct RunSet {
         if let sf = try? H5File(path: "\(dir)/sweep.h5", mode: .readOnly) {
             let path = try? sf.stringAttribute("sweep_file")
             file = path.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            sweepFile = path ?? ""
+            sweepOverrides = (try? sf.stringArrayAttribute("overrides")) ?? []
             if let path {
                 // with the overrides it ran with (a file valid only with them, a name= override)
-                let overrides = (try? sf.stringArrayAttribute("overrides")) ?? []
-                do { sweep = try Sweep(path: path, overrides: overrides) } catch {
+                do { sweep = try Sweep(path: path, overrides: sweepOverrides) } catch {
                     sweepProblem = "the sweep file sweep.h5 names cannot be used (\(error)): its report settings (baseline, cells) are not applied"
                 }
             }
