@@ -52,14 +52,17 @@ let package = Package(
         ], swiftSettings: fast),
 
         // Tests ------------------------------------------------------------
+        // What a test needs from outside the package (gnuplot, h5dump, h5py, the bmlab
+        // binary): skipped with the reason under `swift test`, required by `make test`.
+        .target(name: "BMTestSupport", path: "Tests/BMTestSupport"),
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMBenchTests", dependencies: ["BMCore", "BMRouting", "BMBench"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
         .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMExperiments"], swiftSettings: fast),
-        .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies"], swiftSettings: fast),
-        .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments"], swiftSettings: fast),
-        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports", "BMBench", "BMStudies"], swiftSettings: fast),
-        .testTarget(name: "BMStorageTests", dependencies: ["BMStorage"], swiftSettings: fast),
+        .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies", "BMTestSupport"], swiftSettings: fast),
+        .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments", "BMTestSupport"], swiftSettings: fast),
+        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports", "BMBench", "BMStudies", "BMTestSupport"], swiftSettings: fast),
+        .testTarget(name: "BMStorageTests", dependencies: ["BMStorage", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
     ]
 )

@@ -72,11 +72,27 @@ final class BLASTests: XCTestCase {
         XCTAssertEqual(BLAS.coreSource, "cpuid")
     }
 
-    func testThreadsFollowSetup() throws {
-        BLAS.setThreads(1)
-        XCTAssertEqual(BLAS.threads, 1)
-        BLAS.setThreads(BLAS.availableCores)
+    /// `setup(threads:)` decides the split of matrix products and the toolkit's parallel
+    /// loops together, and leaves OpenBLAS itself on one thread (asked of OpenBLAS, not
+    /// of the toolkit's own record): an explicit count wins, 0 takes `BMLAB_THREADS`,
+    /// and without it every available core.
+    func testSetupDecidesEveryThreadCount() throws {
+        let saved = ProcessInfo.processInfo.environment["BMLAB_THREADS"]
+        defer {
+            if let saved { setenv("BMLAB_THREADS", saved, 1) } else { unsetenv("BMLAB_THREADS") }
+            XCTAssertNoThrow(try BLAS.setup())
+        }
+        setenv("BMLAB_THREADS", "2", 1)
+        for (asked, want) in [(3, 3), (1, 1), (0, 2)] {
+            try BLAS.setup(threads: asked)
+            XCTAssertEqual(BLAS.threads, want, "setup(threads: \(asked)) with BMLAB_THREADS=2: products")
+            XCTAssertEqual(Parallel.workers, want, "setup(threads: \(asked)) with BMLAB_THREADS=2: parallel loops")
+            XCTAssertEqual(BLAS.openblasThreads, 1, "OpenBLAS's own threads after setup(threads: \(asked))")
+        }
+        unsetenv("BMLAB_THREADS")
+        try BLAS.setup(threads: 0)
         XCTAssertEqual(BLAS.threads, BLAS.availableCores)
+        XCTAssertEqual(Parallel.workers, BLAS.availableCores)
     }
 
     /// The one-token product (matmulXWt with T = 1, generation's path) against a naive

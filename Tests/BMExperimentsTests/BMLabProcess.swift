@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 
 /// The bmlab binary built beside the test bundle (`swift build --build-tests` builds
@@ -12,6 +13,12 @@ enum BMLabProcess {
     }
 
     static var exists: Bool { FileManager.default.isExecutableFile(atPath: path) }
+
+    /// Skips the test (fails it under `make test`) when the binary was not built beside
+    /// the tests (`swift build --build-tests` builds it).
+    static func require() throws {
+        try Needs.require(exists, "no bmlab binary at \(path) (swift build --build-tests builds it)")
+    }
 
     /// Starts bmlab; its output goes to `log` (both streams) or nowhere.
     static func launch(_ args: [String], log: String? = nil, environment: [String: String] = [:], in dir: String? = nil) throws -> Process {

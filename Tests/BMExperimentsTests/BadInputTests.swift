@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
@@ -342,7 +343,7 @@ final class BadInputTests: XCTestCase {
     }
 
     func testEveryBadInputIsRefusedCleanly() throws {
-        try XCTSkipUnless(BMLabProcess.exists, "the bmlab binary is not built beside the tests")
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         for (name, data) in Self.files() { try data.write(to: URL(fileURLWithPath: dir + "/" + name)) }
         try FileManager.default.createDirectory(atPath: dir + "/adir", withIntermediateDirectories: true)

@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMLayers
@@ -32,7 +33,7 @@ final class FailureModeTests: XCTestCase {
 
     // 1. Too large a model or batch: refused before any allocation or file, exit 2.
     func testTooLargeModelOrBatchIsRefusedBeforeAnyFile() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = try writeTiny(dir)
         for o in ["model.d_model=100000", "train.batch=10000000"] {
@@ -103,7 +104,7 @@ final class FailureModeTests: XCTestCase {
     /// The two corruptions the issue reported, through eval, generate and --resume; and
     /// a checkpoint holding a NaN weight.
     func testDamagedCheckpointThroughTheCommandLine() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = try writeTiny(dir, [("steps: 12", "steps: 4")])
         XCTAssertEqual(try BMLabProcess.run(["train", spec, "--out", dir + "/run"]).status, 0)
@@ -147,7 +148,7 @@ final class FailureModeTests: XCTestCase {
 
     // 4. Without a terminal, a plain progress line every log_every steps, flushed at once.
     func testProgressIsLoggedWithoutATerminal() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = try writeTiny(dir, [("steps: 12", "steps: 100000"), ("log_every: 1", "log_every: 5"),
                                        ("eval_every: 4", "eval_every: 100000"), ("checkpoint_every: 4", "checkpoint_every: 100000")])
@@ -172,7 +173,7 @@ final class FailureModeTests: XCTestCase {
 
     // 5. A sweep rerun with a different spec into the same --out is refused, naming the difference.
     func testSweepRerunWithDifferentSpecIsRefused() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         try (tinySpec + "\nsweep:\n  axes:\n    train.seed: [1, 2]\n").write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
         let first = try BMLabProcess.run(["sweep", dir + "/s.yaml", "train.steps=2", "--out", dir + "/out"])
@@ -193,7 +194,7 @@ final class FailureModeTests: XCTestCase {
     // 6. Paths in a spec are relative to the spec file and stored resolved; a notebook
     //    runs its blocks in its own project.
     func testPathsDoNotDependOnTheWorkingDirectory() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         try FileManager.default.createDirectory(atPath: dir + "/proj/Experiments/data", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir + "/proj/notebooks-md", withIntermediateDirectories: true)
@@ -223,7 +224,7 @@ final class FailureModeTests: XCTestCase {
 
     // 7. generate reads and prints token ids for models not trained on bytes.
     func testGenerateUsesTokenIdsForTokenModels() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = try writeTiny(dir, [("steps: 12", "steps: 2")])
         XCTAssertEqual(try BMLabProcess.run(["train", spec, "--out", dir + "/run"]).status, 0)
@@ -242,7 +243,7 @@ final class FailureModeTests: XCTestCase {
 
     // 9. Raw or inconsistent errors: one line naming the option or override, exit 2.
     func testUserErrorsAreOneClearLine() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = try writeTiny(dir)
         FileManager.default.createFile(atPath: dir + "/afile", contents: Data())
@@ -323,7 +324,7 @@ final class FailureModeTests: XCTestCase {
         XCTAssertThrowsError(try ExperimentSpec.load(path: demo, overrides: ["~model.nope"])) { e in
             XCTAssertTrue("\(e)".contains("no key 'nope' to delete"), "\(e)")
         }
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let v = try BMLabProcess.run(["validate", root + "/Experiments/sweeps/tiny-layers.yaml"])
         XCTAssertEqual(v.status, 0, v.err)
         XCTAssertTrue(v.out.contains("ok (a sweep of 8 runs"), v.out)

@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -58,7 +59,7 @@ final class FullDiskTests: XCTestCase {
     }
 
     func testEveryWayTheDiskFillsEndsCleanlyAndKeepsTheLastCheckpoint() throws {
-        try XCTSkipUnless(BMLabProcess.exists, "the bmlab binary is not built beside the tests")
+        try BMLabProcess.require()
         XCTAssertNoThrow(try BLAS.setup())
         let disk = try mountSmallDisk()
         let work = try tempDir(self)

@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
@@ -24,7 +25,7 @@ final class JSONConventionTests: XCTestCase {
     /// `bmlab doctor` and `bmlab doctor --json` name every fact the same way, and numbers
     /// are numbers (threads an integer, not a string).
     func testDoctorTextAndJSONAgree() throws {
-        try XCTSkipUnless(BMLabProcess.exists)
+        try BMLabProcess.require()
         let text = try BMLabProcess.run(["doctor", "--threads", "1"])
         let json = try BMLabProcess.run(["doctor", "--threads", "1", "--json"])
         XCTAssertEqual(text.status, 0, text.err); XCTAssertEqual(json.status, 0, json.err)

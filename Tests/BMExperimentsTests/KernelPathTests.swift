@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMStorage
@@ -33,7 +34,7 @@ final class KernelPathTests: XCTestCase {
     /// `bmlab doctor --kernels P` (and `BMLAB_KERNELS=P`) reports P and the build each kernel
     /// took; the scan has no generic build and takes AVX2 there.
     func testDoctorReportsTheForcedPath() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         func facts(_ r: (out: String, err: String, status: Int32, signaled: Bool)) -> [String: String] {
             var d: [String: String] = [:]
             for line in r.out.split(separator: "\n") {
@@ -71,7 +72,7 @@ final class KernelPathTests: XCTestCase {
     /// Training under each path gives the same losses and gradient norms bit for bit (the
     /// builds do the same arithmetic in the same order), and metrics.h5 records the path.
     func testTrainingIsBitwiseTheSameOnEveryPath() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let spec = root.appendingPathComponent("Experiments/mqar-mamba.yaml").path
         let dir = try tempDir(self)

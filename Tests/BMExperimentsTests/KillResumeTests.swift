@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMStorage
@@ -16,7 +17,7 @@ final class KillResumeTests: XCTestCase {
     }
 
     func testSIGKILLThenResumeEqualsUninterrupted() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = dir + "/kill.yaml"
         try tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 3000")
@@ -53,7 +54,7 @@ final class KillResumeTests: XCTestCase {
 
     /// Bad input through the command line: a one-paragraph error, exit code 2, nothing written.
     func testCommandLineErrorsExitTwoAndWriteNothing() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let spec = dir + "/bad.yaml"
         try tinySpec.replacingOccurrences(of: "d_model: 16", with: "d_modl: 16").write(toFile: spec, atomically: true, encoding: .utf8)
@@ -66,7 +67,7 @@ final class KillResumeTests: XCTestCase {
     /// `bmlab sweep --dry-run` lists the runs; `--workers 2` runs them in two worker
     /// processes and collects sweep.h5; a rerun skips what is finished.
     func testSweepThroughTheCommandLine() throws {
-        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: bmlab), "bmlab not built at \(bmlab)")
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         try (tinySpec.replacingOccurrences(of: "steps: 12", with: "steps: 6") + "\nsweep:\n  axes:\n    train.seed: [1, 2, 3]\n")
             .write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)

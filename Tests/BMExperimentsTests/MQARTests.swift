@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMStorage
@@ -25,7 +26,7 @@ final class MQARTests: XCTestCase {
     func testTwoLayerMambaLearnsMQARForTwoSeeds() throws {
         // Not a skip: make test and make test-matrix build the binary, and a skipped
         // MQAR test would read as a pass in the matrix.
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path): build with swift build --build-tests") }
+        try BMLabProcess.require()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let path = root.appendingPathComponent("Experiments/mqar-mamba.yaml").path
         let spec = try ExperimentSpec.load(path: path)

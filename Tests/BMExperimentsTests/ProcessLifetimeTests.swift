@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
@@ -52,7 +53,7 @@ final class ProcessLifetimeTests: XCTestCase {
     }
 
     func testSigtermStopsTheWorkersAndTheRunsResume() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let (status, log, out) = try interruptSweep(with: SIGTERM)
         XCTAssertEqual(status, 143)
         XCTAssertTrue(log.contains("interrupted by SIGTERM") && log.contains("resumes from its last checkpoint"), log)
@@ -66,14 +67,14 @@ final class ProcessLifetimeTests: XCTestCase {
     }
 
     func testSigintExits130() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let (status, log, _) = try interruptSweep(with: SIGINT)
         XCTAssertEqual(status, 130)
         XCTAssertTrue(log.contains("interrupted by SIGINT"), log)
     }
 
     func testWorkersDieWithAKilledSweep() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         let (p, out) = try startSweep(dir)
         kill(p.processIdentifier, SIGKILL)
@@ -84,7 +85,7 @@ final class ProcessLifetimeTests: XCTestCase {
     /// A run directory belongs to one process: a second `train` into it is refused naming
     /// the holder; once the holder is killed the run can be resumed, with a note.
     func testARunDirectoryBelongsToOneProcess() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         try tinySpec.write(toFile: dir + "/t.yaml", atomically: true, encoding: .utf8)
         let args = ["train", dir + "/t.yaml", "train.steps=100000000", "train.checkpoint_every=20", "--out", dir + "/run"]
@@ -102,7 +103,7 @@ final class ProcessLifetimeTests: XCTestCase {
     }
 
     func testANotebookThatWouldRunItselfIsRefused() throws {
-        guard BMLabProcess.exists else { return XCTFail("no bmlab binary at \(BMLabProcess.path)") }
+        try BMLabProcess.require()
         let dir = try tempDir(self)
         try "# a\n\n```bmlab\nnotebook \(dir)/a.md\n```\n".write(toFile: dir + "/a.md", atomically: true, encoding: .utf8)
         let direct = try BMLabProcess.run(["notebook", dir + "/a.md"])

@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMLayers
@@ -290,10 +291,10 @@ final class RunTests: XCTestCase {
         let out = Pipe()
         p.standardOutput = out
         p.standardError = Pipe()
-        do { try p.run() } catch { throw XCTSkip("h5dump not installed") }
+        try Needs.require(Needs.which("h5dump") != nil, "h5dump is not on PATH (Debian: hdf5-tools)")
+        try p.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
-        try XCTSkipIf(p.terminationStatus == 127, "h5dump not installed")
         for name in ["GROUP \"train\"", "DATASET \"loss\"", "DATASET \"tokens_per_s\"", "GROUP \"router\"", "GROUP \"layer_1\"",
                      "ATTRIBUTE \"spec\"", "( 12 ) / ( H5S_UNLIMITED )", "( 12, 4 ) / ( H5S_UNLIMITED, 4 )"] {
             XCTAssertTrue(text.contains(name), "h5dump output lacks \(name)")
@@ -322,12 +323,7 @@ final class RunTests: XCTestCase {
         assert c['optimizer/exp_avg_sq/decoder.layers.1.mixer.router.weight'].shape == (4, 16)
         print('ok')
         """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import h5py"]
-        p.standardError = Pipe()
-        try p.run(); p.waitUntilExit()
-        try XCTSkipUnless(p.terminationStatus == 0, "h5py is not installed (make test installs it)")
+        try Needs.require(Needs.h5py, "python3 with h5py is not available")
         let q = Process()
         q.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         q.arguments = ["python3", "-c", script, dir]

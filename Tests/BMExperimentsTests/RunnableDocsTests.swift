@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 
 /// Documentation that runs: every code block of README.md and docs/*.md preceded by a
@@ -80,8 +81,46 @@ final class RunnableDocsTests: XCTestCase {
         text.split(separator: "\n").compactMap { l in l.firstIndex(of: ":").map { String(l[..<$0]) } }
     }
 
+    /// docs/architecture.md's module graph is Package.swift's: each library and the
+    /// executable listed with exactly the targets it depends on (`bmlab` with every
+    /// library), and no module listed that the package does not have.
+    func testModuleGraphIsPackageSwift() throws {
+        let package = try String(contentsOfFile: Self.root + "/Package.swift", encoding: .utf8)
+        var declared: [String: Set<String>] = [:]
+        let target = try NSRegularExpression(pattern: #"\.(target|executableTarget)\(name: "(\w+)",\s*dependencies: \[(.*?)\]"#, options: [.dotMatchesLineSeparators])
+        let quoted = try NSRegularExpression(pattern: #""(\w+)""#)
+        func strings(_ s: String) -> [String] {
+            quoted.matches(in: s, range: NSRange(s.startIndex..., in: s)).map { String(s[Range($0.range(at: 1), in: s)!]) }
+        }
+        for m in target.matches(in: package, range: NSRange(package.startIndex..., in: package)) {
+            let name = String(package[Range(m.range(at: 2), in: package)!])
+            // a product's name and its package both appear quoted: keep the product, drop the package
+            let deps = package[Range(m.range(at: 3), in: package)!]
+                .replacingOccurrences(of: #", package: "[^"]*""#, with: "", options: .regularExpression)
+            if name != "BMTestSupport" { declared[name] = Set(strings(deps)) }
+        }
+        XCTAssertGreaterThan(declared.count, 10, "Package.swift's targets were not found")
+        let doc = try String(contentsOfFile: Self.root + "/docs/architecture.md", encoding: .utf8)
+        let section = try XCTUnwrap(doc.components(separatedBy: "## Modules").dropFirst().first)
+        let block = try XCTUnwrap(section.components(separatedBy: "```").dropFirst().first)
+        var documented: [String: Set<String>] = [:]
+        for line in block.split(separator: "\n") where line.contains("→") {
+            let parts = line.components(separatedBy: "→")
+            let name = parts[0].trimmingCharacters(in: .whitespaces)
+            let deps = parts[1].replacingOccurrences(of: #"\([^)]*\)"#, with: "", options: .regularExpression)
+            documented[name] = Set(deps.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        let libraries = Set(declared.keys.filter { $0.hasPrefix("BM") })
+        XCTAssertEqual(documented["bmlab"], ["every library below"])
+        XCTAssertEqual(declared["bmlab"].map { $0.subtracting(["ArgumentParser"]) }, libraries, "bmlab depends on every library")
+        for (name, deps) in declared where name != "bmlab" {
+            XCTAssertEqual(documented[name], deps, "docs/architecture.md: \(name)'s dependencies")
+        }
+        XCTAssertEqual(Set(documented.keys), Set(declared.keys), "docs/architecture.md lists the package's modules")
+    }
+
     func testEveryRunnableBlockOfTheDocsRuns() throws {
-        try XCTSkipUnless(BMLabProcess.exists, "the bmlab binary is not built beside the tests")
+        try BMLabProcess.require()
         let blocks = try Self.blocks()
         // the docs mark at least these: the spec and sweep examples, the README's run, doctor's sample
         XCTAssertGreaterThanOrEqual(blocks.count, 4, "runnable blocks found: \(blocks.map { "\($0.file):\($0.line)" })")
@@ -98,11 +137,8 @@ final class RunnableDocsTests: XCTestCase {
                 let r = try BMLabProcess.run(["validate", rel], in: dir)
                 XCTAssertEqual(r.status, 0, "\(here): bmlab validate: \(r.err)")
             case "sh":
-                // h5py is optional (make deps installs it; the other h5py tests skip without it)
-                if b.text.contains("import h5py"), try shell("python3 -c 'import h5py'", in: dir).status != 0 {
-                    print("\(here): skipped: h5py is not installed (make deps installs it)")
-                    continue
-                }
+                // a block that reads with h5py is left out where h5py is missing (not under make test)
+                if b.text.contains("import h5py"), !Needs.check(Needs.h5py, "\(here): python3 with h5py is not available") { continue }
                 let script = b.text.replacingOccurrences(of: #"train\.steps=\d+"#, with: "train.steps=8", options: .regularExpression)
                 let r = try shell(script, in: dir)
                 XCTAssertEqual(r.status, 0, "\(here):\n\(script)\n\(r.output)")

@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMLayers
@@ -71,9 +72,8 @@ final class StudyProtocolTests: XCTestCase {
 
     /// The english corpus: at least 10 MB from the three packages, each held out evenly.
     func testEnglishCorpusIsTenMegabytesAndSplitsEverySource() throws {
-        guard FileManager.default.fileExists(atPath: Corpus.gcidePath), FileManager.default.isExecutableFile(atPath: Corpus.bibleProgram) else {
-            throw XCTSkip("Debian's bible-kjv and dict-gcide are not installed (make deps installs them; make test requires them)")
-        }
+        try Needs.require(FileManager.default.fileExists(atPath: Corpus.gcidePath) && FileManager.default.isExecutableFile(atPath: Corpus.bibleProgram),
+                          "Debian's bible-kjv and dict-gcide are not installed")
         let sources = try Corpus.sources(.english, file: "test")
         let total = sources.reduce(0) { $0 + $1.tokens.count }
         XCTAssertGreaterThan(total, 10_000_000)

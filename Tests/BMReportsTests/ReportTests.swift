@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMPlot
@@ -44,7 +45,7 @@ final class ReportTests: XCTestCase {
     /// A sweep that adopted runs of another (`--adopt`) is titled by its own spec name and
     /// says which runs came from where.
     func testAdoptedRunsAreNamedInTheReport() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         _ = try makeSweep(dir)                                   // "r", seeds 1 and 2
         let text = try String(contentsOfFile: dir + "/s.yaml", encoding: .utf8)
@@ -70,7 +71,7 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(lines.joined(separator: " "), title)
         XCTAssertEqual(Gnuplot.wrapped("short", width: 640), "short")
         XCTAssertEqual(Gnuplot.quote("a \"b\"\\\nc"), #""a \"b\"\\\nc""#)
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let fig = Figure(name: "t", title: title, panels: [Panel(title: "", xlabel: "x", ylabel: "y", series: [Series("s", [(1, 1), (2, 2)])])], width: 640)
         let png = try Gnuplot.render(fig, in: dir)
@@ -80,7 +81,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testEveryFigureKindIsProduced() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir)
         let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
@@ -223,12 +224,11 @@ final class ReportTests: XCTestCase {
             for (a, b) in zip(s.line ?? [], expectMeans) { XCTAssertEqual(a.1, b.1, accuracy: 1e-12) }
         }
         // it is drawn: a PNG and the line in the data file
-        if Gnuplot.isAvailable {
-            let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
-            XCTAssertTrue(paths.contains { $0.hasSuffix("/cells.png") })
-            let dat = try String(contentsOfFile: dir + "/fig/cells.dat", encoding: .utf8)
-            XCTAssertTrue(dat.contains(": line"))
-        }
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed: the figure's numbers were checked, its drawing was not")
+        let paths = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
+        XCTAssertTrue(paths.contains { $0.hasSuffix("/cells.png") })
+        let dat = try String(contentsOfFile: dir + "/fig/cells.dat", encoding: .utf8)
+        XCTAssertTrue(dat.contains(": line"))
     }
 
     /// cellsFigure on made-up numbers: the better rate wins even when it is not the lowest,
@@ -289,7 +289,7 @@ final class ReportTests: XCTestCase {
     /// A router that trains non-causally says so: the run writes the model's note
     /// (`eval`'s `routing_note`), and the report marks that run's val loss with it.
     func testNonCausalRouterIsMarkedInTheReport() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, expert-choice]")
         var marked: [String] = []
@@ -312,7 +312,7 @@ final class ReportTests: XCTestCase {
     /// the difference from the sweep's `report.baseline`, runs paired by seed, with
     /// Holm's correction, all from the values the runs wrote.
     func testSeedsAreAggregatedAndComparedWithTheBaseline() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn, topk]\n    train.seed: [1, 2, 3]",
                                    report: "report: {baseline: {model.defaults.moe.router.name: sinkhorn}}")
@@ -395,7 +395,7 @@ final class ReportTests: XCTestCase {
     /// half-integers, a constant iteration count drawn as a hairline, titles from the
     /// directory name.
     func testFigureReadability() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir, axes: "model.defaults.moe.router.name: [sinkhorn-fast]\n    train.seed: [1, 2]")
         _ = try RunFigures.renderAny(dir + "/out", outDir: dir + "/fig", format: .png)
@@ -422,7 +422,7 @@ final class ReportTests: XCTestCase {
     /// "train loss" is one thing everywhere: the mean of the last 10 logged training
     /// losses, in sweep.h5, in the report and in what a run returns.
     func testTrainLossMeansOneThing() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir)
         let sweep = try H5File(path: dir + "/out/sweep.h5", mode: .readOnly)
@@ -443,7 +443,7 @@ final class ReportTests: XCTestCase {
     /// 4-step run is not shown as the file's 6 steps), the steps each run took, and the
     /// BLAS kernel and thread count the runs recorded (not the reporting process's).
     func testReportRecordsOverridesAndTheRunsThreads() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir, overrides: ["train.steps=4"])
         // what the runs record, set to values this process does not have: 7 threads
@@ -481,7 +481,7 @@ final class ReportTests: XCTestCase {
     }
 
     func testReportHasARowPerRunAndLinksThatResolve() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         let runner = try makeSweep(dir)
         try FileManager.default.createDirectory(atPath: dir + "/nb", withIntermediateDirectories: true)
@@ -594,8 +594,9 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(never.late, rows.filter { $0.final < 1 }.count)
         XCTAssertEqual([Robustness.median([100]), Robustness.median([100, 400]), Robustness.median([100, 200, 900]), Robustness.median([100, 201])],
                        ["100", "250", "200", "150.5"])
-        if Gnuplot.isAvailable { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png")) }
         XCTAssertThrowsError(try Robustness.rows([dir + "/nowhere"], threshold: 0.9))
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed: the report was checked, its figure was not")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/nb/rob-figures/accuracy_out.png"))
     }
 
     /// A notebook's commands run in its project (the folder above it with Experiments/),

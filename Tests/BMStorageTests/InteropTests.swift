@@ -1,11 +1,13 @@
 import XCTest
+import BMTestSupport
 import BMStorage
 
 /// Files written here are read by other HDF5 tools: h5dump and h5py.
 final class InteropTests: H5TestCase {
 
     func testH5dumpSeesNamesShapesAndTypes() throws {
-        guard let h5dump = Tools.which("h5dump") else { throw XCTSkip("h5dump not on PATH") }
+        try Needs.require(Needs.which("h5dump") != nil, "h5dump is not on PATH (Debian: hdf5-tools)")
+        let h5dump = Needs.which("h5dump")!
         let p = path("dump.h5")
         do {
             let f = try H5File(path: p, mode: .create)
@@ -49,7 +51,8 @@ final class InteropTests: H5TestCase {
     """
 
     func testH5pyReadsStringsShapesAndRows() throws {
-        guard let python = Tools.pythonWithH5py() else { throw XCTSkip("python3 with h5py not available") }
+        try Needs.require(Needs.h5py, "python3 with h5py is not available")
+        let python = Needs.which("python3")!
         let p = path("py.h5")
         do {
             let f = try H5File(path: p, mode: .create)
@@ -74,7 +77,8 @@ final class InteropTests: H5TestCase {
 
     /// SWMR: h5py reads the rows while the writer still has the file open.
     func testH5pyReadsWhileSWMRWriterIsOpen() throws {
-        guard let python = Tools.pythonWithH5py() else { throw XCTSkip("python3 with h5py not available") }
+        try Needs.require(Needs.h5py, "python3 with h5py is not available")
+        let python = Needs.which("python3")!
         let p = path("swmr.h5")
         let script = """
         import sys, h5py

@@ -41,16 +41,6 @@ struct ProcessResult {
 }
 
 enum Tools {
-    /// Absolute path of `name` on PATH, or nil.
-    static func which(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") {
-            let candidate = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
-    }
-
     static func run(_ executable: String, _ arguments: [String]) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -69,13 +59,6 @@ enum Tools {
         return ProcessResult(status: process.terminationStatus,
                              stdout: String(decoding: outData, as: UTF8.self),
                              stderr: String(decoding: errData.get() ?? Data(), as: UTF8.self))
-    }
-
-    /// python3 with h5py, or nil when unavailable.
-    static func pythonWithH5py() -> String? {
-        guard let python = which("python3"),
-              let r = try? run(python, ["-c", "import h5py"]), r.status == 0 else { return nil }
-        return python
     }
 }
 

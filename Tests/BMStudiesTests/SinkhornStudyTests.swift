@@ -1,4 +1,5 @@
 import XCTest
+import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMRouting
@@ -151,7 +152,7 @@ final class SinkhornStudyTests: XCTestCase {
         let same = rows.filter { $0.source == "gaussian" && $0.variant == one.variant && $0.T == one.T && $0.E == one.E && $0.sigma == one.sigma }
         let point = try XCTUnwrap(fig.panels[1].series.first { $0.title == "\(one.variant) T=\(one.T) E=\(one.E)" }?.points.first { $0.0 == one.sigma })
         XCTAssertEqual(point.1, same.map { max($0.rowError, 1e-12) }.reduce(0, +) / Double(same.count), accuracy: 1e-15)
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let png = try Gnuplot.render(fig, in: dir)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
         XCTAssertGreaterThan(bytes.count, 5000)
@@ -163,7 +164,7 @@ final class SinkhornStudyTests: XCTestCase {
     }
 
     func testGnuplotErrorsAreReported() throws {
-        try XCTSkipUnless(Gnuplot.isAvailable, "gnuplot not installed")
+        try Needs.require(Gnuplot.isAvailable, "gnuplot is not installed")
         let dir = try tempDir()
         try "plot sin(x) with nonsense\n".write(toFile: dir + "/bad.gp", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try Gnuplot.run(script: "bad.gp", in: dir)) { e in
