@@ -5,7 +5,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fo
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor bench docs clean
+.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor peers bench docs clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -64,9 +64,13 @@ demo: release
 doctor: release
 	$(BMLAB_RELEASE) doctor
 
+## peers: the virtual environments of the PyTorch and JAX peers in bench/peers, made once
+## in ~/.cache/blackmambalab/peers (BMLAB_PEERS_ENV=DIR elsewhere), remade when a pin changes
+peers:
+	bash scripts/peers.sh
+
 ## bench: the kernels, then the toolkit against the PyTorch and JAX peers, side by side
-## (peers set up as ../shared/anchors/README.md says; a missing one is skipped)
-bench: release
+bench: release peers
 	$(BMLAB_RELEASE) bench kernels
 	$(BMLAB_RELEASE) bench compare --rounds 3 --out results/bench
 

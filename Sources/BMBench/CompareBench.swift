@@ -2,13 +2,23 @@ import Foundation
 import BMCore
 
 /// `bmlab bench compare`: the toolkit against its peers (the PyTorch and JAX/XLA
-/// programs of `../shared/anchors`, docs/performance.md), measured in the same sitting
+/// programs of `bench/peers`, docs/performance.md), measured in the same sitting
 /// on the machine at hand and interleaved round by round — toolkit, JAX, PyTorch,
 /// toolkit, … — so that a slow minute of a noisy machine falls on every side. Each
 /// measurement is a fresh process. The ratios are per round (toolkit ÷ peer of the
 /// same round), given as their median and range, so their spread is the noise the
 /// comparison carries.
 public enum CompareBench {
+    /// Where `make peers` puts the peers' virtual environments: `$BMLAB_PEERS_ENV`, else
+    /// `$XDG_CACHE_HOME/blackmambalab/peers`, else `~/.cache/blackmambalab/peers`
+    /// (scripts/peers.sh decides the same way).
+    public static var peerEnvironment: String {
+        let env = ProcessInfo.processInfo.environment
+        if let d = env["BMLAB_PEERS_ENV"], !d.isEmpty { return d }
+        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache"
+        return cache + "/blackmambalab/peers"
+    }
+
     /// One program to measure: how to start it and how to read its figure.
     public struct Contender: Sendable {
         public var name: String
@@ -127,7 +137,7 @@ public enum CompareBench {
         return v
     }
 
-    /// `{"tokens_per_s": …}` (both anchors) or `{"tokens_per_second": …}` (the
+    /// `{"tokens_per_s": …}` (both peers) or `{"tokens_per_second": …}` (the
     /// toolkit's `bench train --json`).
     @Sendable public static func readTokensPerSecond(_ out: String) throws -> [String: Double] {
         let o = try lastJSONObject(out)
@@ -146,7 +156,7 @@ public enum CompareBench {
         return r
     }
 
-    /// torch_ref.py generate: `{"per_token_s_at_length": {"128": s, …}}`.
+    /// torch_peer.py generate: `{"per_token_s_at_length": {"128": s, …}}`.
     @Sendable public static func readPeerGeneration(_ out: String) throws -> [String: Double] {
         guard let m = try lastJSONObject(out)["per_token_s_at_length"] as? [String: Any] else {
             throw BMError.invalid("its JSON has no 'per_token_s_at_length'")

@@ -210,22 +210,22 @@ extension BenchCommand {
     struct BenchCompareCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "compare",
-            abstract: "The toolkit against the PyTorch and JAX peers (../shared/anchors), interleaved, several rounds: medians and ratios.",
+            abstract: "The toolkit against the PyTorch and JAX peers (bench/peers), interleaved, several rounds: medians and ratios.",
             discussion: """
-            Training: `bmlab bench train --json` on bench-small, jax_ref.py and torch_ref.py train \
-            --arch blackmamba (the same shapes: d 256, 4 Mamba + 4 MoE of 8 × 1024, batch 8 × 256). \
-            Generation: `bmlab bench generate` against torch_ref.py generate, batch 1. Each \
-            measurement is a fresh process; ratios are per round. Set the peers up as \
-            ../shared/anchors/README.md says (two virtual environments); a peer that is not \
-            there is skipped with a note.
+            Training: `bmlab bench train --json` on bench-small, bench/peers/jax_peer.py and \
+            torch_peer.py train --arch blackmamba (the same shapes: d 256, 4 Mamba + 4 MoE of \
+            8 × 1024, batch 8 × 256). Generation: `bmlab bench generate` against torch_peer.py \
+            generate, batch 1. Each measurement is a fresh process; ratios are per round. \
+            `make peers` makes the peers' two virtual environments (in ~/.cache/blackmambalab/peers, \
+            or $BMLAB_PEERS_ENV); a peer that is not there is skipped with a note.
             """)
         @Option(help: "Rounds (each runs every contender once).") var rounds = 3
         @Option(help: "Timed training steps per measurement.") var steps = 6
         @Option(help: "Threads for every contender (the peers pin 2).") var threads = 2
         @Option(help: "Generation contexts (comma-separated; empty: training only).") var contexts = "128,1024"
-        @Option(help: "The peers' folder (default $BMLAB_ANCHORS or ../shared/anchors).") var anchors: String?
-        @Option(help: "Python of the JAX peer.") var jaxPython = "\(NSHomeDirectory())/peer-jax/bin/python"
-        @Option(help: "Python of the PyTorch peer.") var torchPython = "\(NSHomeDirectory())/peer-torch/bin/python"
+        @Option(help: "The peers' programs.") var peers = "bench/peers"
+        @Option(help: "Python of the JAX peer (default: make peers' environment).") var jaxPython = "\(CompareBench.peerEnvironment)/jax/bin/python"
+        @Option(help: "Python of the PyTorch peer (default: make peers' environment).") var torchPython = "\(CompareBench.peerEnvironment)/torch/bin/python"
         @Option(help: "The toolkit's spec.") var spec = "Experiments/bench-small.yaml"
         @Option(help: "Also write compare.json into this directory.") var out: String?
         @Flag(help: "Print JSON.") var json = false
@@ -237,7 +237,7 @@ extension BenchCommand {
 
         func run() throws {
             guarded {
-                let dir = anchors ?? ProcessInfo.processInfo.environment["BMLAB_ANCHORS"] ?? "../shared/anchors"
+                let dir = peers
                 let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
                 let ctxs = contexts.split(separator: ",").map(String.init)
                 guard ctxs.allSatisfy({ Int($0).map { $0 > 0 } ?? false }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
@@ -245,20 +245,20 @@ extension BenchCommand {
                 var skipped: [String] = []
                 func peer(_ name: String, _ python: String, _ script: String) -> Bool {
                     let fm = FileManager.default
-                    if !fm.isExecutableFile(atPath: python) { skipped.append("\(name): no Python at \(python) (../shared/anchors/README.md sets it up)"); return false }
-                    if !fm.fileExists(atPath: "\(dir)/\(script)") { skipped.append("\(name): no \(dir)/\(script) (--anchors DIR)"); return false }
+                    if !fm.isExecutableFile(atPath: python) { skipped.append("\(name): no Python at \(python) (make peers sets it up)"); return false }
+                    if !fm.fileExists(atPath: "\(dir)/\(script)") { skipped.append("\(name): no \(dir)/\(script) (--peers DIR: the repository's bench/peers)"); return false }
                     return true
                 }
-                let hasJax = peer("jax", jaxPython, "jax_ref.py"), hasTorch = peer("pytorch", torchPython, "torch_ref.py")
+                let hasJax = peer("jax", jaxPython, "jax_peer.py"), hasTorch = peer("pytorch", torchPython, "torch_peer.py")
                 var train: [CompareBench.Contender] = [
                     .init(name: "bmlab", program: me, arguments: ["bench", "train", spec, "--steps", "\(steps)", "--threads", "\(threads)", "--json"],
                           read: CompareBench.readTokensPerSecond)]
                 if hasJax {
-                    train.append(.init(name: "jax", program: jaxPython, arguments: ["\(dir)/jax_ref.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "2"],
+                    train.append(.init(name: "jax", program: jaxPython, arguments: ["\(dir)/jax_peer.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "2", "--threads", "\(threads)"],
                                        read: CompareBench.readTokensPerSecond))
                 }
                 if hasTorch {
-                    train.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_ref.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "1", "--threads", "\(threads)"],
+                    train.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_peer.py", "train", "--arch", "blackmamba", "--steps", "\(steps)", "--warmup", "1", "--threads", "\(threads)"],
                                        read: CompareBench.readTokensPerSecond))
                 }
                 let say: (String) -> Void = { if !json { FileHandle.standardError.write(Data("  \($0)\n".utf8)) } }
@@ -271,7 +271,7 @@ extension BenchCommand {
                                                                            "--weights", "bf16", "--json"],
                               read: CompareBench.readToolkitGeneration)]
                     if hasTorch {
-                        gen.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_ref.py", "generate", "--arch", "blackmamba", "--lengths", contexts, "--threads", "\(threads)"],
+                        gen.append(.init(name: "pytorch", program: torchPython, arguments: ["\(dir)/torch_peer.py", "generate", "--arch", "blackmamba", "--lengths", contexts, "--threads", "\(threads)"],
                                          read: CompareBench.readPeerGeneration))
                     }
                     let g = CompareBench.run(gen, rounds: rounds, progress: say)
@@ -299,3 +299,4 @@ func mixersJSON(train: [MixerBench.TrainFigure], gen: [MixerBench.GenFigure]) ->
     }
     return (try? JSON.text(Out(train: train, generate: gen))) ?? "{}"
 }
+
