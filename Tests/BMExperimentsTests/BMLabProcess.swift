@@ -20,6 +20,24 @@ enum BMLabProcess {
         try Needs.require(exists, "no bmlab binary at \(path) (swift build --build-tests builds it)")
     }
 
+    /// Waits for `condition`, looking every 20 ms. The test waits for an event (a file,
+    /// a line in a log, a process gone), never for an amount of time; `timeout` only keeps
+    /// a hang from stalling the suite, so it is generous (a 2-core machine running
+    /// something else is slow), and running into it fails the test naming the event.
+    @discardableResult
+    static func wait(for event: String, timeout: Double = 600, file: StaticString = #filePath, line: UInt = #line,
+                     _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition() {
+            if Date() >= deadline {
+                XCTFail("waited \(Int(timeout)) s for \(event)", file: file, line: line)
+                return false
+            }
+            usleep(20_000)
+        }
+        return true
+    }
+
     /// Starts bmlab; its output goes to `log` (both streams) or nowhere.
     static func launch(_ args: [String], log: String? = nil, environment: [String: String] = [:], in dir: String? = nil) throws -> Process {
         let p = Process()

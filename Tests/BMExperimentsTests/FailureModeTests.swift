@@ -155,12 +155,10 @@ final class FailureModeTests: XCTestCase {
         let log = dir + "/log.txt"
         let p = try BMLabProcess.launch(["train", spec, "--out", dir + "/out"], log: log)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        let deadline = Date().addingTimeInterval(60)
         var text = ""
-        while Date() < deadline {
+        BMLabProcess.wait(for: "the log to show step 10") {
             text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if text.contains("step 10/100000") { break }
-            usleep(20_000)
+            return text.contains("step 10/100000") || !p.isRunning
         }
         XCTAssertTrue(p.isRunning, "the run ended early: \(text)")
         XCTAssertTrue(text.contains("step 5/100000"), text)

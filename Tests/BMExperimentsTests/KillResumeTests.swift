@@ -28,19 +28,21 @@ final class KillResumeTests: XCTestCase {
         let full = try launch(["train", spec, "--out", dir + "/full"])
         full.waitUntilExit()
         XCTAssertEqual(full.terminationStatus, 0)
-        // Killed after its first checkpoint, at a step that is not a checkpoint.
-        let cut = try launch(["train", spec, "--out", dir + "/cut"])
-        let ck = dir + "/cut/checkpoint.h5"
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: ck) && cut.isRunning && Date() < deadline { usleep(2000) }
-        usleep(30_000)
-        XCTAssertTrue(cut.isRunning, "the run finished before it could be killed; make it longer")
+        // Killed after its first checkpoint (step 200), once it has logged step 250: between
+        // checkpoints, so the resume replays steps the killed run had done.
+        let log = dir + "/cut.log"
+        let cut = try BMLabProcess.launch(["train", spec, "--out", dir + "/cut"], log: log)
+        BMLabProcess.wait(for: "the run to log step 250 of 3000") {
+            !cut.isRunning || ((try? String(contentsOfFile: log, encoding: .utf8))?.contains("step 250/3000") ?? false)
+        }
+        XCTAssertTrue(cut.isRunning, "the run ended before it could be killed: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         kill(cut.processIdentifier, SIGKILL)
         cut.waitUntilExit()
         XCTAssertEqual(cut.terminationReason, .uncaughtSignal)
         let killedRows = try readColumn(dir + "/cut/metrics.h5", "train/loss").count      // readable after a kill
         XCTAssertGreaterThan(killedRows, 0)
         XCTAssertLessThan(killedRows, 3000)
+        XCTAssertGreaterThanOrEqual(try OpenedCheckpoint.model(dir + "/cut/checkpoint.h5").state.step, 200)
         // Resume to the end.
         let resumed = try launch(["train", spec, "--out", dir + "/cut", "--resume"])
         resumed.waitUntilExit()

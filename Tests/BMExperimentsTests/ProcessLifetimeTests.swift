@@ -20,23 +20,18 @@ final class ProcessLifetimeTests: XCTestCase {
         }
     }
 
-    /// Waits until `condition` holds, at most `seconds`.
-    func wait(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline { if condition() { return true }; usleep(50_000) }
-        return condition()
-    }
-
     /// A sweep of two long runs, started with two workers; returns the process and its out dir.
     func startSweep(_ dir: String) throws -> (Process, String) {
         try (tinySpec + "\nsweep:\n  axes:\n    train.seed: [1, 2]\n").write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
         let out = dir + "/out"
         let p = try BMLabProcess.launch(["sweep", dir + "/s.yaml", "train.steps=100000", "train.checkpoint_every=20",
                                          "--workers", "2", "--out", out], log: dir + "/sweep.log")
-        XCTAssertTrue(wait(60) { processes(containing: "--run-index 1 --out \(out)").count == 1 && processes(containing: "--run-index 0 --out \(out)").count == 1 },
-                      "the workers did not start: \((try? String(contentsOfFile: dir + "/sweep.log", encoding: .utf8)) ?? "")")
+        BMLabProcess.wait(for: "both workers to start") {
+            !p.isRunning || processes(containing: "--run-index 1 --out \(out)").count == 1 && processes(containing: "--run-index 0 --out \(out)").count == 1
+        }
         // until both have a checkpoint, so that the runs have something to resume from
-        XCTAssertTrue(wait(60) { [1, 2].allSatisfy { FileManager.default.fileExists(atPath: "\(out)/runs/train.seed=\($0)/checkpoint.h5") } })
+        BMLabProcess.wait(for: "both runs' first checkpoint") { !p.isRunning || [1, 2].allSatisfy { FileManager.default.fileExists(atPath: "\(out)/runs/train.seed=\($0)/checkpoint.h5") } }
+        XCTAssertTrue(p.isRunning, "the sweep ended: \((try? String(contentsOfFile: dir + "/sweep.log", encoding: .utf8)) ?? "")")
         return (p, out)
     }
 
@@ -79,7 +74,7 @@ final class ProcessLifetimeTests: XCTestCase {
         let (p, out) = try startSweep(dir)
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        XCTAssertTrue(wait(10) { processes(containing: "--out \(out)").isEmpty }, "workers outlived their sweep")
+        BMLabProcess.wait(for: "the workers to end with their killed sweep (PR_SET_PDEATHSIG)", timeout: 60) { processes(containing: "--out \(out)").isEmpty }
     }
 
     /// A run directory belongs to one process: a second `train` into it is refused naming
@@ -91,7 +86,7 @@ final class ProcessLifetimeTests: XCTestCase {
         let args = ["train", dir + "/t.yaml", "train.steps=100000000", "train.checkpoint_every=20", "--out", dir + "/run"]
         let holder = try BMLabProcess.launch(args, log: dir + "/holder.log")
         defer { if holder.isRunning { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() } }
-        XCTAssertTrue(wait(60) { FileManager.default.fileExists(atPath: dir + "/run/checkpoint.h5") })
+        BMLabProcess.wait(for: "the holder's first checkpoint") { !holder.isRunning || FileManager.default.fileExists(atPath: dir + "/run/checkpoint.h5") }
         let second = try BMLabProcess.run(args + ["--resume"])
         XCTAssertEqual(second.status, 2, second.err)
         XCTAssertTrue(second.err.contains("\(dir)/run is in use by another bmlab process (PID \(holder.processIdentifier): bmlab train"), second.err)
