@@ -4,14 +4,18 @@ import PackageDescription
 
 // Every Swift target is compiled for a CPU with AVX2 + FMA so that SIMD
 // `addingProduct` becomes `vfmadd` instead of a libm `fmaf` call
-// (see docs/performance.md). All machines of this project's kind have both.
+// (see docs/performance.md). All machines of this project's kind have both; on a CPU
+// without them, bmlab and the tests exit with a message before any Swift code runs
+// (CBLASShim's constructor), never with SIGILL.
+//
+// Linux only (Debian: libhdf5, OpenBLAS loaded with dlopen, /proc, prctl): no Apple
+// platform is declared because none is built or tested.
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell"]),
 ]
 
 let package = Package(
     name: "BlackMambaLab",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "bmlab", targets: ["bmlab"]),
     ],

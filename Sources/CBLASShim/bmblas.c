@@ -41,6 +41,21 @@ int bm_cpu_features(void) {
     return f;
 }
 
+// Every Swift target is compiled for AVX2 + FMA (-target-cpu haswell, Package.swift), so
+// on a CPU without them the first vector instruction would end the process with SIGILL.
+// This file is compiled for plain x86-64 and its constructor runs before any Swift code:
+// it says what is missing and exits with status 2 instead.
+__attribute__((constructor)) static void bm_require_avx2_fma(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return;
+    static const char msg[] =
+        "BlackMambaLab needs a CPU with AVX2 and FMA (Intel Haswell, AMD Zen or later): it is "
+        "compiled for them (Package.swift, -target-cpu haswell), and this CPU lacks one or both.\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(2);
+}
+
 int bm_cpu_available(void) {
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) {
