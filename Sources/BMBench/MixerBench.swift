@@ -27,9 +27,7 @@ public enum MixerBench {
 
     static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
         let ps = ParameterSet()
-        let step = StepContext()
-        step.tokens = UnsafePointer(tokenIDs)
-        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, step: step)
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8)
         let m = try MixerRegistry.build(name, options: options, in: ctx, context: "bench")
         ps.finalize(seed: 1)
         return (m, ps)
@@ -59,12 +57,13 @@ public enum MixerBench {
         rng.fillNormal(x.pointer, n, std: 1)
         rng.fillNormal(dy.pointer, n, std: 1)
         var times: [Double] = []
+        let pass = Pass.train().with(tokens: UnsafePointer(tokenIDs))     // token ids for hash routing
         for i in 0..<(warmup + steps) {
             if i == warmup { afterWarmup() }
             let s = seconds {
                 ps.zeroGrad()
-                m.forward(x.pointer, y.pointer, B: B, L: L)
-                m.backward(dy.pointer, dx.pointer, B: B, L: L)
+                m.forward(x.pointer, y.pointer, B: B, L: L, pass: pass)
+                m.backward(dy.pointer, dx.pointer, B: B, L: L, pass: pass)
             }
             if i >= warmup { times.append(s) }
         }
@@ -91,12 +90,12 @@ public enum MixerBench {
         let prompt = FloatBuffer(count: context * width), py = FloatBuffer(count: context * width)
         var rng = RNG(seed: 3)
         rng.fillNormal(prompt.pointer, context * width, std: 1)
-        m.prefill(prompt.pointer, py.pointer, B: 1, L: context, state: state)
+        m.prefill(prompt.pointer, py.pointer, B: 1, L: context, state: state, pass: Pass.generate.with(tokens: UnsafePointer(tokenIDs)))
         let x = FloatBuffer(count: width), y = FloatBuffer(count: width)
         rng.fillNormal(x.pointer, width, std: 1)
         var times: [Double] = []
         for _ in 0..<tokens {
-            times.append(seconds { m.step(x.pointer, y.pointer, B: 1, state: state) })
+            times.append(seconds { m.step(x.pointer, y.pointer, B: 1, state: state, pass: Pass.generate.with(tokens: UnsafePointer(tokenIDs))) })
         }
         let med = median(times)
         return GenFigure(mixer: name, context: context, msPerToken: med * 1e3, stateBytes: state.bytes)

@@ -292,8 +292,7 @@ public final class ExperimentRun {
             while trainer.step < S && !stopped {
                 if let stop = stopAfter, trainer.step - startStep >= stop { break }
                 let t0 = ContinuousClock.now
-                model.context.trainRoutesByArgmax = trainer.step >= S - spec.train.argmaxRoutingSteps
-                let r = try trainer.trainStep(&source)
+                let r = try trainer.trainStep(&source, routesByArgmax: trainer.step >= S - spec.train.argmaxRoutingSteps)
                 let stepTime = (ContinuousClock.now - t0).seconds
                 totalTime += stepTime
                 let done = trainer.step
@@ -505,22 +504,19 @@ public enum Evaluator {
     public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric, routing: EvalRouting,
                                 fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Routed {
         let moes = model.blocks.enumerated().compactMap { i, b in (b.mixer as? MoE).map { (i, $0) } }
-        let context = model.context
-        defer { context.evalRouting = .argmax; context.measureAgreement = false }
         guard !moes.isEmpty else {
-            let r = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, fill: fill)
+            let r = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, pass: .eval(), fill: fill)
             return Routed(primary: r, argmax: nil, train: nil)
         }
         let passes: [EvalRouting] = routing == .both ? [.argmax, .train] : [routing]
         var out = [EvalRouting: Result]()
         var agreement: [(Int, Double)] = []
         for (k, p) in passes.enumerated() {
-            context.evalRouting = p
             // agreement: measured in the pass routed as in training when both run
             let measure = k == passes.count - 1
-            context.measureAgreement = measure
             for (_, m) in moes { m.resetAgreement() }
-            out[p] = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, fill: fill)
+            out[p] = evaluate(model: model, batches: batches, B: B, L: L, metric: metric,
+                              pass: .eval(routing: p, measureAgreement: measure), fill: fill)
             if measure {
                 agreement = moes.map { i, m in (i, m.agreement.total > 0 ? Double(m.agreement.shared) / Double(m.agreement.total) : .nan) }
             }
@@ -529,13 +525,13 @@ public enum Evaluator {
         return Routed(primary: primary, argmax: out[.argmax], train: out[.train], agreement: agreement)
     }
 
-    public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric,
+    public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric, pass: Pass,
                                 fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Result {
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
         var loss = 0.0, counted = 0, correct = 0
         for i in 0..<batches {
             fill(i, inp.pointer, tgt.pointer)
-            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: false)
+            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
             loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
         }
         let mean = counted > 0 ? loss / Double(counted) : .nan

@@ -18,9 +18,10 @@ public enum GradientDump {
         for i in 0..<batches {
             fill(i, inp.pointer, tgt.pointer)
             model.params.zeroGrad()
-            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
+            // a training pass that leaves router state alone (a dump, not a step)
+            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: .train())
             guard r.counted > 0 else { continue }            // rows past a split's windows: nothing scored
-            model.backward()
+            model.backward(pass: .train())
             loss += r.loss * Double(r.counted); counted += r.counted
             let w = Float(r.counted)
             for j in 0..<model.params.count { sum[j] += w * model.params.grads[j] }

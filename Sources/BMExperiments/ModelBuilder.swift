@@ -13,8 +13,8 @@ public enum ModelBuilder {
         let n = spec.model.layers.count
         return try LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
-                                 embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i, step in
-            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n, step: step,
+                                 embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i in
+            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n,
                                    initScheme: spec.model.initScheme)
             return try MixerRegistry.build(spec.model.layers[i].mixer, resolved: spec.model.layers[i].resolved, in: ctx,
                                            context: "\(spec.file): model.layers[\(i)]")

@@ -23,7 +23,7 @@ public enum RouterLogits {
         var out: [Int: Layer] = [:]
         for i in 0..<batches {
             fill(i, inp.pointer, tgt.pointer)
-            _ = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: false)
+            _ = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: .eval())
             for (j, block) in model.blocks.enumerated() {
                 guard let lg = block.mixer.routerLogits else { continue }
                 let E = lg.count / (B * L)

@@ -64,13 +64,13 @@ public final class GatedMLP: SequenceLayer {
     public var parameters: [Param] { [fc1, fc2] }
 
     // x: [B, L, d] → y: [B, L, d]
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         self.x = x
         kernel.forward(x, y, T: T, fc1: fc1.w, fc2: fc2.w, h: h.ensure(T * 2 * kernel.F), a: a.ensure(T * kernel.F))
     }
 
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let x else { preconditionFailure("GatedMLP.backward before forward") }
         let T = B * L
         kernel.backward(dy, dx, T: T, x: x, fc1: fc1.w, fc2: fc2.w, dfc1: fc1.g, dfc2: fc2.g,
@@ -89,10 +89,10 @@ extension GatedMLP: Mixer {
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState { StatelessState() }
     /// Position by position: nothing carries over between calls.
     public var prefillsInChunks: Bool { true }
-    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
-        forward(x, y, B: B, L: L)
+    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
+        forward(x, y, B: B, L: L, pass: pass)
     }
-    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {
-        forward(x, y, B: B, L: 1)
+    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+        forward(x, y, B: B, L: 1, pass: pass)
     }
 }

@@ -107,9 +107,10 @@ public struct GradientChecker {
     }
 
     /// Checks a SequenceLayer on random input [B, L, inWidth] (scaled by `inputScale`)
-    /// with a random upstream gradient, for the input and all its parameters.
+    /// with a random upstream gradient, for the input and all its parameters, in a
+    /// training pass (`pass`; it never updates router state).
     public func check(layer: SequenceLayer, set: ParameterSet, B: Int, L: Int, inputScale: Float = 1,
-                      upstreamSeed: UInt64 = 11) -> Report {
+                      upstreamSeed: UInt64 = 11, pass: Pass = .train()) -> Report {
         var rng = RNG(seed: upstreamSeed)
         let nIn = B * L * layer.inWidth, nOut = B * L * layer.outWidth
         var input = [Float](repeating: 0, count: nIn)
@@ -118,14 +119,14 @@ public struct GradientChecker {
         for i in 0..<nOut { r[i] = rng.normal() }
         var y = [Float](repeating: 0, count: nOut)
         return check(input: input, params: layer.parameters, set: set, loss: { x in
-            y.withUnsafeMutableBufferPointer { layer.forward(x, $0.baseAddress!, B: B, L: L) }
+            y.withUnsafeMutableBufferPointer { layer.forward(x, $0.baseAddress!, B: B, L: L, pass: pass) }
             var s = 0.0, m = 0.0
             for i in 0..<nOut { let v = Double(y[i]) * Double(r[i]); s += v; m += abs(v) }
             let aux = layer.auxiliaryLoss
             return (s + aux, m + abs(aux))
         }, gradient: { x, dx in
-            y.withUnsafeMutableBufferPointer { layer.forward(x, $0.baseAddress!, B: B, L: L) }
-            r.withUnsafeBufferPointer { layer.backward($0.baseAddress!, dx, B: B, L: L) }
+            y.withUnsafeMutableBufferPointer { layer.forward(x, $0.baseAddress!, B: B, L: L, pass: pass) }
+            r.withUnsafeBufferPointer { layer.backward($0.baseAddress!, dx, B: B, L: L, pass: pass) }
         })
     }
 }

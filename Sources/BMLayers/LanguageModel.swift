@@ -10,8 +10,6 @@ public enum NormKind: String, Sendable, CaseIterable { case rmsnorm, layernorm }
 /// and `output_layer.weight` when the head is not tied.
 public final class LanguageModel {
     public let params: ParameterSet
-    /// Shared with every mixer (mode, token ids, step number).
-    public let context: StepContext
     public let vocab: Int, width: Int
     public let embedding: Embedding
     public let blocks: [ResidualBlock]
@@ -40,22 +38,20 @@ public final class LanguageModel {
 
     /// With `allocate: false` the model is only declared (its parameters counted, no
     /// memory given to them), for the memory estimate made before a run.
-    /// `mixer(ps, prefix, i, context)` builds layer i's mixer with parameters under
-    /// `prefix` (= "decoder.layers.{i}.mixer"), sharing the model's step context.
+    /// `mixer(ps, prefix, i)` builds layer i's mixer with parameters under
+    /// `prefix` (= "decoder.layers.{i}.mixer").
     public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
                 embeddingStd: Float = 0.02, seed: UInt64, allocate: Bool = true,
-                mixer: (ParameterSet, String, Int, StepContext) throws -> Mixer) rethrows {
+                mixer: (ParameterSet, String, Int) throws -> Mixer) rethrows {
         let ps = ParameterSet(allocates: allocate)
         params = ps
-        let ctx = StepContext()
-        context = ctx
         self.vocab = vocab; self.width = width
         embedding = Embedding(ps, "embedding.word_embeddings", vocab: vocab, width: width, std: embeddingStd)
         var bs: [ResidualBlock] = []
         for i in 0..<layers {
             let prefix = "decoder.layers.\(i)"
             let norm = RMSNorm(ps, "\(prefix).norm", width: width)
-            bs.append(ResidualBlock(norm: norm, mixer: try mixer(ps, "\(prefix).mixer", i, ctx)))
+            bs.append(ResidualBlock(norm: norm, mixer: try mixer(ps, "\(prefix).mixer", i)))
         }
         blocks = bs
         switch finalNorm {
@@ -71,25 +67,25 @@ public final class LanguageModel {
     /// Extra losses of all layers (MoE aux / z losses) from the last forward.
     public var auxiliaryLoss: Double { blocks.reduce(0) { $0 + $1.auxiliaryLoss } }
 
-    /// Forward pass. tokens, targets: [B, L]. With `train`, also fills dlogits
-    /// (in place of the logits) so that `backward()` can follow.
-    /// Returns the cross-entropy (without auxiliary losses).
+    /// Forward pass. tokens, targets: [B, L]. A training pass (`Pass.train`) also fills
+    /// dlogits (in place of the logits) so that `backward(pass:)` can follow; every layer
+    /// gets `pass` with these token ids. Returns the cross-entropy (without auxiliary losses).
     @discardableResult
     public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>, B: Int, L: Int,
-                        train: Bool) -> CrossEntropy.Result {
+                        pass given: Pass) -> CrossEntropy.Result {
         let T = B * L, D = width
         shape = (B, L)
-        context.mode = train ? .train : .eval
-        context.tokens = tokens
+        let pass = given.with(tokens: tokens)
+        let train = pass.mode == .train
         timer.start()
         embedding.forward(tokens: tokens, residual[0].ensure(T * D), T: T)
         timer.mark("embedding")
         for (i, block) in blocks.enumerated() {
-            block.forward(residual[i].pointer, residual[i + 1].ensure(T * D), B: B, L: L)
+            block.forward(residual[i].pointer, residual[i + 1].ensure(T * D), B: B, L: L, pass: pass)
             timer.mark("fwd \(kinds[i])")
         }
         let n = normed.ensure(T * D)
-        finalNorm.forward(residual[blocks.count].pointer, n, B: B, L: L)
+        finalNorm.forward(residual[blocks.count].pointer, n, B: B, L: L, pass: pass)
         // the head's rows: every position, or only the S scored ones gathered
         var S = 0
         for t in 0..<T where targets[t] != loss.ignoreIndex { S += 1 }
@@ -107,7 +103,7 @@ public final class LanguageModel {
         }
         let lg = logits.ensure(max(rows, 1) * vocab)                   // logits: [rows, V]
         if rows > 0 {
-            if let head { head.forward(headIn, lg, B: 1, L: rows) } else { embedding.headForward(headIn, lg, T: rows) }
+            if let head { head.forward(headIn, lg, B: 1, L: rows, pass: pass) } else { embedding.headForward(headIn, lg, T: rows) }
         }
         let r = loss.forwardBackward(logits: lg, targets: headTargets, T: rows, dlogits: train ? lg : nil)
         timer.mark("head and loss")
@@ -119,8 +115,8 @@ public final class LanguageModel {
     /// overwritten by dlogits after a training forward.
     public var lastLogits: UnsafePointer<Float> { UnsafePointer(logits.pointer) }
 
-    /// Backward of the last training forward; accumulates into `params.grads`.
-    public func backward() {
+    /// Backward of the last training forward, with its pass; accumulates into `params.grads`.
+    public func backward(pass: Pass) {
         let (B, L) = shape
         let T = B * L, D = width
         var g = gradA.ensure(T * D), g2 = gradB.ensure(T * D)
@@ -129,15 +125,15 @@ public final class LanguageModel {
             // dlogits [S, V] → d scoredNormed [S, D], scattered into g2 [T, D] (zero where not scored)
             let sg = scoredGrad.ensure(max(S, 1) * D)
             if S > 0 {
-                if let head { head.backward(logits.pointer, sg, B: 1, L: S) } else { embedding.headBackward(logits.pointer, sg, T: S) }
+                if let head { head.backward(logits.pointer, sg, B: 1, L: S, pass: pass) } else { embedding.headBackward(logits.pointer, sg, T: S) }
             }
             g2.update(repeating: 0, count: T * D)
             for j in 0..<S { (g2 + Int(scoredRows.pointer[j]) * D).update(from: sg + j * D, count: D) }
-        } else if let head { head.backward(logits.pointer, g2, B: B, L: L) } else { embedding.headBackward(logits.pointer, g2, T: T) }
-        finalNorm.backward(g2, g, B: B, L: L)
+        } else if let head { head.backward(logits.pointer, g2, B: B, L: L, pass: pass) } else { embedding.headBackward(logits.pointer, g2, T: T) }
+        finalNorm.backward(g2, g, B: B, L: L, pass: pass)
         timer.mark("head and loss")
         for (i, block) in blocks.enumerated().reversed() {
-            block.backward(g, g2, B: B, L: L)
+            block.backward(g, g2, B: B, L: L, pass: pass)
             swap(&g, &g2)
             timer.mark("bwd \(kinds[i])")
         }
@@ -157,7 +153,6 @@ public final class LanguageModel {
     }
 
     public func makeGenerationState(maxLength: Int) throws -> GenerationState {
-        context.mode = .eval
         return GenerationState(try blocks.map { try $0.mixer.makeState(batch: 1, maxLength: maxLength) })
     }
 
@@ -174,19 +169,18 @@ public final class LanguageModel {
     public func prefill(_ prompt: [Int32], state: GenerationState) -> UnsafePointer<Float> {
         precondition(!prompt.isEmpty)
         let D = width
-        context.mode = .eval
         let chunk = blocks.allSatisfy(\.mixer.prefillsInChunks) ? max(1, prefillChunk) : prompt.count
         let tp = IntBuffer(count: min(chunk, prompt.count))
         var start = 0, L = 0
         while start < prompt.count {
             L = min(chunk, prompt.count - start)
             for i in 0..<L { tp.pointer[i] = prompt[start + i] }
-            context.tokens = UnsafePointer(tp.pointer)
+            let pass = Pass.generate.with(tokens: UnsafePointer(tp.pointer))
             let xp = genX.ensure(L * D), np = genN.ensure(L * D), fp = genF.ensure(L * D)
             embedding.forward(tokens: tp.pointer, xp, T: L)
             for (i, b) in blocks.enumerated() {
-                b.norm.forward(xp, np, B: 1, L: L)
-                b.mixer.prefill(np, fp, B: 1, L: L, state: state.mixers[i])
+                b.norm.forward(xp, np, B: 1, L: L, pass: pass)
+                b.mixer.prefill(np, fp, B: 1, L: L, state: state.mixers[i], pass: pass)
                 axpy(1, fp, xp, L * D)
             }
             start += L
@@ -197,14 +191,13 @@ public final class LanguageModel {
     /// Feeds one token; returns the logits [V] for the next one.
     public func step(_ t: Int32, state: GenerationState) -> UnsafePointer<Float> {
         let D = width
-        context.mode = .eval
         genToken.pointer[0] = t
-        context.tokens = UnsafePointer(genToken.pointer)
+        let pass = Pass.generate.with(tokens: UnsafePointer(genToken.pointer))
         let xp = genX.ensure(D), np = genN.ensure(D), fp = genF.ensure(D)
         embedding.forward(tokens: genToken.pointer, xp, T: 1)
         for (i, b) in blocks.enumerated() {
-            b.norm.forward(xp, np, B: 1, L: 1)
-            b.mixer.step(np, fp, B: 1, state: state.mixers[i])
+            b.norm.forward(xp, np, B: 1, L: 1, pass: pass)
+            b.mixer.step(np, fp, B: 1, state: state.mixers[i], pass: pass)
             axpy(1, fp, xp, D)
         }
         return generationHead(xp)
@@ -213,8 +206,8 @@ public final class LanguageModel {
     /// Final norm and head of one hidden vector h [D] → logits [V].
     private func generationHead(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
         let hn = genN.ensure(width), lg = genLogits.ensure(vocab)
-        finalNorm.forward(h, hn, B: 1, L: 1)
-        if let head { head.forward(hn, lg, B: 1, L: 1) } else { embedding.headForward(hn, lg, T: 1) }
+        finalNorm.forward(h, hn, B: 1, L: 1, pass: .generate)
+        if let head { head.forward(hn, lg, B: 1, L: 1, pass: .generate) } else { embedding.headForward(hn, lg, T: 1) }
         return UnsafePointer(lg)
     }
 }

@@ -18,7 +18,7 @@ public final class LayerNorm: SequenceLayer {
     public var parameters: [Param] { [weight, bias] }
 
     // x: [T, d] → y: [T, d]
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L, d = width
         self.x = x
         let st = stats.ensure(2 * T), w = weight.w, b = bias.w
@@ -36,7 +36,7 @@ public final class LayerNorm: SequenceLayer {
     }
 
     // x̂ = (x−m)·s; dx̂ = dy⊙w; dx = s·(dx̂ − mean(dx̂) − x̂·mean(dx̂⊙x̂))
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let x else { preconditionFailure("LayerNorm.backward before forward") }
         let T = B * L, d = width
         let st = stats.pointer, w = weight.w, gw = weight.g, gb = bias.g

@@ -17,7 +17,7 @@ public final class Linear: SequenceLayer {
     public var parameters: [Param] { bias.map { [weight, $0] } ?? [weight] }
 
     // x: [T, in] → y: [T, out]   (T = B·L)
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         self.x = x
         if let b = bias {
@@ -29,7 +29,7 @@ public final class Linear: SequenceLayer {
     }
 
     // dy: [T, out] → dx: [T, in]; dW += dyᵀ·x, db += Σ_t dy
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         guard let x else { preconditionFailure("Linear.backward before forward") }
         matmulDyTX(dy, x, weight.g, T: T, inDim: inWidth, outDim: outWidth)

@@ -21,12 +21,12 @@ public protocol Mixer: SequenceLayer {
     /// Default 0: recurrent and channel mixers keep a state of constant size.
     func stateFloats(batch: Int, maxLength: Int) -> Int
     /// x: [B, L, D] → y: [B, L, D], evaluation mode; leaves `state` after position L−1.
-    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState)
+    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass)
     /// True when `prefill` continues from the state it is given (a fresh state is
     /// empty), so a long prompt can be prefilled in chunks with bounded memory.
     var prefillsInChunks: Bool { get }
     /// x: [B, D] → y: [B, D] for the next position; updates `state`.
-    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState)
+    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass)
     /// Floats the layer's activation caches and scratch hold after a training
     /// forward + backward of [B, L] (what its `FloatBuffer`s grow to). The memory
     /// check before a run (`MemoryEstimate`) adds these up; a test compares them
@@ -93,15 +93,14 @@ public struct MixerContext {
     public let width: Int
     /// Layer index and total number of layers (for residual-output init scaling).
     public let layerIndex: Int, layerCount: Int
-    public let step: StepContext
     /// How projections are initialised (`model.init`).
     public let initScheme: InitScheme
     /// The registry name being built (set by the registry; the mixer reports it as `pluginName`).
     public var pluginName = ""
-    public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int, step: StepContext,
+    public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int,
                 initScheme: InitScheme = .megatron) {
         self.params = params; self.prefix = prefix; self.width = width
-        self.layerIndex = layerIndex; self.layerCount = layerCount; self.step = step
+        self.layerIndex = layerIndex; self.layerCount = layerCount
         self.initScheme = initScheme
     }
 

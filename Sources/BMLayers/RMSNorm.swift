@@ -20,7 +20,7 @@ public final class RMSNorm: SequenceLayer {
     static let rowBlock = 64
 
     // x: [T, d] → y: [T, d]
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L, d = width, eps = self.eps
         self.x = x
         let r = rstd.ensure(T), w = weight.w
@@ -38,7 +38,7 @@ public final class RMSNorm: SequenceLayer {
     }
 
     // dx = s·(w⊙dy) − s³/d · x · Σ(w⊙dy⊙x);  dw += Σ_t dy ⊙ x · s
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let x else { preconditionFailure("RMSNorm.backward before forward") }
         let T = B * L, d = width
         let r = rstd.pointer, w = weight.w, gw = weight.g

@@ -17,20 +17,20 @@ public final class ResidualBlock: SequenceLayer {
     public var auxiliaryLoss: Double { mixer.auxiliaryLoss }
 
     // x: [B, L, D] → y: [B, L, D]
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let n = B * L * inWidth
         let nb = normed.ensure(n), fb = fout.ensure(n)
-        norm.forward(x, nb, B: B, L: L)
-        mixer.forward(nb, fb, B: B, L: L)
+        norm.forward(x, nb, B: B, L: L, pass: pass)
+        mixer.forward(nb, fb, B: B, L: L, pass: pass)
         add(x, fb, y, n)
     }
 
     // dx = dy + normᵀ(mixerᵀ(dy))
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let n = B * L * inWidth
         let dn = dnormed.ensure(n)
-        mixer.backward(dy, dn, B: B, L: L)
-        norm.backward(dn, dx, B: B, L: L)
+        mixer.backward(dy, dn, B: B, L: L, pass: pass)
+        norm.backward(dn, dx, B: B, L: L, pass: pass)
         axpy(1, dy, dx, n)
     }
 }

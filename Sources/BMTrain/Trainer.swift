@@ -45,22 +45,22 @@ public final class Trainer {
 
     public struct StepResult { public var loss: Double; public var gradNorm: Double; public var lr: Double; public var correct: Int; public var counted: Int }
 
-    /// One optimisation step on the next batch of `source`.
-    public func trainStep<S: BatchSource>(_ source: inout S) throws -> StepResult {
+    /// One optimisation step on the next batch of `source`; `routesByArgmax` for the last
+    /// `train.argmax_routing_steps` (routing as evaluation and generation do).
+    public func trainStep<S: BatchSource>(_ source: inout S, routesByArgmax: Bool = false) throws -> StepResult {
         let B = settings.batch, L = settings.seqLen
         let ip = inputs.ensure(B * L), tp = targets.ensure(B * L)
         source.next(inputs: ip, targets: tp, B: B, L: L)
         model.params.zeroGrad()
-        model.context.step = step
-        model.context.updatesRouterState = true
-        let r = model.forward(tokens: ip, targets: tp, B: B, L: L, train: true)
-        model.context.updatesRouterState = false
+        // the trainer's own step: the one pass in which a router may move its balancing bias
+        let pass = Pass.train(step: step, routesByArgmax: routesByArgmax, updatesRouterState: true)
+        let r = model.forward(tokens: ip, targets: tp, B: B, L: L, pass: pass)
         let loss = r.loss + model.auxiliaryLoss
         lastAuxLoss = model.auxiliaryLoss
         guard loss.isFinite else {
             throw BMError.numerical("training loss is \(loss) at step \(step); training stopped")
         }
-        model.backward()
+        model.backward(pass: pass)
         let norm = model.params.gradNorm()
         guard norm.isFinite else {
             throw BMError.numerical("gradient norm is \(norm) at step \(step); training stopped")

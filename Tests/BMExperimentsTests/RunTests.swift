@@ -226,8 +226,8 @@ final class RunTests: XCTestCase {
         _ = GradientDump.compute(model: a, batches: 1, B: B, L: L) { i, x, y in data.evalBatch(i, of: 1, B: B, L: L, inputs: x, targets: y) }
         // the training step of Trainer, stopped before clipping and the update
         b.params.zeroGrad()
-        b.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, train: true)
-        b.backward()
+        b.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: .train())
+        b.backward(pass: .train())
         let n = a.params.count
         XCTAssertEqual(Array(UnsafeBufferPointer(start: a.params.grads, count: n)).map(\.bitPattern),
                        Array(UnsafeBufferPointer(start: b.params.grads, count: n)).map(\.bitPattern))
@@ -242,7 +242,7 @@ final class RunTests: XCTestCase {
         let seq = (0..<10).map { _ in Int32(rng.below(32)) }
         let L = seq.count
         let tgt = [Int32](repeating: 0, count: L)
-        model.forward(tokens: seq, targets: tgt, B: 1, L: L, train: false)
+        model.forward(tokens: seq, targets: tgt, B: 1, L: L, pass: .eval())
         let ref = Array(UnsafeBufferPointer(start: model.lastLogits, count: L * 32))
         let gen = try Generator(model: model, maxLength: 16)
         XCTAssertLessThan(generationError(gen, seq, prompt: 4, ref: ref, vocab: 32), 1e-4)
@@ -271,7 +271,7 @@ final class RunTests: XCTestCase {
             var rng = RNG(seed: 4)
             let seq = (0..<23).map { _ in Int32(rng.below(32)) }
             let L = seq.count
-            model.forward(tokens: seq, targets: [Int32](repeating: 0, count: L), B: 1, L: L, train: false)
+            model.forward(tokens: seq, targets: [Int32](repeating: 0, count: L), B: 1, L: L, pass: .eval())
             let ref = Array(UnsafeBufferPointer(start: model.lastLogits, count: L * 32))
             for chunk in [1, 3, 5, 64] {
                 let gen = try Generator(model: model, maxLength: 32)

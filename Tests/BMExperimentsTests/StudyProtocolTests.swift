@@ -157,6 +157,43 @@ final class StudyProtocolTests: XCTestCase {
         }
     }
 
+    /// An evaluation reads only its own pass: with the random router routed as in training
+    /// (seeded by the pass's step), the same weights give the same loss whichever training
+    /// step ran before it. The trainer's steps here move no weight (learning rate 0), so
+    /// only state shared between passes could change the evaluation; the step number once
+    /// was (a shared mutable context), and evaluations after different steps differed.
+    func testAnEvaluationDependsOnlyOnItsPass() throws {
+        let (m, _) = try moeModel(router: "random")
+        var rng = RNG(seed: 4)
+        let tokens = (0..<32).map { _ in Int32(rng.below(16)) }
+        let trainer = Trainer(model: m, settings: TrainSettings(steps: 10, batch: 2, seqLen: 16, schedule: .constant(lr: 0)))
+        struct Repeat: BatchSource {          // the same batch every step
+            let tokens: [Int32]
+            mutating func next(inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>, B: Int, L: Int) {
+                for i in 0..<(B * L) { inputs[i] = tokens[i]; targets[i] = tokens[(i + 1) % tokens.count] }
+            }
+        }
+        var src = Repeat(tokens: tokens)
+        let weights = { Array(UnsafeBufferPointer(start: m.params.values, count: m.params.count)) }
+        let before = weights()
+        let first = evaluate(m, tokens, routing: .train).primary.loss
+        var losses: [Double] = []
+        for _ in 0..<3 {
+            _ = try trainer.trainStep(&src)
+            losses.append(evaluate(m, tokens, routing: .train).primary.loss)
+        }
+        XCTAssertEqual(weights(), before, "a step at learning rate 0 moved the weights")
+        XCTAssertEqual(losses, [first, first, first])
+        // and the training assignment really does depend on the step: two training passes
+        // at different steps route differently on the same batch
+        func trainLoss(step: Int) -> Double {
+            let tgt = tokens.map { ($0 + 1) % 16 }
+            return tokens.withUnsafeBufferPointer { t in tgt.withUnsafeBufferPointer { g in
+                m.forward(tokens: t.baseAddress!, targets: g.baseAddress!, B: 2, L: 16, pass: .train(step: step)).loss } }
+        }
+        XCTAssertNotEqual(trainLoss(step: 1), trainLoss(step: 2))
+    }
+
     /// `both` = the two single routings; the Sinkhorn choice differs from the argmax on
     /// some tokens (agreement < 1), top-k's does not (agreement 1, equal losses).
     func testBothRoutingsAreTheSingleOnesSideBySide() throws {
@@ -191,11 +228,9 @@ final class StudyProtocolTests: XCTestCase {
         var rng = RNG(seed: 9)
         let base = (0..<32).map { _ in Int32(rng.below(16)) }
         func earlyLosses(_ tokens: [Int32], _ routing: EvalRouting) -> [Float] {
-            m.context.evalRouting = routing
-            defer { m.context.evalRouting = .argmax }
             let tgt = tokens.map { ($0 + 1) % 16 }
             _ = tokens.withUnsafeBufferPointer { t in tgt.withUnsafeBufferPointer { g in
-                m.forward(tokens: t.baseAddress!, targets: g.baseAddress!, B: 2, L: 16, train: false) } }
+                m.forward(tokens: t.baseAddress!, targets: g.baseAddress!, B: 2, L: 16, pass: .eval(routing: routing)) } }
             // log-probabilities of the first 8 positions of sequence 0
             return (0..<8).map { i in m.lastLogits[i * 16 + Int(tgt[i])] }
         }
@@ -452,8 +487,8 @@ final class StudyProtocolTests: XCTestCase {
             func run(_ gather: Bool) -> (CrossEntropy.Result, [Float]) {
                 m.headOnScoredPositions = gather
                 m.params.zeroGrad()
-                let r = m.forward(tokens: x, targets: y, B: 3, L: 32, train: true)
-                m.backward()
+                let r = m.forward(tokens: x, targets: y, B: 3, L: 32, pass: .train())
+                m.backward(pass: .train())
                 return (r, Array(UnsafeBufferPointer(start: m.params.grads, count: m.params.count)))   // the whole (padded) slab
             }
             let (full, gFull) = run(false), (part, gPart) = run(true)

@@ -61,9 +61,9 @@ final class LayerGradientTests: XCTestCase {
             init(_ ps: ParameterSet) { inner = Linear(ps, "w", in: 4, out: 4, init: .normal(std: 0.5)) }
             var inWidth: Int { 4 }; var outWidth: Int { 4 }
             var parameters: [Param] { inner.parameters }
-            func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) { inner.forward(x, y, B: B, L: L) }
-            func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
-                inner.backward(dy, dx, B: B, L: L)
+            func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) { inner.forward(x, y, B: B, L: L, pass: pass) }
+            func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
+                inner.backward(dy, dx, B: B, L: L, pass: pass)
                 for i in 0..<(B * L * 4) { dx[i] *= 1.05 }    // 5 % too large
             }
         }
@@ -114,7 +114,7 @@ final class LayerGradientTests: XCTestCase {
         for norm in NormKind.allCases {
             for tied in [true, false] {
                 let V = 11, D = 8, B = 2, L = 4
-                let model = LanguageModel(vocab: V, width: D, layers: 2, finalNorm: norm, tiedHead: tied, embeddingStd: 0.5, seed: 3) { ps, name, _, _ in
+                let model = LanguageModel(vocab: V, width: D, layers: 2, finalNorm: norm, tiedHead: tied, embeddingStd: 0.5, seed: 3) { ps, name, _ in
                     GatedMLP(ps, name, d: D, F: 12, init: .normal(std: 0.3), outputInit: .normal(std: 0.3))
                 }
                 perturbParameters(model.params, seed: 4)
@@ -124,11 +124,11 @@ final class LayerGradientTests: XCTestCase {
                 var checker = GradientChecker()
                 checker.maxCoordinates = 16
                 let report = checker.check(input: [], params: model.params.params, set: model.params, loss: { _ in
-                    let l = model.forward(tokens: tokens, targets: targets, B: B, L: L, train: false).loss
+                    let l = model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .eval()).loss
                     return (l, abs(l) * 4)
                 }, gradient: { _, _ in
-                    model.forward(tokens: tokens, targets: targets, B: B, L: L, train: true)
-                    model.backward()
+                    model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .train())
+                    model.backward(pass: .train())
                 })
                 XCTAssertTrue(report.passed, "norm \(norm) tied \(tied): \(report)")
                 XCTAssertEqual(report.checked.count, model.params.params.count)
@@ -137,7 +137,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testParameterNamesAndShapesFollowZyphra() {
-        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, seed: 1) { ps, name, _, _ in
+        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, seed: 1) { ps, name, _ in
             GatedMLP(ps, name, d: 16, F: 32)
         }
         let names = model.params.params.map { "\($0.name) \($0.shape)" }
@@ -160,7 +160,7 @@ final class LayerGradientTests: XCTestCase {
 
     func testSameSeedSameInitialisation() {
         func build(_ seed: UInt64 = 77) -> LanguageModel {
-            LanguageModel(vocab: 32, width: 16, layers: 2, seed: seed) { ps, name, _, _ in GatedMLP(ps, name, d: 16, F: 24) }
+            LanguageModel(vocab: 32, width: 16, layers: 2, seed: seed) { ps, name, _ in GatedMLP(ps, name, d: 16, F: 24) }
         }
         func weights(_ m: LanguageModel) -> [UInt32] { Array(UnsafeBufferPointer(start: m.params.values, count: m.params.count)).map(\.bitPattern) }
         let a = build(), b = build()

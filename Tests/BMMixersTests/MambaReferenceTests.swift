@@ -304,7 +304,7 @@ private func refStrip(_ name: String) -> String { name.hasPrefix("m.") ? String(
 private func refBuildLibrary(_ c: RefConfig, chunk: Int) throws -> (Mixer, ParameterSet) {
     precondition(c.E == 2 * c.D)
     let ps = ParameterSet()
-    let ctx = MixerContext(params: ps, prefix: "m", width: c.D, layerIndex: 0, layerCount: 1, step: StepContext())
+    let ctx = MixerContext(params: ps, prefix: "m", width: c.D, layerIndex: 0, layerCount: 1)
     let opts: [String: OptionValue] = [
         "d_state": .int(c.N), "d_conv": .int(c.K), "expand": .int(2), "dt_rank": .int(c.R),
         "chunk": .int(chunk), "gate": .bool(c.gate), "skip_d": .bool(c.skipD),
@@ -347,10 +347,10 @@ private func refRunLibrary(_ m: Mixer, _ ps: ParameterSet, x: [Float], dy: [Floa
     var out = [Float](repeating: .nan, count: B * L * D)
     var dx = [Float](repeating: .nan, count: B * L * D)
     x.withUnsafeBufferPointer { xb in
-        out.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) }
+        out.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) }
         ps.zeroGrad()
         dy.withUnsafeBufferPointer { db in
-            dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L) }
+            dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) }
         }
     }
     var g: [String: [Float]] = [:]

@@ -12,12 +12,15 @@ nonisolated(unsafe) let testTokens: UnsafeMutablePointer<Int32> = {
     return p
 }()
 
+/// The passes these tests run mixers in, over `testTokens`: training, and evaluation
+/// (routing by each token's logits, as generation does).
+let trainPass = Pass.train().with(tokens: UnsafePointer(testTokens))
+let evalPass = Pass.eval().with(tokens: UnsafePointer(testTokens))
+
 /// Builds one mixer for tests at small sizes.
 func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8, seed: UInt64 = 3) throws -> (Mixer, ParameterSet) {
     let ps = ParameterSet()
-    let step = StepContext()
-    step.tokens = UnsafePointer(testTokens)
-    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2, step: step)
+    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2)
     var opts = options
     // Small, fast test sizes unless the variant sets them.
     let entry = try MixerRegistry.entry(name, context: "test")
@@ -34,9 +37,9 @@ func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8
     return (m, ps)
 }
 
-/// Evaluation mode (routing by logits, as in generation) for mixers that have one.
-func setEval(_ m: Mixer) {
-    if let moe = m as? MoE { moe.context.mode = .eval; moe.freezeRouting = false }
+/// Lets an MoE route again (`buildMixer` holds its routing fixed for gradient checks).
+func unfreezeRouting(_ m: Mixer) {
+    (m as? MoE)?.freezeRouting = false
 }
 
 /// Moves every parameter away from its special initial values (ones, zeros,
@@ -81,7 +84,7 @@ final class MixerRegistryTests: XCTestCase {
 
     func testUnknownMixerAndOptionErrors() throws {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: 10, layerIndex: 0, layerCount: 1, step: StepContext())
+        let ctx = MixerContext(params: ps, prefix: "m", width: 10, layerIndex: 0, layerCount: 1)
         XCTAssertThrowsError(try MixerRegistry.build("mambaa", options: [:], in: ctx, context: "x.yaml: model.layers[0]")) {
             XCTAssertTrue("\($0)".contains("x.yaml: model.layers[0]: unknown mixer 'mambaa' (did you mean 'mamba'?)"), "\($0)")
             XCTAssertEqual(($0 as? BMError)?.exitCode, 2)
@@ -128,8 +131,8 @@ final class MixerRegistryTests: XCTestCase {
         var mBytes: [Int] = [], aBytes: [Int] = []
         for _ in 0..<40 {
             x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer {
-                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: ms)
-                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: as_)
+                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: ms, pass: .generate)
+                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: as_, pass: .generate)
             } }
             mBytes.append(ms.bytes); aBytes.append(as_.bytes)
         }
@@ -147,7 +150,7 @@ func checkGradients(_ name: String, _ variant: [String: OptionValue]) throws {
     randomizeParameters(ps, seed: 9)
     var checker = GradientChecker()
     checker.maxCoordinates = 20
-    let report = checker.check(layer: m, set: ps, B: 2, L: 7, inputScale: 1)
+    let report = checker.check(layer: m, set: ps, B: 2, L: 7, inputScale: 1, pass: trainPass)
     XCTAssertTrue(report.passed, "\(name) \(variant): \(report)")
     XCTAssertEqual(Set(report.checked.keys), Set(["input"] + m.parameters.map(\.name)), "\(name) \(variant)")
 }
@@ -156,16 +159,16 @@ func checkGradients(_ name: String, _ variant: [String: OptionValue]) throws {
 func checkCausality(_ name: String, _ variant: [String: OptionValue]) throws {
     let (m, ps) = try buildMixer(name, variant)
     randomizeParameters(ps, seed: 4)
-    setEval(m)
+    unfreezeRouting(m)
     if let moe = m as? MoE, !moe.router.isCausal { return }   // expert choice: tested to refuse generation
     let B = 2, L = 9, D = 8
     var rng = RNG(seed: 5)
     var x = (0..<B * L * D).map { _ in rng.normal() }
     var y0 = [Float](repeating: 0, count: B * L * D), y1 = y0
-    x.withUnsafeBufferPointer { xb in y0.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    x.withUnsafeBufferPointer { xb in y0.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: evalPass) } }
     let t = 5
     for b in 0..<B { for c in 0..<D { x[(b * L + t) * D + c] += 1 } }
-    x.withUnsafeBufferPointer { xb in y1.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    x.withUnsafeBufferPointer { xb in y1.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: evalPass) } }
     for b in 0..<B {
         for l in 0..<L {
             let changed = (0..<D).contains { y0[(b * L + l) * D + $0] != y1[(b * L + l) * D + $0] }
@@ -175,13 +178,13 @@ func checkCausality(_ name: String, _ variant: [String: OptionValue]) throws {
     }
 }
 
-/// A seeded random input [B, L, D] and the mixer's parallel forward of it: the
-/// reference that prefill and step are compared with.
+/// A seeded random input [B, L, D] and the mixer's parallel forward of it in an
+/// evaluation pass: the reference that prefill and step are compared with.
 func randomInputAndForward(_ m: Mixer, B: Int, L: Int, D: Int, seed: UInt64) -> (x: [Float], y: [Float]) {
     var rng = RNG(seed: seed)
     let x = (0..<B * L * D).map { _ in rng.normal() }
     var y = [Float](repeating: 0, count: B * L * D)
-    x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+    x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: evalPass) } }
     return (x, y)
 }
 
@@ -190,7 +193,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
     for (L, prompt) in [(1, 0), (2, 0), (3, 1), (17, 5), (300, 7)] {
         let (m, ps) = try buildMixer(name, variant)
         randomizeParameters(ps, seed: 6)
-        setEval(m)
+        unfreezeRouting(m)
         if let moe = m as? MoE, !moe.router.isCausal {
             XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 4))
             continue
@@ -205,8 +208,8 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             var promptTokens = [Int32](repeating: 0, count: B * prompt)
             for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
             promptTokens.withUnsafeBufferPointer { tb in
-                if let moe = m as? MoE { moe.context.tokens = tb.baseAddress! }
-                px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state) } }
+                let pass = Pass.generate.with(tokens: tb.baseAddress!)
+                px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state, pass: pass) } }
             }
             for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
         }
@@ -217,8 +220,8 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
             // token ids of this position, for routers that read them
             for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
-            if let moe = m as? MoE { moe.context.tokens = UnsafePointer(stepTokens) }
-            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state) } }
+            let pass = Pass.generate.with(tokens: UnsafePointer(stepTokens))
+            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state, pass: pass) } }
             for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
         }
         let scale = max(1e-3, full.map { abs($0) }.max()!)

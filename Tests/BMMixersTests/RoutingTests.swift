@@ -106,9 +106,7 @@ final class RoutingTests: XCTestCase {
 
     func buildMoE(_ options: [String: OptionValue], T: Int = 16, d: Int = 8) throws -> (MoE, ParameterSet, [Float]) {
         let ps = ParameterSet()
-        let step = StepContext()
-        step.tokens = UnsafePointer(testTokens)
-        let ctx = MixerContext(params: ps, prefix: "decoder.layers.1.mixer", width: d, layerIndex: 1, layerCount: 2, step: step)
+        let ctx = MixerContext(params: ps, prefix: "decoder.layers.1.mixer", width: d, layerIndex: 1, layerCount: 2)
         var o = options
         if o["ffn"] == nil { o["ffn"] = .int(6) }
         guard let m = try MixerRegistry.build("moe", options: o, in: ctx, context: "test") as? MoE else { throw BMError.invalid("not an MoE") }
@@ -125,7 +123,7 @@ final class RoutingTests: XCTestCase {
             // Bias the router so every token prefers expert 0.
             m.routerBias!.w[0] = 10
             var y = [Float](repeating: 0, count: x.count)
-            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
+            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16, pass: trainPass) } }
             XCTAssertEqual(m.stats.load, [4, 0, 0, 0], policy)               // cap = ⌈16·1/4 · 1⌉ = 4
             XCTAssertEqual(m.stats.dropped, 12, policy)
             XCTAssertEqual(m.stats.droppedFraction, 0.75, accuracy: 1e-12)
@@ -155,8 +153,8 @@ final class RoutingTests: XCTestCase {
             var rng = RNG(seed: 1)
             let dy = (0..<x.count).map { _ in rng.normal() }
             ps.zeroGrad()
-            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
-            dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: 1, L: 16) } }
+            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 16, pass: trainPass) } }
+            dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: 1, L: 16, pass: trainPass) } }
             let gradNorm = m.routerWeight!.grads.reduce(0) { $0 + $1 * $1 }
             if pre {
                 XCTAssertLessThan(m.stats.load.reduce(0, +), 17)
@@ -179,24 +177,23 @@ final class RoutingTests: XCTestCase {
     /// expert), so its validation loss is comparable with the causal routers'.
     func testExpertChoiceEvaluatesCausally() throws {
         let (m, _, _) = try buildMoE(["router": .string("expert-choice")])
-        setEval(m)
+        unfreezeRouting(m)
         let B = 1, L = 12, D = m.inWidth
         var rng = RNG(seed: 8)
         let x = FloatBuffer(count: L * D), y1 = FloatBuffer(count: L * D), y2 = FloatBuffer(count: L * D)
         rng.fillNormal(x.pointer, L * D, std: 1)
-        m.forward(x.pointer, y1.pointer, B: B, L: L)
+        m.forward(x.pointer, y1.pointer, B: B, L: L, pass: evalPass)
         let first = y1.array(L * D)
         for i in (L / 2) * D..<L * D { x.pointer[i] = -3 * x.pointer[i] + 1 }     // change the second half
-        m.forward(x.pointer, y2.pointer, B: B, L: L)
+        m.forward(x.pointer, y2.pointer, B: B, L: L, pass: evalPass)
         // equal to rounding: an expert's product over more rows may block its sums differently
         let diff = zip(first[0..<(L / 2) * D], y2.array((L / 2) * D)).map { abs($0 - $1) }.max()!
         XCTAssertLessThan(diff, 1e-5, "evaluation of the first half depends on later tokens")
         // in training it is not causal: the same change moves earlier outputs
-        m.context.mode = .train
-        m.forward(x.pointer, y2.pointer, B: B, L: L)
+        m.forward(x.pointer, y2.pointer, B: B, L: L, pass: trainPass)
         rng.fillNormal(x.pointer, L * D, std: 1)
         let before = y2.array(L * D)
-        m.forward(x.pointer, y1.pointer, B: B, L: L)
+        m.forward(x.pointer, y1.pointer, B: B, L: L, pass: trainPass)
         XCTAssertNotEqual(before, y1.array(L * D))
     }
 
@@ -217,7 +214,7 @@ final class RoutingTests: XCTestCase {
     func testRandomRoutingIsBalanced() throws {
         let (m, _, x) = try buildMoE(["experts": .int(4), "router": .string("random")], T: 18)
         var y = [Float](repeating: 0, count: x.count)
-        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 18) } }
+        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 18, pass: trainPass) } }
         XCTAssertEqual(m.stats.load.sorted(), [4, 4, 5, 5])
         XCTAssertNil(m.routerWeight)
         XCTAssertEqual(m.stats.loadCV, 0.1111, accuracy: 1e-3)

@@ -23,8 +23,8 @@ final class ScanChannelSplitTests: XCTestCase {
         var y = [Float](repeating: 0, count: n), dx = y
         ps.zeroGrad()
         x.withUnsafeBufferPointer { xb in                      // x lives until backward, which reads it
-            y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L) }
-            dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L) } }
+            y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) }
+            dy.withUnsafeBufferPointer { db in dx.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) } }
         }
         return (y, dx + m.parameters.flatMap { Array(UnsafeBufferPointer(start: $0.g, count: $0.count)) })
     }

@@ -36,14 +36,14 @@ final class ToyShift: Mixer {
         return xs
     }
     // x: [B, L, D] → y: [B, L, D]
-    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         self.x = x
         let xs = shift(x, B: B, L: L, first: nil)
         matmulXWt(x, w.w, y, T: B * L, inDim: D, outDim: D)
         matmulXWt(xs, u.w, y, T: B * L, inDim: D, outDim: D, beta: 1)
     }
     // dy: [B, L, D] → dx: [B, L, D]
-    func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         matmulDyTX(dy, x!, w.g, T: T, inDim: D, outDim: D)
         matmulDyTX(dy, shifted.pointer, u.g, T: T, inDim: D, outDim: D)
@@ -60,15 +60,15 @@ final class ToyShift: Mixer {
     }
     func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(batch * D) }
     var prefillsInChunks: Bool { true }
-    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
+    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
         let s = state as! State
         let xs = shift(x, B: B, L: L, first: UnsafePointer(s.last.pointer))
         matmulXWt(x, w.w, y, T: B * L, inDim: D, outDim: D)
         matmulXWt(xs, u.w, y, T: B * L, inDim: D, outDim: D, beta: 1)
         for b in 0..<B { (s.last.pointer + b * D).update(from: x + (b * L + L - 1) * D, count: D) }
     }
-    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {
-        prefill(x, y, B: B, L: 1, state: state)
+    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+        prefill(x, y, B: B, L: 1, state: state, pass: pass)
     }
 }
 

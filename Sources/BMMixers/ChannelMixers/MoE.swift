@@ -59,8 +59,10 @@ public final class MoE: Mixer {
     public let expertBias: Param?
     public let fc1: [Param], fc2: [Param]
     public let capacityFactor: Double, dropByPosition: Bool
-    public let context: StepContext
     let layerIndex: Int
+    /// What the router was given in the last forward (its logits, tokens, mode, seed):
+    /// backward differentiates the gates of that routing.
+    private var routed: RouteInput?
     /// Keep the last assignment (and capacity decisions); only the gates are
     /// recomputed. Used by gradient checks ("assignments held fixed").
     public var freezeRouting = false
@@ -96,7 +98,6 @@ public final class MoE: Mixer {
         (router, routerName) = try RouterRegistry.build(o.values["router"]!, experts: E, context: "\(ctx.prefix)")
         capacityFactor = o.double("capacity_factor")
         dropByPosition = o.string("drop_policy") == "position"
-        context = ctx.step
         layerIndex = ctx.layerIndex
         let ps = ctx.params, p = ctx.prefix
         if router.usesLogits {
@@ -165,16 +166,16 @@ public final class MoE: Mixer {
     }
 
     /// `asTraining`: the router makes training's assignment (training, or `eval.routing: train`).
-    func routeInput(T: Int, asTraining: Bool? = nil) -> RouteInput {
-        RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: context.tokens, T: T, E: E,
-                   mode: asTraining ?? context.routesAsTraining ? .train : .eval,
-                   seed: UInt64(context.step) &* 1_000_003 &+ UInt64(layerIndex),
+    func routeInput(T: Int, pass: Pass, asTraining: Bool) -> RouteInput {
+        RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: pass.tokens, T: T, E: E,
+                   mode: asTraining ? .train : .eval,
+                   seed: UInt64(pass.step) &* 1_000_003 &+ UInt64(layerIndex),
                    expertBias: expertBias.map { UnsafePointer($0.w) })
     }
 
     /// Evaluation: how many of this pass's (token, expert) choices the other routing
     /// (argmax ↔ training's) makes too, on the same router logits; before any capacity limit.
-    private func countAgreement(T: Int) {
+    private func countAgreement(T: Int, pass: Pass) {
         let A = assignment.count
         let mark = chosen.ensure(max(1, T * E))
         mark.update(repeating: 0, count: T * E)
@@ -182,7 +183,7 @@ public final class MoE: Mixer {
         var total = 0
         for i in 0..<A where ep[i] >= 0 { mark[Int(tp[i]) * E + Int(ep[i])] = 1; total += 1 }
         var scratch = RouterStats()
-        router.assign(routeInput(T: T, asTraining: !context.routesAsTraining), other, stats: &scratch)
+        router.assign(routeInput(T: T, pass: pass, asTraining: !pass.routesAsTraining), other, stats: &scratch)
         var shared = 0
         let ot = other.token.pointer, oe = other.expert.pointer
         for i in 0..<other.count where oe[i] >= 0 && mark[Int(ot[i]) * E + Int(oe[i])] == 1 {
@@ -195,7 +196,7 @@ public final class MoE: Mixer {
     // MARK: forward
 
     // x: [B, L, d] → y: [B, L, d]
-    public func forward(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         x = xIn; shape = (B, L)
         timer.start()
@@ -209,7 +210,8 @@ public final class MoE: Mixer {
                 matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E)
             }
         }
-        let input = routeInput(T: T)
+        let input = routeInput(T: T, pass: pass, asTraining: pass.routesAsTraining)
+        routed = input
         let frozen = freezeRouting && assignment.count > 0 && stats.load.count == E
         if !frozen {
             stats = RouterStats()
@@ -218,8 +220,8 @@ public final class MoE: Mixer {
         let (aux, z) = router.gates(input, assignment, stats: &stats)
         auxiliaryLoss = aux + z
         let A = assignment.count
-        if context.mode == .eval && context.measureAgreement { countAgreement(T: T) }
-        if !frozen { applyCapacity(T: T) }
+        if pass.mode == .eval && pass.measureAgreement { countAgreement(T: T, pass: pass) }
+        if !frozen { applyCapacity(T: T, routesAsTraining: pass.routesAsTraining) }
         let kp = kept.pointer, gp = assignment.gate.pointer, ep = assignment.expert.pointer, tp = assignment.token.pointer
         for i in 0..<A where kp[i] == 0 { gp[i] = 0 }
         // group kept assignments by expert (stable)                order: [kept]
@@ -236,7 +238,7 @@ public final class MoE: Mixer {
         stats.assignments = A
         stats.dropped = A - n
         // the load-balancing bias moves after a training forward, from its load
-        if let b = expertBias, context.mode == .train, context.updatesRouterState, !freezeRouting { router.updateBias(b.w, load: stats.load) }
+        if let b = expertBias, pass.mode == .train, pass.updatesRouterState, !freezeRouting { router.updateBias(b.w, load: stats.load) }
         timer.mark("fwd router")
         // gather                                                   xe: [n, d]
         let xp = xe.ensure(max(n, 1) * d)
@@ -261,11 +263,11 @@ public final class MoE: Mixer {
     /// cap = ⌈(A/T)·T/E · factor⌉ per expert; keeps the highest gates ('probs') or earliest tokens ('position').
     /// Training's assignment only: a capacity limit looks at the whole batch, so it is not
     /// causal; argmax evaluation and generation are dropless.
-    private func applyCapacity(T: Int) {
+    private func applyCapacity(T: Int, routesAsTraining: Bool) {
         let A = assignment.count
         let kp = kept.ensure(max(A, 1))
         kp.update(repeating: 1, count: A)
-        guard capacityFactor > 0, router.allowsCapacity, A > 0, context.routesAsTraining else { return }
+        guard capacityFactor > 0, router.allowsCapacity, A > 0, routesAsTraining else { return }
         let cap = Int((Double(A) / Double(E) * capacityFactor).rounded(.up))
         let ep = assignment.expert.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
         var byExpert = [[Int]](repeating: [], count: E)
@@ -281,8 +283,8 @@ public final class MoE: Mixer {
     // MARK: backward
 
     // dy: [B, L, d] → dx: [B, L, d]
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
-        guard let x else { preconditionFailure("MoE.backward before forward") }
+    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
+        guard let x, let routed else { preconditionFailure("MoE.backward before forward") }
         let T = B * L, A = assignment.count, n = offsets[E]
         timer.start()
         let op = order.pointer, gp = assignment.gate.pointer, tp = assignment.token.pointer
@@ -316,7 +318,7 @@ public final class MoE: Mixer {
         // router: gradient through the gates and the aux / z losses
         if let w = routerWeight {
             let dl = dlogits.ensure(T * E)
-            router.backward(routeInput(T: T), assignment, dgate: dg, dlogits: dl)
+            router.backward(routed, assignment, dgate: dg, dlogits: dl)
             matmulDyTX(dl, x, w.g, T: T, inDim: d, outDim: E)
             if let b = routerBias { for t in 0..<T { for e in 0..<E { b.g[e] += dl[t * E + e] } } }
             matmulDyW(dl, w.w, dx, T: T, inDim: d, outDim: E, beta: 1)
@@ -336,14 +338,12 @@ public final class MoE: Mixer {
     /// Position by position (evaluation routing is per token): nothing carries over.
     public var prefillsInChunks: Bool { true }
 
-    public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState) {
-        let (mode, routing, measure) = (context.mode, context.evalRouting, context.measureAgreement)
-        context.mode = .eval; context.evalRouting = .argmax; context.measureAgreement = false   // generation is causal
-        forward(xIn, y, B: B, L: L)
-        (context.mode, context.evalRouting, context.measureAgreement) = (mode, routing, measure)
+    public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
+        // generation is causal: each token routed by its own logits, whatever pass it is part of
+        forward(xIn, y, B: B, L: L, pass: Pass.generate.with(tokens: pass.tokens))
     }
 
-    public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState) {
-        prefill(xIn, y, B: B, L: 1, state: state)
+    public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+        prefill(xIn, y, B: B, L: 1, state: state, pass: pass)
     }
 }

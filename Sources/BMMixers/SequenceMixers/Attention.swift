@@ -116,7 +116,7 @@ public final class Attention: Mixer {
     // MARK: forward
 
     // x: [B, L, D] → out: [B, L, D]
-    public func forward(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         x = xIn; shape = (B, L)
         let qp = q.ensure(T * D), kp = k.ensure(T * D), vp = v.ensure(T * D), op = o.ensure(T * D)
@@ -178,7 +178,7 @@ public final class Attention: Mixer {
     // MARK: backward
 
     // dout: [B, L, D] → dx: [B, L, D]
-    public func backward(_ dout: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dout: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let x else { preconditionFailure("Attention.backward before forward") }
         let T = B * L
         let qp = q.pointer, kp = k.pointer, vp = v.pointer, op = o.pointer, lp = lse.pointer
@@ -265,7 +265,7 @@ public final class Attention: Mixer {
     public var prefillsInChunks: Bool { true }
 
     // x: [B, L, D] → out: [B, L, D], the L positions after the cache's
-    public func prefill(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
+    public func prefill(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
         let pos = s.length, T = B * L
         precondition(pos + L <= s.maxLength, "prompt longer than the KV cache")
@@ -295,7 +295,7 @@ public final class Attention: Mixer {
     private let stepQ = FloatBuffer(), stepK = FloatBuffer(), stepV = FloatBuffer(), stepO = FloatBuffer(), stepP = FloatBuffer()
 
     // x: [B, D] → out: [B, D] at position state.length
-    public func step(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState) {
+    public func step(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
         let pos = s.length
         precondition(pos < s.maxLength, "KV cache full (\(s.maxLength) positions)")

@@ -158,7 +158,7 @@ public final class SSMBlock: Mixer {
     // MARK: forward
 
     // h: [B, L, D] → out: [B, L, D]
-    public func forward(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func forward(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         run(hIn, out, B: B, L: L, from: nil)
     }
 
@@ -248,7 +248,7 @@ public final class SSMBlock: Mixer {
     // MARK: backward
 
     // dout: [B, L, D] → dh: [B, L, D]
-    public func backward(_ dout: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+    public func backward(_ dout: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let h else { preconditionFailure("SSMBlock.backward before forward") }
         let T = B * L
         timer.start()
@@ -412,7 +412,7 @@ public final class SSMBlock: Mixer {
     /// The conv history and SSM state carry over between calls.
     public var prefillsInChunks: Bool { true }
 
-    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState) {
+    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
         run(x, out, B: B, L: L, from: s)           // continues from the state: prompts can come in chunks
         let cv = s.conv.pointer, xzp = xz.pointer
@@ -433,7 +433,7 @@ public final class SSMBlock: Mixer {
     private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepY = FloatBuffer()
 
     // x: [B, D] → out: [B, D], one token per sequence
-    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState) {
+    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
         let xzp = stepXZ.ensure(B * xzWidth)
         matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth)
