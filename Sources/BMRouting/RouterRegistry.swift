@@ -44,6 +44,15 @@ public enum RouterRegistry {
     /// Removes a router added with `register` (a test's toy plugin, after the test).
     public static func remove(_ name: String) { entries.removeAll { $0.name == name } }
 
+    /// The routers that can generate (each token routed without looking at later ones),
+    /// as each says of itself when built with its defaults for `experts` experts.
+    public static func causalNames(experts: Int) -> [String] {
+        entries.compactMap { e in
+            guard let o = try? e.options.resolve([:], context: e.name), let r = try? e.build(o, experts) else { return nil }
+            return r.isCausal ? e.name : nil
+        }
+    }
+
     public static func entry(_ name: String, context: String) throws -> RouterEntry {
         try lookup(name, in: entries, named: \.name, kind: "router", context: context)
     }

@@ -170,7 +170,10 @@ final class RoutingTests: XCTestCase {
         XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 8)) { e in
             XCTAssertTrue("\(e)".contains("router 'expert-choice' is not causal"), "\(e)")
             XCTAssertTrue("\(e)".contains("cannot generate"), "\(e)")
+            // the routers that can, as each says of itself (no list kept by name)
+            XCTAssertTrue("\(e)".contains("routers that can: topk, sinkhorn, sinkhorn-fast, hash, random, lossfree"), "\(e)")
         }
+        XCTAssertEqual(RouterRegistry.causalNames(experts: 4), RouterRegistry.names.filter { $0 != "expert-choice" })
     }
 
     /// expert-choice trains non-causally but evaluates causally (each token to its top

@@ -330,7 +330,7 @@ public final class MoE: Mixer {
 
     public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
         guard router.isCausal else {
-            throw BMError.invalid("router '\(routerName)' is not causal (each expert picks tokens from the whole batch), so a model using it cannot generate text; use topk, sinkhorn, sinkhorn-fast, hash or random")
+            throw BMError.invalid("router '\(routerName)' is not causal (each expert picks tokens from the whole batch), so a model using it cannot generate text; routers that can: \(RouterRegistry.causalNames(experts: E).joined(separator: ", "))")
         }
         return StatelessState()
     }
