@@ -142,13 +142,15 @@ public func sgemm(transA: Bool = false, transB: Bool = false,
 }
 
 /// y[T, out] = x[T, in] · W[out, in]ᵀ  (+ beta · y).  A Linear layer's forward.
+/// With one row, W is read from `bf16` when the copy holds it (a bf16 generation pass).
 @inline(__always)
 public func matmulXWt(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                      T: Int, inDim: Int, outDim: Int, ldx: Int? = nil, ldy: Int? = nil, beta: Float = 0) {
+                      T: Int, inDim: Int, outDim: Int, ldx: Int? = nil, ldy: Int? = nil, beta: Float = 0,
+                      bf16: BF16Weights? = nil) {
     if T == 1 {
         // One token (generation): a matrix-vector product, bound by reading W (see bmgemv.h).
         precondition(beta == 0 || beta == 1, "matmulXWt: beta must be 0 or 1")
-        if let w16 = BF16Weights.lookup(w) {
+        if let w16 = bf16?.lookup(w) {
             bm_rowgemv_bf16(w16, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)
         } else {
             bm_rowgemv(w, Int32(outDim), Int32(inDim), Int32(inDim), x, y, beta == 0 ? 0 : 1)

@@ -22,15 +22,19 @@ public struct Pass: @unchecked Sendable {
     /// The trainer's step, the only pass in which a router may move its load-balancing
     /// bias (not gradient dumps, gradient checks or evaluations).
     public let updatesRouterState: Bool
+    /// A generation pass's bf16 copy of the weights (`--weights bf16`), owned by the
+    /// generator that made it: its one-token products read the copy. nil: fp32.
+    public let bf16: BF16Weights?
 
     /// Whether routers make training's assignment in this pass.
     public var routesAsTraining: Bool { mode == .train ? !trainRoutesByArgmax : evalRouting == .train }
 
     private init(mode: Mode, tokens: UnsafePointer<Int32>? = nil, step: Int = 0, evalRouting: EvalRouting = .argmax,
-                 measureAgreement: Bool = false, trainRoutesByArgmax: Bool = false, updatesRouterState: Bool = false) {
+                 measureAgreement: Bool = false, trainRoutesByArgmax: Bool = false, updatesRouterState: Bool = false,
+                 bf16: BF16Weights? = nil) {
         self.mode = mode; self.tokens = tokens; self.step = step; self.evalRouting = evalRouting
         self.measureAgreement = measureAgreement; self.trainRoutesByArgmax = trainRoutesByArgmax
-        self.updatesRouterState = updatesRouterState
+        self.updatesRouterState = updatesRouterState; self.bf16 = bf16
     }
 
     /// A training pass: step `step`; `routesByArgmax` for the last `argmax_routing_steps`;
@@ -45,12 +49,13 @@ public struct Pass: @unchecked Sendable {
         return Pass(mode: .eval, evalRouting: routing, measureAgreement: measureAgreement)
     }
 
-    /// A generation pass: evaluation mode, each token routed by its own logits (causal).
-    public static let generate = Pass(mode: .eval)
+    /// A generation pass: evaluation mode, each token routed by its own logits (causal),
+    /// one-token products reading `bf16` when it is given.
+    public static func generate(bf16: BF16Weights? = nil) -> Pass { Pass(mode: .eval, bf16: bf16) }
 
     /// The same pass over the batch whose token ids are `tokens`.
     public func with(tokens: UnsafePointer<Int32>?) -> Pass {
         Pass(mode: mode, tokens: tokens, step: step, evalRouting: evalRouting, measureAgreement: measureAgreement,
-             trainRoutesByArgmax: trainRoutesByArgmax, updatesRouterState: updatesRouterState)
+             trainRoutesByArgmax: trainRoutesByArgmax, updatesRouterState: updatesRouterState, bf16: bf16)
     }
 }

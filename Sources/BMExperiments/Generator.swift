@@ -14,7 +14,8 @@ public final class Generator {
     private var position = 0
 
     /// How the one-token products read the weights: fp32, or a bf16 copy (half the
-    /// bytes a token reads; made when the generator starts, dropped when it ends).
+    /// bytes a token reads) that this generator makes when it starts and owns: another
+    /// generator or a trainer of the same model keeps reading fp32.
     public let weights: WeightFormat
 
     public init(model: LanguageModel, maxLength: Int, weights: WeightFormat = .fp32) throws {
@@ -30,16 +31,14 @@ public final class Generator {
         if overflow || Double(floats) * 4 > Double(available) {
             throw BMError.invalid("generating \(maxLength) positions needs \(overflow ? "more than 2^63 floats" : MemoryEstimate.format(Double(floats) * 4)) of KV cache (the attention layers'), but \(MemoryEstimate.format(Double(available))) is available; ask for fewer tokens (--max-tokens)")
         }
-        state = try model.makeGenerationState(maxLength: maxLength)
-        if weights == .bf16 { model.params.useBF16Products() }
-    }
-
-    deinit {
-        if weights == .bf16 { model.params.useFP32Products() }
+        state = try model.makeGenerationState(maxLength: maxLength, weights: weights)
     }
 
     /// Bytes held by all layers' generation states (grows with the context only for attention).
     public var stateBytes: Int { state.bytes }
+
+    /// Bytes of the bf16 weight copy (0 for fp32).
+    public var weightCopyBytes: Int { state.bf16?.bytes ?? 0 }
 
     /// Prompt positions per prefill pass (see `LanguageModel.prefillChunk`).
     public var prefillChunk: Int {

@@ -31,10 +31,10 @@ public final class Embedding {
         }
     }
 
-    /// Tied head: logits [T, V] = h [T, d] · Wᵀ.
-    public func headForward(_ h: UnsafePointer<Float>, _ logits: UnsafeMutablePointer<Float>, T: Int) {
+    /// Tied head: logits [T, V] = h [T, d] · Wᵀ (one row read from `bf16` when given: generation).
+    public func headForward(_ h: UnsafePointer<Float>, _ logits: UnsafeMutablePointer<Float>, T: Int, bf16: BF16Weights? = nil) {
         headInput = h
-        matmulXWt(h, weight.w, logits, T: T, inDim: width, outDim: vocab)
+        matmulXWt(h, weight.w, logits, T: T, inDim: width, outDim: vocab, bf16: bf16)
     }
 
     /// dlogits [T, V] → dh [T, d] (overwritten); weight.g += dlogitsᵀ · h.

@@ -14,16 +14,17 @@ public struct GatedMLPKernel {
     }
 
     // x: [T, d] → y: [T, d];  h: [T, 2F] and a: [T, F] are cached for backward
+    // (`bf16`: a generation pass's weight copy, read by one-row products)
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, T: Int,
                         fc1: UnsafePointer<Float>, fc2: UnsafePointer<Float>,
-                        h: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>) {
+                        h: UnsafeMutablePointer<Float>, a: UnsafeMutablePointer<Float>, bf16: BF16Weights? = nil) {
         if T == 0 { return }
-        matmulXWt(x, fc1, h, T: T, inDim: d, outDim: 2 * F)
+        matmulXWt(x, fc1, h, T: T, inDim: d, outDim: 2 * F, bf16: bf16)
         for t in 0..<T {
             let hr = h + t * 2 * F
             activation.forward(gate: hr, up: hr + F, a + t * F, F)
         }
-        matmulXWt(a, fc2, y, T: T, inDim: F, outDim: d)
+        matmulXWt(a, fc2, y, T: T, inDim: F, outDim: d, bf16: bf16)
     }
 
     // dy: [T, d] → dx: [T, d] (overwritten); dfc1, dfc2 accumulate.
@@ -67,7 +68,7 @@ public final class GatedMLP: SequenceLayer {
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         let T = B * L
         self.x = x
-        kernel.forward(x, y, T: T, fc1: fc1.w, fc2: fc2.w, h: h.ensure(T * 2 * kernel.F), a: a.ensure(T * kernel.F))
+        kernel.forward(x, y, T: T, fc1: fc1.w, fc2: fc2.w, h: h.ensure(T * 2 * kernel.F), a: a.ensure(T * kernel.F), bf16: pass.bf16)
     }
 
     public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {

@@ -143,17 +143,24 @@ public final class LanguageModel {
 
     // MARK: generation: a prompt in parallel (`prefill`), then one token at a time (`step`)
 
-    /// Every mixer's generation state for one sequence of up to `maxLength` tokens
-    /// (throws when a mixer cannot generate, e.g. non-causal expert-choice routing).
+    /// Every mixer's generation state for one sequence of up to `maxLength` tokens, and
+    /// the weights its one-token products read: the model's fp32 values, or a bf16 copy
+    /// this state owns (made when the state is made, so a generator starting after the
+    /// weights changed copies the new ones; another state of the same model is not affected).
     public final class GenerationState {
         public let mixers: [MixerState]
-        /// Bytes held (grows with the context only for attention's KV cache).
+        /// The bf16 copy of the model's parameters (`weights: .bf16`), nil for fp32.
+        public let bf16: BF16Weights?
+        /// Bytes held by the mixers' states (grows with the context only for attention's
+        /// KV cache); the bf16 copy's are `bf16.bytes`.
         public var bytes: Int { mixers.reduce(0) { $0 + $1.bytes } }
-        init(_ mixers: [MixerState]) { self.mixers = mixers }
+        init(_ mixers: [MixerState], bf16: BF16Weights?) { self.mixers = mixers; self.bf16 = bf16 }
     }
 
-    public func makeGenerationState(maxLength: Int) throws -> GenerationState {
-        return GenerationState(try blocks.map { try $0.mixer.makeState(batch: 1, maxLength: maxLength) })
+    /// Throws when a mixer cannot generate (e.g. non-causal expert-choice routing).
+    public func makeGenerationState(maxLength: Int, weights: WeightFormat = .fp32) throws -> GenerationState {
+        let mixers = try blocks.map { try $0.mixer.makeState(batch: 1, maxLength: maxLength) }
+        return GenerationState(mixers, bf16: weights == .bf16 ? BF16Weights(params.values, count: params.count) : nil)
     }
 
     /// Prompt positions per prefill pass when every mixer continues from its state
@@ -175,7 +182,7 @@ public final class LanguageModel {
         while start < prompt.count {
             L = min(chunk, prompt.count - start)
             for i in 0..<L { tp.pointer[i] = prompt[start + i] }
-            let pass = Pass.generate.with(tokens: UnsafePointer(tp.pointer))
+            let pass = Pass.generate(bf16: state.bf16).with(tokens: UnsafePointer(tp.pointer))
             let xp = genX.ensure(L * D), np = genN.ensure(L * D), fp = genF.ensure(L * D)
             embedding.forward(tokens: tp.pointer, xp, T: L)
             for (i, b) in blocks.enumerated() {
@@ -185,14 +192,14 @@ public final class LanguageModel {
             }
             start += L
         }
-        return generationHead(genX.pointer + (L - 1) * D)
+        return generationHead(genX.pointer + (L - 1) * D, state: state)
     }
 
     /// Feeds one token; returns the logits [V] for the next one.
     public func step(_ t: Int32, state: GenerationState) -> UnsafePointer<Float> {
         let D = width
         genToken.pointer[0] = t
-        let pass = Pass.generate.with(tokens: UnsafePointer(genToken.pointer))
+        let pass = Pass.generate(bf16: state.bf16).with(tokens: UnsafePointer(genToken.pointer))
         let xp = genX.ensure(D), np = genN.ensure(D), fp = genF.ensure(D)
         embedding.forward(tokens: genToken.pointer, xp, T: 1)
         for (i, b) in blocks.enumerated() {
@@ -200,14 +207,15 @@ public final class LanguageModel {
             b.mixer.step(np, fp, B: 1, state: state.mixers[i], pass: pass)
             axpy(1, fp, xp, D)
         }
-        return generationHead(xp)
+        return generationHead(xp, state: state)
     }
 
     /// Final norm and head of one hidden vector h [D] → logits [V].
-    private func generationHead(_ h: UnsafePointer<Float>) -> UnsafePointer<Float> {
+    private func generationHead(_ h: UnsafePointer<Float>, state: GenerationState) -> UnsafePointer<Float> {
         let hn = genN.ensure(width), lg = genLogits.ensure(vocab)
-        finalNorm.forward(h, hn, B: 1, L: 1, pass: .generate)
-        if let head { head.forward(hn, lg, B: 1, L: 1, pass: .generate) } else { embedding.headForward(hn, lg, T: 1) }
+        let pass = Pass.generate(bf16: state.bf16)
+        finalNorm.forward(h, hn, B: 1, L: 1, pass: pass)
+        if let head { head.forward(hn, lg, B: 1, L: 1, pass: pass) } else { embedding.headForward(hn, lg, T: 1, bf16: state.bf16) }
         return UnsafePointer(lg)
     }
 }

@@ -22,9 +22,9 @@ public final class Linear: SequenceLayer {
         self.x = x
         if let b = bias {
             for t in 0..<T { (y + t * outWidth).update(from: b.w, count: outWidth) }
-            matmulXWt(x, weight.w, y, T: T, inDim: inWidth, outDim: outWidth, beta: 1)
+            matmulXWt(x, weight.w, y, T: T, inDim: inWidth, outDim: outWidth, beta: 1, bf16: pass.bf16)
         } else {
-            matmulXWt(x, weight.w, y, T: T, inDim: inWidth, outDim: outWidth)
+            matmulXWt(x, weight.w, y, T: T, inDim: inWidth, outDim: outWidth, bf16: pass.bf16)
         }
     }
 

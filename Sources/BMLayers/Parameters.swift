@@ -56,7 +56,6 @@ public final class ParameterSlab: @unchecked Sendable {
         grads = .allocate(capacity: 1)
     }
     func allocate(_ n: Int) {
-        BF16Weights.drop(values)
         values.deallocate(); grads.deallocate()
         let cap = Swift.max(n, 1)
         values = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
@@ -65,7 +64,6 @@ public final class ParameterSlab: @unchecked Sendable {
         grads.initialize(repeating: 0, count: cap)
     }
     deinit {
-        BF16Weights.drop(values)
         values.deallocate()
         grads.deallocate()
     }
@@ -135,12 +133,6 @@ public final class ParameterSet: @unchecked Sendable {
         let g = grads
         forEachChunk { _, lo, hi in (g + lo).update(repeating: 0, count: hi - lo) }
     }
-
-    /// One-token products (batch-1 generation) read a bf16 copy of the weights, made now
-    /// from the fp32 values (`BF16Weights`); `useFP32Products` drops it. Make it again
-    /// after the weights change.
-    public func useBF16Products() { BF16Weights.mirror(values, count: count) }
-    public func useFP32Products() { BF16Weights.drop(values) }
 
     public subscript(name: String) -> Param? { byName[name].map { params[$0] } }
 

@@ -113,23 +113,26 @@ final class BF16Tests: XCTestCase {
         }
     }
 
-    /// `matmulXWt` with one row reads the bf16 copy while the slab is mirrored, and fp32 after.
-    func testMirroredSlabIsReadByOneTokenProducts() {
+    /// `matmulXWt` with one row reads a bf16 copy of the slab when it is handed one that
+    /// holds the weight, and fp32 without it (or with a copy of another slab).
+    func testCopyIsReadByOneTokenProductsItIsHanded() {
         var rng = RNG(seed: 4)
         let slab = UnsafeMutablePointer<Float>.allocate(capacity: 100 + 64 * 96)
-        defer { BF16Weights.drop(slab); slab.deallocate() }
+        let other = UnsafeMutablePointer<Float>.allocate(capacity: 64)
+        defer { slab.deallocate(); other.deallocate() }
         for i in 0..<(100 + 64 * 96) { slab[i] = rng.normal() }
+        for i in 0..<64 { other[i] = rng.normal() }
         let w = UnsafePointer(slab + 100)                                  // a weight inside the slab
         let x = (0..<96).map { _ in rng.normal() }
-        func product() -> [Float] {
+        func product(_ copy: BF16Weights?) -> [Float] {
             var y = [Float](repeating: 0, count: 64)
-            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { matmulXWt(xp.baseAddress!, w, $0.baseAddress!, T: 1, inDim: 96, outDim: 64) } }
+            x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { matmulXWt(xp.baseAddress!, w, $0.baseAddress!, T: 1, inDim: 96, outDim: 64, bf16: copy) } }
             return y
         }
-        let fp32 = product()
-        BF16Weights.mirror(slab, count: 100 + 64 * 96)
-        XCTAssertEqual(BF16Weights.bytes, 2 * (100 + 64 * 96))
-        let viaCopy = product()
+        let fp32 = product(nil)
+        let copy = BF16Weights(slab, count: 100 + 64 * 96)
+        XCTAssertEqual(copy.bytes, 2 * (100 + 64 * 96))
+        let viaCopy = product(copy)
         var direct = [Float](repeating: 0, count: 64)
         let w16 = bf16(Array(UnsafeBufferPointer(start: w, count: 64 * 96)))
         w16.withUnsafeBufferPointer { wp in x.withUnsafeBufferPointer { xp in direct.withUnsafeMutableBufferPointer {
@@ -137,7 +140,7 @@ final class BF16Tests: XCTestCase {
         } } }
         XCTAssertEqual(viaCopy, direct)
         XCTAssertNotEqual(viaCopy, fp32)
-        BF16Weights.drop(slab)
-        XCTAssertEqual(product(), fp32)
+        XCTAssertEqual(product(BF16Weights(other, count: 64)), fp32, "a copy of another slab is not read")
+        XCTAssertEqual(product(nil), fp32)
     }
 }

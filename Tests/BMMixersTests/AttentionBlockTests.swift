@@ -67,14 +67,14 @@ final class AttentionBlockTests: XCTestCase {
             let n = min(chunk, prompt - start)
             var cx = [Float](repeating: 0, count: B * n * D), cy = cx
             for b in 0..<B { for i in 0..<(n * D) { cx[b * n * D + i] = x[(b * L + start) * D + i] } }
-            cx.withUnsafeBufferPointer { xb in cy.withUnsafeMutableBufferPointer { a.prefill(xb.baseAddress!, $0.baseAddress!, B: B, L: n, state: state, pass: .generate) } }
+            cx.withUnsafeBufferPointer { xb in cy.withUnsafeMutableBufferPointer { a.prefill(xb.baseAddress!, $0.baseAddress!, B: B, L: n, state: state, pass: .generate()) } }
             for b in 0..<B { for i in 0..<(n * D) { got[(b * L + start) * D + i] = cy[b * n * D + i] } }
             start += n
         }
         var xs = [Float](repeating: 0, count: B * D), ys = xs
         for t in prompt..<L {
             for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
-            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { a.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state, pass: .generate) } }
+            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { a.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state, pass: .generate()) } }
             for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
         }
         let scale = full.map { abs($0) }.max()!
@@ -91,7 +91,7 @@ final class AttentionBlockTests: XCTestCase {
         let x = (0..<chunk * D).map { _ in rng.normal() }
         var y = [Float](repeating: 0, count: chunk * D)
         for _ in 0..<(L / chunk) {
-            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { a.prefill(xb.baseAddress!, $0.baseAddress!, B: 1, L: chunk, state: state, pass: .generate) } }
+            x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { a.prefill(xb.baseAddress!, $0.baseAddress!, B: 1, L: chunk, state: state, pass: .generate()) } }
         }
         XCTAssertTrue(y.allSatisfy(\.isFinite))
         XCTAssertLessThanOrEqual(a.scores.capacity, 64 * L)

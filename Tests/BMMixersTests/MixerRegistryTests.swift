@@ -131,8 +131,8 @@ final class MixerRegistryTests: XCTestCase {
         var mBytes: [Int] = [], aBytes: [Int] = []
         for _ in 0..<40 {
             x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer {
-                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: ms, pass: .generate)
-                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: as_, pass: .generate)
+                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: ms, pass: .generate())
+                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: as_, pass: .generate())
             } }
             mBytes.append(ms.bytes); aBytes.append(as_.bytes)
         }
@@ -208,7 +208,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             var promptTokens = [Int32](repeating: 0, count: B * prompt)
             for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
             promptTokens.withUnsafeBufferPointer { tb in
-                let pass = Pass.generate.with(tokens: tb.baseAddress!)
+                let pass = Pass.generate().with(tokens: tb.baseAddress!)
                 px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state, pass: pass) } }
             }
             for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
@@ -220,7 +220,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             for b in 0..<B { for c in 0..<D { xs[b * D + c] = x[(b * L + t) * D + c] } }
             // token ids of this position, for routers that read them
             for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
-            let pass = Pass.generate.with(tokens: UnsafePointer(stepTokens))
+            let pass = Pass.generate().with(tokens: UnsafePointer(stepTokens))
             xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state, pass: pass) } }
             for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
         }

@@ -205,9 +205,9 @@ public final class MoE: Mixer {
             let lg = logits.ensure(T * E)
             if let b = routerBias {
                 for t in 0..<T { (lg + t * E).update(from: b.w, count: E) }
-                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E, beta: 1)
+                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E, beta: 1, bf16: pass.bf16)
             } else {
-                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E)
+                matmulXWt(xIn, w.w, lg, T: T, inDim: d, outDim: E, bf16: pass.bf16)
             }
         }
         let input = routeInput(T: T, pass: pass, asTraining: pass.routesAsTraining)
@@ -251,7 +251,7 @@ public final class MoE: Mixer {
         let off = offsets, big = largestFirst
         Parallel.forEach(E) { i in
             let e = big[i], o = off[e], c = off[e + 1] - o
-            kernel.forward(xp + o * d, yp + o * d, T: c, fc1: fc1[e].w, fc2: fc2[e].w, h: hp + o * 2 * F, a: ap + o * F)
+            kernel.forward(xp + o * d, yp + o * d, T: c, fc1: fc1[e].w, fc2: fc2[e].w, h: hp + o * 2 * F, a: ap + o * F, bf16: pass.bf16)
         }
         timer.mark("fwd experts")
         // combine: y[token] += gate · ye
@@ -340,7 +340,7 @@ public final class MoE: Mixer {
 
     public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
         // generation is causal: each token routed by its own logits, whatever pass it is part of
-        forward(xIn, y, B: B, L: L, pass: Pass.generate.with(tokens: pass.tokens))
+        forward(xIn, y, B: B, L: L, pass: Pass.generate(bf16: pass.bf16).with(tokens: pass.tokens))
     }
 
     public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {

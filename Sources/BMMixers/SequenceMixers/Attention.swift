@@ -120,9 +120,9 @@ public final class Attention: Mixer {
         let T = B * L
         x = xIn; shape = (B, L)
         let qp = q.ensure(T * D), kp = k.ensure(T * D), vp = v.ensure(T * D), op = o.ensure(T * D)
-        matmulXWt(xIn, wq.w, qp, T: T, inDim: D, outDim: D)
-        matmulXWt(xIn, wk.w, kp, T: T, inDim: D, outDim: D)
-        matmulXWt(xIn, wv.w, vp, T: T, inDim: D, outDim: D)
+        matmulXWt(xIn, wq.w, qp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wk.w, kp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wv.w, vp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
         if rope {
             ensureTables(L)
             for t in 0..<T { rotate(qp + t * D, position: t % L, inverse: false); rotate(kp + t * D, position: t % L, inverse: false) }
@@ -135,7 +135,7 @@ public final class Attention: Mixer {
                        n: L, p0: 0, lse: lp + (b * H + h) * L, S: S)
             }
         }
-        matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D)
+        matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D, bf16: pass.bf16)
     }
 
     /// Causal attention of one head for `n` query rows at positions p0 ..< p0+n over the
@@ -270,9 +270,9 @@ public final class Attention: Mixer {
         let pos = s.length, T = B * L
         precondition(pos + L <= s.maxLength, "prompt longer than the KV cache")
         let qp = q.ensure(T * D), kp = k.ensure(T * D), vp = v.ensure(T * D), op = o.ensure(T * D)
-        matmulXWt(xIn, wq.w, qp, T: T, inDim: D, outDim: D)
-        matmulXWt(xIn, wk.w, kp, T: T, inDim: D, outDim: D)
-        matmulXWt(xIn, wv.w, vp, T: T, inDim: D, outDim: D)
+        matmulXWt(xIn, wq.w, qp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wk.w, kp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wv.w, vp, T: T, inDim: D, outDim: D, bf16: pass.bf16)
         if rope {
             ensureTables(pos + L)
             for t in 0..<T { rotate(qp + t * D, position: pos + t % L, inverse: false); rotate(kp + t * D, position: pos + t % L, inverse: false) }
@@ -289,7 +289,7 @@ public final class Attention: Mixer {
             }
         }
         s.length = pos + L
-        matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D)
+        matmulXWt(op, wo.w, out, T: T, inDim: D, outDim: D, bf16: pass.bf16)
     }
 
     private let stepQ = FloatBuffer(), stepK = FloatBuffer(), stepV = FloatBuffer(), stepO = FloatBuffer(), stepP = FloatBuffer()
@@ -300,9 +300,9 @@ public final class Attention: Mixer {
         let pos = s.length
         precondition(pos < s.maxLength, "KV cache full (\(s.maxLength) positions)")
         let qp = stepQ.ensure(B * D), kp = stepK.ensure(B * D), vp = stepV.ensure(B * D), op = stepO.ensure(B * D)
-        matmulXWt(xIn, wq.w, qp, T: B, inDim: D, outDim: D)
-        matmulXWt(xIn, wk.w, kp, T: B, inDim: D, outDim: D)
-        matmulXWt(xIn, wv.w, vp, T: B, inDim: D, outDim: D)
+        matmulXWt(xIn, wq.w, qp, T: B, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wk.w, kp, T: B, inDim: D, outDim: D, bf16: pass.bf16)
+        matmulXWt(xIn, wv.w, vp, T: B, inDim: D, outDim: D, bf16: pass.bf16)
         if rope {
             ensureTables(pos + 1)
             for b in 0..<B { rotate(qp + b * D, position: pos, inverse: false); rotate(kp + b * D, position: pos, inverse: false) }
@@ -323,6 +323,6 @@ public final class Attention: Mixer {
             }
         }
         s.length = n
-        matmulXWt(op, wo.w, out, T: B, inDim: D, outDim: D)
+        matmulXWt(op, wo.w, out, T: B, inDim: D, outDim: D, bf16: pass.bf16)
     }
 }

@@ -58,16 +58,16 @@ public final class SelectiveDynamics: SSMDynamics {
 
     public func prepare(_ blk: SSMBlock) {}
 
-    public func forward(_ blk: SSMBlock, u up: UnsafePointer<Float>, B: Int, L: Int) -> ScanInputs {
+    public func forward(_ blk: SSMBlock, u up: UnsafePointer<Float>, B: Int, L: Int, pass: Pass) -> ScanInputs {
         let T = B * L
         // 3. dbc = u · x_projᵀ                                  dbc: [T, R+2N]
         let dbcp = dbc.ensure(T * dbcWidth)
-        matmulXWt(up, xProj.w, dbcp, T: T, inDim: E, outDim: dbcWidth)
+        matmulXWt(up, xProj.w, dbcp, T: T, inDim: E, outDim: dbcWidth, bf16: pass.bf16)
         // 4. Δ = softplus(δr · dt_projᵀ + bias)                 delta: [T, E]
         let dtp = dtPre.ensure(T * E), dp = delta.ensure(T * E)
         let bias = blk.dtB.w
         Parallel.forEach(B) { b in for t in b * L..<(b + 1) * L { (dtp + t * E).update(from: bias, count: E) } }
-        matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
+        matmulXWt(dbcp, dtW.w, dtp, T: T, inDim: R, outDim: E, ldx: dbcWidth, beta: 1, bf16: pass.bf16)
         Parallel.forEach(B) { b in vsoftplus(dtp + b * L * E, dp + b * L * E, count: L * E) }
         return scanInputs(blk, B: B, L: L)
     }
@@ -77,11 +77,11 @@ public final class SelectiveDynamics: SSMDynamics {
                    b: UnsafePointer(dbc.pointer + R), c: UnsafePointer(dbc.pointer + R + N), bcStride: L * dbcWidth)
     }
 
-    public func step(_ blk: SSMBlock, u up: UnsafePointer<Float>, B: Int) -> ScanInputs {
+    public func step(_ blk: SSMBlock, u up: UnsafePointer<Float>, B: Int, pass: Pass) -> ScanInputs {
         let p = stepDBC.ensure(B * dbcWidth), dp = stepDelta.ensure(B * E)
-        matmulXWt(up, xProj.w, p, T: B, inDim: E, outDim: dbcWidth)
+        matmulXWt(up, xProj.w, p, T: B, inDim: E, outDim: dbcWidth, bf16: pass.bf16)
         for b in 0..<B { (dp + b * E).update(from: blk.dtB.w, count: E) }
-        matmulXWt(p, dtW.w, dp, T: B, inDim: R, outDim: E, ldx: dbcWidth, beta: 1)
+        matmulXWt(p, dtW.w, dp, T: B, inDim: R, outDim: E, ldx: dbcWidth, beta: 1, bf16: pass.bf16)
         vsoftplus(dp, dp, count: B * E)
         // B_t, C_t in place in x_proj's output row
         return ScanInputs(delta: UnsafePointer(dp), deltaStride: E, b: UnsafePointer(p + R), c: UnsafePointer(p + R + N), bcStride: dbcWidth)

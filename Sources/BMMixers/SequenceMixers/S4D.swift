@@ -55,14 +55,14 @@ public final class TimeInvariantDynamics: SSMDynamics {
         } }
     }
 
-    public func forward(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, L: Int) -> ScanInputs { scanInputs(blk, B: B, L: L) }
+    public func forward(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, L: Int, pass: Pass) -> ScanInputs { scanInputs(blk, B: B, L: L) }
 
     public func scanInputs(_ blk: SSMBlock, B: Int, L: Int) -> ScanInputs {
         ScanInputs(delta: UnsafePointer(delta.pointer), deltaStride: 0,
                    b: UnsafePointer(Bp.pointer), c: UnsafePointer(Cp.pointer), bcStride: 0)
     }
 
-    public func step(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int) -> ScanInputs { scanInputs(blk, B: B, L: 1) }
+    public func step(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, pass: Pass) -> ScanInputs { scanInputs(blk, B: B, L: 1) }
 
     public func gradientTargets(_ blk: SSMBlock, B: Int, L: Int) -> ScanGradients {
         // shared by all positions: each sequence accumulates into its own slice, summed after

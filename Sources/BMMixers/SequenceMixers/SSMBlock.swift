@@ -159,20 +159,20 @@ public final class SSMBlock: Mixer {
 
     // h: [B, L, D] → out: [B, L, D]
     public func forward(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
-        run(hIn, out, B: B, L: L, from: nil)
+        run(hIn, out, B: B, L: L, from: nil, pass: pass)
     }
 
     /// The forward pass, starting from a generation state (its last K−1 conv inputs and
     /// its SSM state) when given, from zeros otherwise — a fresh state is zeros, so a
     /// prompt can be prefilled in chunks.
-    private func run(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, from initial: State?) {
+    private func run(_ hIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, from initial: State?, pass: Pass) {
         let T = B * L
         h = hIn
         timer.start()
         prepare()
         // 1. xz = h · in_projᵀ                                  xz: [T, 2E]
         let xzp = xz.ensure(T * xzWidth)
-        matmulXWt(hIn, inProj.w, xzp, T: T, inDim: D, outDim: xzWidth)
+        matmulXWt(hIn, inProj.w, xzp, T: T, inDim: D, outDim: xzWidth, bf16: pass.bf16)
         timer.mark("fwd in_proj")
         // 2. causal depthwise conv, u = silu(xc)               xc, u: [T, E]
         let xcp = xc.ensure(T * E), up = u.ensure(T * E)
@@ -183,7 +183,7 @@ public final class SSMBlock: Mixer {
         }
         timer.mark("fwd conv, silu")
         // 3–4. Δ, B, C (Mamba: x_proj, dt_proj, softplus; S4D: its parameters)
-        let inp = dynamics.forward(self, u: up, B: B, L: L)
+        let inp = dynamics.forward(self, u: up, B: B, L: L, pass: pass)
         timer.mark("fwd x_proj, dt_proj, softplus")
         // 5–6. selective scan, per sequence in parallel          y: [T, E]
         let yp = y.ensure(T * E)
@@ -207,7 +207,7 @@ public final class SSMBlock: Mixer {
         timer.mark("fwd scan")
         // 7. gate and out_proj                                  g: [T, E], out: [T, D]
         let gp = gated(B: B, L: L)
-        matmulXWt(gp, outProj.w, out, T: T, inDim: E, outDim: D)
+        matmulXWt(gp, outProj.w, out, T: T, inDim: E, outDim: D, bf16: pass.bf16)
         timer.mark("fwd gate, out_proj")
     }
 
@@ -414,7 +414,7 @@ public final class SSMBlock: Mixer {
 
     public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
-        run(x, out, B: B, L: L, from: s)           // continues from the state: prompts can come in chunks
+        run(x, out, B: B, L: L, from: s, pass: pass)           // continues from the state: prompts can come in chunks
         let cv = s.conv.pointer, xzp = xz.pointer
         for b in 0..<B { pushHistory(cv + b * K * E, x: xzp + b * L * xzWidth, ldx: xzWidth, L: L) }
         s.ssm.pointer.update(from: state.pointer, count: B * N * Ep)
@@ -436,7 +436,7 @@ public final class SSMBlock: Mixer {
     public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState, pass: Pass) {
         let s = st as! State
         let xzp = stepXZ.ensure(B * xzWidth)
-        matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth)
+        matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth, bf16: pass.bf16)
         let cv = s.conv.pointer
         let up = stepU.ensure(B * E)
         for b in 0..<B {
@@ -447,7 +447,7 @@ public final class SSMBlock: Mixer {
         vsilu(up, up, count: B * E)
         let yp = stepY.ensure(B * E)
         let sh = dynamics.scanShape(self, L: 1)
-        let inp = dynamics.step(self, u: up, B: B)
+        let inp = dynamics.step(self, u: up, B: B, pass: pass)
         for b in 0..<B {
             SelectiveScan.forward(sh, u: up + b * E, delta: inp.delta + b * inp.deltaStride, A: A.pointer,
                                   Bm: inp.b + b * inp.bcStride, Cm: inp.c + b * inp.bcStride,
@@ -458,7 +458,7 @@ public final class SSMBlock: Mixer {
                 for c in 0..<E { yr[c] *= z[c] / (1 + Foundation.exp(-z[c])) }
             }
         }
-        matmulXWt(yp, outProj.w, out, T: B, inDim: E, outDim: D)
+        matmulXWt(yp, outProj.w, out, T: B, inDim: E, outDim: D, bf16: pass.bf16)
     }
 }
 
@@ -497,11 +497,11 @@ public protocol SSMDynamics: AnyObject {
     /// Tensors derived from the parameters once per forward or generation state.
     func prepare(_ blk: SSMBlock)
     /// Δ, B, C of a batch from u [B·L, E] (the conv output after SiLU).
-    func forward(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, L: Int) -> ScanInputs
+    func forward(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, L: Int, pass: Pass) -> ScanInputs
     /// The inputs `forward` produced last (for the backward pass).
     func scanInputs(_ blk: SSMBlock, B: Int, L: Int) -> ScanInputs
     /// Δ, B, C of one token per sequence, u: [B, E] (generation).
-    func step(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int) -> ScanInputs
+    func step(_ blk: SSMBlock, u: UnsafePointer<Float>, B: Int, pass: Pass) -> ScanInputs
     /// Zeroed destinations for the scan's ∂Δ, ∂B, ∂C.
     func gradientTargets(_ blk: SSMBlock, B: Int, L: Int) -> ScanGradients
     /// After the scan's backward: the gradients of dt_proj.bias and of their own
