@@ -86,16 +86,16 @@ public enum MixerBench {
     public static func generate(_ name: String, width: Int = 256, context: Int, tokens: Int = 256,
                                 options: [String: OptionValue] = [:]) throws -> GenFigure {
         let (m, _) = try build(name, width: width, options: options)
-        let state = try m.makeState(batch: 1, maxLength: context + tokens + 1)
+        let state = try m.makeAnyState(batch: 1, maxLength: context + tokens + 1)
         let prompt = FloatBuffer(count: context * width), py = FloatBuffer(count: context * width)
         var rng = RNG(seed: 3)
         rng.fillNormal(prompt.pointer, context * width, std: 1)
-        m.prefill(prompt.pointer, py.pointer, B: 1, L: context, state: state, pass: Pass.generate().with(tokens: UnsafePointer(tokenIDs)))
+        m.prefill(prompt.pointer, py.pointer, B: 1, L: context, anyState: state, pass: Pass.generate().with(tokens: UnsafePointer(tokenIDs)))
         let x = FloatBuffer(count: width), y = FloatBuffer(count: width)
         rng.fillNormal(x.pointer, width, std: 1)
         var times: [Double] = []
         for _ in 0..<tokens {
-            times.append(seconds { m.step(x.pointer, y.pointer, B: 1, state: state, pass: Pass.generate().with(tokens: UnsafePointer(tokenIDs))) })
+            times.append(seconds { m.step(x.pointer, y.pointer, B: 1, anyState: state, pass: Pass.generate().with(tokens: UnsafePointer(tokenIDs))) })
         }
         let med = median(times)
         return GenFigure(mixer: name, context: context, msPerToken: med * 1e3, stateBytes: state.bytes)

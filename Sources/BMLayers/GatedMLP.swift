@@ -81,19 +81,19 @@ public final class GatedMLP: SequenceLayer {
 
 /// A gated MLP is also a mixer (`mlp` in the registry, `DenseMLP.swift`): it acts on
 /// each position on its own, so generation keeps no state.
-extension GatedMLP: Mixer {
+extension GatedMLP: GeneratingMixer {
     public var pluginName: String { "mlp" }
     /// act(gate) · up per hidden unit, × 3 for training (docs/flops.md).
     public func flopTerms(seqLen: Int) -> [FlopTerm] { [FlopTerm("mlp activation", 3 * kernel.activation.flopsPerUnit * Double(kernel.F))] }
     /// h [T, 2F], a [T, F], backward scratch [T, 3F].
     public func activationFloats(B: Int, L: Int) -> Int { 6 * B * L * kernel.F }
-    public func makeState(batch: Int, maxLength: Int) throws -> MixerState { StatelessState() }
+    public func makeState(batch: Int, maxLength: Int) throws -> StatelessState { StatelessState() }
     /// Position by position: nothing carries over between calls.
     public var prefillsInChunks: Bool { true }
-    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
+    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: StatelessState, pass: Pass) {
         forward(x, y, B: B, L: L, pass: pass)
     }
-    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: StatelessState, pass: Pass) {
         forward(x, y, B: B, L: 1, pass: pass)
     }
 }

@@ -159,7 +159,7 @@ public final class LanguageModel {
 
     /// Throws when a mixer cannot generate (e.g. non-causal expert-choice routing).
     public func makeGenerationState(maxLength: Int, weights: WeightFormat = .fp32) throws -> GenerationState {
-        let mixers = try blocks.map { try $0.mixer.makeState(batch: 1, maxLength: maxLength) }
+        let mixers = try blocks.map { try $0.mixer.makeAnyState(batch: 1, maxLength: maxLength) }
         return GenerationState(mixers, bf16: weights == .bf16 ? BF16Weights(params.values, count: params.count) : nil)
     }
 
@@ -187,7 +187,7 @@ public final class LanguageModel {
             embedding.forward(tokens: tp.pointer, xp, T: L)
             for (i, b) in blocks.enumerated() {
                 b.norm.forward(xp, np, B: 1, L: L, pass: pass)
-                b.mixer.prefill(np, fp, B: 1, L: L, state: state.mixers[i], pass: pass)
+                b.mixer.prefill(np, fp, B: 1, L: L, anyState: state.mixers[i], pass: pass)
                 axpy(1, fp, xp, L * D)
             }
             start += L
@@ -204,7 +204,7 @@ public final class LanguageModel {
         embedding.forward(tokens: genToken.pointer, xp, T: 1)
         for (i, b) in blocks.enumerated() {
             b.norm.forward(xp, np, B: 1, L: 1, pass: pass)
-            b.mixer.step(np, fp, B: 1, state: state.mixers[i], pass: pass)
+            b.mixer.step(np, fp, B: 1, anyState: state.mixers[i], pass: pass)
             axpy(1, fp, xp, D)
         }
         return generationHead(xp, state: state)

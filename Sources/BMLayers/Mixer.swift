@@ -1,6 +1,7 @@
 import BMCore
 
-/// Per-sequence generation state of a mixer (conv and SSM state, KV cache, …).
+/// Per-sequence generation state of a mixer (conv and SSM state, KV cache, …): each
+/// mixer declares its own class (`GeneratingMixer.State`) and only ever receives it.
 public protocol MixerState: AnyObject {
     /// Bytes held by this state (for the generation-memory benchmark).
     var bytes: Int { get }
@@ -12,21 +13,26 @@ public protocol MixerState: AnyObject {
 ///
 /// Sequence mixers (mamba, s4d, attention) and channel mixers (mlp, moe) are both
 /// mixers: a model is a list of them, each in a pre-norm residual block.
+///
+/// A mixer is written as a `GeneratingMixer`, which declares its state type and
+/// implements `makeState`, `prefill` and `step` on that type; the type-erased
+/// `makeAnyState` / `prefill(anyState:)` / `step(anyState:)` the model calls come from
+/// its extension, so no mixer casts a state or can be handed another mixer's.
 public protocol Mixer: SequenceLayer {
     /// A fresh, empty generation state for `batch` sequences (throws when the
     /// mixer cannot generate, e.g. non-causal expert-choice routing).
-    func makeState(batch: Int, maxLength: Int) throws -> MixerState
+    func makeAnyState(batch: Int, maxLength: Int) throws -> MixerState
     /// Floats `makeState(batch:maxLength:)` allocates that grow with `maxLength` (a KV
     /// cache); checked against the machine's memory before a generator is built.
     /// Default 0: recurrent and channel mixers keep a state of constant size.
     func stateFloats(batch: Int, maxLength: Int) -> Int
     /// x: [B, L, D] → y: [B, L, D], evaluation mode; leaves `state` after position L−1.
-    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass)
+    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, anyState: MixerState, pass: Pass)
     /// True when `prefill` continues from the state it is given (a fresh state is
     /// empty), so a long prompt can be prefilled in chunks with bounded memory.
     var prefillsInChunks: Bool { get }
     /// x: [B, D] → y: [B, D] for the next position; updates `state`.
-    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass)
+    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, anyState: MixerState, pass: Pass)
     /// Floats the layer's activation caches and scratch hold after a training
     /// forward + backward of [B, L] (what its `FloatBuffer`s grow to). The memory
     /// check before a run (`MemoryEstimate`) adds these up; a test compares them
@@ -73,6 +79,39 @@ extension Mixer {
     public func flopTerms(seqLen: Int) -> [FlopTerm] { [] }
     /// The sum of `flopTerms`.
     public func extraFlops(seqLen: Int) -> Double { flopTerms(seqLen: seqLen).reduce(0) { $0 + $1.flops } }
+}
+
+/// What a mixer author implements for generation, on a state class of the mixer's own.
+public protocol GeneratingMixer: Mixer {
+    /// The mixer's generation state (`StatelessState` for mixers that keep nothing).
+    associatedtype State: MixerState
+    /// A fresh, empty state for `batch` sequences of up to `maxLength` tokens (throws
+    /// when the mixer cannot generate).
+    func makeState(batch: Int, maxLength: Int) throws -> State
+    /// x: [B, L, D] → y: [B, L, D], evaluation mode; leaves `state` after position L−1.
+    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: State, pass: Pass)
+    /// x: [B, D] → y: [B, D] for the next position; updates `state`.
+    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: State, pass: Pass)
+}
+
+extension GeneratingMixer {
+    public func makeAnyState(batch: Int, maxLength: Int) throws -> MixerState {
+        try makeState(batch: batch, maxLength: maxLength)
+    }
+    public func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, anyState: MixerState, pass: Pass) {
+        prefill(x, y, B: B, L: L, state: own(anyState), pass: pass)
+    }
+    public func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, anyState: MixerState, pass: Pass) {
+        step(x, y, B: B, state: own(anyState), pass: pass)
+    }
+    /// The state as this mixer's own type; another mixer's state is a programming error
+    /// of the caller (a `GenerationState` keeps one per block, made by that block's mixer).
+    private func own(_ state: MixerState) -> State {
+        guard let s = state as? State else {
+            preconditionFailure("the \(pluginName) mixer was handed a \(type(of: state)) to generate from; it generates only from the \(State.self) its makeState made")
+        }
+        return s
+    }
 }
 
 /// A per-step statistic a mixer reports (an MoE layer: its expert load, entropy,

@@ -125,14 +125,14 @@ final class MixerRegistryTests: XCTestCase {
     func testGenerationStateMemory() throws {
         let (mamba, _) = try buildMixer("mamba", [:])
         let (attn, _) = try buildMixer("attention", [:])
-        let ms = try mamba.makeState(batch: 1, maxLength: 64), as_ = try attn.makeState(batch: 1, maxLength: 64)
+        let ms = try mamba.makeAnyState(batch: 1, maxLength: 64), as_ = try attn.makeAnyState(batch: 1, maxLength: 64)
         let x = [Float](repeating: 0.1, count: 8)
         var y = x
         var mBytes: [Int] = [], aBytes: [Int] = []
         for _ in 0..<40 {
             x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer {
-                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: ms, pass: .generate())
-                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, state: as_, pass: .generate())
+                mamba.step(xb.baseAddress!, $0.baseAddress!, B: 1, anyState: ms, pass: .generate())
+                attn.step(xb.baseAddress!, $0.baseAddress!, B: 1, anyState: as_, pass: .generate())
             } }
             mBytes.append(ms.bytes); aBytes.append(as_.bytes)
         }
@@ -195,12 +195,12 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
         randomizeParameters(ps, seed: 6)
         unfreezeRouting(m)
         if let moe = m as? MoE, !moe.router.isCausal {
-            XCTAssertThrowsError(try m.makeState(batch: 1, maxLength: 4))
+            XCTAssertThrowsError(try m.makeAnyState(batch: 1, maxLength: 4))
             continue
         }
         let B = 2, D = 8
         let (x, full) = randomInputAndForward(m, B: B, L: L, D: D, seed: 7)
-        let state = try m.makeState(batch: B, maxLength: L)
+        let state = try m.makeAnyState(batch: B, maxLength: L)
         var got = [Float](repeating: 0, count: B * L * D)
         if prompt > 0 {
             var px = [Float](repeating: 0, count: B * prompt * D), py = px
@@ -209,7 +209,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             for b in 0..<B { for t in 0..<prompt { promptTokens[b * prompt + t] = testTokens[b * L + t] } }
             promptTokens.withUnsafeBufferPointer { tb in
                 let pass = Pass.generate().with(tokens: tb.baseAddress!)
-                px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, state: state, pass: pass) } }
+                px.withUnsafeBufferPointer { pb in py.withUnsafeMutableBufferPointer { m.prefill(pb.baseAddress!, $0.baseAddress!, B: B, L: prompt, anyState: state, pass: pass) } }
             }
             for b in 0..<B { for i in 0..<(prompt * D) { got[b * L * D + i] = py[b * prompt * D + i] } }
         }
@@ -221,7 +221,7 @@ func checkRecurrentParity(_ name: String, _ variant: [String: OptionValue]) thro
             // token ids of this position, for routers that read them
             for b in 0..<B { stepTokens[b] = testTokens[b * L + t] }
             let pass = Pass.generate().with(tokens: UnsafePointer(stepTokens))
-            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, state: state, pass: pass) } }
+            xs.withUnsafeBufferPointer { xb in ys.withUnsafeMutableBufferPointer { m.step(xb.baseAddress!, $0.baseAddress!, B: B, anyState: state, pass: pass) } }
             for b in 0..<B { for c in 0..<D { got[(b * L + t) * D + c] = ys[b * D + c] } }
         }
         let scale = max(1e-3, full.map { abs($0) }.max()!)

@@ -7,7 +7,7 @@ import XCTest
 
 /// A toy sequence mixer, written here as a plugin author would: one file, one registry
 /// line. y_t = W·x_t + U·x_{t−1} (x_{−1} = 0): causal, with a one-row generation state.
-final class ToyShift: Mixer {
+final class ToyShift: GeneratingMixer {
     static let entry = MixerEntry(name: "toy-shift", kind: .sequence, summary: "test plugin: y_t = W x_t + U x_{t-1}",
                                   options: [], build: { ctx, _ in ToyShift(ctx) })
     let D: Int, w: Param, u: Param
@@ -58,16 +58,15 @@ final class ToyShift: Mixer {
         init(_ n: Int) { last = FloatBuffer(count: n) }
         var bytes: Int { last.capacity * 4 }
     }
-    func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(batch * D) }
+    func makeState(batch: Int, maxLength: Int) throws -> State { State(batch * D) }
     var prefillsInChunks: Bool { true }
-    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
-        let s = state as! State
+    func prefill(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state s: State, pass: Pass) {
         let xs = shift(x, B: B, L: L, first: UnsafePointer(s.last.pointer))
         matmulXWt(x, w.w, y, T: B * L, inDim: D, outDim: D)
         matmulXWt(xs, u.w, y, T: B * L, inDim: D, outDim: D, beta: 1)
         for b in 0..<B { (s.last.pointer + b * D).update(from: x + (b * L + L - 1) * D, count: D) }
     }
-    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+    func step(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: State, pass: Pass) {
         prefill(x, y, B: B, L: 1, state: state, pass: pass)
     }
 }

@@ -13,7 +13,7 @@ import BMRouting
 /// expert runs ONE matrix multiply over all its tokens → y[token] += gate · Expert(x).
 /// Backward mirrors it per expert; the router gets gradient only through the gates
 /// and its own aux / z losses.
-public final class MoE: Mixer {
+public final class MoE: GeneratingMixer {
     public static let entry = MixerEntry(
         name: "moe", kind: .channel,
         summary: "mixture of gated-MLP experts with a pluggable router (default: BlackMamba's sinkhorn-fast)",
@@ -328,7 +328,7 @@ public final class MoE: Mixer {
 
     // MARK: generation (per token; evaluation-mode routing)
 
-    public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
+    public func makeState(batch: Int, maxLength: Int) throws -> StatelessState {
         guard router.isCausal else {
             throw BMError.invalid("router '\(routerName)' is not causal (each expert picks tokens from the whole batch), so a model using it cannot generate text; routers that can: \(RouterRegistry.causalNames(experts: E).joined(separator: ", "))")
         }
@@ -338,12 +338,12 @@ public final class MoE: Mixer {
     /// Position by position (evaluation routing is per token): nothing carries over.
     public var prefillsInChunks: Bool { true }
 
-    public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: MixerState, pass: Pass) {
+    public func prefill(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, L: Int, state: StatelessState, pass: Pass) {
         // generation is causal: each token routed by its own logits, whatever pass it is part of
         forward(xIn, y, B: B, L: L, pass: Pass.generate(bf16: pass.bf16).with(tokens: pass.tokens))
     }
 
-    public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: MixerState, pass: Pass) {
+    public func step(_ xIn: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, B: Int, state: StatelessState, pass: Pass) {
         prefill(xIn, y, B: B, L: 1, state: state, pass: pass)
     }
 }

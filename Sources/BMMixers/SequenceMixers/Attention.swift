@@ -17,7 +17,7 @@ import BMLayers
 /// The causal upper triangle is never computed. Prefill continues from the KV cache,
 /// so a long prompt is prefilled in chunks (`LanguageModel.prefillChunk`) with a
 /// working set of one chunk, whatever the context.
-public final class Attention: Mixer {
+public final class Attention: GeneratingMixer {
     public static let entry = MixerEntry(
         name: "attention", kind: .sequence,
         summary: "causal multi-head self-attention, optional RoPE, KV cache for generation",
@@ -253,7 +253,7 @@ public final class Attention: Mixer {
         public var bytes: Int { 2 * length * (k.capacity / max(1, maxLength)) * 4 }
     }
 
-    public func makeState(batch: Int, maxLength: Int) throws -> MixerState { State(B: batch, maxLength: maxLength, D: D) }
+    public func makeState(batch: Int, maxLength: Int) throws -> State { State(B: batch, maxLength: maxLength, D: D) }
     /// The KV cache: keys and values, [B, maxLength, D] each.
     public func stateFloats(batch: Int, maxLength: Int) -> Int {
         let (a, o1) = (2 * batch).multipliedReportingOverflow(by: maxLength)
@@ -265,8 +265,7 @@ public final class Attention: Mixer {
     public var prefillsInChunks: Bool { true }
 
     // x: [B, L, D] → out: [B, L, D], the L positions after the cache's
-    public func prefill(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState, pass: Pass) {
-        let s = st as! State
+    public func prefill(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state s: State, pass: Pass) {
         let pos = s.length, T = B * L
         precondition(pos + L <= s.maxLength, "prompt longer than the KV cache")
         let qp = q.ensure(T * D), kp = k.ensure(T * D), vp = v.ensure(T * D), op = o.ensure(T * D)
@@ -295,8 +294,7 @@ public final class Attention: Mixer {
     private let stepQ = FloatBuffer(), stepK = FloatBuffer(), stepV = FloatBuffer(), stepO = FloatBuffer(), stepP = FloatBuffer()
 
     // x: [B, D] → out: [B, D] at position state.length
-    public func step(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState, pass: Pass) {
-        let s = st as! State
+    public func step(_ xIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state s: State, pass: Pass) {
         let pos = s.length
         precondition(pos < s.maxLength, "KV cache full (\(s.maxLength) positions)")
         let qp = stepQ.ensure(B * D), kp = stepK.ensure(B * D), vp = stepV.ensure(B * D), op = stepO.ensure(B * D)

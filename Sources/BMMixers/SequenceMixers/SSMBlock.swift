@@ -16,7 +16,7 @@ import BMLayers
 /// `y` = scan output; `g` = y ⊙ silu(z), the gated output.
 /// With `gate: false` in_proj has only the x rows ([E, D]) and g = y; with
 /// `skip_d: false` there is no D parameter.
-public final class SSMBlock: Mixer {
+public final class SSMBlock: GeneratingMixer {
     /// Options of the block that Mamba and S4D share.
     static let blockOptions: [OptionSpec] = [
         .int("d_state", 16, "SSM state size N per channel", min: 1, max: 256),
@@ -404,7 +404,7 @@ public final class SSMBlock: Mixer {
     /// Generation assumes the weights do not change between makeState/prefill and
     /// the steps: the derived tensors (A = −exp(A_log), the transposed conv weight,
     /// S4D's Δ, B, C) are computed here once instead of at every token.
-    public func makeState(batch: Int, maxLength: Int) throws -> MixerState {
+    public func makeState(batch: Int, maxLength: Int) throws -> State {
         prepare()
         return State(B: batch, K: K, E: E, N: N, Ep: Ep)
     }
@@ -412,8 +412,7 @@ public final class SSMBlock: Mixer {
     /// The conv history and SSM state carry over between calls.
     public var prefillsInChunks: Bool { true }
 
-    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state st: MixerState, pass: Pass) {
-        let s = st as! State
+    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state s: State, pass: Pass) {
         run(x, out, B: B, L: L, from: s, pass: pass)           // continues from the state: prompts can come in chunks
         let cv = s.conv.pointer, xzp = xz.pointer
         for b in 0..<B { pushHistory(cv + b * K * E, x: xzp + b * L * xzWidth, ldx: xzWidth, L: L) }
@@ -433,8 +432,7 @@ public final class SSMBlock: Mixer {
     private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepY = FloatBuffer()
 
     // x: [B, D] → out: [B, D], one token per sequence
-    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state st: MixerState, pass: Pass) {
-        let s = st as! State
+    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state s: State, pass: Pass) {
         let xzp = stepXZ.ensure(B * xzWidth)
         matmulXWt(x, inProj.w, xzp, T: B, inDim: D, outDim: xzWidth, bf16: pass.bf16)
         let cv = s.conv.pointer
