@@ -27,7 +27,7 @@ public enum MixerBench {
 
     static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8)
+        let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, initScheme: .megatron)
         let m = try MixerRegistry.build(name, options: options, in: ctx, context: "bench")
         ps.finalize(seed: 1)
         return (m, ps)

@@ -12,13 +12,20 @@ public struct LayerSpec: Sendable, Equatable {
     public var resolved: ResolvedOptions
 }
 
+// The fields below start at placeholder values (zero, empty, nil, an enum's first case)
+// that no run ever sees: `ExperimentSpec.init(_:source:)` sets every one from the spec or
+// from its key's default in `SpecKeys.all`, the one table of defaults (which the docs'
+// key reference and `bmlab list --keys` print). A default written here as well could
+// drift from the table; `SpecDefaultsTests` checks that a minimal spec reads as the
+// table says.
+
 public struct ModelSpec: Sendable, Equatable {
-    public var vocabSize: Int?                 // nil: taken from the data (256 for text)
-    public var dModel = 128
+    public var vocabSize: Int? = nil           // nil: taken from the data (256 for text)
+    public var dModel = 0
     public var layers: [LayerSpec] = []
-    public var finalNorm: NormKind = .layernorm
-    public var tiedHead = true
-    public var initStd: Double = 0.02          // the embedding's std
+    public var finalNorm: NormKind = .rmsnorm
+    public var tiedHead = false
+    public var initStd: Double = 0             // the embedding's std
     public var initScheme: InitScheme = .megatron
 }
 
@@ -33,30 +40,30 @@ public struct DataSpec: Sendable, Equatable {
     public var path: String? = nil             // text / tokens; nil text = `corpus`
     public var corpus: Corpus.Name = .fortunes // text without a path
     public var vocabSize: Int? = nil           // tokens files and synthetic tasks
-    public var valFraction = 0.1
-    public var testFraction = 0.05
-    public var split = "blocks"                // the split rule's name (docs/data.md)
-    public var numPairs = 4                    // mqar
-    public var numTokens = 16                  // selective-copy
+    public var valFraction = 0.0
+    public var testFraction = 0.0
+    public var split = ""                      // the split rule's name (docs/data.md)
+    public var numPairs = 0                    // mqar
+    public var numTokens = 0                   // selective-copy
 }
 
 public struct TrainSpec: Sendable, Equatable {
-    public var steps = 200
+    public var steps = 0
     public var tokens: Int? = nil              // alternative to steps
-    public var batch = 8
-    public var seqLen = 128
-    public var lr = 3e-3
-    public var beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.1
-    public var ssmLRScale = 1.0                // learning-rate factor of A_log, dt_proj, S4D's B
-    public var schedule = "cosine"             // cosine | constant
-    public var warmup = 20
-    public var minLR: Double? = nil            // default lr / 10
-    public var clip = 1.0
-    public var seed = 1
-    public var logEvery = 10
-    public var evalEvery = 100
-    public var evalBatches = 8
-    public var checkpointEvery = 100
+    public var batch = 0
+    public var seqLen = 0
+    public var lr = 0.0
+    public var beta1 = 0.0, beta2 = 0.0, eps = 0.0, weightDecay = 0.0
+    public var ssmLRScale = 0.0                // learning-rate factor of A_log, dt_proj, S4D's B
+    public var schedule = ""                   // cosine | constant
+    public var warmup = 0
+    public var minLR: Double? = nil            // nil: lr / 10
+    public var clip = 0.0
+    public var seed = 0
+    public var logEvery = 0
+    public var evalEvery = 0
+    public var evalBatches = 0
+    public var checkpointEvery = 0
     public var keepCheckpoints = false
     /// Stop once a held-out evaluation's accuracy reaches this (synthetic tasks): the run
     /// is then complete, and a resume says so. nil: train every step.
@@ -67,7 +74,7 @@ public struct TrainSpec: Sendable, Equatable {
 
 /// What an evaluation measures: the routing of MoE layers, and the test split.
 public struct EvalSpec: Sendable, Equatable {
-    public var routing: EvalRouting = .both
+    public var routing: EvalRouting = .argmax
     /// Score the test split once, after the last step (a study's final numbers).
     public var test = false
     /// Batches of that test evaluation; 0 = every window of the test split.
@@ -76,7 +83,7 @@ public struct EvalSpec: Sendable, Equatable {
 
 /// An experiment spec (YAML) — see docs/specs.md for every key.
 public struct ExperimentSpec: Sendable, Equatable {
-    public var name = "experiment"
+    public var name = ""
     public var description = ""
     public var model = ModelSpec()
     public var data = DataSpec()

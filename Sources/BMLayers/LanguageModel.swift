@@ -39,9 +39,11 @@ public final class LanguageModel {
     /// With `allocate: false` the model is only declared (its parameters counted, no
     /// memory given to them), for the memory estimate made before a run.
     /// `mixer(ps, prefix, i)` builds layer i's mixer with parameters under
-    /// `prefix` (= "decoder.layers.{i}.mixer").
-    public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind = .rmsnorm, tiedHead: Bool = true,
-                embeddingStd: Float = 0.02, seed: UInt64, allocate: Bool = true,
+    /// `prefix` (= "decoder.layers.{i}.mixer"). No argument has a default: a model built
+    /// from a spec takes every value from it (`ModelBuilder`; the spec's defaults are
+    /// `SpecKeys.all`'s), and code building one by hand says what it builds.
+    public init(vocab: Int, width: Int, layers: Int, finalNorm: NormKind, tiedHead: Bool,
+                embeddingStd: Float, seed: UInt64, allocate: Bool = true,
                 mixer: (ParameterSet, String, Int) throws -> Mixer) rethrows {
         let ps = ParameterSet(allocates: allocate)
         params = ps

@@ -137,7 +137,7 @@ public struct MixerContext {
     /// The registry name being built (set by the registry; the mixer reports it as `pluginName`).
     public var pluginName = ""
     public init(params: ParameterSet, prefix: String, width: Int, layerIndex: Int, layerCount: Int,
-                initScheme: InitScheme = .megatron) {
+                initScheme: InitScheme) {
         self.params = params; self.prefix = prefix; self.width = width
         self.layerIndex = layerIndex; self.layerCount = layerCount
         self.initScheme = initScheme

@@ -48,6 +48,29 @@ final class SpecKeysTests: XCTestCase {
         XCTAssertGreaterThan(checked, 25)
     }
 
+    /// A spec that gives only its layers reads, key by key, as the table's defaults say:
+    /// the table is the one source of defaults (the spec structs' initial values are
+    /// placeholders the reader overwrites). Keys whose default is a rule rather than a
+    /// value ("from the data", "lr / 10", "never", "—") are left out; for mqar and
+    /// selective-copy keys a spec of that kind is read.
+    func testAMinimalSpecReadsAsTheTableDefaults() throws {
+        var checked = 0
+        for kind in ["text", "mqar", "selective-copy"] {
+            let minimal = "model:\n  layers: [mamba]\n" + (kind == "text" ? "" : "data: {kind: \(kind), vocab_size: 32}\n")
+            let got = try resolvedLeaves(try ExperimentSpec.parse(minimal, file: "minimal.yaml"))
+            for key in SpecKeys.all where key.read != nil {
+                if key.path == "data.kind" || key.path == "data.vocab_size" { continue }   // set by the spec above
+                guard let value = got[key.path] else { continue }                         // not written for this kind
+                let d = key.defaultText
+                if d.hasPrefix("from") || d.hasPrefix("—") || d.hasPrefix("(") || d.contains(" ") || d == "never" { continue }
+                let wanted = d == "\"\"" ? "" : d
+                XCTAssertTrue(SpecDiff.same(value, wanted), "\(kind): \(key.path) reads as \(value) but the table's default is \(d)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 60)
+    }
+
     /// Every key the resolved spec writes is a key of the table (or a layer's option).
     func testResolvedSpecWritesOnlyDeclaredKeys() throws {
         let paths = Set(SpecKeys.all.map(\.path))

@@ -137,7 +137,7 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testParameterNamesAndShapesFollowZyphra() {
-        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, seed: 1) { ps, name, _ in
+        let model = LanguageModel(vocab: 256, width: 16, layers: 2, finalNorm: .layernorm, tiedHead: true, embeddingStd: 0.02, seed: 1) { ps, name, _ in
             GatedMLP(ps, name, d: 16, F: 32)
         }
         let names = model.params.params.map { "\($0.name) \($0.shape)" }
@@ -160,7 +160,7 @@ final class LayerGradientTests: XCTestCase {
 
     func testSameSeedSameInitialisation() {
         func build(_ seed: UInt64 = 77) -> LanguageModel {
-            LanguageModel(vocab: 32, width: 16, layers: 2, seed: seed) { ps, name, _ in GatedMLP(ps, name, d: 16, F: 24) }
+            LanguageModel(vocab: 32, width: 16, layers: 2, finalNorm: .rmsnorm, tiedHead: true, embeddingStd: 0.02, seed: seed) { ps, name, _ in GatedMLP(ps, name, d: 16, F: 24) }
         }
         func weights(_ m: LanguageModel) -> [UInt32] { Array(UnsafeBufferPointer(start: m.params.values, count: m.params.count)).map(\.bitPattern) }
         let a = build(), b = build()

@@ -304,7 +304,7 @@ private func refStrip(_ name: String) -> String { name.hasPrefix("m.") ? String(
 private func refBuildLibrary(_ c: RefConfig, chunk: Int) throws -> (Mixer, ParameterSet) {
     precondition(c.E == 2 * c.D)
     let ps = ParameterSet()
-    let ctx = MixerContext(params: ps, prefix: "m", width: c.D, layerIndex: 0, layerCount: 1)
+    let ctx = MixerContext(params: ps, prefix: "m", width: c.D, layerIndex: 0, layerCount: 1, initScheme: .megatron)
     let opts: [String: OptionValue] = [
         "d_state": .int(c.N), "d_conv": .int(c.K), "expand": .int(2), "dt_rank": .int(c.R),
         "chunk": .int(chunk), "gate": .bool(c.gate), "skip_d": .bool(c.skipD),

@@ -20,7 +20,7 @@ let evalPass = Pass.eval().with(tokens: UnsafePointer(testTokens))
 /// Builds one mixer for tests at small sizes.
 func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8, seed: UInt64 = 3) throws -> (Mixer, ParameterSet) {
     let ps = ParameterSet()
-    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2)
+    let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: 0, layerCount: 2, initScheme: .megatron)
     var opts = options
     // Small, fast test sizes unless the variant sets them.
     let entry = try MixerRegistry.entry(name, context: "test")
@@ -84,7 +84,7 @@ final class MixerRegistryTests: XCTestCase {
 
     func testUnknownMixerAndOptionErrors() throws {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "m", width: 10, layerIndex: 0, layerCount: 1)
+        let ctx = MixerContext(params: ps, prefix: "m", width: 10, layerIndex: 0, layerCount: 1, initScheme: .megatron)
         XCTAssertThrowsError(try MixerRegistry.build("mambaa", options: [:], in: ctx, context: "x.yaml: model.layers[0]")) {
             XCTAssertTrue("\($0)".contains("x.yaml: model.layers[0]: unknown mixer 'mambaa' (did you mean 'mamba'?)"), "\($0)")
             XCTAssertEqual(($0 as? BMError)?.exitCode, 2)

@@ -106,7 +106,7 @@ final class RoutingTests: XCTestCase {
 
     func buildMoE(_ options: [String: OptionValue], T: Int = 16, d: Int = 8) throws -> (MoE, ParameterSet, [Float]) {
         let ps = ParameterSet()
-        let ctx = MixerContext(params: ps, prefix: "decoder.layers.1.mixer", width: d, layerIndex: 1, layerCount: 2)
+        let ctx = MixerContext(params: ps, prefix: "decoder.layers.1.mixer", width: d, layerIndex: 1, layerCount: 2, initScheme: .megatron)
         var o = options
         if o["ffn"] == nil { o["ffn"] = .int(6) }
         guard let m = try MixerRegistry.build("moe", options: o, in: ctx, context: "test") as? MoE else { throw BMError.invalid("not an MoE") }

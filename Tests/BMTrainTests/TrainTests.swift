@@ -93,7 +93,7 @@ final class TrainTests: XCTestCase {
     }
 
     func testNonFiniteLossStopsWithAClearError() {
-        let model = LanguageModel(vocab: 8, width: 8, layers: 1, seed: 1) { ps, name, _ in GatedMLP(ps, name, d: 8, F: 8) }
+        let model = LanguageModel(vocab: 8, width: 8, layers: 1, finalNorm: .rmsnorm, tiedHead: true, embeddingStd: 0.02, seed: 1) { ps, name, _ in GatedMLP(ps, name, d: 8, F: 8) }
         model.params.values[0] = .nan
         let trainer = Trainer(model: model, settings: TrainSettings(steps: 3, batch: 2, seqLen: 4, schedule: .constant(lr: 1e-3)))
         var src = MarkovSource(task: MarkovTask(vocab: 8, seed: 1), seed: 1)
