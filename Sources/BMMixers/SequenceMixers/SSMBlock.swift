@@ -47,10 +47,15 @@ public final class SSMBlock: GeneratingMixer {
     private let y = FloatBuffer(), g = FloatBuffer()
     let A = FloatBuffer()
     private let convWT = FloatBuffer(), boundaries = FloatBuffer(), state = FloatBuffer()
-    // Backward scratch.
-    private let dg = FloatBuffer(), dxz = FloatBuffer(), du = FloatBuffer()
-    private let dAb = FloatBuffer(), dDb = FloatBuffer(), work = FloatBuffer(), dConvWT = FloatBuffer()
-    private let partialBC = FloatBuffer()
+    // Backward scratch (T = B·L; P = channelParts(B), the parts a sequence's scan is split into).
+    private let dGated = FloatBuffer()         // [T, E]: ∂loss/∂g, then ∂loss/∂y once the gate is undone
+    private let dXZ = FloatBuffer()            // [T, xzWidth]: ∂loss/∂(x, z), in_proj's output
+    private let dU = FloatBuffer()             // [T, E]: ∂loss/∂u (the scan's input), then ∂loss/∂xc
+    private let dAPerSequence = FloatBuffer()  // [B, N, Ep]: ∂loss/∂A of each sequence, summed in order after
+    private let dSkipPerSequence = FloatBuffer() // [B, E]: ∂loss/∂D of each sequence
+    private let scanWork = FloatBuffer()       // [B·P, workSize]: the scan backward's per-part work area
+    private let dConvPerSequence = FloatBuffer() // [B, K + 1, E]: each sequence's conv weight (K rows) and bias gradient
+    private let sharedBCParts = FloatBuffer()  // [B·P, 2, L, N]: each part's share of a shared B and C gradient
 
     /// Parts per sequence of the scan: 1 when the batch gives every worker a sequence;
     /// else the channel blocks are split too (a single long sequence — batch-1 training
@@ -88,7 +93,8 @@ public final class SSMBlock: GeneratingMixer {
         let T = B * L, xzW = (gate ? 2 : 1) * E
         let SN = N * Ep, chunks = (L + chunk - 1) / chunk
         let work = SN + 4 * chunk * N * 16
-        // forward: xz, xc, u, y, g; boundaries, state   backward: dxz, dg, du; dA; work, dD, dConvWT
+        // forward: xz, xc, u, y, g; boundaries, state   backward: dXZ, dGated, dU; dAPerSequence;
+        // scanWork, dSkipPerSequence, dConvPerSequence
         // (plus what the dynamics hold)
         // a sequence split over channels (channelParts) has a work area per part and,
         // for a shared B, C, [L, N] gradient shares per part
@@ -247,63 +253,91 @@ public final class SSMBlock: GeneratingMixer {
 
     // MARK: backward
 
-    // dout: [B, L, D] → dh: [B, L, D]
+    // dout: [B, L, D] → dh: [B, L, D]. The forward's steps undone in reverse order, each
+    // its own function: out_proj, the gate, the scan (and its parameters), SiLU and the
+    // conv, in_proj.
     public func backward(_ dout: UnsafePointer<Float>, _ dh: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
         guard let h else { preconditionFailure("SSMBlock.backward before forward") }
-        let T = B * L
         timer.start()
-        let gp = gate ? g.pointer : y.pointer
-        // out_proj: dW += doutᵀ·g; dg = dout·W                  dg: [T, E]
-        matmulDyTX(dout, gp, outProj.g, T: T, inDim: E, outDim: D)
-        let dgp = dg.ensure(T * E)
-        matmulDyW(dout, outProj.w, dgp, T: T, inDim: E, outDim: D)
+        let dg = outProjBackward(dout, B: B, L: L)
         timer.mark("bwd out_proj")
-        // gate: dy = dg·silu(z) (in dgp), dz = dg·y·silu'(z)    dxz: [T, 2E]
-        let dxzp = dxz.ensure(T * xzWidth), xzp = xz.pointer, yp = y.pointer
-        if gate {
-            Parallel.forEach(B) { b in for t in b * L..<(b + 1) * L {
-                let z = xzp + t * 2 * E + E, dz = dxzp + t * 2 * E + E, dr = dgp + t * E, yr = yp + t * E
-                var c = 0
-                while c + 16 <= E {
-                    let zv = ld(z, c), s = vsigmoid(zv), gv = ld(dr, c)
-                    st(dz, c, siluBackward(gv * ld(yr, c), zv, sigmoid: s))
-                    st(dr, c, gv * zv * s)
-                    c += 16
-                }
-                while c < E {
-                    let sg = sigmoid(z[c])
-                    dz[c] = siluBackward(dr[c] * yr[c], z[c], sigmoid: sg)
-                    dr[c] *= z[c] * sg
-                    c += 1
-                }
-            } }
-        }
+        let dxz = dXZ.ensure(B * L * xzWidth)
+        if gate { gateBackward(dg, dz: dxz + E, B: B, L: L) }
         timer.mark("bwd gate")
-        // scan backward, per sequence in parallel, into the dynamics' gradient targets
+        let du = scanBackward(dy: dg, B: B, L: L)
+        timer.mark("bwd scan")
+        dynamics.backward(self, du: du, B: B, L: L)
+        timer.mark("bwd dA, softplus, dt_proj, x_proj")
+        siluConvBackward(du, dx: dxz, B: B, L: L)
+        timer.mark("bwd silu, conv")
+        // in_proj: dW += dxzᵀ·h; dh = dxz·W
+        matmulDyTX(dxz, h, inProj.g, T: B * L, inDim: D, outDim: xzWidth)
+        matmulDyW(dxz, inProj.w, dh, T: B * L, inDim: D, outDim: xzWidth)
+        timer.mark("bwd in_proj")
+    }
+
+    /// out_proj: dW += doutᵀ·g; returns dg = dout·W.    dout: [T, D] → dg: [T, E]
+    private func outProjBackward(_ dout: UnsafePointer<Float>, B: Int, L: Int) -> UnsafeMutablePointer<Float> {
+        let T = B * L
+        let gp = gate ? g.pointer : y.pointer
+        matmulDyTX(dout, gp, outProj.g, T: T, inDim: E, outDim: D)
+        let dg = dGated.ensure(T * E)
+        matmulDyW(dout, outProj.w, dg, T: T, inDim: E, outDim: D)
+        return dg
+    }
+
+    /// The gate g = y · silu(z): dz = dg · y · silu'(z), written into `dz` (rows of
+    /// stride 2E: the z half of dXZ), and dy = dg · silu(z), in place of dg.
+    /// dg: [T, E] → dy: [T, E] (same memory), dz: [T, E] at stride 2E
+    private func gateBackward(_ dg: UnsafeMutablePointer<Float>, dz dzOut: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        let xzp = xz.pointer, yp = y.pointer
+        Parallel.forEach(B) { b in for t in b * L..<(b + 1) * L {
+            let z = xzp + t * 2 * E + E, dz = dzOut + t * 2 * E, dr = dg + t * E, yr = yp + t * E
+            var c = 0
+            while c + 16 <= E {
+                let zv = ld(z, c), s = vsigmoid(zv), gv = ld(dr, c)
+                st(dz, c, siluBackward(gv * ld(yr, c), zv, sigmoid: s))
+                st(dr, c, gv * zv * s)
+                c += 16
+            }
+            while c < E {
+                let sg = sigmoid(z[c])
+                dz[c] = siluBackward(dr[c] * yr[c], z[c], sigmoid: sg)
+                dr[c] *= z[c] * sg
+                c += 1
+            }
+        } }
+    }
+
+    /// The selective scan's backward, per sequence in parallel (and over channel parts
+    /// when the batch is small): returns du, the gradient at the scan's input u, and
+    /// writes the gradients of Δ, B and C into the dynamics' targets; ∂A_log and ∂D are
+    /// accumulated from per-sequence sums added in a fixed order.    dy: [T, E] → du: [T, E]
+    private func scanBackward(dy: UnsafePointer<Float>, B: Int, L: Int) -> UnsafeMutablePointer<Float> {
         let sh = dynamics.scanShape(self, L: L), SN = N * Ep
-        let dup = du.ensure(T * E)
+        let du = dU.ensure(B * L * E)
         let grads = dynamics.gradientTargets(self, B: B, L: L)
-        let dab = dAb.ensure(B * SN), ddb = dDb.ensure(B * E)
-        dab.update(repeating: 0, count: B * SN); ddb.update(repeating: 0, count: B * E)
+        let dA = dAPerSequence.ensure(B * SN), dSkipB = dSkipPerSequence.ensure(B * E)
+        dA.update(repeating: 0, count: B * SN); dSkipB.update(repeating: 0, count: B * E)
         let P = channelParts(B: B)
-        let wk = work.ensure(B * P * sh.workSize)
+        let work = scanWork.ensure(B * P * sh.workSize)
         let up = u.pointer, ap = A.pointer
         let inp = dynamics.scanInputs(self, B: B, L: L)
         let bnd = boundaries.pointer, dsk = dSkip?.w
         // A sequence split over channels: each part's share of a shared B or C gradient
         // ([L, N] each) is added up afterwards, in part order.
         let shared = P > 1 && (sh.bC == 0 || sh.cC == 0)
-        let parts = shared ? partialBC.ensure(B * P * 2 * L * N) : nil
+        let parts = shared ? sharedBCParts.ensure(B * P * 2 * L * N) : nil
         if let parts { parts.update(repeating: 0, count: B * P * 2 * L * N) }
         Parallel.forEach(B * P) { i in
             let b = i / P
             let mine = parts.map { $0 + i * 2 * L * N }
             SelectiveScan.backward(sh, u: up + b * L * E, delta: inp.delta + b * inp.deltaStride, A: ap,
                                    Bm: inp.b + b * inp.bcStride, Cm: inp.c + b * inp.bcStride, D: dsk.map { UnsafePointer($0) },
-                                   boundaries: bnd + b * sh.chunks * SN, gy: dgp + b * L * E,
-                                   du: dup + b * L * E, dDelta: grads.delta + b * grads.deltaStride,
+                                   boundaries: bnd + b * sh.chunks * SN, gy: dy + b * L * E,
+                                   du: du + b * L * E, dDelta: grads.delta + b * grads.deltaStride,
                                    dB: grads.b + b * grads.bcStride, dC: grads.c + b * grads.bcStride,
-                                   dA: dab + b * SN, dD: ddb + b * E, work: wk + i * sh.workSize,
+                                   dA: dA + b * SN, dD: dSkipB + b * E, work: work + i * sh.workSize,
                                    channels: channelRange(part: i % P, of: P),
                                    sharedDB: sh.bC == 0 ? mine : nil, sharedDC: sh.cC == 0 ? mine.map { $0 + L * N } : nil)
         }
@@ -321,49 +355,47 @@ public final class SSMBlock: GeneratingMixer {
                 }
             }
         }
-        timer.mark("bwd scan")
         // Reduce per-sequence dA, dD in a fixed order; ∂A_log = ∂A · A.
         let al = aLog.g
         for b in 0..<B { for c in 0..<E { for n in 0..<N {
-            al[c * N + n] += dab[b * SN + n * Ep + c] * ap[n * Ep + c]
+            al[c * N + n] += dA[b * SN + n * Ep + c] * ap[n * Ep + c]
         } } }
-        if let dS = dSkip { for b in 0..<B { for c in 0..<E { dS.g[c] += ddb[b * E + c] } } }
-        dynamics.backward(self, du: dup, B: B, L: L)
-        timer.mark("bwd dA, softplus, dt_proj, x_proj")
-        // silu: ∂xc = ∂u · silu'(xc)                            (in dup)
-        // then conv backward → ∂x into dxz[:, :E]; per-sequence ∂w, ∂bias summed after in order
-        let xcp = xc.pointer
-        let dwt = dConvWT.ensure(B * (K + 1) * E)
-        dwt.update(repeating: 0, count: B * (K + 1) * E)
+        if let dS = dSkip { for b in 0..<B { for c in 0..<E { dS.g[c] += dSkipB[b * E + c] } } }
+        return du
+    }
+
+    /// u = silu(xc), xc = conv(x): ∂xc = ∂u · silu'(xc) (in place of du), then the conv's
+    /// backward writes ∂x into the x half of dXZ (rows of stride xzWidth) and adds the
+    /// conv weight and bias gradients, per sequence and then in sequence order.
+    /// du: [T, E] → dx: [T, E] at stride xzWidth
+    private func siluConvBackward(_ du: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>, B: Int, L: Int) {
+        let xcp = xc.pointer, xzp = xz.pointer
+        let dConv = dConvPerSequence.ensure(B * (K + 1) * E)
+        dConv.update(repeating: 0, count: B * (K + 1) * E)
         Parallel.forEach(B) { b in
             let lo = b * L * E, hi = lo + L * E
             var k = lo
             while k + 16 <= hi {
                 let v = ld(xcp, k), s = vsigmoid(v)
-                st(dup, k, siluBackward(ld(dup, k), v, sigmoid: s))
+                st(du, k, siluBackward(ld(du, k), v, sigmoid: s))
                 k += 16
             }
             while k < hi {
                 let v = xcp[k], s = sigmoid(v)
-                dup[k] *= siluDerivative(v, sigmoid: s)
+                du[k] *= siluDerivative(v, sigmoid: s)
                 k += 1
             }
-            let part = dwt + b * (K + 1) * E       // [K, E] weight, then [E] bias
-            convBackward(x: xzp + b * L * xzWidth, ldx: xzWidth, dxc: dup + b * L * E,
-                         dx: dxzp + b * L * xzWidth, L: L, dwt: part, dbias: part + K * E)
+            let part = dConv + b * (K + 1) * E       // [K, E] weight, then [E] bias
+            convBackward(x: xzp + b * L * xzWidth, ldx: xzWidth, dxc: du + b * L * E,
+                         dx: dx + b * L * xzWidth, L: L, dwt: part, dbias: part + K * E)
         }
         for b in 0..<B {
-            let part = dwt + b * (K + 1) * E
+            let part = dConv + b * (K + 1) * E
             for c in 0..<E {
                 for k in 0..<K { convW.g[c * K + k] += part[k * E + c] }
                 convB.g[c] += part[K * E + c]
             }
         }
-        timer.mark("bwd silu, conv")
-        // in_proj: dW += dxzᵀ·h; dh = dxz·W
-        matmulDyTX(dxzp, h, inProj.g, T: T, inDim: D, outDim: xzWidth)
-        matmulDyW(dxzp, inProj.w, dh, T: T, inDim: D, outDim: xzWidth)
-        timer.mark("bwd in_proj")
     }
 
     /// For one sequence: dx[t', c] = Σ_k dxc[t' + (K−1) − k, c] · w[c, k] (written);
