@@ -79,21 +79,13 @@ public enum BLAS {
         setenv("OPENBLAS_CORETYPE", core, 1)
     }
 
-    /// Threads of the toolkit's own one-token matrix-vector product (`matmulXWt` with
-    /// T = 1, i.e. batch-1 generation). Its rows are split over a spinning pool;
-    /// results do not depend on the count. 1 outside generation.
-    public static var gemvThreads: Int {
-        get { Int(bm_rowgemv_threads()) }
-        set { bm_rowgemv_set_threads(Int32(max(1, newValue))) }
-    }
     /// Batch-1 generation: OpenBLAS on one thread (waking its threads costs more than a
-    /// token's products are worth); the one-token products split over every core
-    /// instead (`gemvThreads`, 0 = every core), and a prefill's experts still run side by
-    /// side on every core (or `BMLAB_THREADS`).
-    public static func setUpForGeneration(gemvThreads n: Int = 0) throws {
+    /// token's products are worth); the one-token products' rows split over the
+    /// toolkit's pool (`Parallel.workers`: `threads`, else `BMLAB_THREADS`, else every
+    /// core), on which a prefill's experts also run side by side.
+    public static func setUpForGeneration(threads n: Int = 0) throws {
         try setup(threads: 1)
-        Parallel.workers = ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? availableCores
-        gemvThreads = n > 0 ? n : availableCores
+        Parallel.workers = n > 0 ? n : ProcessInfo.processInfo.environment["BMLAB_THREADS"].flatMap { Int($0) }.map { max(1, $0) } ?? availableCores
     }
     /// The one-token product's build: `avx512`, `avx2` or `generic` (from CPUID, or the
     /// path `Kernels` forces; docs/performance.md).

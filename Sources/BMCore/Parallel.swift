@@ -1,11 +1,15 @@
-import Dispatch
 import CBLASShim
 
-/// The toolkit's threads: one pool (Dispatch's) for its own parallel loops and for
-/// the parts of matrix products (`sgemm` splits them; OpenBLAS runs single-threaded).
+/// The toolkit's threads: one pool (bmpool.h) for its own parallel loops, the parts of
+/// matrix products (`sgemm` splits them; OpenBLAS runs single-threaded) and the rows of
+/// generation's one-token products.
 public enum Parallel {
-    /// Threads for the toolkit's own parallel loops (set to 1 inside sweep workers).
-    nonisolated(unsafe) public static var workers = BLAS.availableCores
+    /// Threads of the pool, the caller included (1 inside sweep workers; every
+    /// available core until set).
+    public static var workers: Int {
+        get { Int(bm_pool_threads()) }
+        set { bm_pool_set_threads(Int32(Swift.max(1, newValue))) }
+    }
 
     /// Runs body(i) for i in 0..<n on up to `Parallel.workers` threads. Each i must
     /// write disjoint memory; reductions are done afterwards in a fixed order, so
@@ -31,12 +35,11 @@ public enum Parallel {
     /// products (one expert per part) without oversubscribing the cores.
     public static func split(_ n: Int, _ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { b in
-            let box = UncheckedClosure(run: b)   // indices write disjoint memory (see above)
-            DispatchQueue.concurrentPerform(iterations: n) { i in
-                let outer = bm_thread_in_parallel()
-                bm_thread_set_in_parallel(1)
-                box.run(i)
-                bm_thread_set_in_parallel(outer)
+            var box = UncheckedClosure(run: b)   // indices write disjoint memory (see above)
+            withUnsafeMutablePointer(to: &box) { ctx in
+                bm_pool_run(Int32(n), { ctx, i in
+                    ctx!.assumingMemoryBound(to: UncheckedClosure.self).pointee.run(Int(i))
+                }, ctx)
             }
         }
     }

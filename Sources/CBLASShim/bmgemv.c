@@ -2,15 +2,10 @@
 #define _GNU_SOURCE
 #include "bmgemv.h"
 #include "bmblas.h"
-#include <linux/futex.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include "bmdispatch.h"
+#include "bmpool.h"
 #include <stdint.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <string.h>
-#include <unistd.h>
-#include <immintrin.h>
 
 // ---------------------------------------------------------------------------
 // Kernels: y[r0..<r1] = A[r0..<r1, :] · x
@@ -73,170 +68,72 @@ void bm_f32_to_bf16(const float *src, uint16_t *dst, long n) {
 
 typedef void (*rows_fn)(const float *, int, int, int, int, const float *, float *, int);
 typedef void (*rows16_fn)(const uint16_t *, int, int, int, int, const float *, float *, int);
-static rows_fn kernel;
-static rows16_fn kernel16;
-static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
-static int set_kernel(const char *name) {
-    if (bm_kernels_check(name) != 0) return 0;
-    if (strcmp(name, "generic") == 0) { kernel = rows_scalar; kernel16 = rows_bf16_scalar; return 1; }
-    if (strcmp(name, "avx2") == 0) { kernel = rows_avx2; kernel16 = rows_bf16_avx2; return 1; }
-    if (strcmp(name, "avx512") == 0) { kernel = rows_avx512; kernel16 = rows_bf16_avx512; return 1; }
-    return 0;
+typedef struct { rows_fn f32; rows16_fn bf16; } gemv_ops;
+
+// The builds, fastest first, chosen by the toolkit's one dispatch rule (bmdispatch.h).
+static const gemv_ops ops_avx512 = { rows_avx512, rows_bf16_avx512 };
+static const gemv_ops ops_avx2 = { rows_avx2, rows_bf16_avx2 };
+static const gemv_ops ops_generic = { rows_scalar, rows_bf16_scalar };
+static const bm_build builds[] = {
+    { "avx512", &ops_avx512 }, { "avx2", &ops_avx2 }, { "generic", &ops_generic },
+};
+enum { BUILDS = sizeof builds / sizeof builds[0] };
+
+// Chosen at first use (a plain pointer: every choice is a valid build, and
+// bm_rowgemv_use_kernel is for tests and benchmarks, called between products).
+static const bm_build *current;
+
+static const bm_build *chosen(void) {
+    const bm_build *b = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+    if (!b) {
+        b = bm_dispatch_choose(builds, BUILDS);
+        __atomic_store_n(&current, b, __ATOMIC_RELEASE);
+    }
+    return b;
 }
 
-// The forced path (BMLAB_KERNELS, bmblas.h) if any, else the CPU's best build.
-static void choose_kernel(void) {
-    int f = bm_cpu_features();
-    if (set_kernel(bm_kernels_forced())) return;
-    set_kernel((f & 2) ? "avx512" : (f & 1) ? "avx2" : "generic");
-}
-
-const char *bm_rowgemv_kernel(void) {
-    pthread_once(&kernel_once, choose_kernel);
-    return kernel == rows_avx512 ? "avx512" : kernel == rows_avx2 ? "avx2" : "generic";
-}
+const char *bm_rowgemv_kernel(void) { return chosen()->path; }
 
 int bm_rowgemv_use_kernel(const char *name) {
-    pthread_once(&kernel_once, choose_kernel);
-    return set_kernel(name);
+    const bm_build *b = bm_dispatch_find(builds, BUILDS, name);
+    if (!b) return 0;
+    __atomic_store_n(&current, b, __ATOMIC_RELEASE);
+    return 1;
 }
 
 // ---------------------------------------------------------------------------
-// A small pool: helpers spin on a generation counter for a while after each task
-// (a token's ~30 products arrive microseconds apart), then sleep on a futex.
+// Rows split over the toolkit's thread pool (bmpool.h): one part per pool thread, in
+// whole blocks of 4 rows; each row is computed by one thread in a fixed order.
 
-enum { MAX_THREADS = 16, SPIN_NS = 300000, MIN_PARALLEL_ELEMS = 32768 };
+enum { MIN_PARALLEL_ELEMS = 32768 };
 
-static struct {
-    const float *A, *x; float *y;
-    const uint16_t *A16;           // bf16 weights instead of A when set
-    int rows, cols, lda, acc, parts, chunk;
-    _Atomic unsigned gen;          // bumped once per task, only by the caller holding `busy`
-    _Atomic uint64_t stamp;        // (gen << 32) | parts of the task being published, written before gen
-    _Atomic int pending;           // helpers still working on the current task
-    _Atomic int sleepers;          // helpers inside futex_wait
-    _Atomic int busy;              // a task is in flight, or the pool is being resized
-    _Atomic int threads;           // threads per product, the caller included
-    int helpers;                   // started helper threads (ids 1...helpers)
-} pool = { .threads = 1 };
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned start_gen[MAX_THREADS];   // the generation a helper starts from
+typedef struct {
+    const gemv_ops *ops;
+    const float *A; const uint16_t *A16;     // A16 (bf16 weights) instead of A when set
+    const float *x; float *y;
+    int rows, cols, lda, acc, chunk;
+} gemv_task;
 
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static void run_part(int p) {
-    int r0 = p * pool.chunk, r1 = r0 + pool.chunk;
-    if (r1 > pool.rows) r1 = pool.rows;
+static void gemv_part(void *ctx, int p) {
+    const gemv_task *t = ctx;
+    int r0 = p * t->chunk, r1 = r0 + t->chunk;
+    if (r1 > t->rows) r1 = t->rows;
     if (r0 >= r1) return;
-    if (pool.A16) kernel16(pool.A16, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
-    else kernel(pool.A, r0, r1, pool.cols, pool.lda, pool.x, pool.y, pool.acc);
-}
-
-static void *helper_main(void *arg) {
-    int id = (int)(intptr_t)arg;                 // part index 1...
-    unsigned seen = start_gen[id];               // written before this thread was created
-    for (;;) {
-        unsigned g;
-        uint64_t start = 0;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen) {
-            // Spin for a while after a task (the next product of the token comes soon);
-            // a helper beyond the current thread count sleeps at once.
-            if (id < atomic_load_explicit(&pool.threads, memory_order_relaxed)) {
-                _mm_pause();
-                if (++spins % 256 != 0) continue;
-                uint64_t t = now_ns();
-                if (!start) { start = t; continue; }
-                if (t - start <= SPIN_NS) continue;
-            }
-            atomic_fetch_add(&pool.sleepers, 1);
-            syscall(SYS_futex, &pool.gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
-            atomic_fetch_sub(&pool.sleepers, 1);
-            start = 0;
-        }
-        seen = g;
-        // The task's gen and parts in one read: a helper that is not a part of task g
-        // may look late, when the caller has finished g and is setting up the next
-        // task (parts already rewritten); the stamp then names another gen, and this
-        // helper waits for that task's gen instead of running a part of it twice. A
-        // part of task g cannot be late: the task waits for it.
-        uint64_t st = atomic_load_explicit(&pool.stamp, memory_order_acquire);
-        if ((unsigned)(st >> 32) != g) continue;
-        if (id < (int)(st & 0xffffffffu)) {
-            run_part(id);
-            atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
-        }
-    }
-    return NULL;
-}
-
-static void acquire_busy(void) {
-    int expected = 0;
-    while (!atomic_compare_exchange_weak(&pool.busy, &expected, 1)) { expected = 0; sched_yield(); }
-}
-
-void bm_rowgemv_set_threads(int n) {
-    if (n < 1) n = 1;
-    if (n > MAX_THREADS) n = MAX_THREADS;
-    pthread_mutex_lock(&pool_lock);
-    acquire_busy();                              // no task in flight while the pool changes
-    while (pool.helpers < n - 1) {
-        int id = pool.helpers + 1;
-        start_gen[id] = atomic_load(&pool.gen);  // gen cannot move while we hold busy
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &attr, helper_main, (void *)(intptr_t)id);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) break;                      // fewer helpers: still correct
-        pool.helpers++;
-    }
-    atomic_store(&pool.threads, n <= pool.helpers + 1 ? n : pool.helpers + 1);
-    atomic_store(&pool.busy, 0);
-    pthread_mutex_unlock(&pool_lock);
-}
-
-int bm_rowgemv_threads(void) { return atomic_load(&pool.threads); }
-
-static void run_alone(const float *A, const uint16_t *A16, int rows, int cols, int lda, const float *x, float *y, int acc) {
-    if (A16) kernel16(A16, 0, rows, cols, lda, x, y, acc);
-    else kernel(A, 0, rows, cols, lda, x, y, acc);
+    if (t->A16) t->ops->bf16(t->A16, r0, r1, t->cols, t->lda, t->x, t->y, t->acc);
+    else t->ops->f32(t->A, r0, r1, t->cols, t->lda, t->x, t->y, t->acc);
 }
 
 static void rowgemv(const float *A, const uint16_t *A16, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
-    pthread_once(&kernel_once, choose_kernel);
-    int expected = 0;
-    // Small products, a caller inside a parallel loop (its cores are busy), or a
-    // second concurrent caller: run on the calling thread.
-    if (atomic_load_explicit(&pool.threads, memory_order_relaxed) <= 1 || (long)rows * cols < MIN_PARALLEL_ELEMS ||
-        bm_thread_in_parallel() || !atomic_compare_exchange_strong(&pool.busy, &expected, 1)) {
-        run_alone(A, A16, rows, cols, lda, x, y, accumulate);
+    gemv_task t = { chosen()->ops, A, A16, x, y, rows, cols, lda, accumulate, rows };
+    int n = bm_pool_threads();
+    // Small products run on the calling thread (as does any product the pool cannot
+    // take now: bm_pool_run runs its parts in turn).
+    if (n > 1 && (long)rows * cols >= MIN_PARALLEL_ELEMS && rows >= 8 * n) {
+        t.chunk = ((rows + n - 1) / n + 3) & ~3;
+        bm_pool_run((rows + t.chunk - 1) / t.chunk, gemv_part, &t);
         return;
     }
-    int n = atomic_load(&pool.threads);          // stable while we hold busy
-    if (n <= 1 || rows < 8 * n) {
-        atomic_store(&pool.busy, 0);
-        run_alone(A, A16, rows, cols, lda, x, y, accumulate);
-        return;
-    }
-    pool.A = A; pool.A16 = A16; pool.x = x; pool.y = y;
-    pool.rows = rows; pool.cols = cols; pool.lda = lda; pool.acc = accumulate;
-    pool.parts = n;
-    pool.chunk = ((rows + n - 1) / n + 3) & ~3;     // whole 4-row blocks per thread
-    atomic_store_explicit(&pool.pending, n - 1, memory_order_relaxed);
-    unsigned next = atomic_load(&pool.gen) + 1;      // gen cannot move while we hold busy
-    atomic_store(&pool.stamp, ((uint64_t)next << 32) | (uint64_t)n);
-    atomic_fetch_add(&pool.gen, 1);                  // publishes the task (seq_cst)
-    if (atomic_load(&pool.sleepers) > 0)
-        syscall(SYS_futex, &pool.gen, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
-    run_part(0);
-    while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) _mm_pause();
-    atomic_store(&pool.busy, 0);
+    gemv_part(&t, 0);
 }
 
 void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate) {

@@ -1,6 +1,8 @@
-// The selective scan, built per instruction set and dispatched on CPUID (bmkernels.h).
+// The selective scan, built per instruction set and dispatched on CPUID (bmkernels.h,
+// bmdispatch.h).
 #include "bmkernels.h"
 #include "bmblas.h"
+#include "bmdispatch.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,54 +29,41 @@ typedef void (*bwd_fn)(const bm_scan_shape *, const float *, const float *, cons
                        const float *, const float *, const float *, const float *, float *, float *, float *,
                        float *, float *, float *, float *, int, int, float *, float *);
 
-static const struct kernel {
-    const char *name;
-    int needs512;
-    fwd_fn forward;
-    bwd_fn backward;
-} kernels[] = {
-    { "avx512", 1, scan_forward__avx512, scan_backward__avx512 },
-    { "avx2", 0, scan_forward__avx2, scan_backward__avx2 },
-};
+typedef struct { fwd_fn forward; bwd_fn backward; } scan_ops;
 
-// AVX-512 F, BW, DQ and VL, as the OpenBLAS kernel choice reads them (bmblas.h)
-static int has_avx512(void) { return (bm_cpu_features() & 2) != 0; }
+// The builds, fastest first, chosen by the toolkit's one dispatch rule (bmdispatch.h):
+// the scan has no generic build, so a forced "generic" path takes the AVX2 one.
+static const scan_ops ops_avx512 = { scan_forward__avx512, scan_backward__avx512 };
+static const scan_ops ops_avx2 = { scan_forward__avx2, scan_backward__avx2 };
+static const bm_build builds[] = { { "avx512", &ops_avx512 }, { "avx2", &ops_avx2 } };
+enum { BUILDS = sizeof builds / sizeof builds[0] };
 
-static const struct kernel *find(const char *name) {
-    for (unsigned i = 0; i < sizeof kernels / sizeof kernels[0]; i++)
-        if (strcmp(kernels[i].name, name) == 0) return &kernels[i];
-    return 0;
-}
+int bm_scan_kernel_runs(const char *name) { return bm_dispatch_find(builds, BUILDS, name) != 0; }
 
-int bm_scan_kernel_runs(const char *name) {
-    const struct kernel *k = find(name);
-    return k && (!k->needs512 || has_avx512());
-}
+// Chosen at first use (a plain pointer: every choice is a valid build, and
+// bm_scan_use_kernel is for tests and benchmarks, called between scans).
+static const bm_build *current;
 
-// Chosen once, from CPUID, on first use (a plain pointer: all choices are valid kernels,
-// and bm_scan_use_kernel is for tests and benchmarks, called between scans).
-static const struct kernel *current;
-
-static const struct kernel *chosen(void) {
-    const struct kernel *k = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
-    if (!k) {
-        // The path BMLAB_KERNELS forces (bmblas.h; the scan has no generic build, so
-        // "generic" takes the AVX2 one), else the CPU's best.
-        const char *path = bm_kernels_forced();
-        if (strcmp(path, "generic") == 0) path = "avx2";
-        k = *path && bm_scan_kernel_runs(path) ? find(path) : has_avx512() ? &kernels[0] : &kernels[1];
-        __atomic_store_n(&current, k, __ATOMIC_RELEASE);
+static const scan_ops *chosen(void) {
+    const bm_build *b = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+    if (!b) {
+        b = bm_dispatch_choose(builds, BUILDS);
+        __atomic_store_n(&current, b, __ATOMIC_RELEASE);
     }
-    return k;
+    return b->ops;
 }
 
 int bm_scan_use_kernel(const char *name) {
-    if (!bm_scan_kernel_runs(name)) return 0;
-    __atomic_store_n(&current, find(name), __ATOMIC_RELEASE);
+    const bm_build *b = bm_dispatch_find(builds, BUILDS, name);
+    if (!b) return 0;
+    __atomic_store_n(&current, b, __ATOMIC_RELEASE);
     return 1;
 }
 
-const char *bm_scan_kernel(void) { return chosen()->name; }
+const char *bm_scan_kernel(void) {
+    chosen();
+    return __atomic_load_n(&current, __ATOMIC_ACQUIRE)->path;
+}
 
 void bm_scan_forward(const bm_scan_shape *s, const float *u, const float *delta, const float *A,
                      const float *B, const float *C, const float *D, float *y, float *state,

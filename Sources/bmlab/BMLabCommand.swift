@@ -17,8 +17,8 @@ func startBLAS(threads: Int = 0) {
 }
 
 /// Batch-1 generation (`BLAS.setUpForGeneration`); errors become a message + exit code.
-func startGeneration(gemvThreads: Int = 0) {
-    do { try BLAS.setUpForGeneration(gemvThreads: gemvThreads) } catch { fail(error) }
+func startGeneration(threads: Int = 0) {
+    do { try BLAS.setUpForGeneration(threads: threads) } catch { fail(error) }
 }
 
 /// Exit codes (README): 2 for a refusal or a file that cannot be read or written

@@ -155,7 +155,7 @@ extension BenchCommand {
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
-            machine.startGeneration(gemvThreads: threads)
+            machine.startGeneration(threads: threads)
             guarded {
                 let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
                 guard !ctxs.isEmpty, ctxs.allSatisfy({ $0 > 0 }) else { throw BMError.invalid("--contexts must be positive integers, got '\(contexts)'") }
@@ -166,7 +166,7 @@ extension BenchCommand {
                     try AtomicFile.write(to: "\(out)/bench_generate.json") { tmp in try text.write(toFile: tmp, atomically: false, encoding: .utf8) }
                 }
                 if json { print(try JSON.text(all, pretty: true)); return }
-                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(BLAS.gemvThreads) threads, \(weights.rawValue) weights (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens"
+                print("batch 1, matrix-vector products \(BLAS.gemvKernel) × \(Parallel.workers) threads, \(weights.rawValue) weights (BLAS \(BLAS.coreName) × 1); median of \(tokens) tokens"
                       + (rounds > 1 ? ", median [min–max] of \(rounds) interleaved rounds" : ""))
                 for p in all {
                     let range = p.msMin.map { String(format: " [%.3f–%.3f]", $0, p.msMax!) } ?? ""

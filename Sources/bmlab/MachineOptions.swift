@@ -27,8 +27,8 @@ struct MachineOptions: ParsableArguments {
     }
 
     /// The switches, then batch-1 generation's set-up (`startGeneration`).
-    func startGeneration(gemvThreads: Int = 0) {
+    func startGeneration(threads: Int = 0) {
         apply()
-        bmlab.startGeneration(gemvThreads: gemvThreads)
+        bmlab.startGeneration(threads: threads)
     }
 }

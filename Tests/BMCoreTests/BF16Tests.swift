@@ -40,7 +40,8 @@ final class BF16Tests: XCTestCase {
     /// `testVectorBuildsAgree`).
     func testBF16ProductIsTheFP32ProductOfTheWidenedWeights() {
         let best = BLAS.gemvKernel
-        defer { BLAS.gemvThreads = 1; _ = bm_rowgemv_use_kernel(best) }
+        let savedWorkers = Parallel.workers
+        defer { Parallel.workers = savedWorkers; _ = bm_rowgemv_use_kernel(best) }
         let kernels = Kernels.paths.filter { k in bm_rowgemv_use_kernel(k) == 1 }
         _ = bm_rowgemv_use_kernel(best)
         XCTAssertTrue(kernels.contains("avx2"), "every machine of this kind runs the AVX2 build")
@@ -57,7 +58,7 @@ final class BF16Tests: XCTestCase {
             for k in kernels {
                 XCTAssertEqual(bm_rowgemv_use_kernel(k), 1)
                 for threads in [1, 2] {
-                    BLAS.gemvThreads = threads
+                    Parallel.workers = threads
                     for acc in [false, true] {
                         var y16 = y0, y32 = y0
                         a16.withUnsafeBufferPointer { ap in x.withUnsafeBufferPointer { xp in y16.withUnsafeMutableBufferPointer {
@@ -84,10 +85,11 @@ final class BF16Tests: XCTestCase {
     /// accumulation. Skipped, with the reason, on a CPU that runs one of them.
     func testVectorBuildsAgree() throws {
         let best = BLAS.gemvKernel
-        defer { BLAS.gemvThreads = 1; _ = bm_rowgemv_use_kernel(best) }
+        let savedWorkers = Parallel.workers
+        defer { Parallel.workers = savedWorkers; _ = bm_rowgemv_use_kernel(best) }
         let builds = Kernels.paths.filter { k in k != "generic" && bm_rowgemv_use_kernel(k) == 1 }
         guard builds.count == 2 else { throw XCTSkip("this CPU runs one vector build of the one-token product (\(builds))") }
-        BLAS.gemvThreads = 1
+        Parallel.workers = 1
         var rng = RNG(seed: 13)
         for (rows, cols, lda) in [(1, 1, 1), (6, 8, 8), (7, 24, 27), (5, 19, 21), (37, 29, 29), (1030, 257, 260), (2048, 256, 256)] {
             let a = (0..<rows * lda).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }

@@ -102,13 +102,14 @@ final class BLASTests: XCTestCase {
     /// in a fixed order), each product issued right after the pool was resized.
     func testOneTokenProductMatchesNaiveOnAnyThreadCount() {
         var rng = RNG(seed: 11)
-        defer { BLAS.gemvThreads = 1 }
+        let savedWorkers = Parallel.workers
+        defer { Parallel.workers = savedWorkers }
         for (rows, cols, lda) in [(1, 1, 1), (3, 5, 7), (37, 29, 29), (1030, 257, 260), (512, 1024, 1024), (2048, 256, 256)] {
             let a = (0..<rows * lda).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
             let y0 = (0..<rows).map { _ in rng.normal() }
             var results: [[Float]] = []
             for threads in [1, 2, 3, 2] {               // 3 then 2: a helper left idle after lowering
-                BLAS.gemvThreads = threads
+                Parallel.workers = threads
                 for acc in [false, true] {
                     var y = y0
                     a.withUnsafeBufferPointer { ap in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in

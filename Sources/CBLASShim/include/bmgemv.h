@@ -4,8 +4,10 @@
 // the cost is reading the weights (about 20 MB per token for bench-small), not the
 // arithmetic. OpenBLAS's sgemv is fast on one thread, but waking its threads costs
 // more than a 30 µs product is worth. Here a row-major A·x kernel (four rows at a time;
-// built for AVX-512 and for AVX2 + FMA from one source, gemv_body.h, chosen from CPUID) splits its rows over a small pool of threads that spin briefly
-// between calls, so consecutive products of a token reuse awake threads, then sleep.
+// built for AVX-512 and for AVX2 + FMA from one source, gemv_body.h, and as plain C,
+// chosen by the toolkit's dispatch rule, bmdispatch.h) splits its rows over the
+// toolkit's thread pool (bmpool.h), whose threads spin briefly between tasks, so
+// consecutive products of a token reuse awake threads.
 //
 // Each output row is computed by one thread in a fixed order, so the result does not
 // depend on the number of threads.
@@ -19,10 +21,6 @@ extern "C" {
 /// y[rows] = A[rows, cols] · x[cols] (+ y when accumulate != 0); A row-major, leading dimension lda.
 void bm_rowgemv(const float *A, int rows, int cols, int lda, const float *x, float *y, int accumulate);
 
-/// Threads used by bm_rowgemv (1 = the calling thread only). Starts helpers as needed;
-/// helpers beyond a lowered count sleep until it is raised again.
-void bm_rowgemv_set_threads(int n);
-int bm_rowgemv_threads(void);
 /// Which build runs: "avx512", "avx2" or "generic" (plain C). At first use it is the
 /// path BMLAB_KERNELS forces (bm_kernels_forced), else the CPU's best.
 const char *bm_rowgemv_kernel(void);
