@@ -43,15 +43,24 @@ let package = Package(
         .target(name: "BMMixers", dependencies: ["BMCore", "BMLayers", "BMRouting", "CKernels"], swiftSettings: fast),
         .target(name: "BMPlot", dependencies: ["BMCore"], swiftSettings: fast),
         .target(name: "BMStudies", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot"], swiftSettings: fast),
+        // The spec language: YAML read and checked key by key, the key table, resolved specs.
+        .target(name: "BMSpec", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage",
+                                               .product(name: "Yams", package: "Yams")], swiftSettings: fast),
+        // Data: the text corpora and their split rule, token files, the synthetic tasks.
+        .target(name: "BMData", dependencies: ["BMCore", "BMSpec"], swiftSettings: fast),
+        // A run: model building, training and evaluation, checkpoints, generation, dumps.
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
-                                                      .product(name: "Yams", package: "Yams")], swiftSettings: fast),
-        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMExperiments", "BMBench"], swiftSettings: fast),
-        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMExperiments"], swiftSettings: fast),
+                                                      "BMSpec", "BMData"], swiftSettings: fast),
+        // Sweeps of runs: local workers, adoption, Slurm arrays.
+        .target(name: "BMSweeps", dependencies: ["BMCore", "BMStorage", "BMSpec", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMBench"], swiftSettings: fast),
+        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
-            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting", "BMExperiments", "BMReports",
+            "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting",
+            "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMReports",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -62,11 +71,12 @@ let package = Package(
         .testTarget(name: "BMCoreTests", dependencies: ["BMCore"], swiftSettings: fast),
         .testTarget(name: "BMBenchTests", dependencies: ["BMCore", "BMRouting", "BMBench"], swiftSettings: fast),
         .testTarget(name: "BMLayersTests", dependencies: ["BMCore", "BMLayers"], swiftSettings: fast),
-        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMExperiments"], swiftSettings: fast),
+        .testTarget(name: "BMMixersTests", dependencies: ["BMCore", "BMLayers", "BMRouting", "BMMixers", "BMSpec", "BMExperiments"], swiftSettings: fast),
         .testTarget(name: "BMStudiesTests", dependencies: ["BMCore", "BMRouting", "BMStorage", "BMPlot", "BMStudies", "BMTestSupport"], swiftSettings: fast),
-        .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMExperiments", "BMTestSupport"], swiftSettings: fast),
-        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMExperiments", "BMReports", "BMBench", "BMStudies", "BMTestSupport"], swiftSettings: fast),
+        .testTarget(name: "BMExperimentsTests", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMTestSupport"], swiftSettings: fast),
+        .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMSpec", "BMExperiments", "BMSweeps", "BMReports", "BMBench", "BMStudies", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage", "BMTestSupport"], swiftSettings: fast),
-        .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain"], swiftSettings: fast),
+        .testTarget(name: "BMDataTests", dependencies: ["BMCore", "BMData"], swiftSettings: fast),
+        .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain", "BMData"], swiftSettings: fast),
     ]
 )

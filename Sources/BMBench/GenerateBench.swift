@@ -3,6 +3,7 @@ import BMCore
 import BMLayers
 import BMMixers
 import BMExperiments
+import BMSpec
 
 /// `bmlab bench generate`: batch-1 generation latency per token of a whole model
 /// after a prompt of each context length, and the memory its generation state holds.

@@ -3,6 +3,8 @@ import BMCore
 import BMLayers
 import BMTrain
 import BMExperiments
+import BMSpec
+import BMData
 
 /// `bmlab bench train`: median training throughput of a spec's model, its model
 /// FLOPs utilisation against an sgemm peak measured in the same run, peak memory,

@@ -6,6 +6,7 @@ import BMCore
 import BMLayers
 import BMStorage
 import BMTrain
+import BMSpec
 
 /// `checkpoint.h5` (docs/checkpoints.md): one dataset per parameter under
 /// `model/` with its PyTorch/Zyphra name and shape, AdamW moments under

@@ -5,6 +5,8 @@ import BMMixers
 import BMRouting
 import BMStorage
 import BMTrain
+import BMSpec
+import BMData
 
 /// Training batches from a Dataset; its generator state is the data position.
 public struct DatasetSource: BatchSource {

@@ -2,6 +2,7 @@ import Foundation
 import BMCore
 import BMLayers
 import BMMixers
+import BMSpec
 
 /// Autoregressive generation: the model runs the prompt (`LanguageModel.prefill`:
 /// every block in parallel) and then one token at a time (`LanguageModel.step`: Mamba

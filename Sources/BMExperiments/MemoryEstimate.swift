@@ -2,6 +2,8 @@ import Foundation
 import BMCore
 import BMLayers
 import BMMixers
+import BMSpec
+import BMData
 
 /// The memory a training run will need, estimated before anything is allocated:
 /// parameters (values, gradients and AdamW's two moments: 16 bytes each), and the

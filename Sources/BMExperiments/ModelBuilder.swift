@@ -3,6 +3,7 @@ import BMCore
 import BMLayers
 import BMMixers
 import BMRouting
+import BMSpec
 
 /// Builds a LanguageModel from a spec: embedding → one pre-norm residual block
 /// per `model.layers` entry (mixers from the registry) → final norm → head.

@@ -2,6 +2,8 @@ import Foundation
 import BMCore
 import BMLayers
 import BMStorage
+import BMSpec
+import BMData
 
 /// The router logits a trained model produces on fixed validation batches: the
 /// real input of Sinkhorn routing (`bmlab eval --router-logits`, and

@@ -3,6 +3,7 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMExperiments
+import BMSweeps
 
 /// `bmlab report DIR --out notebooks-md/NAME.md`: a markdown report of a run or a
 /// sweep that renders on GitHub — title, the command that regenerates it, the

@@ -3,6 +3,7 @@ import BMCore
 import BMStorage
 import BMPlot
 import BMExperiments
+import BMSweeps
 
 /// `bmlab robustness DIR… --out notebooks-md/NAME.md`: does a recipe learn in every
 /// run? For each sweep directory (a condition: an init scheme, a thread count, a BLAS

@@ -4,6 +4,7 @@ import BMStorage
 import BMPlot
 import BMExperiments
 import BMTrain
+import BMSweeps
 
 /// The runs a figure is about: one run directory, or every run of a sweep.
 public struct RunSet {

@@ -2,6 +2,7 @@ import Foundation
 import BMCore
 import BMExperiments
 import BMStudies
+import BMData
 
 /// Real router logits for the Sinkhorn study (`bmlab sinkhorn --checkpoints DIR`):
 /// every checkpoint a run kept with `train.keep_checkpoints` (DIR/**/checkpoints/

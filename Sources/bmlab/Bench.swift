@@ -5,6 +5,7 @@ import BMBench
 import BMMixers
 import BMExperiments
 import BMStorage
+import BMSpec
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", 

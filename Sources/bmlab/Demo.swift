@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMExperiments
+import BMSpec
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "demo", 

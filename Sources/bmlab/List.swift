@@ -3,6 +3,7 @@ import BMCore
 import BMMixers
 import BMRouting
 import BMExperiments
+import BMSpec
 
 struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list",

@@ -5,6 +5,7 @@ import BMExperiments
 import BMPlot
 import BMReports
 import BMStorage
+import BMSweeps
 
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "plot", abstract: "Figures (gnuplot) of a run, a sweep or a Sinkhorn study.")

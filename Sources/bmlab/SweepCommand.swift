@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMExperiments
+import BMSweeps
 
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,9 @@ import BMCore
 import BMLayers
 import BMStorage
 import BMExperiments
+import BMSpec
+import BMData
+import BMSweeps
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train", 

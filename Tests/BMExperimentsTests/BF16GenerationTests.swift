@@ -2,6 +2,7 @@ import XCTest
 @testable import BMCore
 @testable import BMLayers
 @testable import BMExperiments
+@testable import BMSpec
 
 /// `--weights bf16`: generation reads bf16 copies of the weights in its one-token
 /// products. The logits move by the rounding of the weights (a relative 2⁻⁹ per weight

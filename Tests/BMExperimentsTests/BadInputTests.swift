@@ -3,6 +3,7 @@ import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
+@testable import BMSpec
 
 /// The bad-input suite: what a user types wrong, table-driven, through the real
 /// command line. Every case asserts the exit code (2 for a refusal, 64 for a command

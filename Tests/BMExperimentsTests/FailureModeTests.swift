@@ -5,6 +5,7 @@ import Foundation
 @testable import BMLayers
 @testable import BMStorage
 @testable import BMExperiments
+@testable import BMSpec
 
 /// Every failure a user hit (issue: "Trustworthy on every machine", section 2) ends in
 /// a clear one-line error and a non-zero exit with nothing lost, or works as documented.

@@ -3,6 +3,7 @@ import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
+@testable import BMSweeps
 
 /// One JSON convention (snake_case keys, the HDF5 names' style) for files and --json
 /// output; result.json files written before it (camelCase) still read.

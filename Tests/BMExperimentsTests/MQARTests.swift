@@ -4,6 +4,7 @@ import Foundation
 @testable import BMCore
 @testable import BMStorage
 @testable import BMExperiments
+@testable import BMSpec
 
 /// A 2-layer Mamba learns MQAR (seq 64, 4 pairs, vocab 64) to ≥ 90 % held-out accuracy
 /// for two seeds: 1, the seed that failed with earlier recipes (OpenBLAS SkylakeX with

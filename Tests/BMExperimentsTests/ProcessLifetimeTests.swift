@@ -3,6 +3,7 @@ import BMTestSupport
 import Foundation
 @testable import BMCore
 @testable import BMExperiments
+@testable import BMSpec
 
 /// No process outlives the command that started it: SIGTERM / SIGINT to a sweep stop
 /// its workers, and it exits 143 / 130 with the runs resumable; a sweep killed outright

@@ -6,6 +6,8 @@ import Foundation
 @testable import BMStorage
 @testable import BMTrain
 @testable import BMExperiments
+@testable import BMSpec
+@testable import BMData
 
 /// Kept checkpoints (train.keep_checkpoints) and the router logits read from them:
 /// the input of the Sinkhorn study on real logits.

@@ -7,6 +7,8 @@ import Foundation
 @testable import BMStorage
 @testable import BMTrain
 @testable import BMExperiments
+@testable import BMSpec
+@testable import BMData
 
 /// A small BlackMamba-shaped spec (mamba + moe with every kind of layer state)
 /// on MQAR, fast enough for a debug build.

@@ -2,6 +2,7 @@ import XCTest
 import Yams
 @testable import BMCore
 @testable import BMExperiments
+@testable import BMSpec
 
 /// The key table (`SpecKeys.all`) is the one place a spec key is declared: the
 /// reader, the resolved spec and the reference in docs/specs.md follow it.

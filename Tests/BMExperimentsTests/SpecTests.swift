@@ -2,6 +2,8 @@ import XCTest
 @testable import BMCore
 @testable import BMMixers
 @testable import BMExperiments
+@testable import BMSpec
+@testable import BMData
 
 final class SpecTests: XCTestCase {
     let base = """

@@ -8,6 +8,8 @@ import Foundation
 @testable import BMStorage
 @testable import BMTrain
 @testable import BMExperiments
+@testable import BMSpec
+@testable import BMData
 
 /// What a study's conclusions rest on (docs/data.md, docs/routing.md, docs/flops.md):
 /// the split rule, evaluation windows, evaluation routing and its agreement, the

@@ -3,6 +3,7 @@ import Foundation
 @testable import BMCore
 @testable import BMStorage
 @testable import BMExperiments
+@testable import BMSweeps
 
 final class SweepTests: XCTestCase {
     /// sbatch's --time forms, and what is not one.

@@ -4,6 +4,7 @@ import XCTest
 @testable import BMRouting
 @testable import BMMixers
 @testable import BMExperiments
+@testable import BMSpec
 
 /// A toy sequence mixer, written here as a plugin author would: one file, one registry
 /// line. y_t = W·x_t + U·x_{t−1} (x_{−1} = 0): causal, with a one-row generation state.

@@ -7,6 +7,7 @@ import Foundation
 @testable import BMStorage
 @testable import BMReports
 @testable import BMBench
+@testable import BMSweeps
 
 final class ReportTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }

@@ -4,6 +4,7 @@ import Foundation
 @testable import BMExperiments
 @testable import BMStudies
 @testable import BMReports
+@testable import BMSpec
 
 /// `bmlab sinkhorn --checkpoints DIR`: the kept checkpoints of a sweep's runs become
 /// one real-logit case per (run, step, MoE layer), labelled by configuration and seed.

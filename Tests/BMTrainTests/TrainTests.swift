@@ -4,6 +4,7 @@ import Foundation
 @testable import BMLayers
 @testable import BMStorage
 @testable import BMTrain
+import BMData
 
 final class TrainTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }

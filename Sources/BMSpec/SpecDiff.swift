@@ -17,7 +17,7 @@ public enum SpecDiff {
 
     /// A stored spec's leaves: as this version resolves it when it reads as a spec, else
     /// the YAML tree as it is (nil when it is not YAML).
-    static func tree(_ text: String) -> [(String, String)]? {
+    public static func tree(_ text: String) -> [(String, String)]? {
         if let s = try? ExperimentSpec.parse(text, file: "the stored spec"), let n = try? s.resolvedNode() {
             var leaves = flatten(n)
             // a text or tokens run stored before data.split existed was split by its tail
@@ -38,7 +38,7 @@ public enum SpecDiff {
     /// with another value.
     static let ignored: Set<String> = ["train.keep_checkpoints", "name", "description"]
 
-    static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
+    public static func firstDifference(_ a: [(String, String)], _ b: [(String, String)]) -> String? {
         let av = Dictionary(a, uniquingKeysWith: { x, _ in x }), bv = Dictionary(b, uniquingKeysWith: { x, _ in x })
         var paths = b.map(\.0)
         for (p, _) in a where bv[p] == nil { paths.append(p) }
@@ -53,14 +53,14 @@ public enum SpecDiff {
     /// Equal strings, or numbers equal to 12 significant digits (`3.0e-4`, `0.0003` and
     /// `0.00030000000000000003`, which an older version wrote for lr / 10): derived
     /// defaults are resolved to 12 digits, and training uses them in Float (7 digits).
-    static func same(_ x: String, _ y: String) -> Bool {
+    public static func same(_ x: String, _ y: String) -> Bool {
         if x == y { return true }
         if let a = Double(x), let b = Double(y) { return a == b || abs(a - b) <= 1e-12 * max(abs(a), abs(b)) }
         return false
     }
 
     /// Leaves of a YAML tree with their dotted key paths (list items as `[i]`).
-    static func flatten(_ node: Node, _ path: String = "") -> [(String, String)] {
+    public static func flatten(_ node: Node, _ path: String = "") -> [(String, String)] {
         switch node {
         case .scalar(let s): return [(path, s.string)]
         case .mapping(let m):

@@ -4,6 +4,9 @@ import BMCore
 import BMLayers
 import BMMixers
 
+/// The text corpora a spec can name (`data.corpus`; the files are BMData's `Corpus`).
+public enum CorpusName: String, Sendable, CaseIterable { case fortunes, english }
+
 /// One model layer: a mixer name, its options as the spec gives them, and the same
 /// resolved (defaults filled in, a moe's router resolved, checked against d_model).
 public struct LayerSpec: Sendable, Equatable {
@@ -38,7 +41,7 @@ public struct DataSpec: Sendable, Equatable {
     }
     public var kind: Kind = .text
     public var path: String? = nil             // text / tokens; nil text = `corpus`
-    public var corpus: Corpus.Name = .fortunes // text without a path
+    public var corpus: CorpusName = .fortunes  // text without a path
     public var vocabSize: Int? = nil           // tokens files and synthetic tasks
     public var valFraction = 0.0
     public var testFraction = 0.0
@@ -91,8 +94,6 @@ public struct ExperimentSpec: Sendable, Equatable {
     public var eval = EvalSpec()
     public var file = "<spec>"
 
-    public static let defaultCorpusDir = Corpus.fortunesDir
-
     // MARK: loading
 
     /// Reads a spec file, applies `key.path=value` overrides, and validates it
@@ -131,7 +132,7 @@ public struct ExperimentSpec: Sendable, Equatable {
 
     /// Reads every key of `SpecKeys.all` from its section; then each section rejects
     /// keys nobody asked for, suggesting the nearest valid one.
-    init(_ node: SpecNode, source src: SpecSource) throws {
+    public init(_ node: SpecNode, source src: SpecSource) throws {
         var readers: [String: SpecReader] = ["": try SpecReader(node, source: src, path: "")]
         var order = [""]
         func reader(_ section: String) throws -> String {

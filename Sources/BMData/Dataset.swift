@@ -1,6 +1,7 @@
 import Foundation
 import BMCore
-import BMTrain
+
+import BMSpec
 
 /// Training and validation data for a spec: a byte-level text corpus, a token
 /// file (flat little-endian uint16, as nanoGPT writes), or a synthetic task

@@ -1,5 +1,6 @@
 import Foundation
 import BMCore
+import BMSpec
 
 /// A sweep: a base spec and `sweep.axes` — dotted keys with lists of values.
 /// The runs are the cartesian product of the axes; axes in a `zip` group move

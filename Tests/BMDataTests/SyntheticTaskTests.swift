@@ -1,6 +1,7 @@
 import XCTest
 import BMCore
 @testable import BMTrain
+import BMData
 
 final class SyntheticTaskTests: XCTestCase {
 

@@ -1,5 +1,6 @@
 import Foundation
 import BMCore
+import BMSpec
 
 /// Byte-level text corpora from Debian packages, and the rule that splits every
 /// source file into training, validation and test data (docs/data.md).
@@ -10,7 +11,7 @@ import BMCore
 ///             Collaborative International Dictionary of English (`dict-gcide`,
 ///             decompressed, 40 MB): 47 MB of English text.
 public enum Corpus {
-    public enum Name: String, Sendable, CaseIterable { case fortunes, english }
+    public typealias Name = CorpusName
 
     public static let fortunesDir = "/usr/share/games/fortunes"
     public static let gcidePath = "/usr/share/dictd/gcide.dict.dz"

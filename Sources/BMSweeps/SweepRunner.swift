@@ -1,6 +1,8 @@
 import Foundation
 import BMCore
 import BMStorage
+import BMSpec
+import BMExperiments
 
 /// What a finished (or failed) run leaves in DIR/runs/NAME/result.json.
 public struct RunResult: Codable, Sendable {
