@@ -114,6 +114,7 @@ public struct ExperimentSpec: Sendable, Equatable {
     public static func parse(_ text: String, file: String, overrides: [String] = []) throws -> ExperimentSpec {
         var node = try SpecNode.parse(text, file: file)
         if let dir = specDirectory(file) { node = node.resolvingPaths(against: dir) }
+        node = try node.applyingBase(file: file)
         for (k, o) in overrides.enumerated() { node = try node.applying(override: o, index: k) }
         node = node.resolvingPaths(against: FileManager.default.currentDirectoryPath)
         var spec = try ExperimentSpec(node, source: SpecSource(file: file, overrides: overrides))

@@ -240,3 +240,41 @@ extension SpecNode {
         }
     }
 }
+
+// MARK: base: another spec file underneath
+
+extension SpecNode {
+    /// A spec (or sweep) file may start from another: `base: OTHER.yaml` (relative to
+    /// the file's folder) takes that file and merges this one's keys over it — mappings
+    /// key by key, anything else (a scalar, a list such as `pattern`) replaced whole. A
+    /// base may have a base of its own; a chain that comes back to a file is refused.
+    /// `file` is the file this node was read from (its paths already resolved).
+    public func applyingBase(file: String, chain: [String] = []) throws -> SpecNode {
+        guard case .map(var entries, let line) = self, let bi = entries.firstIndex(where: { $0.key == "base" }) else { return self }
+        guard case .scalar(let b, _, _) = entries[bi].value else {
+            throw BMError.invalid("\(file):\(entries[bi].value.line): base must be a file name (a spec to start from)")
+        }
+        entries.remove(at: bi)
+        let basePath = URL(fileURLWithPath: b.hasPrefix("/") ? b : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(b))
+            .standardizedFileURL.path
+        let seen = chain + [URL(fileURLWithPath: file).standardizedFileURL.path]
+        if seen.contains(basePath) {
+            throw BMError.invalid("\(file): base: \(basePath) is already a base of this spec (\((seen + [basePath]).joined(separator: " → ")))")
+        }
+        guard let text = try? String(contentsOfFile: basePath, encoding: .utf8) else {
+            throw BMError.invalid("\(file): base: cannot read \(basePath) (expected a spec file to start from)")
+        }
+        let baseDir = (basePath as NSString).deletingLastPathComponent
+        let base = try SpecNode.parse(text, file: basePath).resolvingPaths(against: baseDir).applyingBase(file: basePath, chain: seen)
+        return SpecNode.merge(base, .map(entries, line: line))
+    }
+
+    /// `b` over `a`: mappings merged key by key, anything else replaced by `b`.
+    public static func merge(_ a: SpecNode, _ b: SpecNode) -> SpecNode {
+        guard case .map(var ea, let la) = a, case .map(let eb, _) = b else { return b }
+        for (k, v) in eb {
+            if let i = ea.firstIndex(where: { $0.key == k }) { ea[i].value = merge(ea[i].value, v) } else { ea.append((k, v)) }
+        }
+        return .map(ea, line: la)
+    }
+}

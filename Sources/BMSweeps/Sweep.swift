@@ -62,18 +62,7 @@ public struct Sweep {
         let sweepNode = entries.remove(at: si).value
         let reportNode = entries.firstIndex(where: { $0.key == "report" }).map { entries.remove(at: $0).value }
         // base: another spec file, with this file's sections merged over it
-        if let bi = entries.firstIndex(where: { $0.key == "base" }) {
-            guard case .scalar(let b, _, _) = entries[bi].value else { throw BMError.invalid("\(path):\(entries[bi].value.line): base must be a file name") }
-            entries.remove(at: bi)
-            let basePath = b.hasPrefix("/") ? b : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(b)
-            guard let bt = try? String(contentsOfFile: basePath, encoding: .utf8) else {
-                throw BMError.invalid("\(path): base: cannot read \(basePath)")
-            }
-            let baseDir = URL(fileURLWithPath: basePath).standardizedFileURL.deletingLastPathComponent().path
-            root = Sweep.merge(try SpecNode.parse(bt, file: basePath).resolvingPaths(against: baseDir), .map(entries, line: 1))
-        } else {
-            root = .map(entries, line: 1)
-        }
+        root = try SpecNode.map(entries, line: 1).applyingBase(file: path)
         for (k, o) in overrides.enumerated() { root = try root.applying(override: o, index: k) }
         root = root.resolvingPaths(against: FileManager.default.currentDirectoryPath)
         // axes and zip groups
@@ -212,14 +201,6 @@ public struct Sweep {
     }
 
     /// Deep merge: mappings merge key by key, anything else is replaced.
-    static func merge(_ a: SpecNode, _ b: SpecNode) -> SpecNode {
-        guard case .map(var ea, let la) = a, case .map(let eb, _) = b else { return b }
-        for (k, v) in eb {
-            if let i = ea.firstIndex(where: { $0.key == k }) { ea[i].value = merge(ea[i].value, v) } else { ea.append((k, v)) }
-        }
-        return .map(ea, line: la)
-    }
-
     /// A value as compact text: scalars as written, lists [a,b], maps {k:v}.
     public static func text(_ n: SpecNode) -> String {
         switch n {
