@@ -30,7 +30,8 @@ public enum RouterRegistry {
         ExpertChoiceRouter.entry,
         HashRouter.entry,
         RandomRouter.entry,
-        LossFreeBiasRouter.entry,
+        SigmoidTop1Router.lossfreeEntry,
+        SigmoidTop1Router.entry,
     ]
 
     public static var names: [String] { entries.map(\.name) }

@@ -76,7 +76,7 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(again.schedule, s.schedule)
         XCTAssertTrue(y.contains("dt_rank: auto"))
         // the router with every option it has, its name first
-        XCTAssertTrue(y.contains("router: {name: topk, aux_loss: 0.01, k: 2, pre_softmax: true, z_loss: 0.001}"), y)
+        XCTAssertTrue(y.contains("router: {name: topk, aux_loss: 0.01, bias_rate: 0.0, k: 2, pre_softmax: true, z_loss: 0.001}"), y)
         XCTAssertTrue(y.contains("min_lr: 0.0003\n"), y)      // lr / 10, not 0.00030000000000000003
         XCTAssertTrue(y.contains("eps: 1.0e-08\n"), y)        // a float to YAML 1.1 (PyYAML) too
     }
@@ -87,6 +87,38 @@ final class SpecTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }
         XCTAssertTrue(files.contains("bench-small.yaml") && files.contains("blackmamba-tiny.yaml"))
         for f in files { XCTAssertNoThrow(try ExperimentSpec.load(path: "\(dir)/\(f)"), f) }
+    }
+
+    /// `base:` in a spec file: the base with the file's keys merged over it (mappings key
+    /// by key, lists replaced), chains of bases, relative to each file's folder; a cycle
+    /// and a missing base are refused naming the files.
+    func testBaseMergesAnotherSpecUnderneath() throws {
+        let dir = try tempDir(self)
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        try base.write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
+        try "base: ../a.yaml\nmodel: {d_model: 32, defaults: {moe: {experts: 8}}}\n".write(toFile: dir + "/sub/b.yaml", atomically: true, encoding: .utf8)
+        try "base: sub/b.yaml\nname: c\nmodel: {pattern: [mamba, mlp, mamba, moe], repeat: 1}\n".write(toFile: dir + "/c.yaml", atomically: true, encoding: .utf8)
+        let a = try ExperimentSpec.load(path: dir + "/a.yaml")
+        let b = try ExperimentSpec.load(path: dir + "/sub/b.yaml")
+        XCTAssertEqual(b.model.dModel, 32)
+        XCTAssertEqual(b.model.layers.map(\.mixer), a.model.layers.map(\.mixer))
+        XCTAssertEqual(b.model.layers[1].resolved.int("experts"), 8)
+        XCTAssertEqual(b.model.layers[1].resolved.int("ffn"), 32, "a mapping is merged key by key: ffn stays the base's")
+        XCTAssertEqual(b.train, a.train)
+        let c = try ExperimentSpec.load(path: dir + "/c.yaml")
+        XCTAssertEqual(c.name, "c")
+        XCTAssertEqual(c.model.layers.map(\.mixer), ["mamba", "mlp", "mamba", "moe"], "a list is replaced whole")
+        XCTAssertEqual(c.model.dModel, 32, "the base's base")
+        XCTAssertFalse(try c.resolvedYAML().contains("base:"))
+        try "base: e.yaml\n".write(toFile: dir + "/d.yaml", atomically: true, encoding: .utf8)
+        try "base: d.yaml\n".write(toFile: dir + "/e.yaml", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ExperimentSpec.load(path: dir + "/d.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("is already a base") && "\(e)".contains("e.yaml"), "\(e)")
+        }
+        try "base: nowhere.yaml\n".write(toFile: dir + "/f.yaml", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ExperimentSpec.load(path: dir + "/f.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("f.yaml: base: cannot read") && "\(e)".contains("nowhere.yaml"), "\(e)")
+        }
     }
 
     func testBenchSmallIsThePerformanceModel() throws {

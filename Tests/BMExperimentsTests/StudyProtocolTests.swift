@@ -253,7 +253,7 @@ final class StudyProtocolTests: XCTestCase {
 
     /// b ← b + rate · sign(mean − load), then re-centred to mean 0.
     func testLossFreeBiasUpdateFollowsTheSignRule() {
-        let r = LossFreeBiasRouter(rate: 0.1)
+        let r = SigmoidTop1Router(biasRate: 0.1, alwaysBiased: true)
         var bias: [Float] = [0, 0, 0, 0]
         bias.withUnsafeMutableBufferPointer { r.updateBias($0.baseAddress!, load: [10, 0, 5, 5]) }
         XCTAssertEqual(bias[0], -0.1, accuracy: 1e-7); XCTAssertEqual(bias[1], 0.1, accuracy: 1e-7)
@@ -265,7 +265,7 @@ final class StudyProtocolTests: XCTestCase {
 
     /// The bias selects (argmax of sigmoid(logit) + b), the gate ignores it.
     func testLossFreeBiasSelectsButDoesNotGate() {
-        let r = LossFreeBiasRouter(rate: 0.001)
+        let r = SigmoidTop1Router(biasRate: 0.001, alwaysBiased: true)
         let logits: [Float] = [2, 0, 0, 0,   0, 1, 0, 0]
         let bias: [Float] = [0, 0, 0.9, 0]
         let a = Assignment()
@@ -306,6 +306,45 @@ final class StudyProtocolTests: XCTestCase {
         XCTAssertEqual(on.bias.reduce(0, +), 0, accuracy: 1e-5, "re-centred")
         XCTAssertGreaterThan(on.bias.map(abs).max()!, 0.05)
         XCTAssertLessThan(on.maxShare, off.maxShare, "bias evens the load (\(on.maxShare) vs \(off.maxShare))")
+    }
+
+    /// Auxiliary-loss-free balancing as an option of `sigmoid-top1` and of `topk` (without
+    /// its aux loss): with `bias_rate` the bias moves (re-centred), evens the load, and
+    /// gets no optimizer state; at rate 0 the layer has no bias at all.
+    func testBiasBalancingIsAnOptionOfSigmoidTop1AndTopK() throws {
+        let dir = try tempDir(self)
+        for router in ["{name: sigmoid-top1", "{name: topk, aux_loss: 0, z_loss: 0"] {
+            func run(_ rate: Double) throws -> (bias: [Double]?, maxShare: Double) {
+                let out = dir + "/\(router.count)-\(rate)"
+                let s = try ExperimentSpec.parse("""
+                    name: bias
+                    model: {d_model: 16, layers: [mamba, moe], defaults: {mamba: {d_state: 4}, moe: {experts: 4, ffn: 8, router: \(router), bias_rate: \(rate)}}}}
+                    data: {kind: markov, vocab_size: 16}
+                    train: {steps: 60, batch: 4, seq_len: 16, log_every: 60, eval_every: 60, checkpoint_every: 60}
+                    """, file: "bias.yaml")
+                let r = try ExperimentRun(spec: s, outDir: out, resume: false)
+                r.printProgress = false
+                _ = try r.run()
+                let f = try H5File(path: out + "/checkpoint.h5", mode: .readOnly)
+                defer { f.close() }
+                let name = "decoder.layers.1.mixer.router.expert_bias"
+                var bias: [Double]? = nil
+                if f.exists("model/\(name)") {
+                    bias = try f.dataset("model/\(name)").readDoubles()
+                    XCTAssertEqual(try f.dataset("optimizer/exp_avg/\(name)").readDoubles(), [0, 0, 0, 0], router)
+                }
+                let load = try readColumn(out + "/metrics.h5", "router/layer_1/load")
+                return (bias, load.max()! / load.reduce(0, +))
+            }
+            let off = try run(0), on = try run(0.05)
+            XCTAssertNil(off.bias, "\(router): no bias at rate 0")
+            let b = try XCTUnwrap(on.bias, router)
+            XCTAssertEqual(b.reduce(0, +), 0, accuracy: 1e-5, "\(router): re-centred")
+            // 60 steps of ±0.05 that oscillate once the load is even (topk ends near 0.04,
+            // sigmoid-top1 above 0.05): a bias that moved, not one left at 0
+            XCTAssertGreaterThan(b.map(abs).max()!, 0.02, router)
+            XCTAssertLessThan(on.maxShare, off.maxShare, "\(router): the bias evens the load (\(on.maxShare) vs \(off.maxShare))")
+        }
     }
 
     /// A gradient dump, evaluations and a gradient check's forwards leave the bias alone:

@@ -223,6 +223,57 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(m.stats.loadCV, 0.1111, accuracy: 1e-3)
     }
 
+    /// `sigmoid-top1` is the released BlackMamba routing: route = sigmoid(logits),
+    /// (max_prob, max_ind) = torch.max(route) — the first index of the largest sigmoid,
+    /// which for logits whose float32 sigmoids round to 1 is the first of them, not the
+    /// largest logit — and the gate is max_prob. No bias, nothing in the checkpoint.
+    func testSigmoidTop1IsTheReleasedRouting() {
+        let r = SigmoidTop1Router(biasRate: 0)
+        XCTAssertFalse(r.usesExpertBias)
+        XCTAssertTrue(r.isCausal)
+        let rows: [[Float]] = [[0.5, -1, 2, 1], [20, 25, 0, 0], [-3, -2, -2, -5], [0, 0, 0, 0]]
+        let logits = rows.flatMap { $0 }
+        let a = Assignment()
+        var st = RouterStats()
+        logits.withUnsafeBufferPointer { l in
+            let input = RouteInput(logits: l.baseAddress!, tokens: nil, T: rows.count, E: 4, mode: .train, seed: 0)
+            r.assign(input, a, stats: &st)
+            _ = r.gates(input, a, stats: &st)
+        }
+        for (t, row) in rows.enumerated() {
+            // the released code's arithmetic, in float32: sigmoid, then the first maximum
+            let route = row.map { Float(1 / (1 + exp(-Double($0)))) }
+            let first = route.firstIndex(of: route.max()!)!
+            XCTAssertEqual(Int(a.expert.pointer[t]), first, "row \(t)")
+            XCTAssertEqual(a.gate.pointer[t], route[first], accuracy: 1e-6, "row \(t)")
+        }
+        XCTAssertEqual(Int(a.expert.pointer[1]), 0, "sigmoid(20) and sigmoid(25) are both 1 in float32: the first wins")
+        XCTAssertEqual(Int(a.expert.pointer[2]), 1, "ties to the lower index")
+    }
+
+    /// `bias_rate` on topk: the bias picks among P + b (here it overrides the largest
+    /// probability), the gate stays P of the chosen expert; at rate 0 there is no bias.
+    func testTopKBiasSelectsButDoesNotGate() {
+        XCTAssertFalse(TopKRouter(k: 1, preSoftmax: true, alpha: 0, beta: 0).usesExpertBias)
+        let r = TopKRouter(k: 1, preSoftmax: true, alpha: 0, beta: 0, biasRate: 0.001)
+        XCTAssertTrue(r.usesExpertBias)
+        let logits: [Float] = [2, 0, 0, 0,   3, 0, 0, 0]
+        let bias: [Float] = [0, 0, 0.9, 0]
+        let a = Assignment()
+        var st = RouterStats()
+        logits.withUnsafeBufferPointer { l in bias.withUnsafeBufferPointer { b in
+            let input = RouteInput(logits: l.baseAddress!, tokens: nil, T: 2, E: 4, mode: .train, seed: 0, expertBias: b.baseAddress!)
+            r.assign(input, a, stats: &st)
+            _ = r.gates(input, a, stats: &st)
+        } }
+        // token 0: P = (0.711, 0.096, 0.096, 0.096); P + b = (0.711, 0.096, 0.996, 0.096) → 2
+        // token 1: P = (0.870, 0.043, …); P + b = (0.870, 0.043, 0.943, 0.043) → 2
+        XCTAssertEqual([a.expert.pointer[0], a.expert.pointer[1]], [2, 2])
+        let p0 = Float(1 / (exp(2.0) + 3)), p1 = Float(1 / (exp(3.0) + 3))
+        XCTAssertEqual(a.gate.pointer[0], p0, accuracy: 1e-6)
+        XCTAssertEqual(a.gate.pointer[1], p1, accuracy: 1e-6)
+    }
+
     func testParameterNamesFollowZyphra() throws {
         let (_, ps, _) = try buildMoE(["experts": .int(2)])
         XCTAssertEqual(ps.params.map { "\($0.name)\($0.shape)" }, [

@@ -7,6 +7,9 @@ import BMCore
 ///   post_softmax: top-k logits; gate = softmax over those k only
 ///   aux = α · E · Σ_i f_i · mean_x P_i(x)   (f_i: fraction of the T·k assignments to i; constant)
 ///   z   = β · mean_x logsumexp(logits_x)²
+/// With `bias_rate` > 0 (auxiliary-loss-free balancing, `ExpertBias`) the choice is the
+/// top-k of P + b (the bias on the softmax scores, for the choice only); the gates,
+/// the aux loss (set `aux_loss: 0` for balance from the bias alone) and z are as above.
 public final class TopKRouter: Router {
     public static let entry = RouterEntry(
         name: "topk", summary: "top-k of softmax(logits) (Switch/Megatron), load-balancing aux loss and z-loss",
@@ -15,20 +18,27 @@ public final class TopKRouter: Router {
             .bool("pre_softmax", true, "softmax over all experts before top-k (gates carry gradient for k = 1)"),
             .double("aux_loss", 0.01, "α of the Switch load-balancing loss", min: 0),
             .double("z_loss", 0.001, "β of the router z-loss", min: 0),
+            ExpertBias.option,
         ],
-        variants: [[:], ["pre_softmax": .bool(false), "k": .int(2)], ["k": .int(2), "aux_loss": .double(0.5), "z_loss": .double(0.1)]],
+        variants: [[:], ["pre_softmax": .bool(false), "k": .int(2)], ["k": .int(2), "aux_loss": .double(0.5), "z_loss": .double(0.1)],
+                   ["k": .int(2), "aux_loss": .double(0), "bias_rate": .double(0.05)]],
         validate: { o, E in
             if o.int("k") > E { throw BMError.invalid("router 'topk': k (\(o.int("k"))) exceeds the number of experts (\(E))") }
         },
         build: { o, _ in
-            TopKRouter(k: o.int("k"), preSoftmax: o.bool("pre_softmax"), alpha: o.double("aux_loss"), beta: o.double("z_loss"))
+            TopKRouter(k: o.int("k"), preSoftmax: o.bool("pre_softmax"), alpha: o.double("aux_loss"), beta: o.double("z_loss"),
+                       biasRate: o.double("bias_rate"))
         })
 
-    public let k: Int, preSoftmax: Bool, alpha: Double, beta: Double
+    public let k: Int, preSoftmax: Bool, alpha: Double, beta: Double, biasRate: Double
     public var expertsPerToken: Double { Double(k) }
     private let P = FloatBuffer(), lse = FloatBuffer(), f = FloatBuffer(), dP = FloatBuffer()
-    public init(k: Int, preSoftmax: Bool, alpha: Double, beta: Double) {
-        self.k = k; self.preSoftmax = preSoftmax; self.alpha = alpha; self.beta = beta
+    public init(k: Int, preSoftmax: Bool, alpha: Double, beta: Double, biasRate: Double = 0) {
+        self.k = k; self.preSoftmax = preSoftmax; self.alpha = alpha; self.beta = beta; self.biasRate = biasRate
+    }
+    public var usesExpertBias: Bool { biasRate > 0 }
+    public func updateBias(_ bias: UnsafeMutablePointer<Float>, load: [Int]) {
+        ExpertBias.update(bias, load: load, rate: biasRate)
     }
     public var usesLogits: Bool { true }
     public var allowsCapacity: Bool { true }
@@ -36,6 +46,7 @@ public final class TopKRouter: Router {
     public func flopTerms(E: Int) -> [FlopTerm] {
         [FlopTerm("router softmax", 3 * RouterMath.softmaxFlops(E))] + (alpha > 0 ? [FlopTerm("router aux loss", 3 * Double(E))] : [])
             + (beta > 0 ? [FlopTerm("router z-loss", 3 * 2)] : [])
+            + (biasRate > 0 ? [FlopTerm("router choice bias", Double(E))] : [])
     }
     public var isCausal: Bool { true }
 
@@ -46,9 +57,17 @@ public final class TopKRouter: Router {
         var chosen = [Int](repeating: 0, count: k)
         let fp = f.ensure(E)
         fp.update(repeating: 0, count: E)
+        // the scores chosen from: the logits (softmax is monotone), or P + b when balanced by the bias
+        var scores = lg
+        if usesExpertBias, let bias = input.expertBias {
+            let p = P.ensure(T * E)
+            RouterMath.softmax(lg, p, T: T, E: E)
+            for t in 0..<T { for e in 0..<E { p[t * E + e] += bias[e] } }
+            scores = UnsafePointer(p)
+        }
         for t in 0..<T {
-            let row = lg + t * E
-            // top-k by logit (softmax is monotone), ties to the lower index
+            let row = scores + t * E
+            // top-k by score, ties to the lower index
             for j in 0..<k {
                 var best = -1
                 for e in 0..<E where !chosen[0..<j].contains(e) && (best < 0 || row[e] > row[best]) { best = e }
