@@ -12,13 +12,18 @@ public enum ModelBuilder {
     /// (to count them before deciding whether the machine can hold it).
     public static func build(_ spec: ExperimentSpec, allocate: Bool = true) throws -> LanguageModel {
         let n = spec.model.layers.count
+        // a shared layer is built on the parameters of the first layer of its group
+        var firstOfGroup: [String: Int] = [:]
+        for (i, l) in spec.model.layers.enumerated() { if let g = l.shared, firstOfGroup[g] == nil { firstOfGroup[g] = i } }
         return try LanguageModel(vocab: spec.vocabSize, width: spec.model.dModel, layers: n,
                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
                                  embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i in
-            let ctx = MixerContext(params: ps, prefix: prefix, width: spec.model.dModel, layerIndex: i, layerCount: n,
-                                   initScheme: spec.model.initScheme)
-            return try MixerRegistry.build(spec.model.layers[i].mixer, resolved: spec.model.layers[i].resolved, in: ctx,
-                                           context: "\(spec.file): model.layers[\(i)]")
+            let owner = spec.model.layers[i].shared.flatMap { firstOfGroup[$0] } ?? i
+            let ctx = MixerContext(params: ps, prefix: owner == i ? prefix : "decoder.layers.\(owner).mixer", width: spec.model.dModel,
+                                   layerIndex: owner, layerCount: n, initScheme: spec.model.initScheme)
+            let build = { try MixerRegistry.build(spec.model.layers[i].mixer, resolved: spec.model.layers[i].resolved, in: ctx,
+                                                  context: "\(spec.file): model.layers[\(i)]") }
+            return owner == i ? try build() : try ps.sharing(build)
         }
     }
 
@@ -64,9 +69,13 @@ public enum ModelBuilder {
         let d = Double(model.width)
         // per element, forward: RMSNorm 5 (square, sum, scale, weight, + rsqrt per row), LayerNorm 8 (+ mean, subtract, bias)
         let finalNormFlops = (model.finalNorm is LayerNorm ? 8 : 5) * d
+        var counted = Set<Int>()             // a shared layer's parameters count once (their offsets)
         for b in model.blocks {
             let m = b.mixer
-            inactive += Double(m.parameters.reduce(0) { $0 + $1.count }) - m.activeParameters
+            if let first = m.parameters.first?.offset, counted.insert(first).inserted {
+                inactive += Double(m.parameters.reduce(0) { $0 + $1.count }) - m.activeParameters
+            }
+            // FLOPs: every use of a shared layer computes
             matmul += m.activeMatmulWeights
             m.flopTerms(seqLen: seqLen).forEach(add)
             add(FlopTerm("norms and residual adds", 3 * (5 * d + d)))        // the block's RMSNorm and its residual add

@@ -92,10 +92,27 @@ public final class ParameterSet: @unchecked Sendable {
 
     public init(allocates: Bool = true) { self.allocates = allocates }
 
+    /// Inside `sharing`, declaring a name already declared gives the existing parameter.
+    private var reusing = false
+
+    /// Builds a layer on another layer's parameters (`shared` layers of a spec): inside
+    /// `body`, `declare` of a name already declared returns that parameter (same shape
+    /// required) instead of stopping, so the new layer reads the same weights and adds
+    /// its gradient to the same gradient (every layer accumulates).
+    public func sharing<T>(_ body: () throws -> T) rethrows -> T {
+        reusing = true
+        defer { reusing = false }
+        return try body()
+    }
+
     /// Declares a parameter. `decay: false` for norms, biases, A_log, D, embeddings' …
     public func declare(_ name: String, _ shape: [Int], init initializer: Initializer, decay: Bool = true,
                         group: ParamGroup = .standard) -> Param {
         precondition(!isFinal, "parameter \(name) declared after finalize()")
+        if reusing, let i = byName[name] {
+            precondition(params[i].shape == shape, "shared parameter \(name): shape \(shape), declared as \(params[i].shape)")
+            return params[i]
+        }
         precondition(byName[name] == nil, "parameter \(name) declared twice")
         let n = shape.reduce(1, *)
         // Keep every parameter 16-float (64-byte) aligned for SIMD loops.

@@ -13,6 +13,9 @@ public struct LayerSpec: Sendable, Equatable {
     public var mixer: String
     public var options: [String: OptionValue]
     public var resolved: ResolvedOptions
+    /// `shared: NAME`: every layer of the group NAME uses the parameters of its first
+    /// (same mixer, same options); nil for a layer of its own.
+    public var shared: String? = nil
 }
 
 // The fields below start at placeholder values (zero, empty, nil, an enum's first case)

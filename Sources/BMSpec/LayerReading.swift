@@ -53,9 +53,11 @@ enum LayerReading {
         if expanded.isEmpty { throw BMError.invalid("\(src.at(list)): model.layers must not be empty") }
         if expanded.count > LayerReading.maxLayers { throw BMError.invalid("\(src.at(list)): model.layers has \(expanded.count) layers; at most \(LayerReading.maxLayers)") }
         var out: [LayerSpec] = []
+        var groups: [String: Int] = [:]          // share group → its first layer
         for (i, item) in expanded.enumerated() {
             let key = "model.layers[\(i)]"
             var name: String, opts: [String: OptionValue] = [:]
+            var shared: String? = nil
             switch item {
             case .scalar(let s, _, _): name = s
             case .map(let entries, _):
@@ -63,7 +65,13 @@ enum LayerReading {
                     throw BMError.invalid("\(src.at(item)): \(key) needs 'mixer: NAME' (one of \(names.joined(separator: ", ")))")
                 }
                 name = s
-                for (k, v) in entries where k != "mixer" { opts[k] = try v.optionValue(at: "\(key).\(k)", source: src) }
+                if let sn = entries.first(where: { $0.key == "shared" }) {
+                    guard case .scalar(let g, _, _) = sn.value, !g.isEmpty else {
+                        throw BMError.invalid("\(src.at(sn.value)): \(key).shared must be a name (layers with the same name share their parameters)")
+                    }
+                    shared = g
+                }
+                for (k, v) in entries where k != "mixer" && k != "shared" { opts[k] = try v.optionValue(at: "\(key).\(k)", source: src) }
             case .list:
                 throw BMError.invalid("\(src.at(item)): \(key) must be a mixer name or a mapping with 'mixer'")
             }
@@ -71,7 +79,20 @@ enum LayerReading {
             var merged = defaults[name] ?? [:]
             for (k, v) in opts { merged[k] = v }
             let resolved = try MixerRegistry.resolve(name, options: merged, width: width, context: "\(src.file): \(key)")
-            out.append(LayerSpec(mixer: name, options: merged, resolved: resolved))
+            if let g = shared {
+                if let first = groups[g] {
+                    let f = out[first]
+                    if f.mixer != name {
+                        throw BMError.invalid("\(src.at(item)): \(key) is a \(name) layer shared as '\(g)' with model.layers[\(first)], a \(f.mixer) layer: layers that share parameters must be the same mixer")
+                    }
+                    if let k = Set(f.resolved.values.keys).union(resolved.values.keys).sorted().first(where: { f.resolved.values[$0] != resolved.values[$0] }) {
+                        throw BMError.invalid("\(src.at(item)): \(key) shares parameters ('\(g)') with model.layers[\(first)] but its option \(k) differs; layers that share parameters must have the same options")
+                    }
+                } else {
+                    groups[g] = i
+                }
+            }
+            out.append(LayerSpec(mixer: name, options: merged, resolved: resolved, shared: shared))
         }
         return out
     }
@@ -81,6 +102,7 @@ enum LayerReading {
     static func resolvedNode(_ layers: [LayerSpec]) -> Node {
         .sequence(.init(layers.map { l in
             var pairs: [(Node, Node)] = [(SpecKeys.scalar("mixer"), SpecKeys.scalar(l.mixer))]
+            if let g = l.shared { pairs.append((SpecKeys.scalar("shared"), SpecKeys.scalar(g))) }
             for k in l.resolved.values.keys.sorted() { pairs.append((SpecKeys.scalar(k), SpecKeys.node(l.resolved.values[k]!))) }
             return .mapping(.init(pairs, .implicit, .flow))
         }))
