@@ -274,6 +274,46 @@ final class RoutingTests: XCTestCase {
         XCTAssertEqual(a.gate.pointer[1], p1, accuracy: 1e-6)
     }
 
+    /// Shared experts (DeepSeekMoE): K of width F are one gated MLP of width K·F that every
+    /// token passes, added ungated to the routed output; counted as active in full.
+    func testSharedExpertsAreADenseMLPBesideTheRoutedOnes() throws {
+        let (m, ps, x) = try buildMoE(["experts": .int(4), "shared_experts": .int(2), "router": .string("sinkhorn-fast")], T: 10)
+        let (plain, pps, _) = try buildMoE(["experts": .int(4), "router": .string("sinkhorn-fast")], T: 10)
+        XCTAssertEqual(ps.params.suffix(2).map { "\($0.name)\($0.shape)" },
+                       ["decoder.layers.1.mixer.shared_experts.linear_fc1.weight[24, 8]", "decoder.layers.1.mixer.shared_experts.linear_fc2.weight[8, 12]"])
+        let sharedWeights = Double(24 * 8 + 8 * 12)
+        XCTAssertEqual(m.activeMatmulWeights, plain.activeMatmulWeights + sharedWeights)
+        XCTAssertEqual(m.activeParameters, plain.activeParameters + sharedWeights)
+        // the output: the same routed experts (copied weights) plus the shared MLP on every token
+        for (a, b) in zip(pps.params, ps.params) { b.w.update(from: a.w, count: a.count) }
+        let sh = try XCTUnwrap(m.shared)
+        var y = [Float](repeating: 0, count: x.count), yp = y, ys = y
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 10, pass: evalPass) }
+            yp.withUnsafeMutableBufferPointer { plain.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 10, pass: evalPass) }
+            ys.withUnsafeMutableBufferPointer { sh.forward(xb.baseAddress!, $0.baseAddress!, B: 1, L: 10, pass: evalPass) }
+        }
+        XCTAssertTrue(ys.contains { abs($0) > 1e-4 }, "the shared MLP computes something")
+        for i in y.indices { XCTAssertEqual(y[i], yp[i] + ys[i], accuracy: 1e-5) }
+        let names = m.flopTerms(seqLen: 16).map(\.name)
+        XCTAssertTrue(names.contains("shared expert activation") && names.contains("shared expert add"))
+    }
+
+    /// Fine-grained experts (DeepSeekMoE) are a spec: E·m experts of width F/m, top-m. At
+    /// equal expert parameters the active expert weights and their activation FLOPs are
+    /// equal; the router grows m-fold and the gated combine costs m times as much.
+    func testFineGrainedExpertsKeepParametersAndExpertFLOPs() throws {
+        let (coarse, _, _) = try buildMoE(["experts": .int(4), "ffn": .int(32), "router": .table(["name": .string("topk"), "k": .int(1)])])
+        let (fine, _, _) = try buildMoE(["experts": .int(16), "ffn": .int(8), "router": .table(["name": .string("topk"), "k": .int(4)])])
+        let d = 8.0
+        func experts(_ m: MoE) -> Double { Double(m.fc1.reduce(0) { $0 + $1.count } + m.fc2.reduce(0) { $0 + $1.count }) }
+        XCTAssertEqual(experts(coarse), experts(fine))
+        XCTAssertEqual(coarse.activeMatmulWeights - 4 * d, fine.activeMatmulWeights - 16 * d, "active expert weights equal; router E·d")
+        func term(_ m: MoE, _ n: String) -> Double { m.flopTerms(seqLen: 16).first { $0.name == n }!.flops }
+        XCTAssertEqual(term(coarse, "expert activation"), term(fine, "expert activation"))
+        XCTAssertEqual(term(fine, "expert combine"), 4 * term(coarse, "expert combine"))
+    }
+
     func testParameterNamesFollowZyphra() throws {
         let (_, ps, _) = try buildMoE(["experts": .int(2)])
         XCTAssertEqual(ps.params.map { "\($0.name)\($0.shape)" }, [

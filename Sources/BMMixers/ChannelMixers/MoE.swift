@@ -26,6 +26,7 @@ public final class MoE: GeneratingMixer {
             .bool("router_bias", true, "router Linear has a bias (as BlackMamba)"),
             .double("capacity_factor", 0, "cap = ⌈T·k/E · factor⌉ tokens per expert in training (0 = dropless; evaluation is dropless)", min: 0),
             .choice("drop_policy", "probs", ["probs", "position"], "which tokens an expert over capacity keeps: highest gate, or earliest"),
+            .int("shared_experts", 0, "experts every token passes through beside its routed ones (DeepSeekMoE): one gated MLP of width shared_experts · ffn, added ungated", min: 0),
         ],
         variants: MoE.registryVariants(),
         validate: { o, _, ctx in
@@ -47,6 +48,8 @@ public final class MoE: GeneratingMixer {
         v.append(["capacity_factor": .double(1.0), "router": .table(["name": .string("topk"), "k": .int(2)])])
         v.append(["capacity_factor": .double(1.0), "drop_policy": .string("position"), "router": .string("hash")])
         v.append(["router_bias": .bool(false), "router": .string("sinkhorn")])
+        v.append(["shared_experts": .int(2), "router": .table(["name": .string("topk"), "k": .int(2)])])
+        v.append(["shared_experts": .int(1), "router": .string("sinkhorn-fast")])
         return v
     }
 
@@ -58,6 +61,10 @@ public final class MoE: GeneratingMixer {
     /// The router's load-balancing bias (`lossfree`): selects experts, never trained by gradient.
     public let expertBias: Param?
     public let fc1: [Param], fc2: [Param]
+    /// The shared experts (`shared_experts` K > 0): one gated MLP of width K·F that every
+    /// token passes through, its output added to the routed experts' (DeepSeekMoE; K
+    /// experts of width F summed are one of width K·F). `shared_experts.linear_fc1/fc2`.
+    public let shared: GatedMLP?
     public let capacityFactor: Double, dropByPosition: Bool
     let layerIndex: Int
     /// What the router was given in the last forward (its logits, tokens, mode, seed):
@@ -89,6 +96,7 @@ public final class MoE: GeneratingMixer {
     private let logits = FloatBuffer(), dlogits = FloatBuffer(), dgate = FloatBuffer()
     private let xe = FloatBuffer(), ye = FloatBuffer(), h = FloatBuffer(), act = FloatBuffer()
     private let dye = FloatBuffer(), dxe = FloatBuffer(), scratch = FloatBuffer()
+    private let sharedY = FloatBuffer(), sharedDx = FloatBuffer()   // [T, d]: the shared experts' output, input gradient
 
     public init(_ ctx: MixerContext, _ o: ResolvedOptions) throws {
         pluginName = ctx.pluginName
@@ -113,15 +121,19 @@ public final class MoE: GeneratingMixer {
             f2.append(ps.declare("\(p).local_experts.\(e).linear_fc2.weight", [d, F], init: ctx.outputInit(fanIn: F)))
         }
         fc1 = f1; fc2 = f2
+        let K = o.int("shared_experts")
+        shared = K > 0 ? GatedMLP(ps, "\(p).shared_experts", d: d, F: K * F, activation: kernel.activation,
+                                  init: ctx.hiddenInit(fanIn: d), outputInit: ctx.outputInit(fanIn: K * F)) : nil
     }
 
     /// Experts a token uses on average: the router says (k for top-k, the capacity
     /// factor for expert choice, 1 for the others).
     public var activeExpertsPerToken: Double { router.expertsPerToken }
     public var evaluationNote: String? { router.evaluationNote }
-    /// The router and the experts a token uses.
+    /// The router, the routed experts a token uses and the shared experts.
     public var activeMatmulWeights: Double {
         Double(fc1[0].count + fc2[0].count) * activeExpertsPerToken + Double(routerWeight?.count ?? 0)
+            + Double(shared.map { $0.fc1.count + $0.fc2.count } ?? 0)
     }
     public var activeParameters: Double {
         let all = Double(parameters.reduce(0) { $0 + $1.count })
@@ -129,11 +141,14 @@ public final class MoE: GeneratingMixer {
     }
     /// Per token: the routing (the router's terms); per active expert, the gated
     /// activation act(gate) · up (`GateActivation.flopsPerUnit` per hidden unit) and
-    /// the gate-weighted combine (2 per output), each × 3.
+    /// the gate-weighted combine (2 per output), each × 3; the shared experts' activation
+    /// (K·F hidden units) and their ungated add (1 per output), × 3.
     public func flopTerms(seqLen: Int) -> [FlopTerm] {
         let k = activeExpertsPerToken
         return router.flopTerms(E: E) + [FlopTerm("expert activation", 3 * kernel.activation.flopsPerUnit * Double(F) * k),
                                          FlopTerm("expert combine", 3 * 2 * Double(d) * k)]
+            + (shared.map { [FlopTerm("shared expert activation", 3 * kernel.activation.flopsPerUnit * Double($0.kernel.F)),
+                             FlopTerm("shared expert add", 3 * Double(d))] } ?? [])
     }
 
     /// The router statistics of the last forward (`router/layer_i/…` in metrics.h5).
@@ -153,12 +168,16 @@ public final class MoE: GeneratingMixer {
         // logits, dlogits and the router's own [T, E] buffers (probabilities, Sinkhorn plan, …);
         // gathered x, y, dy, dx [n, d]; h [n, 2F], act [n, F], scratch [n, 3F]; assignment
         // (token, expert, gate, order, kept, dgate) [n]
+        // shared experts: their h, a and backward scratch [T, 6·K·F], output and dx [T, d] each
         return (router.usesLogits ? 6 * T * E : 0) + n * (4 * d + 6 * F) + 8 * n
+            + (shared.map { $0.activationFloats(B: B, L: L) + 2 * T * d } ?? 0)
     }
 
     public var inWidth: Int { d }
     public var outWidth: Int { d }
-    public var parameters: [Param] { [routerWeight, routerBias, expertBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } }
+    public var parameters: [Param] {
+        [routerWeight, routerBias, expertBias].compactMap { $0 } + zip(fc1, fc2).flatMap { [$0, $1] } + (shared?.parameters ?? [])
+    }
 
     // logits of the last forward: [B·L, E] (nil for routers without parameters)
     public var routerLogits: UnsafeBufferPointer<Float>? {
@@ -258,6 +277,13 @@ public final class MoE: GeneratingMixer {
         y.update(repeating: 0, count: T * d)
         ExpertDispatch.scatterAdd(yp, into: y, order: op, token: tp, weight: gp, n: n, d: d)
         timer.mark("fwd combine")
+        // shared experts: y += shared(x)                            sharedY: [T, d]
+        if let shared {
+            let sy = sharedY.ensure(T * d)
+            shared.forward(xIn, sy, B: B, L: L, pass: pass)
+            axpy(1, sy, y, T * d)
+            timer.mark("fwd shared experts")
+        }
     }
 
     /// cap = ⌈(A/T)·T/E · factor⌉ per expert; keeps the highest gates ('probs') or earliest tokens ('position').
@@ -324,6 +350,13 @@ public final class MoE: GeneratingMixer {
             matmulDyW(dl, w.w, dx, T: T, inDim: d, outDim: E, beta: 1)
         }
         timer.mark("bwd router")
+        // shared experts: dx += shared'(dy)                         sharedDx: [T, d]
+        if let shared {
+            let sdx = sharedDx.ensure(T * d)
+            shared.backward(dy, sdx, B: B, L: L, pass: pass)
+            axpy(1, sdx, dx, T * d)
+            timer.mark("bwd shared experts")
+        }
     }
 
     // MARK: generation (per token; evaluation-mode routing)
