@@ -8,6 +8,7 @@ import BMRouting
 public enum MixerRegistry {
     nonisolated(unsafe) public private(set) static var entries: [MixerEntry] = [
         Mamba.entry,
+        Mamba2.entry,
         S4D.entry,
         Attention.entry,
         DenseMLP.entry,

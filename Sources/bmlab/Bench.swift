@@ -52,7 +52,7 @@ struct BenchCommand: ParsableCommand {
             abstract: "Sequence mixers at bench-small shapes: forward+backward tokens/s and generation latency per token.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Contexts for the generation latency (comma-separated).") var contexts = "128,1024,8192"
-        @Option(help: "Mixers to measure (comma-separated).") var mixers = "mamba,attention"
+        @Option(help: "Mixers to measure (comma-separated).") var mixers = "mamba,mamba2,attention"
 
         @OptionGroup var machine: MachineOptions
 

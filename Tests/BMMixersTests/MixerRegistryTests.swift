@@ -28,6 +28,7 @@ func buildMixer(_ name: String, _ options: [String: OptionValue], width: Int = 8
     if names.contains("chunk"), opts["chunk"] == nil { opts["chunk"] = .int(3) }
     if names.contains("d_state"), opts["d_state"] == nil { opts["d_state"] = .int(4) }
     if names.contains("heads"), opts["heads"] == nil { opts["heads"] = .int(2) }
+    if names.contains("headdim"), opts["headdim"] == nil { opts["headdim"] = .int(4) }
     if names.contains("ffn"), opts["ffn"] == nil { opts["ffn"] = .int(12) }
     if names.contains("experts"), opts["experts"] == nil { opts["experts"] = .int(4) }
     let m = try MixerRegistry.build(name, options: opts, in: ctx, context: "test")
@@ -49,7 +50,7 @@ func randomizeParameters(_ ps: ParameterSet, seed: UInt64) {
     for p in ps.params {
         for i in 0..<p.count {
             if p.name.hasSuffix("A_log") { p.w[i] = log(0.5 + 3 * rng.uniformFloat()) }
-            else if p.name.hasSuffix("dt_proj.bias") { p.w[i] = -1.5 + rng.normal() * 0.5 }
+            else if p.name.hasSuffix("dt_proj.bias") || p.name.hasSuffix("dt_bias") { p.w[i] = -1.5 + rng.normal() * 0.5 }
             else { p.w[i] += rng.normal() * 0.3 }
         }
     }

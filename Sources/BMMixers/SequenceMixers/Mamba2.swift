@@ -1,0 +1,391 @@
+import Foundation
+import BMCore
+import BMLayers
+
+/// Mamba-2 (Dao & Gu 2024, "Transformers are SSMs", arXiv 2405.21060, §7; state-spaces/mamba
+/// `mamba_ssm/modules/mamba2.py`): the state matrix is a scalar per head, so a head's
+/// state is a P × N matrix moved by one decay per token,
+///
+///     Δ_t = softplus(dt_t + dt_bias_h)    a_t = exp(Δ_t · A_h)    A_h = −exp(A_log_h)
+///     S_t = a_t · S_{t−1} + Δ_t · x_t B_tᵀ    y_t = S_t C_t + D_h · x_t
+///
+/// with H = d_inner / headdim heads of dimension P = headdim, B and C (N = d_state) shared
+/// by the heads of a group (G = ngroups; head h reads group h ÷ (H/G)). The block: one
+/// projection `in_proj` gives z, x, B, C and dt ("parallel projections"); a causal
+/// depthwise conv and SiLU run over x, B and C; the scan; a gated RMSNorm
+/// `rmsnorm(y ⊙ silu(z)) · w` per group of d_inner/G channels; `out_proj`.
+///
+/// Names and shapes as `Mamba2` (PyTorch `[out, in]`): `in_proj.weight [2E + 2GN + H, D]`
+/// (rows z, x, B, C, dt), `conv1d.weight [E + 2GN, 1, K]`, `conv1d.bias`, `dt_bias [H]`,
+/// `A_log [H]`, `D [H]`, `norm.weight [E]`, `out_proj.weight [D, E]`.
+///
+/// Training runs the recurrence token by token, per sequence in parallel, keeping every
+/// state for backward (B·L·E·N floats; the backward is the adjoint recurrence, formulas
+/// in docs/mixers.md); generation steps the same recurrence with a conv history and the
+/// state. This is the reference the chunked SSD algorithm (matrix products over chunks)
+/// is to be checked against.
+public final class Mamba2: GeneratingMixer {
+    public static let entry = MixerEntry(
+        name: "mamba2", kind: .sequence,
+        summary: "Mamba-2: scalar decay per head, multi-head state, grouped B and C, gated RMSNorm (recurrent training path)",
+        options: [
+            .int("d_state", 64, "state size N per head channel", min: 1, max: 256),
+            .int("d_conv", 4, "causal depthwise conv width K", min: 1, max: 16),
+            .int("expand", 2, "inner width E = expand · d_model", min: 1, max: 8),
+            .int("headdim", 64, "head dimension P (must divide E); H = E / P heads", min: 1),
+            .int("ngroups", 1, "groups G sharing B and C (must divide H)", min: 1),
+            .double("dt_min", 0.001, "smallest initial Δ", min: 1e-6),
+            .double("dt_max", 0.1, "largest initial Δ", min: 1e-6),
+        ],
+        variants: [[:], ["ngroups": .int(2)], ["d_conv": .int(2), "expand": .int(1)]],
+        validate: { o, width, ctx in
+            let E = o.int("expand") * width, P = o.int("headdim"), G = o.int("ngroups")
+            if E % P != 0 { throw BMError.invalid("\(ctx): headdim (\(P)) must divide the inner width expand · d_model (\(E))") }
+            if (E / P) % G != 0 { throw BMError.invalid("\(ctx): ngroups (\(G)) must divide the number of heads (\(E / P) = \(E) / headdim \(P))") }
+            if o.double("dt_min") > o.double("dt_max") { throw BMError.invalid("\(ctx): dt_min (\(o.double("dt_min"))) must not exceed dt_max (\(o.double("dt_max")))") }
+        },
+        build: { ctx, o in Mamba2(ctx, o) })
+
+    public let D: Int, E: Int, N: Int, K: Int, P: Int, H: Int, G: Int
+    /// Conv channels (x, B, C) and in_proj rows (z, x, B, C, dt).
+    public let Cc: Int, W: Int
+    public let inProj: Param, convW: Param, convB: Param, dtBias: Param, aLog: Param, dSkip: Param, normW: Param, outProj: Param
+    public let pluginName: String
+    static let eps: Float = 1e-5
+
+    // Forward caches (T = B·L), kept for backward.
+    private var u: UnsafePointer<Float>?
+    private let zx = FloatBuffer()          // [T, W]: in_proj's output (z, xBC, dt)
+    private let xcPre = FloatBuffer()       // [T, Cc]: the conv's output, before SiLU
+    private let xc = FloatBuffer()          // [T, Cc]: silu(xcPre): x, B, C
+    private let delta = FloatBuffer()       // [T, H]: Δ
+    private let decay = FloatBuffer()       // [T, H]: a = exp(Δ·A)
+    private let states = FloatBuffer()      // [T, H, P, N]: S_t after token t
+    private let y = FloatBuffer()           // [T, E]: the scan's output (D skip included)
+    private let rstd = FloatBuffer()        // [T, G]: the gated norm's 1/rms
+    private let normed = FloatBuffer()      // [T, E]: out_proj's input
+    private let A = FloatBuffer()           // [H]: −exp(A_log)
+    // Backward scratch.
+    private let dNormed = FloatBuffer()     // [T, E]
+    private let dZX = FloatBuffer()         // [T, W]: ∂ in_proj's output
+    private let dY = FloatBuffer()          // [T, E]: ∂y
+    private let dXC = FloatBuffer()         // [T, Cc]: ∂ silu output, then ∂ conv output
+    private let gState = FloatBuffer()      // [B, P, N]: the running adjoint G of one head per sequence
+    private let partials = FloatBuffer()    // [B, E + 3H + Cc·K + Cc]: per-sequence gradients of the small parameters
+    private var shape = (B: 0, L: 0)
+
+    init(_ ctx: MixerContext, _ o: ResolvedOptions) {
+        pluginName = ctx.pluginName
+        D = ctx.width; E = o.int("expand") * D; N = o.int("d_state"); K = o.int("d_conv")
+        P = o.int("headdim"); H = E / P; G = o.int("ngroups")
+        Cc = E + 2 * G * N; W = 2 * E + 2 * G * N + H
+        let ps = ctx.params, p = ctx.prefix
+        let (H, K) = (H, K)
+        inProj = ps.declare("\(p).in_proj.weight", [W, D], init: ctx.hiddenInit(fanIn: D))
+        let cb = 1 / Float(K).squareRoot()
+        convW = ps.declare("\(p).conv1d.weight", [Cc, 1, K], init: .uniform(-cb, cb))
+        convB = ps.declare("\(p).conv1d.bias", [Cc], init: .uniform(-cb, cb), decay: false)
+        let (dtMin, dtMax) = (o.double("dt_min"), o.double("dt_max"))
+        dtBias = ps.declare("\(p).dt_bias", [H], init: .custom({ rng, buf in
+            SSMBlock.initDtBias(&rng, buf, dtMin: dtMin, dtMax: dtMax)
+        }), decay: false, group: .ssm)
+        // A = −U(1, 16) per head (A_init_range (1, 16))
+        aLog = ps.declare("\(p).A_log", [H], init: .custom({ rng, buf in
+            for h in 0..<H { buf[h] = Float(log(1 + 15 * rng.uniform())) }
+        }), decay: false, group: .ssm)
+        dSkip = ps.declare("\(p).D", [H], init: .ones, decay: false)
+        normW = ps.declare("\(p).norm.weight", [E], init: .ones, decay: false)
+        outProj = ps.declare("\(p).out_proj.weight", [D, E], init: ctx.outputInit(fanIn: E))
+    }
+
+    public var inWidth: Int { D }
+    public var outWidth: Int { D }
+    public var parameters: [Param] { [inProj, convW, convB, dtBias, aLog, dSkip, normW, outProj] }
+
+    /// Per token, forward: the recurrence 5·E·N (a·S, Δx·Bᵀ added: 3 per state entry; S·C:
+    /// 2), its backward 11·E·N (the adjoint G: 3; ∂x, ∂B, ∂C, ⟨G, S⟩: 2 each) — it keeps
+    /// the states, so nothing is recomputed; the conv 2·K·Cc; element-wise SiLU of the conv
+    /// 4·Cc, softplus and exp of Δ 6·H, D·x 2E, y·silu(z) 6E, the RMSNorm 5E (× 3).
+    public func flopTerms(seqLen: Int) -> [FlopTerm] {
+        let e = Double(E), n = Double(N), c = Double(Cc)
+        return [FlopTerm("ssd recurrence", (5 + 11) * e * n), FlopTerm("causal conv", 3 * 2 * Double(K) * c),
+                FlopTerm("ssm element-wise", 3 * (4 * c + 6 * Double(H) + 2 * e + 6 * e + 5 * e))]
+    }
+
+    public func activationFloats(B: Int, L: Int) -> Int {
+        let T = B * L
+        // forward: zx, xcPre, xc, Δ, a, states, y, rstd, normed; backward: dNormed, dZX, dY, dXC, G, partials
+        return T * (W + 2 * Cc + 2 * H + E * N + 2 * E + G) + T * (2 * E + W + Cc) + B * (P * N + E + 3 * H + Cc * (K + 1)) + H
+    }
+
+    private func prepare() {
+        let a = A.ensure(H)
+        for h in 0..<H { a[h] = -Foundation.exp(aLog.w[h]) }
+    }
+
+    // MARK: forward
+
+    // u: [B, L, D] → out: [B, L, D]
+    public func forward(_ uIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
+        u = uIn; shape = (B, L)
+        run(uIn, out, B: B, L: L, state: nil, pass: pass)
+    }
+
+    /// The forward, from zero state or (generation's prefill) from `state`, which it leaves
+    /// after position L−1.
+    private func run(_ uIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state: State?, pass: Pass) {
+        let T = B * L
+        prepare()
+        let zxp = zx.ensure(T * W)
+        matmulXWt(uIn, inProj.w, zxp, T: T, inDim: D, outDim: W, bf16: pass.bf16)      // zx: [T, W]
+        let pre = xcPre.ensure(T * Cc), xcp = xc.ensure(T * Cc), dl = delta.ensure(T * H), ap = decay.ensure(T * H)
+        let st = states.ensure(T * E * N), np = normed.ensure(T * E)
+        _ = y.ensure(T * E); _ = rstd.ensure(T * G)
+        Parallel.forEach(B) { b in
+            let o = b * L
+            conv(zxp + o * W + E, ld: W, pre + o * Cc, L: L, history: state.map { UnsafePointer($0.conv.pointer + b * (K - 1) * Cc) })
+            for i in o * Cc..<(o + L) * Cc { xcp[i] = pre[i] * sigmoid(pre[i]) }
+            for t in o..<o + L {
+                for h in 0..<H {
+                    let raw = zxp[t * W + 2 * E + 2 * G * N + h] + dtBias.w[h]
+                    let dv = raw > 20 ? raw : log1pf(expf(raw))
+                    dl[t * H + h] = dv
+                    ap[t * H + h] = expf(dv * A.pointer[h])
+                }
+            }
+            scan(b: b, L: L, initial: state.map { UnsafePointer($0.ssm.pointer + b * E * N) })
+            for t in o..<o + L { gatedNorm(t) }
+            if let state {
+                (state.ssm.pointer + b * E * N).update(from: st + (o + L - 1) * E * N, count: E * N)
+                pushHistory(state.conv.pointer + b * (K - 1) * Cc, x: zxp + o * W + E, ld: W, L: L)
+            }
+        }
+        matmulXWt(np, outProj.w, out, T: T, inDim: E, outDim: D, bf16: pass.bf16)       // out: [T, D]
+    }
+
+    /// xcPre[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c] for one sequence; positions
+    /// before it are zeros, or rows of `history` ([K−1, Cc], oldest first).
+    private func conv(_ x: UnsafePointer<Float>, ld: Int, _ out: UnsafeMutablePointer<Float>, L: Int, history: UnsafePointer<Float>?) {
+        let w = convW.w, bias = convB.w
+        for t in 0..<L {
+            let row = out + t * Cc
+            row.update(from: bias, count: Cc)
+            for k in 0..<K {
+                let src = t - (K - 1) + k
+                let xr: UnsafePointer<Float>
+                if src >= 0 { xr = x + src * ld } else if let history { xr = history + (K - 1 + src) * Cc } else { continue }
+                for c in 0..<Cc { row[c] += w[c * K + k] * xr[c] }
+            }
+        }
+    }
+
+    /// Appends a sequence's last raw conv inputs to its history [K−1, Cc] (oldest first).
+    private func pushHistory(_ hist: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, ld: Int, L: Int) {
+        let R = K - 1
+        guard R > 0 else { return }
+        for r in 0..<R {
+            let t = L - R + r, dst = hist + r * Cc
+            if t >= 0 { dst.update(from: x + t * ld, count: Cc) } else { dst.update(from: hist + (L + r) * Cc, count: Cc) }
+        }
+    }
+
+    /// S_t = a_t S_{t−1} + Δ_t x_t B_tᵀ; y_t = S_t C_t + D x_t, for every head of sequence b.
+    private func scan(b: Int, L: Int, initial: UnsafePointer<Float>?) {
+        let o = b * L, xcp = xc.pointer, dl = delta.pointer, ap = decay.pointer, st = states.pointer, yp = y.pointer
+        let gsz = H / G
+        for t in o..<o + L {
+            let x = xcp + t * Cc, Bm = x + E, Cm = x + E + G * N
+            for h in 0..<H {
+                let g = h / gsz, bv = Bm + g * N, cv = Cm + g * N
+                let a = ap[t * H + h], dv = dl[t * H + h]
+                let s = st + (t * H + h) * P * N
+                let prev: UnsafePointer<Float>? = t > o ? UnsafePointer(st + ((t - 1) * H + h) * P * N) : initial.map { $0 + h * P * N }
+                for p in 0..<P {
+                    let dx = dv * x[h * P + p], sr = s + p * N
+                    if let prev {
+                        let pr = prev + p * N
+                        for n in 0..<N { sr[n] = a * pr[n] + dx * bv[n] }
+                    } else {
+                        for n in 0..<N { sr[n] = dx * bv[n] }
+                    }
+                    var acc: Float = 0
+                    for n in 0..<N { acc += sr[n] * cv[n] }
+                    yp[t * E + h * P + p] = acc + dSkip.w[h] * x[h * P + p]
+                }
+            }
+        }
+    }
+
+    /// normed = rmsnorm_group(y ⊙ silu(z)) · w for token t.
+    private func gatedNorm(_ t: Int) {
+        let z = zx.pointer + t * W, yr = y.pointer + t * E, nr = normed.pointer + t * E
+        let m = E / G
+        for g in 0..<G {
+            var ss: Float = 0
+            for c in g * m..<(g + 1) * m { let v = yr[c] * z[c] * sigmoid(z[c]); nr[c] = v; ss += v * v }
+            let r = 1 / (ss / Float(m) + Mamba2.eps).squareRoot()
+            rstd.pointer[t * G + g] = r
+            for c in g * m..<(g + 1) * m { nr[c] *= r * normW.w[c] }
+        }
+    }
+
+    // MARK: backward
+
+    // dout: [B, L, D] → du: [B, L, D]
+    public func backward(_ dout: UnsafePointer<Float>, _ du: UnsafeMutablePointer<Float>, B: Int, L: Int, pass: Pass) {
+        guard let u else { preconditionFailure("Mamba2.backward before forward") }
+        let T = B * L
+        // out_proj: dW += doutᵀ · normed; dNormed = dout · W
+        matmulDyTX(dout, normed.pointer, outProj.g, T: T, inDim: E, outDim: D)
+        let dn = dNormed.ensure(T * E)
+        matmulDyW(dout, outProj.w, dn, T: T, inDim: E, outDim: D)
+        let dzx = dZX.ensure(T * W), dy = dY.ensure(T * E), dxc = dXC.ensure(T * Cc)
+        let PW = E + 3 * H + Cc * K + Cc
+        let part = partials.ensure(B * PW)
+        part.update(repeating: 0, count: B * PW)
+        let gs = gState.ensure(B * P * N)
+        Parallel.forEach(B) { b in
+            let o = b * L, mine = part + b * PW
+            for t in o..<o + L { gatedNormBackward(t, dn: dn + t * E, dy: dy + t * E, dz: dzx + t * W, dW: mine) }
+            scanBackward(b: b, L: L, dy: dy, dxc: dxc, dzx: dzx, G: gs + b * P * N,
+                         dA: mine + E, dD: mine + E + H, dDtBias: mine + E + 2 * H)
+            convBackward(b: b, L: L, dxc: dxc, dzx: dzx, dW: mine + E + 3 * H, dBias: mine + E + 3 * H + Cc * K)
+        }
+        // the small parameters' gradients, summed over sequences in order
+        for b in 0..<B {
+            let mine = part + b * PW
+            for c in 0..<E { normW.g[c] += mine[c] }
+            for h in 0..<H {
+                aLog.g[h] += mine[E + h] * A.pointer[h]          // ∂A_log = ∂A · A
+                dSkip.g[h] += mine[E + H + h]
+                dtBias.g[h] += mine[E + 2 * H + h]
+            }
+            for i in 0..<Cc * K { convW.g[i] += mine[E + 3 * H + i] }
+            for c in 0..<Cc { convB.g[c] += mine[E + 3 * H + Cc * K + c] }
+        }
+        // in_proj: dW += dzxᵀ · u; du = dzx · W
+        matmulDyTX(dzx, u, inProj.g, T: T, inDim: D, outDim: W)
+        matmulDyW(dzx, inProj.w, du, T: T, inDim: D, outDim: W)
+    }
+
+    /// The gated norm's backward for token t: v = y ⊙ silu(z), r = (mean_group v² + eps)^−½,
+    /// go = w ⊙ ∂normed; ∂v = r·go − v·r³·(Σ go⊙v)/m; ∂y = ∂v ⊙ silu(z); ∂z = ∂v ⊙ y ⊙ silu'(z);
+    /// ∂w += ∂normed ⊙ v·r.    dn: [E] → dy: [E], dz: [E] (the z columns of dZX)
+    private func gatedNormBackward(_ t: Int, dn: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
+                                   dz: UnsafeMutablePointer<Float>, dW: UnsafeMutablePointer<Float>) {
+        let z = zx.pointer + t * W, yr = y.pointer + t * E
+        let m = E / G
+        for g in 0..<G {
+            let r = rstd.pointer[t * G + g]
+            var dot: Float = 0
+            for c in g * m..<(g + 1) * m {
+                let v = yr[c] * z[c] * sigmoid(z[c])
+                dot += normW.w[c] * dn[c] * v
+                dW[c] += dn[c] * v * r
+            }
+            let k = r * r * r * dot / Float(m)
+            for c in g * m..<(g + 1) * m {
+                let s = sigmoid(z[c]), silu = z[c] * s
+                let v = yr[c] * silu
+                let dv = r * normW.w[c] * dn[c] - v * k
+                dy[c] = dv * silu
+                dz[c] = dv * yr[c] * siluDerivative(z[c], sigmoid: s)
+            }
+        }
+    }
+
+    /// The adjoint recurrence of sequence b, per head, from its last token back:
+    /// G_t = gy_t C_tᵀ + a_{t+1} G_{t+1}; ∂x_t = Δ_t G_t B_t + D gy_t; ∂B_t += Δ_t G_tᵀ x_t;
+    /// ∂C_t += S_tᵀ gy_t; ∂Δ_t = x_tᵀ G_t B_t + A a_t ⟨G_t, S_{t−1}⟩; ∂A += Δ_t a_t ⟨G_t, S_{t−1}⟩;
+    /// ∂D += gy_t · x_t; ∂dt_raw = ∂Δ_t σ(dt_raw) (into dZX's dt columns and ∂dt_bias).
+    /// dy: [T, E] → dxc: [T, Cc] (∂x, ∂B, ∂C, before SiLU)
+    private func scanBackward(b: Int, L: Int, dy: UnsafePointer<Float>, dxc: UnsafeMutablePointer<Float>,
+                              dzx: UnsafeMutablePointer<Float>, G gAdj: UnsafeMutablePointer<Float>,
+                              dA: UnsafeMutablePointer<Float>, dD: UnsafeMutablePointer<Float>, dDtBias: UnsafeMutablePointer<Float>) {
+        let o = b * L, xcp = xc.pointer, dl = delta.pointer, ap = decay.pointer, st = states.pointer
+        let gsz = H / G
+        for t in o..<o + L { (dxc + t * Cc).update(repeating: 0, count: Cc) }
+        for h in 0..<H {
+            let g = h / gsz
+            gAdj.update(repeating: 0, count: P * N)
+            for t in stride(from: o + L - 1, through: o, by: -1) {
+                let x = xcp + t * Cc, bv = x + E + g * N, cv = x + E + G * N + g * N
+                let dx = dxc + t * Cc, dbv = dx + E + g * N, dcv = dx + E + G * N + g * N
+                let gy = dy + t * E + h * P
+                let dv = dl[t * H + h], a = ap[t * H + h]
+                let aNext: Float = t + 1 < o + L ? ap[(t + 1) * H + h] : 0
+                let s = st + (t * H + h) * P * N
+                let prev: UnsafePointer<Float>? = t > o ? UnsafePointer(st + ((t - 1) * H + h) * P * N) : nil
+                var dDelta: Float = 0, gs: Float = 0, dSkipAcc: Float = 0
+                for p in 0..<P {
+                    let gr = gAdj + p * N, sr = s + p * N, gyp = gy[p], xp = x[h * P + p]
+                    var gb: Float = 0
+                    for n in 0..<N {
+                        gr[n] = gyp * cv[n] + aNext * gr[n]               // G_t
+                        gb += gr[n] * bv[n]
+                        dbv[n] += dv * gr[n] * xp                          // ∂B_t
+                        dcv[n] += sr[n] * gyp                              // ∂C_t
+                    }
+                    if let prev { let pr = prev + p * N; for n in 0..<N { gs += gr[n] * pr[n] } }
+                    dx[h * P + p] = dv * gb + dSkip.w[h] * gyp             // ∂x_t
+                    dDelta += xp * gb
+                    dSkipAcc += gyp * xp
+                }
+                dDelta += A.pointer[h] * a * gs
+                dA[h] += dv * a * gs
+                dD[h] += dSkipAcc
+                let raw = zx.pointer[t * W + 2 * E + 2 * G * N + h] + dtBias.w[h]
+                let dRaw = dDelta * sigmoid(raw)
+                dzx[t * W + 2 * E + 2 * G * N + h] = dRaw
+                dDtBias[h] += dRaw
+            }
+        }
+    }
+
+    /// SiLU and the conv, backward, for sequence b: ∂xcPre = ∂xc ⊙ silu'(xcPre), then
+    /// ∂x[t'] = Σ_k ∂xcPre[t' + (K−1) − k] · w[k] into dZX's xBC columns, ∂w, ∂bias.
+    private func convBackward(b: Int, L: Int, dxc: UnsafeMutablePointer<Float>, dzx: UnsafeMutablePointer<Float>,
+                              dW: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>) {
+        let o = b * L, pre = xcPre.pointer, x = zx.pointer, w = convW.w
+        for i in o * Cc..<(o + L) * Cc { dxc[i] = siluBackward(dxc[i], pre[i], sigmoid: sigmoid(pre[i])) }
+        for t in o..<o + L { (dzx + t * W + E).update(repeating: 0, count: Cc) }
+        for t in 0..<L {
+            let gr = dxc + (o + t) * Cc
+            for c in 0..<Cc { dBias[c] += gr[c] }
+            for k in 0..<K {
+                let src = t - (K - 1) + k
+                if src < 0 { continue }
+                let xr = x + (o + src) * W + E, dxr = dzx + (o + src) * W + E
+                for c in 0..<Cc {
+                    dW[c * K + k] += gr[c] * xr[c]
+                    dxr[c] += gr[c] * w[c * K + k]
+                }
+            }
+        }
+    }
+
+    // MARK: generation
+
+    public final class State: MixerState {
+        public let conv: FloatBuffer      // [B, K−1, Cc]: the last raw conv inputs, oldest first
+        public let ssm: FloatBuffer       // [B, H, P, N]
+        init(B: Int, K: Int, Cc: Int, EN: Int) {
+            conv = FloatBuffer(count: B * max(K - 1, 0) * Cc); ssm = FloatBuffer(count: B * EN)
+        }
+        public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
+    }
+
+    public func makeState(batch: Int, maxLength: Int) throws -> State { State(B: batch, K: K, Cc: Cc, EN: E * N) }
+
+    /// The conv history and the SSM state carry over between calls.
+    public var prefillsInChunks: Bool { true }
+
+    public func prefill(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state s: State, pass: Pass) {
+        run(x, out, B: B, L: L, state: s, pass: pass)
+    }
+
+    // x: [B, D] → out: [B, D], one token per sequence
+    public func step(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, state s: State, pass: Pass) {
+        run(x, out, B: B, L: 1, state: s, pass: pass)
+    }
+}
