@@ -213,8 +213,11 @@ public final class ExperimentRun {
 
     // MARK: the loop
 
-    public func run() throws -> Summary {
-        defer { lock = nil }                            // the run is over: another process may take it
+    /// The run's directory and files before its first step: a start over clears the old
+    /// run's files; spec.yaml is (re)written; metrics.h5 is created with the run's
+    /// attributes and what its evaluations are (metric, routing, MoE layers, split
+    /// sizes), or reopened at the step a resume continues from.
+    private func openRun() throws -> MetricsLog {
         let fm = FileManager.default
         if startOver {
             for f in ExperimentRun.runFiles { try? fm.removeItem(atPath: (outDir as NSString).appendingPathComponent(f)) }
@@ -224,11 +227,9 @@ public final class ExperimentRun {
         try AtomicFile.write(to: (outDir as NSString).appendingPathComponent("spec.yaml")) { tmp in
             try specYAML.write(toFile: tmp, atomically: false, encoding: .utf8)
         }
-        let metrics: MetricsLog
-        if let st = resumeState {
-            metrics = try MetricsLog(resuming: metricsPath, step: st.step)
-        } else {
-            metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
+        if let st = resumeState { return try MetricsLog(resuming: metricsPath, step: st.step) }
+        let metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
+        do {
             let eval = try metrics.file.createGroup("eval")
             try eval.setAttribute("metric_name", data.metric.rawValue)
             let notes = model.blocks.compactMap(\.mixer.evaluationNote).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
@@ -243,7 +244,17 @@ public final class ExperimentRun {
                 try eval.setAttribute("test_split_tokens", data.count(.test))
                 try eval.setAttribute("train_split_tokens", data.split.train.count)
             }
+        } catch {
+            metrics.close()
+            throw error
         }
+        return metrics
+    }
+
+    public func run() throws -> Summary {
+        defer { lock = nil }                            // the run is over: another process may take it
+        let fm = FileManager.default
+        let metrics = try openRun()
         defer { metrics.close() }
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
         let tokensPerStep = B * L
@@ -301,18 +312,9 @@ public final class ExperimentRun {
                 windowSteps += 1; windowTime += stepTime
                 if done % spec.train.logEvery == 0 || done == S {
                     tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
-                    try metrics.append("train/step", done)               // steps done, as eval/step
-                    try metrics.append("train/tokens", done * tokensPerStep)
-                    try metrics.append("train/loss", r.loss)
+                    try logTrainingRow(metrics, step: done, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tokensPerSecond)
                     recent.append(r.loss)
                     if recent.count > Self.trainLossWindow { recent.removeFirst() }
-                    try metrics.append("train/lr", r.lr)
-                    try metrics.append("train/grad_norm", r.gradNorm)
-                    try metrics.append("train/tokens_per_s", tokensPerSecond)
-                    try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
-                    try metrics.append("train/aux_loss", trainer.lastAuxLoss)
-                    try logRouters(metrics, step: done)
-                    try metrics.flush()
                     windowSteps = 0; windowTime = 0
                 }
                 let evaluated = done % spec.train.evalEvery == 0 || done == S
@@ -332,16 +334,9 @@ public final class ExperimentRun {
                     break
                 }
             }
-        } catch let e as BMError {
-            if case .interrupted = e { throw e }
-            try? metrics.flush()
-            let kind: (String) -> BMError = {
-                switch e { case .numerical: return .numerical($0); case .system: return .system($0); default: return .invalid($0) }
-            }
-            throw kind("\(e.description); \(keptNote())")
         } catch {
             try? metrics.flush()
-            throw BMError.invalid("\(BMError.reason(error)); training stopped at step \(trainer.step); \(keptNote())")
+            throw failure(from: error, keptNote: keptNote())
         }
         // eval.test: the test split once, when the run is complete (not again on a resume)
         if spec.eval.test && (trainer.step == S || stopped || Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil))
@@ -356,6 +351,38 @@ public final class ExperimentRun {
                        metricName: data.metric.rawValue,
                        tokensPerSecond: ran > 0 ? Double(ran * tokensPerStep) / max(totalTime, 1e-9) : 0,
                        seconds: totalTime, counts: counts)
+    }
+
+    /// A training row of metrics.h5 (every `log_every` steps and the last): step, tokens,
+    /// loss, learning rate, gradient norm, throughput, FLOPs so far, the aux loss and each
+    /// MoE layer's router statistics; flushed, so a kill loses at most the rows since.
+    private func logTrainingRow(_ metrics: MetricsLog, step done: Int, loss: Double, lr: Double, gradNorm: Double,
+                                tokensPerSecond: Double) throws {
+        let tokensPerStep = spec.train.batch * spec.train.seqLen
+        try metrics.append("train/step", done)               // steps done, as eval/step
+        try metrics.append("train/tokens", done * tokensPerStep)
+        try metrics.append("train/loss", loss)
+        try metrics.append("train/lr", lr)
+        try metrics.append("train/grad_norm", gradNorm)
+        try metrics.append("train/tokens_per_s", tokensPerSecond)
+        try metrics.append("train/flops", Double(done * tokensPerStep) * counts.flopsPerToken)
+        try metrics.append("train/aux_loss", trainer.lastAuxLoss)
+        try logRouters(metrics, step: done)
+        try metrics.flush()
+    }
+
+    /// What a failed step throws: the error, of its kind (an interruption as it is), with
+    /// what the run leaves behind and how to resume it.
+    private func failure(from error: Error, keptNote: String) -> Error {
+        guard let e = error as? BMError else {
+            return BMError.invalid("\(BMError.reason(error)); training stopped at step \(trainer.step); \(keptNote)")
+        }
+        if case .interrupted = e { return e }
+        switch e {
+        case .numerical: return BMError.numerical("\(e.description); \(keptNote)")
+        case .system: return BMError.system("\(e.description); \(keptNote)")
+        default: return BMError.invalid("\(e.description); \(keptNote)")
+        }
     }
 
     /// The evaluation logged at `step` (loss, metric), if one was.
