@@ -59,7 +59,7 @@ public final class Dataset {
         kind = d.kind
         vocab = spec.vocabSize
         seed = UInt64(spec.train.seed)
-        let L = spec.train.seqLen, V = spec.vocabSize
+        let L = spec.train.seqLen
         switch d.kind {
         case .text, .tokens:
             task = nil; markov = nil
@@ -138,7 +138,7 @@ public final class Dataset {
         guard let d = FileManager.default.contents(atPath: path) else { throw BMError.invalid("\(file): data.path: cannot read \(path)") }
         guard d.count % 2 == 0 else { throw BMError.invalid("\(file): data.path: \(path) has an odd number of bytes (\(d.count)); expected little-endian uint16 tokens") }
         var out = [UInt16](repeating: 0, count: d.count / 2)
-        out.withUnsafeMutableBytes { d.copyBytes(to: $0) }
+        _ = out.withUnsafeMutableBytes { d.copyBytes(to: $0) }
         for i in out.indices { out[i] = UInt16(littleEndian: out[i]) }
         if let m = out.max(), Int(m) >= vocab {
             throw BMError.invalid("\(file): data.path: \(path) holds token id \(m), outside the vocabulary (vocab_size \(vocab))")
