@@ -1,7 +1,9 @@
 /// What one pass through a model is for, handed as an immutable value to every layer's
-/// `forward`, `backward`, `prefill` and `step`: no layer reads shared mutable state, so a
-/// layer cannot see another pass's mode or tokens, and a generator and a trainer (or two
-/// generators) using one model in one process cannot change what the other computes.
+/// `forward`, `backward`, `prefill` and `step`: no layer reads shared mutable settings, so
+/// a layer cannot see another pass's mode, tokens or weight format, and a generator and a
+/// trainer (or two generators) using one model in one process cannot change each other's
+/// settings. They do share the layers' scratch buffers: calls are made one after another,
+/// and none between a training forward and its backward.
 ///
 /// Make one with `Pass.train`, `Pass.eval` or `Pass.generate`; `with(tokens:)` gives the
 /// same pass for a batch's token ids (the model sets them before its layers run).

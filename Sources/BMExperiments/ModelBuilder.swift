@@ -19,11 +19,17 @@ public enum ModelBuilder {
                                  finalNorm: spec.model.finalNorm, tiedHead: spec.model.tiedHead,
                                  embeddingStd: Float(spec.model.initStd), seed: UInt64(spec.train.seed), allocate: allocate) { ps, prefix, i in
             let owner = spec.model.layers[i].shared.flatMap { firstOfGroup[$0] } ?? i
+            // a shared layer takes the first's names; its own index seeds what it draws (random routing)
             let ctx = MixerContext(params: ps, prefix: owner == i ? prefix : "decoder.layers.\(owner).mixer", width: spec.model.dModel,
-                                   layerIndex: owner, layerCount: n, initScheme: spec.model.initScheme)
+                                   layerIndex: i, layerCount: n, initScheme: spec.model.initScheme)
             let build = { try MixerRegistry.build(spec.model.layers[i].mixer, resolved: spec.model.layers[i].resolved, in: ctx,
                                                   context: "\(spec.file): model.layers[\(i)]") }
-            return owner == i ? try build() : try ps.sharing(build)
+            let mixer = owner == i ? try build() : try ps.sharing(build)
+            if owner != i, let moe = mixer as? MoE, moe.expertBias != nil {
+                // every use would move the one bias from its own load, several times a step
+                throw BMError.invalid("\(spec.file): model.layers[\(i)] shares an moe layer ('\(spec.model.layers[i].shared!)') whose router keeps a balancing bias (\(moe.routerName)); a shared layer cannot balance its uses with one bias: share it with a router without one (bias_rate 0)")
+            }
+            return mixer
         }
     }
 

@@ -256,8 +256,8 @@ extension SpecNode {
         }
         entries.remove(at: bi)
         let basePath = URL(fileURLWithPath: b.hasPrefix("/") ? b : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(b))
-            .standardizedFileURL.path
-        let seen = chain + [URL(fileURLWithPath: file).standardizedFileURL.path]
+            .standardizedFileURL.resolvingSymlinksInPath().path
+        let seen = chain + [URL(fileURLWithPath: file).standardizedFileURL.resolvingSymlinksInPath().path]
         if seen.contains(basePath) {
             throw BMError.invalid("\(file): base: \(basePath) is already a base of this spec (\((seen + [basePath]).joined(separator: " → ")))")
         }
@@ -269,11 +269,21 @@ extension SpecNode {
         return SpecNode.merge(base, .map(entries, line: line))
     }
 
-    /// `b` over `a`: mappings merged key by key, anything else replaced by `b`.
-    public static func merge(_ a: SpecNode, _ b: SpecNode) -> SpecNode {
+    /// `b` over `a`: mappings merged key by key, anything else replaced by `b` — and a
+    /// router mapping replaced whole when it names another router (its options do not
+    /// carry over), and `layers` and `pattern` (with `repeat`) replacing each other (a
+    /// model is given one way).
+    public static func merge(_ a: SpecNode, _ b: SpecNode, key: String? = nil) -> SpecNode {
         guard case .map(var ea, let la) = a, case .map(let eb, _) = b else { return b }
+        func value(_ e: [(key: String, value: SpecNode)], _ k: String) -> SpecNode? { e.first { $0.key == k }?.value }
+        if key == "router", let na = value(ea, "name"), let nb = value(eb, "name"),
+           case .scalar(let x, _, _) = na, case .scalar(let y, _, _) = nb, x != y {
+            return b
+        }
+        if value(eb, "layers") != nil { ea.removeAll { $0.key == "pattern" || $0.key == "repeat" } }
+        if value(eb, "pattern") != nil { ea.removeAll { $0.key == "layers" } }
         for (k, v) in eb {
-            if let i = ea.firstIndex(where: { $0.key == k }) { ea[i].value = merge(ea[i].value, v) } else { ea.append((k, v)) }
+            if let i = ea.firstIndex(where: { $0.key == k }) { ea[i].value = merge(ea[i].value, v, key: k) } else { ea.append((k, v)) }
         }
         return .map(ea, line: la)
     }

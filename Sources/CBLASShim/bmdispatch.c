@@ -17,6 +17,22 @@ const bm_build *bm_dispatch_find(const bm_build *builds, int count, const char *
     return 0;
 }
 
+const bm_build *bm_kernel_build(bm_kernel *k) {
+    const bm_build *b = __atomic_load_n(&k->current, __ATOMIC_ACQUIRE);
+    if (!b) {
+        b = bm_dispatch_choose(k->builds, k->count);
+        __atomic_store_n(&k->current, b, __ATOMIC_RELEASE);
+    }
+    return b;
+}
+
+int bm_kernel_use(bm_kernel *k, const char *path) {
+    const bm_build *b = bm_dispatch_find(k->builds, k->count, path);
+    if (!b) return 0;
+    __atomic_store_n(&k->current, b, __ATOMIC_RELEASE);
+    return 1;
+}
+
 const bm_build *bm_dispatch_choose(const bm_build *builds, int count) {
     if (count <= 0) return 0;
     const char *forced = bm_kernels_forced();

@@ -77,29 +77,11 @@ static const gemv_ops ops_generic = { rows_scalar, rows_bf16_scalar };
 static const bm_build builds[] = {
     { "avx512", &ops_avx512 }, { "avx2", &ops_avx2 }, { "generic", &ops_generic },
 };
-enum { BUILDS = sizeof builds / sizeof builds[0] };
+static bm_kernel kernel = { builds, sizeof builds / sizeof builds[0], 0 };
+static const gemv_ops *chosen_ops(void) { return bm_kernel_build(&kernel)->ops; }
 
-// Chosen at first use (a plain pointer: every choice is a valid build, and
-// bm_rowgemv_use_kernel is for tests and benchmarks, called between products).
-static const bm_build *current;
-
-static const bm_build *chosen(void) {
-    const bm_build *b = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
-    if (!b) {
-        b = bm_dispatch_choose(builds, BUILDS);
-        __atomic_store_n(&current, b, __ATOMIC_RELEASE);
-    }
-    return b;
-}
-
-const char *bm_rowgemv_kernel(void) { return chosen()->path; }
-
-int bm_rowgemv_use_kernel(const char *name) {
-    const bm_build *b = bm_dispatch_find(builds, BUILDS, name);
-    if (!b) return 0;
-    __atomic_store_n(&current, b, __ATOMIC_RELEASE);
-    return 1;
-}
+const char *bm_rowgemv_kernel(void) { return bm_kernel_build(&kernel)->path; }
+int bm_rowgemv_use_kernel(const char *name) { return bm_kernel_use(&kernel, name); }
 
 // ---------------------------------------------------------------------------
 // Rows split over the toolkit's thread pool (bmpool.h): one part per pool thread, in
@@ -124,7 +106,7 @@ static void gemv_part(void *ctx, int p) {
 }
 
 static void rowgemv(const float *A, const uint16_t *A16, int rows, int cols, int lda, const float *x, float *y, int accumulate) {
-    gemv_task t = { chosen()->ops, A, A16, x, y, rows, cols, lda, accumulate, rows };
+    gemv_task t = { chosen_ops(), A, A16, x, y, rows, cols, lda, accumulate, rows };
     int n = bm_pool_threads();
     // Small products run on the calling thread (as does any product the pool cannot
     // take now: bm_pool_run runs its parts in turn).

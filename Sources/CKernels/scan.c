@@ -36,34 +36,12 @@ typedef struct { fwd_fn forward; bwd_fn backward; } scan_ops;
 static const scan_ops ops_avx512 = { scan_forward__avx512, scan_backward__avx512 };
 static const scan_ops ops_avx2 = { scan_forward__avx2, scan_backward__avx2 };
 static const bm_build builds[] = { { "avx512", &ops_avx512 }, { "avx2", &ops_avx2 } };
-enum { BUILDS = sizeof builds / sizeof builds[0] };
+static bm_kernel kernel = { builds, sizeof builds / sizeof builds[0], 0 };
+static const scan_ops *chosen(void) { return bm_kernel_build(&kernel)->ops; }
 
-int bm_scan_kernel_runs(const char *name) { return bm_dispatch_find(builds, BUILDS, name) != 0; }
-
-// Chosen at first use (a plain pointer: every choice is a valid build, and
-// bm_scan_use_kernel is for tests and benchmarks, called between scans).
-static const bm_build *current;
-
-static const scan_ops *chosen(void) {
-    const bm_build *b = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
-    if (!b) {
-        b = bm_dispatch_choose(builds, BUILDS);
-        __atomic_store_n(&current, b, __ATOMIC_RELEASE);
-    }
-    return b->ops;
-}
-
-int bm_scan_use_kernel(const char *name) {
-    const bm_build *b = bm_dispatch_find(builds, BUILDS, name);
-    if (!b) return 0;
-    __atomic_store_n(&current, b, __ATOMIC_RELEASE);
-    return 1;
-}
-
-const char *bm_scan_kernel(void) {
-    chosen();
-    return __atomic_load_n(&current, __ATOMIC_ACQUIRE)->path;
-}
+int bm_scan_kernel_runs(const char *name) { return bm_dispatch_find(builds, kernel.count, name) != 0; }
+int bm_scan_use_kernel(const char *name) { return bm_kernel_use(&kernel, name); }
+const char *bm_scan_kernel(void) { return bm_kernel_build(&kernel)->path; }
 
 void bm_scan_forward(const bm_scan_shape *s, const float *u, const float *delta, const float *A,
                      const float *B, const float *C, const float *D, float *y, float *state,

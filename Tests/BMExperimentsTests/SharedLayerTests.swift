@@ -99,5 +99,11 @@ final class SharedLayerTests: XCTestCase {
         XCTAssertThrowsError(try spec("[{mixer: mamba, shared: [x]}]")) { e in
             XCTAssertTrue("\(e)".contains("model.layers[0].shared must be a name"), "\(e)")
         }
+        // one balancing bias cannot follow the loads of several uses
+        let biased = try spec("[mamba, {mixer: moe, shared: m, router: {name: lossfree}}, mamba, {mixer: moe, shared: m, router: {name: lossfree}}]")
+        XCTAssertThrowsError(try ModelBuilder.build(biased, allocate: false)) { e in
+            XCTAssertTrue("\(e)".contains("model.layers[3]") && "\(e)".contains("balancing bias"), "\(e)")
+        }
+        XCTAssertNoThrow(try ModelBuilder.build(try spec("[mamba, {mixer: moe, shared: m}, mamba, {mixer: moe, shared: m}]"), allocate: false))
     }
 }

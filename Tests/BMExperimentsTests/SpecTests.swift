@@ -110,6 +110,13 @@ final class SpecTests: XCTestCase {
         XCTAssertEqual(c.model.layers.map(\.mixer), ["mamba", "mlp", "mamba", "moe"], "a list is replaced whole")
         XCTAssertEqual(c.model.dModel, 32, "the base's base")
         XCTAssertFalse(try c.resolvedYAML().contains("base:"))
+        // a model given the other way replaces the base's; another router's options do not carry over
+        try "base: sub/b.yaml\nmodel: {layers: [mamba, mlp], defaults: {moe: {router: {name: sinkhorn-fast}}}}\n".write(toFile: dir + "/g.yaml", atomically: true, encoding: .utf8)
+        let g = try ExperimentSpec.load(path: dir + "/g.yaml")
+        XCTAssertEqual(g.model.layers.map(\.mixer), ["mamba", "mlp"])
+        try "base: a.yaml\nmodel: {defaults: {moe: {router: {name: sinkhorn-fast}}}}\n".write(toFile: dir + "/h.yaml", atomically: true, encoding: .utf8)
+        let h = try ExperimentSpec.load(path: dir + "/h.yaml")
+        XCTAssertTrue(try h.resolvedYAML().contains("router: {name: sinkhorn-fast"), "topk's k: 2 is not carried over to sinkhorn-fast")
         try "base: e.yaml\n".write(toFile: dir + "/d.yaml", atomically: true, encoding: .utf8)
         try "base: d.yaml\n".write(toFile: dir + "/e.yaml", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ExperimentSpec.load(path: dir + "/d.yaml")) { e in

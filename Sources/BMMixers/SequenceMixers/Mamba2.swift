@@ -65,13 +65,14 @@ public final class Mamba2: GeneratingMixer {
     private let rstd = FloatBuffer()        // [T, G]: the gated norm's 1/rms
     private let normed = FloatBuffer()      // [T, E]: out_proj's input
     private let A = FloatBuffer()           // [H]: −exp(A_log)
+    private let convWT = FloatBuffer()      // [K, Cc]: the conv weight, transposed (CausalConv)
     // Backward scratch.
     private let dNormed = FloatBuffer()     // [T, E]
     private let dZX = FloatBuffer()         // [T, W]: ∂ in_proj's output
     private let dY = FloatBuffer()          // [T, E]: ∂y
     private let dXC = FloatBuffer()         // [T, Cc]: ∂ silu output, then ∂ conv output
     private let gState = FloatBuffer()      // [B, P, N]: the running adjoint G of one head per sequence
-    private let partials = FloatBuffer()    // [B, E + 3H + Cc·K + Cc]: per-sequence gradients of the small parameters
+    private let partials = FloatBuffer()    // [B, E + 3H + K·Cc + Cc]: per-sequence gradients of the small parameters (conv weight transposed)
     private var shape = (B: 0, L: 0)
 
     init(_ ctx: MixerContext, _ o: ResolvedOptions) {
@@ -115,12 +116,13 @@ public final class Mamba2: GeneratingMixer {
     public func activationFloats(B: Int, L: Int) -> Int {
         let T = B * L
         // forward: zx, xcPre, xc, Δ, a, states, y, rstd, normed; backward: dNormed, dZX, dY, dXC, G, partials
-        return T * (W + 2 * Cc + 2 * H + E * N + 2 * E + G) + T * (2 * E + W + Cc) + B * (P * N + E + 3 * H + Cc * (K + 1)) + H
+        return T * (W + 2 * Cc + 2 * H + E * N + 2 * E + G) + T * (2 * E + W + Cc) + B * (P * N + E + 3 * H + Cc * (K + 1)) + H + K * Cc
     }
 
     private func prepare() {
         let a = A.ensure(H)
         for h in 0..<H { a[h] = -Foundation.exp(aLog.w[h]) }
+        CausalConv.transpose(convW.w, into: convWT.ensure(K * Cc), C: Cc, K: K)
     }
 
     // MARK: forward
@@ -143,7 +145,8 @@ public final class Mamba2: GeneratingMixer {
         _ = y.ensure(T * E); _ = rstd.ensure(T * G)
         Parallel.forEach(B) { b in
             let o = b * L
-            conv(zxp + o * W + E, ld: W, pre + o * Cc, L: L, history: state.map { UnsafePointer($0.conv.pointer + b * (K - 1) * Cc) })
+            CausalConv.forward(x: zxp + o * W + E, ld: W, out: pre + o * Cc, L: L, C: Cc, K: K, wt: convWT.pointer, bias: convB.w,
+                               history: state.map { UnsafePointer($0.conv.pointer + b * K * Cc) })
             for i in o * Cc..<(o + L) * Cc { xcp[i] = pre[i] * sigmoid(pre[i]) }
             for t in o..<o + L {
                 for h in 0..<H {
@@ -157,36 +160,10 @@ public final class Mamba2: GeneratingMixer {
             for t in o..<o + L { gatedNorm(t) }
             if let state {
                 (state.ssm.pointer + b * E * N).update(from: st + (o + L - 1) * E * N, count: E * N)
-                pushHistory(state.conv.pointer + b * (K - 1) * Cc, x: zxp + o * W + E, ld: W, L: L)
+                CausalConv.pushHistory(state.conv.pointer + b * K * Cc, x: zxp + o * W + E, ld: W, L: L, C: Cc, K: K)
             }
         }
         matmulXWt(np, outProj.w, out, T: T, inDim: E, outDim: D, bf16: pass.bf16)       // out: [T, D]
-    }
-
-    /// xcPre[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c] for one sequence; positions
-    /// before it are zeros, or rows of `history` ([K−1, Cc], oldest first).
-    private func conv(_ x: UnsafePointer<Float>, ld: Int, _ out: UnsafeMutablePointer<Float>, L: Int, history: UnsafePointer<Float>?) {
-        let w = convW.w, bias = convB.w
-        for t in 0..<L {
-            let row = out + t * Cc
-            row.update(from: bias, count: Cc)
-            for k in 0..<K {
-                let src = t - (K - 1) + k
-                let xr: UnsafePointer<Float>
-                if src >= 0 { xr = x + src * ld } else if let history { xr = history + (K - 1 + src) * Cc } else { continue }
-                for c in 0..<Cc { row[c] += w[c * K + k] * xr[c] }
-            }
-        }
-    }
-
-    /// Appends a sequence's last raw conv inputs to its history [K−1, Cc] (oldest first).
-    private func pushHistory(_ hist: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, ld: Int, L: Int) {
-        let R = K - 1
-        guard R > 0 else { return }
-        for r in 0..<R {
-            let t = L - R + r, dst = hist + r * Cc
-            if t >= 0 { dst.update(from: x + t * ld, count: Cc) } else { dst.update(from: hist + (L + r) * Cc, count: Cc) }
-        }
     }
 
     /// S_t = a_t S_{t−1} + Δ_t x_t B_tᵀ; y_t = S_t C_t + D x_t, for every head of sequence b.
@@ -260,7 +237,7 @@ public final class Mamba2: GeneratingMixer {
                 dSkip.g[h] += mine[E + H + h]
                 dtBias.g[h] += mine[E + 2 * H + h]
             }
-            for i in 0..<Cc * K { convW.g[i] += mine[E + 3 * H + i] }
+            for c in 0..<Cc { for k in 0..<K { convW.g[c * K + k] += mine[E + 3 * H + k * Cc + c] } }
             for c in 0..<Cc { convB.g[c] += mine[E + 3 * H + Cc * K + c] }
         }
         // in_proj: dW += dzxᵀ · u; du = dzx · W
@@ -342,35 +319,23 @@ public final class Mamba2: GeneratingMixer {
         }
     }
 
-    /// SiLU and the conv, backward, for sequence b: ∂xcPre = ∂xc ⊙ silu'(xcPre), then
-    /// ∂x[t'] = Σ_k ∂xcPre[t' + (K−1) − k] · w[k] into dZX's xBC columns, ∂w, ∂bias.
+    /// SiLU and the conv, backward, for sequence b: ∂xcPre = ∂xc ⊙ silu'(xcPre) (in place),
+    /// then the conv's backward (`CausalConv`) into dZX's xBC columns, ∂w [K, Cc] and ∂bias.
     private func convBackward(b: Int, L: Int, dxc: UnsafeMutablePointer<Float>, dzx: UnsafeMutablePointer<Float>,
                               dW: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>) {
-        let o = b * L, pre = xcPre.pointer, x = zx.pointer, w = convW.w
+        let o = b * L, pre = xcPre.pointer
         for i in o * Cc..<(o + L) * Cc { dxc[i] = siluBackward(dxc[i], pre[i], sigmoid: sigmoid(pre[i])) }
-        for t in o..<o + L { (dzx + t * W + E).update(repeating: 0, count: Cc) }
-        for t in 0..<L {
-            let gr = dxc + (o + t) * Cc
-            for c in 0..<Cc { dBias[c] += gr[c] }
-            for k in 0..<K {
-                let src = t - (K - 1) + k
-                if src < 0 { continue }
-                let xr = x + (o + src) * W + E, dxr = dzx + (o + src) * W + E
-                for c in 0..<Cc {
-                    dW[c * K + k] += gr[c] * xr[c]
-                    dxr[c] += gr[c] * w[c * K + k]
-                }
-            }
-        }
+        CausalConv.backward(x: zx.pointer + o * W + E, ld: W, dout: dxc + o * Cc, dx: dzx + o * W + E, ldx: W,
+                            L: L, C: Cc, K: K, wt: convWT.pointer, dwt: dW, dbias: dBias)
     }
 
     // MARK: generation
 
     public final class State: MixerState {
-        public let conv: FloatBuffer      // [B, K−1, Cc]: the last raw conv inputs, oldest first
+        public let conv: FloatBuffer      // [B, K, Cc]: the last K raw conv inputs, oldest first
         public let ssm: FloatBuffer       // [B, H, P, N]
         init(B: Int, K: Int, Cc: Int, EN: Int) {
-            conv = FloatBuffer(count: B * max(K - 1, 0) * Cc); ssm = FloatBuffer(count: B * EN)
+            conv = FloatBuffer(count: B * K * Cc); ssm = FloatBuffer(count: B * EN)
         }
         public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
     }

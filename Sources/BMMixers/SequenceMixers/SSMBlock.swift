@@ -156,8 +156,7 @@ public final class SSMBlock: GeneratingMixer {
         let a = A.ensure(N * Ep), al = aLog.w
         a.update(repeating: 0, count: N * Ep)
         for c in 0..<E { for n in 0..<N { a[n * Ep + c] = -Foundation.exp(al[c * N + n]) } }
-        let wt = convWT.ensure(K * E), w = convW.w
-        for c in 0..<E { for k in 0..<K { wt[k * E + c] = w[c * K + k] } }
+        CausalConv.transpose(convW.w, into: convWT.ensure(K * E), C: E, K: K)
         dynamics.prepare(self)
     }
 
@@ -232,23 +231,11 @@ public final class SSMBlock: GeneratingMixer {
         return gp
     }
 
-    /// xc[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c]  for one sequence.
-    /// Positions before the sequence are zeros, or rows of `history` ([K, E], the K raw
-    /// inputs before position 0, oldest first) when given.
+    /// xc[t, c] = bias[c] + Σ_k w[c, k] · x[t − (K−1) + k, c]  for one sequence
+    /// (`CausalConv`); positions before it are zeros, or rows of `history` ([K, E]).
     private func conv(x: UnsafePointer<Float>, ldx: Int, xc: UnsafeMutablePointer<Float>, L: Int,
                       history: UnsafePointer<Float>? = nil) {
-        let wt = convWT.pointer, bias = convB.w
-        for t in 0..<L {
-            let row = xc + t * E
-            row.update(from: bias, count: E)
-            for k in 0..<K {
-                let src = t - (K - 1) + k
-                let xr: UnsafePointer<Float>
-                if src >= 0 { xr = x + src * ldx } else if let history { xr = history + (K + src) * E } else { continue }
-                let wr = wt + k * E
-                for c in 0..<E { row[c] += wr[c] * xr[c] }
-            }
-        }
+        CausalConv.forward(x: x, ld: ldx, out: xc, L: L, C: E, K: K, wt: convWT.pointer, bias: convB.w, history: history)
     }
 
     // MARK: backward
@@ -398,26 +385,11 @@ public final class SSMBlock: GeneratingMixer {
         }
     }
 
-    /// For one sequence: dx[t', c] = Σ_k dxc[t' + (K−1) − k, c] · w[c, k] (written);
-    /// dwt[k, c] += Σ_t dxc[t, c] · x[t − (K−1) + k, c]; dbias[c] += Σ_t dxc[t, c].
+    /// For one sequence (`CausalConv.backward`): dx written (stride ldx), dwt [K, E] and dbias added.
     private func convBackward(x: UnsafePointer<Float>, ldx: Int, dxc: UnsafePointer<Float>,
                               dx: UnsafeMutablePointer<Float>, L: Int, dwt: UnsafeMutablePointer<Float>,
                               dbias gb: UnsafeMutablePointer<Float>) {
-        let wt = convWT.pointer
-        for t in 0..<L { (dx + t * ldx).update(repeating: 0, count: E) }
-        for t in 0..<L {
-            let gr = dxc + t * E
-            for c in 0..<E { gb[c] += gr[c] }
-            for k in 0..<K {
-                let src = t - (K - 1) + k
-                if src < 0 { continue }
-                let xr = x + src * ldx, dxr = dx + src * ldx, wr = wt + k * E, dwr = dwt + k * E
-                for c in 0..<E {
-                    dwr[c] += gr[c] * xr[c]
-                    dxr[c] += gr[c] * wr[c]
-                }
-            }
-        }
+        CausalConv.backward(x: x, ld: ldx, dout: dxc, dx: dx, ldx: ldx, L: L, C: E, K: K, wt: convWT.pointer, dwt: dwt, dbias: gb)
     }
 
     // MARK: generation
@@ -451,14 +423,9 @@ public final class SSMBlock: GeneratingMixer {
         s.ssm.pointer.update(from: state.pointer, count: B * N * Ep)
     }
 
-    /// Appends a sequence's L raw conv inputs (rows of `x`, stride ldx) to its history
-    /// [K, E] (the K most recent inputs, oldest first). Row k reads old row L + k > k,
-    /// not yet overwritten.
+    /// Appends a sequence's L raw conv inputs (rows of `x`, stride ldx) to its history [K, E].
     private func pushHistory(_ cv: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, ldx: Int, L: Int) {
-        for k in 0..<K {
-            let t = L - K + k, dst = cv + k * E
-            if t >= 0 { dst.update(from: x + t * ldx, count: E) } else { dst.update(from: cv + (L + k) * E, count: E) }
-        }
+        CausalConv.pushHistory(cv, x: x, ld: ldx, L: L, C: E, K: K)
     }
 
     private let stepXZ = FloatBuffer(), stepU = FloatBuffer(), stepY = FloatBuffer()

@@ -26,6 +26,19 @@ const bm_build *bm_dispatch_choose(const bm_build *builds, int count);
 /// The build of `path`, or NULL when the kernel has none or the CPU cannot run it.
 const bm_build *bm_dispatch_find(const bm_build *builds, int count, const char *path);
 
+/// A kernel: its builds and the one in use, chosen at first use (a plain pointer: every
+/// choice is a valid build; switching is for tests and benchmarks, between calls).
+typedef struct {
+    const bm_build *builds;
+    int count;
+    const bm_build *current;
+} bm_kernel;
+
+/// The build in use (chosen by bm_dispatch_choose at the first call).
+const bm_build *bm_kernel_build(bm_kernel *k);
+/// Switches to the build of `path`; 0 (and no change) when the kernel has none the CPU runs.
+int bm_kernel_use(bm_kernel *k, const char *path);
+
 #ifdef __cplusplus
 }
 #endif
