@@ -87,7 +87,7 @@ public enum SpecKeys {
             .double("train.optimizer.eps", \.train.eps, 1e-8, min: 0, "AdamW ε"),
             .double("train.optimizer.weight_decay", \.train.weightDecay, 0.1, min: 0, "decoupled weight decay (projection matrices only; not the embedding, norms, biases, A_log, D)"),
             .double("train.optimizer.ssm_lr_scale", \.train.ssmLRScale, 1.0, min: 0, max: 10,
-                    "learning-rate factor of the SSM dynamics: A_log, dt_proj, S4D's B"),
+                    "learning-rate factor of the SSM dynamics: A_log, dt_proj, S4D's B, Mamba-2's dt_bias"),
             .choice("train.schedule.name", \.train.schedule, "cosine", ["cosine", "constant"],
                     "cosine: linear warm-up then cosine decay to min_lr; constant: lr throughout"),
             .int("train.schedule.warmup", \.train.warmup, 20, min: 0, "warm-up steps (cosine)"),
