@@ -106,6 +106,19 @@ public struct GradientChecker {
         return report
     }
 
+    /// Checks a whole model: the gradient of its loss on `tokens` → `targets` [B, L] with
+    /// respect to every parameter (a training pass for the analytic gradient, evaluation
+    /// passes for the differences), against central differences.
+    public func check(model: LanguageModel, tokens: [Int32], targets: [Int32], B: Int, L: Int) -> Report {
+        check(input: [], params: model.params.params, set: model.params, loss: { _ in
+            let l = model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .eval()).loss
+            return (l, abs(l) * 4)
+        }, gradient: { _, _ in
+            model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .train())
+            model.backward(pass: .train())
+        })
+    }
+
     /// Checks a SequenceLayer on random input [B, L, inWidth] (scaled by `inputScale`)
     /// with a random upstream gradient, for the input and all its parameters, in a
     /// training pass (`pass`; it never updates router state).

@@ -10,6 +10,17 @@ import XCTest
 final class BF16GenerationTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
+    /// tinySpec with `layers`, its weight matrices spread by N(0, 0.3²) drawn from `rng`
+    /// (logits several units apart); returns the model and its vocabulary size.
+    private func spreadModel(_ layers: String, _ rng: inout RNG) throws -> (LanguageModel, Int) {
+        let s = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["model.layers=\(layers)"])
+        let model = try ModelBuilder.build(s)
+        for p in model.params.params where p.shape.count == 2 {
+            for i in 0..<p.count { p.w[i] += rng.normal() * 0.3 }
+        }
+        return (model, s.vocabSize)
+    }
+
     /// Logits of prefill + 40 steps with fp32 and with bf16 weights, on models with every
     /// mixer kind, their weights spread (std ≈ 0.3) so the logits span several units.
     /// Bound: one product's error is at most 2⁻⁹ · Σ|wᵢ·xᵢ|, which for sums of terms of
@@ -20,13 +31,8 @@ final class BF16GenerationTests: XCTestCase {
     /// fp32 again from a generator made after the bf16 one.
     func testLogitErrorOfBF16Weights() throws {
         for layers in ["[mamba, moe, mamba, mlp]", "[attention, moe, s4d, mlp]", "[mamba, mlp, mamba, mlp]", "[mamba, moe, mamba, moe]"] {
-            let s = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["model.layers=\(layers)"])
-            let model = try ModelBuilder.build(s)
             var rng = RNG(seed: 9)
-            for p in model.params.params where p.shape.count == 2 {
-                for i in 0..<p.count { p.w[i] += rng.normal() * 0.3 }
-            }
-            let V = s.vocabSize
+            let (model, V) = try spreadModel(layers, &rng)
             let seq = (0..<48).map { _ in Int32(rng.below(V)) }
             func logits(_ w: WeightFormat) throws -> [Float] {
                 let gen = try Generator(model: model, maxLength: 64, weights: w)
@@ -54,13 +60,8 @@ final class BF16GenerationTests: XCTestCase {
     /// belongs to the generator that made it, not to the model or the process.
     func testTwoGeneratorsSideBySide() throws {
         for layers in ["[mamba, moe, attention, mlp]", "[s4d, moe, mamba, mlp]"] {
-            let s = try ExperimentSpec.parse(tinySpec, file: "tiny.yaml", overrides: ["model.layers=\(layers)"])
-            let model = try ModelBuilder.build(s)
             var rng = RNG(seed: 12)
-            for p in model.params.params where p.shape.count == 2 {
-                for i in 0..<p.count { p.w[i] += rng.normal() * 0.3 }
-            }
-            let V = s.vocabSize
+            let (model, V) = try spreadModel(layers, &rng)
             let prompt = (0..<6).map { _ in Int32(rng.below(V)) }
             let feed = (0..<24).map { _ in Int32(rng.below(V)) }
             func alone(_ w: WeightFormat) throws -> [Float] {

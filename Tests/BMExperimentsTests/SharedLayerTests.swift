@@ -55,13 +55,7 @@ final class SharedLayerTests: XCTestCase {
             checker.maxCoordinates = 8
             let shared = model.params.params.filter { $0.name.hasPrefix("decoder.layers.\(layers.hasPrefix("[{") ? 0 : 1).mixer.") }
             XCTAssertFalse(shared.isEmpty)
-            let report = checker.check(input: [], params: model.params.params, set: model.params, loss: { _ in
-                let l = model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .eval()).loss
-                return (l, abs(l) * 4)
-            }, gradient: { _, _ in
-                model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .train())
-                model.backward(pass: .train())
-            })
+            let report = checker.check(model: model, tokens: tokens, targets: targets, B: B, L: L)
             XCTAssertTrue(report.passed, "\(layers): \(report)")
             XCTAssertEqual(report.checked.count, model.params.params.count)
         }

@@ -123,13 +123,7 @@ final class LayerGradientTests: XCTestCase {
                 let targets = (0..<B * L).map { i in i == 3 ? Int32(-1) : Int32(rng.below(V)) }
                 var checker = GradientChecker()
                 checker.maxCoordinates = 16
-                let report = checker.check(input: [], params: model.params.params, set: model.params, loss: { _ in
-                    let l = model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .eval()).loss
-                    return (l, abs(l) * 4)
-                }, gradient: { _, _ in
-                    model.forward(tokens: tokens, targets: targets, B: B, L: L, pass: .train())
-                    model.backward(pass: .train())
-                })
+                let report = checker.check(model: model, tokens: tokens, targets: targets, B: B, L: L)
                 XCTAssertTrue(report.passed, "norm \(norm) tied \(tied): \(report)")
                 XCTAssertEqual(report.checked.count, model.params.params.count)
             }
