@@ -137,7 +137,7 @@ public final class Mamba2: GeneratingMixer {
     /// after position L−1.
     private func run(_ uIn: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, B: Int, L: Int, state: State?, pass: Pass) {
         let T = B * L
-        prepare()
+        if state == nil { prepare() }          // generation: made once, with the state
         let zxp = zx.ensure(T * W)
         matmulXWt(uIn, inProj.w, zxp, T: T, inDim: D, outDim: W, bf16: pass.bf16)      // zx: [T, W]
         let pre = xcPre.ensure(T * Cc), xcp = xc.ensure(T * Cc), dl = delta.ensure(T * H), ap = decay.ensure(T * H)
@@ -147,7 +147,7 @@ public final class Mamba2: GeneratingMixer {
             let o = b * L
             CausalConv.forward(x: zxp + o * W + E, ld: W, out: pre + o * Cc, L: L, C: Cc, K: K, wt: convWT.pointer, bias: convB.w,
                                history: state.map { UnsafePointer($0.conv.pointer + b * K * Cc) })
-            for i in o * Cc..<(o + L) * Cc { xcp[i] = pre[i] * sigmoid(pre[i]) }
+            vsilu(pre + o * Cc, xcp + o * Cc, count: L * Cc)
             for t in o..<o + L {
                 for h in 0..<H {
                     let raw = zxp[t * W + 2 * E + 2 * G * N + h] + dtBias.w[h]
@@ -340,7 +340,12 @@ public final class Mamba2: GeneratingMixer {
         public var bytes: Int { (conv.capacity + ssm.capacity) * 4 }
     }
 
-    public func makeState(batch: Int, maxLength: Int) throws -> State { State(B: batch, K: K, Cc: Cc, EN: E * N) }
+    /// Generation assumes the weights do not change between makeState and the steps
+    /// (as SSMBlock): A and the transposed conv weight are derived here once.
+    public func makeState(batch: Int, maxLength: Int) throws -> State {
+        prepare()
+        return State(B: batch, K: K, Cc: Cc, EN: E * N)
+    }
 
     /// The conv history and the SSM state carry over between calls.
     public var prefillsInChunks: Bool { true }
