@@ -25,6 +25,22 @@ public enum MixerBench {
         return p
     }()
 
+    /// A mixer to measure, `name` or `name:key=value:key=value` (e.g. `mamba2:scan=recurrent`,
+    /// `mamba2:chunk=128`): the plugin's name and its options (integers, numbers, or words).
+    public static func parseMixer(_ s: String) throws -> (name: String, options: [String: OptionValue]) {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        var options: [String: OptionValue] = [:]
+        for kv in parts.dropFirst() {
+            let pair = kv.split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2, !pair[0].isEmpty, !pair[1].isEmpty else {
+                throw BMError.invalid("--mixers \(s): '\(kv)' is not key=value (expected e.g. mamba2:scan=recurrent:chunk=128)")
+            }
+            options[pair[0]] = Int(pair[1]).map(OptionValue.int) ?? Double(pair[1]).map(OptionValue.double) ?? .string(pair[1])
+        }
+        guard let name = parts.first, !name.isEmpty else { throw BMError.invalid("--mixers: an empty mixer name in '\(s)'") }
+        return (name, options)
+    }
+
     static func build(_ name: String, width: Int, layerIndex: Int = 0, options: [String: OptionValue] = [:]) throws -> (Mixer, ParameterSet) {
         let ps = ParameterSet()
         let ctx = MixerContext(params: ps, prefix: "m", width: width, layerIndex: layerIndex, layerCount: 8, initScheme: .megatron)

@@ -52,7 +52,10 @@ struct BenchCommand: ParsableCommand {
             abstract: "Sequence mixers at bench-small shapes: forward+backward tokens/s and generation latency per token.")
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Contexts for the generation latency (comma-separated).") var contexts = "128,1024,8192"
-        @Option(help: "Mixers to measure (comma-separated).") var mixers = "mamba,mamba2,attention"
+        @Option(help: "Mixers to measure (comma-separated), each `name` or `name:key=value:…` with the plugin's options.")
+        var mixers = "mamba,mamba2,mamba2:scan=recurrent,attention"
+        @Option(name: .customLong("generate"), help: "Mixers whose generation latency to measure (same form; the training scan does not change a generated token's step).")
+        var generators = "mamba,mamba2,attention"
 
         @OptionGroup var machine: MachineOptions
 
@@ -62,8 +65,20 @@ struct BenchCommand: ParsableCommand {
             let ctxs = contexts.split(separator: ",").compactMap { Int($0) }
             var train: [MixerBench.TrainFigure] = [], gen: [MixerBench.GenFigure] = []
             guarded {
-                for n in names { train.append(try MixerBench.train(n)) }
-                for n in names { for c in ctxs { gen.append(try MixerBench.generate(n, context: c)) } }
+                let specs = try names.map { try MixerBench.parseMixer($0) }
+                for (label, m) in zip(names, specs) {
+                    var f = try MixerBench.train(m.name, options: m.options)
+                    f.mixer = label
+                    train.append(f)
+                }
+                for label in generators.split(separator: ",").map(String.init) {
+                    let m = try MixerBench.parseMixer(label)
+                    for c in ctxs {
+                        var g = try MixerBench.generate(m.name, context: c, options: m.options)
+                        g.mixer = label
+                        gen.append(g)
+                    }
+                }
             }
             if json {
                 print(mixersJSON(train: train, gen: gen))
@@ -71,10 +86,10 @@ struct BenchCommand: ParsableCommand {
             }
             print("BLAS: \(BLAS.coreName), \(BLAS.threads) threads; d_model 256, batch 8 x 256 tokens")
             for t in train {
-                print(String(format: "train  %-10@ %9.0f tokens/s  (%.1f ms per forward+backward)", t.mixer, t.tokensPerSecond, t.msPerStep))
+                print("train  " + t.mixer.padding(toLength: max(22, t.mixer.count), withPad: " ", startingAt: 0) + String(format: " %9.0f tokens/s  (%.1f ms per forward+backward)", t.tokensPerSecond, t.msPerStep))
                 for p in t.phases { print("    " + p.name.padding(toLength: 36, withPad: " ", startingAt: 0) + String(format: "%7.2f ms", p.ms)) }
             }
-            for g in gen { print(String(format: "generate %-10@ context %6d: %.3f ms/token, state %d bytes", g.mixer, g.context, g.msPerToken, g.stateBytes)) }
+            for g in gen { print("generate " + g.mixer.padding(toLength: max(20, g.mixer.count), withPad: " ", startingAt: 0) + String(format: " context %6d: %.3f ms/token, state %d bytes", g.context, g.msPerToken, g.stateBytes)) }
         }
     }
 }

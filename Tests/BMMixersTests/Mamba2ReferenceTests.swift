@@ -14,9 +14,9 @@ final class Mamba2ReferenceTests: XCTestCase {
     override func setUp() { XCTAssertNoThrow(try BLAS.setup()) }
 
     func testForwardMatchesAFloat64Reference() throws {
-        for (G, K) in [(1, 4), (2, 3)] {
+        for (G, K, scan) in [(1, 4, "chunked"), (2, 3, "chunked"), (1, 4, "recurrent"), (2, 3, "recurrent")] {
             let Dm = 8, B = 2, L = 7
-            let (mix, ps) = try buildMixer("mamba2", ["ngroups": .int(G), "d_conv": .int(K), "headdim": .int(4), "d_state": .int(3)], width: Dm)
+            let (mix, ps) = try buildMixer("mamba2", ["ngroups": .int(G), "d_conv": .int(K), "headdim": .int(4), "d_state": .int(3), "scan": .string(scan)], width: Dm)
             randomizeParameters(ps, seed: 9)
             let m = try XCTUnwrap(mix as? Mamba2)
             let E = m.E, N = m.N, P = m.P, H = m.H, Cc = m.Cc, W = m.W

@@ -19,15 +19,16 @@ import BMLayers
 /// (rows z, x, B, C, dt), `conv1d.weight [E + 2GN, 1, K]`, `conv1d.bias`, `dt_bias [H]`,
 /// `A_log [H]`, `D [H]`, `norm.weight [E]`, `out_proj.weight [D, E]`.
 ///
-/// Training runs the recurrence token by token, per sequence in parallel, keeping every
-/// state for backward (B·L·E·N floats; the backward is the adjoint recurrence, formulas
-/// in docs/mixers.md); generation steps the same recurrence with a conv history and the
-/// state. This is the reference the chunked SSD algorithm (matrix products over chunks)
-/// is to be checked against.
+/// The scan (`scan` option): `chunked` (default) runs the SSD algorithm over chunks of
+/// `chunk` positions as matrix products (`ChunkedSSD`), keeping one state a chunk;
+/// `recurrent` steps the recurrence token by token and keeps every state (B·L·E·N floats;
+/// its backward is the adjoint recurrence, docs/mixers.md) — the reference the chunked
+/// algorithm is tested against. Sequences run in parallel either way. Generation steps
+/// the recurrence with a conv history and the state; a prompt prefills chunked.
 public final class Mamba2: GeneratingMixer {
     public static let entry = MixerEntry(
         name: "mamba2", kind: .sequence,
-        summary: "Mamba-2: scalar decay per head, multi-head state, grouped B and C, gated RMSNorm (recurrent training path)",
+        summary: "Mamba-2: scalar decay per head, multi-head state, grouped B and C, gated RMSNorm; chunked SSD scan",
         options: [
             .int("d_state", 64, "state size N per head channel", min: 1, max: 256),
             .int("d_conv", 4, "causal depthwise conv width K", min: 1, max: 16),
@@ -36,8 +37,10 @@ public final class Mamba2: GeneratingMixer {
             .int("ngroups", 1, "groups G sharing B and C (must divide H)", min: 1),
             .double("dt_min", 0.001, "smallest initial Δ", min: 1e-6),
             .double("dt_max", 0.1, "largest initial Δ", min: 1e-6),
+            .choice("scan", "chunked", ["chunked", "recurrent"], "chunked SSD (matrix products over chunks) or the token-by-token recurrence"),
+            .int("chunk", 64, "chunk length Q of the chunked scan (the reference's chunk_size)", min: 1, max: 4096),
         ],
-        variants: [[:], ["ngroups": .int(2)], ["d_conv": .int(2), "expand": .int(1)]],
+        variants: [[:], ["ngroups": .int(2)], ["d_conv": .int(2), "expand": .int(1)], ["scan": .string("recurrent"), "ngroups": .int(2)]],
         validate: { o, width, ctx in
             let E = o.int("expand") * width, P = o.int("headdim"), G = o.int("ngroups")
             if E % P != 0 { throw BMError.invalid("\(ctx): headdim (\(P)) must divide the inner width expand · d_model (\(E))") }
@@ -51,6 +54,8 @@ public final class Mamba2: GeneratingMixer {
     public let Cc: Int, W: Int
     public let inProj: Param, convW: Param, convB: Param, dtBias: Param, aLog: Param, dSkip: Param, normW: Param, outProj: Param
     public let pluginName: String
+    /// The chunked scan's dimensions and chunk length; nil: the recurrence.
+    let ssd: ChunkedSSD?
     static let eps: Float = 1e-5
 
     // Forward caches (T = B·L), kept for backward.
@@ -60,7 +65,9 @@ public final class Mamba2: GeneratingMixer {
     private let xc = FloatBuffer()          // [T, Cc]: silu(xcPre): x, B, C
     private let delta = FloatBuffer()       // [T, H]: Δ
     private let decay = FloatBuffer()       // [T, H]: a = exp(Δ·A)
-    private let states = FloatBuffer()      // [T, H, P, N]: S_t after token t
+    private let states = FloatBuffer()      // recurrent: [T, H, P, N], S_t after token t; chunked: [B, ⌈L/Q⌉, H, P, N], the state entering each chunk
+    private let ssdScratch = FloatBuffer()  // chunked: [B, ChunkedSSD.scratchFloats]
+    private var ranChunked = false          // which scan the last forward ran
     private let y = FloatBuffer()           // [T, E]: the scan's output (D skip included)
     private let rstd = FloatBuffer()        // [T, G]: the gated norm's 1/rms
     private let normed = FloatBuffer()      // [T, E]: out_proj's input
@@ -80,6 +87,7 @@ public final class Mamba2: GeneratingMixer {
         D = ctx.width; E = o.int("expand") * D; N = o.int("d_state"); K = o.int("d_conv")
         P = o.int("headdim"); H = E / P; G = o.int("ngroups")
         Cc = E + 2 * G * N; W = 2 * E + 2 * G * N + H
+        ssd = o.string("scan") == "chunked" ? ChunkedSSD(E: E, N: N, P: P, H: H, G: G, Cc: Cc, Q: o.int("chunk")) : nil
         let ps = ctx.params, p = ctx.prefix
         let (H, K) = (H, K)
         inProj = ps.declare("\(p).in_proj.weight", [W, D], init: ctx.hiddenInit(fanIn: D))
@@ -103,20 +111,31 @@ public final class Mamba2: GeneratingMixer {
     public var outWidth: Int { D }
     public var parameters: [Param] { [inProj, convW, convB, dtBias, aLog, dSkip, normW, outProj] }
 
-    /// Per token, forward: the recurrence 5·E·N (a·S, Δx·Bᵀ added: 3 per state entry; S·C:
-    /// 2), its backward 11·E·N (the adjoint G: 3; ∂x, ∂B, ∂C, ⟨G, S⟩: 2 each) — it keeps
-    /// the states, so nothing is recomputed; the conv 2·K·Cc; element-wise SiLU of the conv
-    /// 4·Cc, softplus and exp of Δ 6·H, D·x 2E, y·silu(z) 6E, the RMSNorm 5E (× 3).
+    /// Per token. The recurrence: forward 5·E·N (a·S, Δx·Bᵀ added: 3 per state entry; S·C:
+    /// 2), backward 11·E·N (the adjoint G: 3; ∂x, ∂B, ∂C, ⟨G, S⟩: 2 each) — it keeps the
+    /// states, so nothing is recomputed. The chunked scan, with q̄ = Σ q_c² / L (q_c the
+    /// chunk lengths; Q when L is a multiple of Q), as it computes (the full q × q CBᵀ, every
+    /// chunk with an entering and a leaving state): forward CBᵀ 2q̄GN, M·Xd 2q̄E, Y_off and
+    /// S_out 4EN; backward CBᵀ again 2q̄GN, ∂C and ∂B from ∂(CBᵀ) 4q̄GN, ∂M and ∂Xd 4q̄E,
+    /// the state terms 8EN; element-wise (decays, masks, the ∂α sums, scalings) 3.5·H·q̄ +
+    /// 17E + 6·H·N. Both: the conv 2·K·Cc; element-wise SiLU of the conv 4·Cc, softplus and
+    /// exp of Δ 6·H, D·x 2E, y·silu(z) 6E, the RMSNorm 5E (× 3).
     public func flopTerms(seqLen: Int) -> [FlopTerm] {
-        let e = Double(E), n = Double(N), c = Double(Cc)
-        return [FlopTerm("ssd recurrence", (5 + 11) * e * n), FlopTerm("causal conv", 3 * 2 * Double(K) * c),
-                FlopTerm("ssm element-wise", 3 * (4 * c + 6 * Double(H) + 2 * e + 6 * e + 5 * e))]
+        let e = Double(E), n = Double(N), c = Double(Cc), h = Double(H)
+        let common = [FlopTerm("causal conv", 3 * 2 * Double(K) * c),
+                      FlopTerm("ssm element-wise", 3 * (4 * c + 6 * h + 2 * e + 6 * e + 5 * e))]
+        guard let ssd else { return [FlopTerm("ssd recurrence", (5 + 11) * e * n)] + common }
+        let L = max(1, seqLen), full = L / ssd.Q, rest = L % ssd.Q
+        let qBar = Double(full * ssd.Q * ssd.Q + rest * rest) / Double(L), gn = Double(G) * n
+        return [FlopTerm("ssd chunk products", 8 * qBar * gn + 6 * qBar * e + 12 * e * n),
+                FlopTerm("ssd chunk element-wise", 3.5 * h * qBar + 17 * e + 6 * h * n)] + common
     }
 
     public func activationFloats(B: Int, L: Int) -> Int {
         let T = B * L
-        // forward: zx, xcPre, xc, Δ, a, states, y, rstd, normed; backward: dNormed, dZX, dY, dXC, G, partials
-        return T * (W + 2 * Cc + 2 * H + E * N + 2 * E + G) + T * (2 * E + W + Cc) + B * (P * N + E + 3 * H + Cc * (K + 1)) + H + K * Cc
+        // forward: zx, xcPre, xc, Δ, a, states, y, rstd, normed; backward: dNormed, dZX, dY, dXC, G or scratch, partials
+        let scan = ssd.map { B * ($0.stateFloats(L: L) + $0.scratchFloats) } ?? T * E * N + B * P * N
+        return T * (W + 2 * Cc + 2 * H + 2 * E + G) + scan + T * (2 * E + W + Cc) + B * (E + 3 * H + Cc * (K + 1)) + H + K * Cc
     }
 
     private func prepare() {
@@ -141,8 +160,13 @@ public final class Mamba2: GeneratingMixer {
         let zxp = zx.ensure(T * W)
         matmulXWt(uIn, inProj.w, zxp, T: T, inDim: D, outDim: W, bf16: pass.bf16)      // zx: [T, W]
         let pre = xcPre.ensure(T * Cc), xcp = xc.ensure(T * Cc), dl = delta.ensure(T * H), ap = decay.ensure(T * H)
-        let st = states.ensure(T * E * N), np = normed.ensure(T * E)
-        _ = y.ensure(T * E); _ = rstd.ensure(T * G)
+        // the chunked scan for more than one position (a generated token steps the recurrence)
+        let chunked = ssd != nil && L > 1
+        if state == nil { ranChunked = chunked }
+        let perSeq = chunked ? ssd!.stateFloats(L: L) : L * E * N
+        let st = states.ensure(B * perSeq), np = normed.ensure(T * E)
+        let scratch = chunked ? ssdScratch.ensure(B * ssd!.scratchFloats) : nil
+        let yp = y.ensure(T * E); _ = rstd.ensure(T * G)
         Parallel.forEach(B) { b in
             let o = b * L
             CausalConv.forward(x: zxp + o * W + E, ld: W, out: pre + o * Cc, L: L, C: Cc, K: K, wt: convWT.pointer, bias: convB.w,
@@ -156,12 +180,17 @@ public final class Mamba2: GeneratingMixer {
                     ap[t * H + h] = expf(dv * A.pointer[h])
                 }
             }
-            scan(b: b, L: L, initial: state.map { UnsafePointer($0.ssm.pointer + b * E * N) })
-            for t in o..<o + L { gatedNorm(t) }
-            if let state {
-                (state.ssm.pointer + b * E * N).update(from: st + (o + L - 1) * E * N, count: E * N)
-                CausalConv.pushHistory(state.conv.pointer + b * K * Cc, x: zxp + o * W + E, ld: W, L: L, C: Cc, K: K)
+            let ssm = state.map { $0.ssm.pointer + b * E * N }           // [H, P, N] of sequence b, in and out
+            if let ssd, chunked {
+                ssd.forward(L: L, xc: xcp + o * Cc, delta: dl + o * H, decay: ap + o * H, D: dSkip.w,
+                            initial: ssm.map { UnsafePointer($0) }, states: st + b * perSeq, final: ssm,
+                            y: yp + o * E, scratch: scratch! + b * ssd.scratchFloats)
+            } else {
+                scan(b: b, L: L, initial: ssm.map { UnsafePointer($0) })
+                ssm?.update(from: st + (o + L - 1) * E * N, count: E * N)
             }
+            for t in o..<o + L { gatedNorm(t) }
+            if let state { CausalConv.pushHistory(state.conv.pointer + b * K * Cc, x: zxp + o * W + E, ld: W, L: L, C: Cc, K: K) }
         }
         matmulXWt(np, outProj.w, out, T: T, inDim: E, outDim: D, bf16: pass.bf16)       // out: [T, D]
     }
@@ -220,12 +249,28 @@ public final class Mamba2: GeneratingMixer {
         let PW = E + 3 * H + Cc * K + Cc
         let part = partials.ensure(B * PW)
         part.update(repeating: 0, count: B * PW)
-        let gs = gState.ensure(B * P * N)
+        let gs = ranChunked ? nil : gState.ensure(B * P * N)
+        let dtCol = 2 * E + 2 * G * N
         Parallel.forEach(B) { b in
             let o = b * L, mine = part + b * PW
             for t in o..<o + L { gatedNormBackward(t, dn: dn + t * E, dy: dy + t * E, dz: dzx + t * W, dW: mine) }
-            scanBackward(b: b, L: L, dy: dy, dxc: dxc, dzx: dzx, G: gs + b * P * N,
-                         dA: mine + E, dD: mine + E + H, dDtBias: mine + E + 2 * H)
+            // the scan: ∂x, ∂B, ∂C into dxc, ∂Δ into dZX's dt columns
+            if let ssd, ranChunked {
+                ssd.backward(L: L, xc: xc.pointer + o * Cc, delta: delta.pointer + o * H, decay: decay.pointer + o * H,
+                             A: A.pointer, D: dSkip.w, states: states.pointer + b * ssd.stateFloats(L: L), dy: dy + o * E,
+                             dxc: dxc + o * Cc, dDelta: dzx + o * W + dtCol, ldDelta: W, dA: mine + E, dD: mine + E + H,
+                             scratch: ssdScratch.pointer + b * ssd.scratchFloats)
+            } else {
+                scanBackward(b: b, L: L, dy: dy, dxc: dxc, dzx: dzx, G: gs! + b * P * N, dA: mine + E, dD: mine + E + H)
+            }
+            // Δ = softplus(dt + dt_bias): ∂dt = ∂Δ · σ(dt + dt_bias)
+            for t in o..<o + L {
+                for h in 0..<H {
+                    let dRaw = dzx[t * W + dtCol + h] * sigmoid(zx.pointer[t * W + dtCol + h] + dtBias.w[h])
+                    dzx[t * W + dtCol + h] = dRaw
+                    mine[E + 2 * H + h] += dRaw
+                }
+            }
             convBackward(b: b, L: L, dxc: dxc, dzx: dzx, dW: mine + E + 3 * H, dBias: mine + E + 3 * H + Cc * K)
         }
         // the small parameters' gradients, summed over sequences in order
@@ -274,11 +319,10 @@ public final class Mamba2: GeneratingMixer {
     /// The adjoint recurrence of sequence b, per head, from its last token back:
     /// G_t = gy_t C_tᵀ + a_{t+1} G_{t+1}; ∂x_t = Δ_t G_t B_t + D gy_t; ∂B_t += Δ_t G_tᵀ x_t;
     /// ∂C_t += S_tᵀ gy_t; ∂Δ_t = x_tᵀ G_t B_t + A a_t ⟨G_t, S_{t−1}⟩; ∂A += Δ_t a_t ⟨G_t, S_{t−1}⟩;
-    /// ∂D += gy_t · x_t; ∂dt_raw = ∂Δ_t σ(dt_raw) (into dZX's dt columns and ∂dt_bias).
-    /// dy: [T, E] → dxc: [T, Cc] (∂x, ∂B, ∂C, before SiLU)
+    /// ∂D += gy_t · x_t. dy: [T, E] → dxc: [T, Cc] (∂x, ∂B, ∂C, before SiLU), ∂Δ into dZX's dt columns.
     private func scanBackward(b: Int, L: Int, dy: UnsafePointer<Float>, dxc: UnsafeMutablePointer<Float>,
                               dzx: UnsafeMutablePointer<Float>, G gAdj: UnsafeMutablePointer<Float>,
-                              dA: UnsafeMutablePointer<Float>, dD: UnsafeMutablePointer<Float>, dDtBias: UnsafeMutablePointer<Float>) {
+                              dA: UnsafeMutablePointer<Float>, dD: UnsafeMutablePointer<Float>) {
         let o = b * L, xcp = xc.pointer, dl = delta.pointer, ap = decay.pointer, st = states.pointer
         let gsz = H / G
         for t in o..<o + L { (dxc + t * Cc).update(repeating: 0, count: Cc) }
@@ -311,10 +355,7 @@ public final class Mamba2: GeneratingMixer {
                 dDelta += A.pointer[h] * a * gs
                 dA[h] += dv * a * gs
                 dD[h] += dSkipAcc
-                let raw = zx.pointer[t * W + 2 * E + 2 * G * N + h] + dtBias.w[h]
-                let dRaw = dDelta * sigmoid(raw)
-                dzx[t * W + 2 * E + 2 * G * N + h] = dRaw
-                dDtBias[h] += dRaw
+                dzx[t * W + 2 * E + 2 * G * N + h] = dDelta
             }
         }
     }
