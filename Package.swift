@@ -56,11 +56,12 @@ let package = Package(
         .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMBench"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
+        .target(name: "BMInterop", dependencies: ["BMCore", "BMStorage"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
             "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting",
-            "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMReports",
+            "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMReports", "BMInterop",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -77,6 +78,7 @@ let package = Package(
         .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMSpec", "BMExperiments", "BMSweeps", "BMReports", "BMBench", "BMStudies", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMDataTests", dependencies: ["BMCore", "BMData"], swiftSettings: fast),
+        .testTarget(name: "BMInteropTests", dependencies: ["BMCore", "BMInterop"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain", "BMData"], swiftSettings: fast),
     ]
 )

@@ -1,0 +1,41 @@
+import Foundation
+import BMCore
+
+/// A file read with `pread`, never mapped: a mapped page that cannot be read (a file
+/// truncated under the reader, an I/O error) is a SIGBUS, a read is an error with a
+/// message. Readers fetch only the bytes they need (a header, one tensor).
+final class ReadOnlyFile {
+    let path: String
+    let size: Int
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw BMError.invalid("\(path): cannot open: \(String(cString: strerror(errno)))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { close(fd); throw BMError.invalid("\(path): cannot stat: \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { close(fd); throw BMError.invalid("\(path): not a regular file") }
+        size = Int(st.st_size)
+    }
+    deinit { close(fd) }
+
+    /// `count` bytes at `offset` (both checked against the file's size).
+    func read(at offset: Int, count: Int) throws -> [UInt8] {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw BMError.invalid("\(path): \(count) bytes at offset \(offset) lie outside the \(size)-byte file")
+        }
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BMError.invalid("\(path): cannot read \(count) bytes at offset \(offset): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { throw BMError.invalid("\(path): the file ended at byte \(offset + done) (it shrank while being read?)") }
+            done += n
+        }
+        return out
+    }
+}
