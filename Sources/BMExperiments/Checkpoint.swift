@@ -29,6 +29,9 @@ public enum Checkpoint {
         public var optimizerStep: Int
         public var dataRNG: [UInt64]
         public var specYAML: String
+        public init(step: Int, optimizerStep: Int, dataRNG: [UInt64], specYAML: String) {
+            self.step = step; self.optimizerStep = optimizerStep; self.dataRNG = dataRNG; self.specYAML = specYAML
+        }
     }
 
     public static func save(to path: String, model: LanguageModel, optimizer: AdamW?, state: State) throws {
