@@ -8,7 +8,7 @@ struct BMLabCommand: ParsableCommand {
         commandName: "bmlab",
         abstract: "BlackMambaLab: small BlackMamba-style models on a CPU, from plugins.",
         version: BMLab.version,
-        subcommands: [DoctorCommand.self, ListCommand.self, ValidateCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, DemoCommand.self, SweepCommand.self, PlotCommand.self, ReportCommand.self, RobustnessCommand.self, NotebookCommand.self, SinkhornCommand.self, BenchCommand.self, ImportCommand.self])
+        subcommands: [DoctorCommand.self, ListCommand.self, ValidateCommand.self, TrainCommand.self, EvalCommand.self, GenerateCommand.self, DemoCommand.self, SweepCommand.self, PlotCommand.self, ReportCommand.self, RobustnessCommand.self, NotebookCommand.self, SinkhornCommand.self, BenchCommand.self, ImportCommand.self, ExportCommand.self])
 }
 
 /// Loads OpenBLAS (fast kernels, threads = cores) and turns errors into a message + exit code.

@@ -26,3 +26,24 @@ struct ImportCommand: ParsableCommand {
         }
     }
 }
+
+extension Exporter.Format: ExpressibleByArgument {}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export a run's weights for PyTorch: --format hf (MambaForCausalLM.from_pretrained reads it) or safetensors (the toolkit's names).")
+    @Argument(help: "The run's checkpoint.h5, or its directory.") var checkpoint: String
+    @Option(help: "hf (a Mamba-only model, for transformers) or safetensors (any model, the toolkit's names and its spec).") var format: Exporter.Format = .hf
+    @Option(help: "The directory to write.") var out: String
+
+    func run() throws {
+        guarded {
+            var isDir: ObjCBool = false
+            let ck = FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDir) && isDir.boolValue ? checkpoint + "/checkpoint.h5" : checkpoint
+            let r = try Exporter.run(checkpoint: ck, format: format, out: out)
+            print("\(ck): \(r.parameters) parameters in \(r.tensors) tensors")
+            for f in r.files { print("wrote \(f)") }
+        }
+    }
+}
