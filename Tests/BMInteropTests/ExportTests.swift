@@ -11,14 +11,7 @@ import Foundation
 /// is `make test-interop`'s); its config says what MambaForCausalLM needs; a model it
 /// cannot hold is refused naming the layer; the safetensors format keeps any model with
 /// its spec.
-final class ExportTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        try BLAS.setup()
-        dir = NSTemporaryDirectory() + "exp-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+final class ExportTests: InteropTestCase {
 
     func checkpoint(_ yaml: String, untied: Bool = false) throws -> (String, LanguageModel) {
         let s = try ExperimentSpec.parse(yaml, file: "test")

@@ -12,14 +12,7 @@ import Foundation
 /// a missing tensor, a tensor no parameter takes, a wrong shape and a config the toolkit
 /// cannot build are errors naming them. (Parity with `transformers` itself, on models it
 /// wrote, is `make test-interop`'s.)
-final class ImportTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        try BLAS.setup()
-        dir = NSTemporaryDirectory() + "imp-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+final class ImportTests: InteropTestCase {
 
     /// A toolkit model from a spec body, with seeded weights moved off their initial values.
     func model(_ yaml: String) throws -> (ExperimentSpec, LanguageModel) {

@@ -8,13 +8,7 @@ import Foundation
 /// format's checks — truncated, oversized or overrunning header, bad JSON, duplicate
 /// keys, unknown dtype, gaps, overlaps, wrong sizes, trailing bytes, overflowing shapes —
 /// is a clear error naming the file and what is wrong, never a crash.
-final class SafeTensorsTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "st-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+final class SafeTensorsTests: InteropTestCase {
 
     /// A file of header text (padded to 8) and a buffer.
     func file(_ header: String, _ buffer: [UInt8], name: String = "t.safetensors", rawLength: UInt64? = nil) throws -> String {

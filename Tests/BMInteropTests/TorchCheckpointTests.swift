@@ -10,13 +10,7 @@ import Foundation
 /// an unsupported opcode, a truncated pickle, a missing or short storage, a view outside
 /// its storage, a compressed member, a truncated archive, the legacy format — are refused
 /// with an error naming the file and the problem, nothing executed.
-final class TorchCheckpointTests: XCTestCase {
-    var dir = ""
-    override func setUpWithError() throws {
-        dir = NSTemporaryDirectory() + "tc-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    }
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+final class TorchCheckpointTests: InteropTestCase {
 
     // MARK: writing test archives as torch.save does
 
