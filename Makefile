@@ -5,7 +5,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fo
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-matrix test-debug test-slurm demo doctor peers bench docs clean
+.PHONY: deps build release test test-matrix test-debug test-slurm test-interop demo doctor peers bench docs clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -51,6 +51,19 @@ test-matrix: deps
 test-debug: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-swift-testing
+
+## test-interop: parity with the PyTorch world. Makes (once) a cached Python environment with
+## torch's CPU build and transformers (scripts/interop-env.sh), rewrites the committed fixtures
+## (small random MambaForCausalLM models in both file formats, mamba_ssm's and Zyphra's layouts,
+## with what their references compute), runs the Swift parity tests on them, and checks that
+## transformers reads a bmlab export of a trained model to the same loss (docs/weights.md).
+test-interop: release
+	@py=$$(bash scripts/interop-env.sh) && \
+	  $$py scripts/interop/make_fixtures.py Tests/BMInteropTests/Fixtures && \
+	  $(SWIFT) build $(TEST_FLAGS) --build-tests && \
+	  $(SWIFT) test $(TEST_FLAGS) --skip-build --disable-swift-testing --filter BMInteropTests && \
+	  bash scripts/interop/check-export.sh $$py $(BMLAB_RELEASE) && \
+	  { git diff --quiet -- Tests/BMInteropTests/Fixtures || echo "test-interop: the fixtures changed (git diff Tests/BMInteropTests/Fixtures); commit them if the change is meant"; }
 
 ## test-slurm: a real single-node Slurm (installs slurm-wlm, munge), a 2-run sweep through sbatch
 test-slurm: release
