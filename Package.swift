@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMBench"], swiftSettings: fast),
         .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
-        .target(name: "BMInterop", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMSpec", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMInterop", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "BMReportsTests", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMSpec", "BMExperiments", "BMSweeps", "BMReports", "BMBench", "BMStudies", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMStorageTests", dependencies: ["BMStorage", "BMTestSupport"], swiftSettings: fast),
         .testTarget(name: "BMDataTests", dependencies: ["BMCore", "BMData"], swiftSettings: fast),
-        .testTarget(name: "BMInteropTests", dependencies: ["BMCore", "BMLayers", "BMSpec", "BMExperiments", "BMInterop"], swiftSettings: fast),
+        .testTarget(name: "BMInteropTests", dependencies: ["BMCore", "BMLayers", "BMSpec", "BMData", "BMExperiments", "BMInterop"], swiftSettings: fast),
         .testTarget(name: "BMTrainTests", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMTrain", "BMData"], swiftSettings: fast),
     ]
 )

@@ -228,6 +228,17 @@ public struct SequentialFile {
             throw BMError.invalid("--data \(path): a text file is read as bytes (0–255) and holds byte \(top), but the model's vocabulary has \(vocab) tokens: give a token file (.bin, little-endian uint16 ids below \(vocab)) or a model trained on text")
         }
     }
+    /// A text file encoded by a tokenizer (every id must be below the model's vocabulary).
+    public init(path: String, tokenizer: ByteLevelBPE, vocab: Int) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw BMError.invalid("--data \(path): cannot read") }
+        guard let text = String(data: data, encoding: .utf8) else { throw BMError.invalid("--data \(path): not UTF-8 text") }
+        let ids = try tokenizer.encode(text)
+        if let top = ids.max(), Int(top) >= vocab || top > Int32(UInt16.max) {
+            throw BMError.invalid("--data \(path): \(tokenizer.path) gives token \(top), but the model's vocabulary has \(vocab) tokens: a tokenizer of another model?")
+        }
+        tokens = ids.map { UInt16($0) }
+        description = "\(path): \(data.count) bytes → \(ids.count) tokens (\(tokenizer.path))"
+    }
     /// Number of full batches of B windows of L (+1 target) tokens.
     public func batches(B: Int, L: Int) -> Int { max(0, (tokens.count - 1) / L) / B }
     public func batch(_ index: Int, B: Int, L: Int, inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>) {

@@ -1,5 +1,6 @@
 import Foundation
 import BMCore
+import BMData
 import BMLayers
 import BMMixers
 import BMSpec
@@ -77,8 +78,26 @@ public final class Generator {
 
     /// The prompt as token ids: the UTF-8 bytes of `text` for a byte-level model, or
     /// `ids` ("12 5 7" or "12,5,7", each below the vocabulary) for any other model.
-    public static func promptTokens(_ spec: ExperimentSpec, text: String?, ids: String?) throws -> [Int32] {
+    /// The tokenizer of a run: `explicit` (a tokenizer.json path) when given, else the
+    /// run directory's `tokenizer.json` (which `bmlab import` copies in), else nil.
+    public static func tokenizer(forCheckpoint checkpoint: String, explicit: String?) throws -> ByteLevelBPE? {
+        if let explicit { return try ByteLevelBPE(path: explicit) }
+        let beside = (checkpoint as NSString).deletingLastPathComponent
+        let path = (beside.isEmpty ? "." : beside) + "/tokenizer.json"
+        return FileManager.default.fileExists(atPath: path) ? try ByteLevelBPE(path: path) : nil
+    }
+
+    /// With a tokenizer, `text` is encoded by it.
+    public static func promptTokens(_ spec: ExperimentSpec, text: String?, ids: String?, tokenizer: ByteLevelBPE? = nil) throws -> [Int32] {
         let V = spec.vocabSize
+        if let tokenizer, let t = text, ids == nil {
+            guard !t.isEmpty else { throw BMError.invalid("--prompt must not be empty") }
+            let enc = try tokenizer.encode(t)
+            if let bad = enc.first(where: { Int($0) >= V }) {
+                throw BMError.invalid("--prompt: \(tokenizer.path) gives token \(bad), but the model's vocabulary has \(V) tokens: a tokenizer of another model?")
+            }
+            return enc
+        }
         switch (text, ids) {
         case (_?, _?): throw BMError.invalid("give either --prompt (text) or --tokens (token ids), not both")
         case (nil, nil): throw BMError.invalid(isByteLevel(spec) ? "--prompt is required" : "--tokens is required: this model reads token ids (e.g. --tokens \"3 17 42\")")

@@ -15,14 +15,16 @@ struct ImportCommand: ParsableCommand {
     @Argument(help: "The checkpoint directory or weights file.") var source: String
     @Option(help: "The run directory to write.") var out: String
     @Option(help: "The run's name (default: DIR's name).") var name: String?
+    @Option(help: "A tokenizer.json to copy into the run, for eval --data on text and generate (default: SRC's own, if it has one).") var tokenizer: String?
 
     func run() throws {
         guarded {
-            let r = try Importer.run(source: source, out: out, name: name)
+            let r = try Importer.run(source: source, out: out, name: name, tokenizer: tokenizer)
             let kinds = Dictionary(grouping: r.layers) { l in l.split(separator: ",").first.map { String($0.dropFirst("{mixer: ".count)) } ?? l }
             print("\(source): \(r.layout.rawValue), \(r.layers.count) layers (\(kinds.keys.sorted().map { "\(kinds[$0]!.count) \($0)" }.joined(separator: ", "))), \(r.parameters) parameters from \(r.tensors) tensors")
             for n in r.notes { print("note: \(n)") }
             print("spec: \(r.specPath)\ncheckpoint: \(r.checkpointPath)")
+            if let t = r.tokenizer { print("tokenizer: \(t)") }
         }
     }
 }

@@ -97,6 +97,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate a checkpoint: validation data, or a text/token file read in order.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
     @Option(help: "A text (or .bin token) file read from its start, windows of the spec's seq_len.") var data: String?
+    @Option(help: "A tokenizer.json (byte-level BPE) that encodes a --data text file (default: the run directory's tokenizer.json, which bmlab import copies in; none: bytes).") var tokenizer: String?
     @Option(help: "Batches (default: the spec's eval_batches, evenly spaced over the split; with --data, every full batch).") var batches: Int?
     @Option(help: "The held-out split: validation, or test (a study's final numbers only).") var split: Dataset.Part = .validation
     @Flag(help: "Score every window of the split (text and token data).") var all = false
@@ -129,12 +130,15 @@ struct EvalCommand: ParsableCommand {
             var metric: Dataset.Metric
             if let path = data {
                 let kind: DataSpec.Kind = path.hasSuffix(".bin") ? .tokens : .text
-                let f = try SequentialFile(path: path, kind: kind, vocab: s.vocabSize)
+                let tok = kind == .text ? try Generator.tokenizer(forCheckpoint: checkpoint, explicit: tokenizer) : nil
+                let f = try tok.map { try SequentialFile(path: path, tokenizer: $0, vocab: s.vocabSize) }
+                    ?? SequentialFile(path: path, kind: kind, vocab: s.vocabSize)
+                if tok != nil { print(f.description) }
                 let avail = f.batches(B: B, L: L)
                 guard avail > 0 else { throw BMError.invalid("--data \(path): \(f.tokens.count) tokens is less than one batch (\(B) × \(L) + 1)") }
                 n = min(batches ?? avail, avail)
                 fill = { i, inp, tgt in f.batch(i, B: B, L: L, inputs: inp, targets: tgt) }
-                metric = kind == .text && Generator.isByteLevel(s) ? .bitsPerByte : .none
+                metric = kind == .text && tok == nil && Generator.isByteLevel(s) ? .bitsPerByte : .none
             } else {
                 let ds = try Dataset(s)
                 if all && !ds.isSplit {
@@ -178,7 +182,8 @@ struct EvalCommand: ParsableCommand {
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate from a checkpoint (Mamba layers recurrently, attention from its KV cache): text for byte-level models, token ids for the others.")
     @Option(help: "checkpoint.h5 of a run.") var checkpoint: String
-    @Option(help: "The prompt, as text (byte-level models).") var prompt: String?
+    @Option(help: "The prompt, as text (byte-level models, or any model with a tokenizer).") var prompt: String?
+    @Option(help: "A tokenizer.json (byte-level BPE) for the prompt and the output (default: the run directory's tokenizer.json, which bmlab import copies in).") var tokenizer: String?
     @Option(help: "The prompt as token ids, e.g. \"3 17 42\" (models trained on token files or synthetic tasks).") var tokens: String?
     @Option(help: "Tokens to generate.") var maxTokens = 200
     @Option(help: "Sampling temperature (0 = greedy).") var temperature = 0.8
@@ -197,16 +202,19 @@ struct GenerateCommand: ParsableCommand {
         machine.startGeneration()
         guarded {
             let (s, model, _) = try OpenedCheckpoint.model(checkpoint)
-            let ids = try Generator.promptTokens(s, text: prompt, ids: tokens)
-            let bytes = Generator.isByteLevel(s)
+            let tok = try Generator.tokenizer(forCheckpoint: checkpoint, explicit: tokenizer)
+            let ids = try Generator.promptTokens(s, text: prompt, ids: tokens, tokenizer: tok)
+            let bytes = Generator.isByteLevel(s) || tok != nil
+            // what a token writes: its byte for a byte-level model, its bytes through the tokenizer
+            let out: (Int32) -> [UInt8] = { t in tok?.bytes(of: t) ?? [UInt8(truncatingIfNeeded: t)] }
             let gen = try Generator(model: model, maxLength: ids.count + maxTokens + 1, weights: weights)
             var rng = RNG(seed: seed)
             var pending: [UInt8] = []
-            if bytes { FileHandle.standardOutput.write(Data(ids.map { UInt8($0) })) } else { print(ids.map(String.init).joined(separator: " "), terminator: " |") }
+            if bytes { FileHandle.standardOutput.write(Data(ids.flatMap(out))) } else { print(ids.map(String.init).joined(separator: " "), terminator: " |") }
             let t0 = ContinuousClock.now
             gen.generate(ids, maxTokens: maxTokens, temperature: temperature, topK: topK, rng: &rng) { t in
                 guard bytes else { print(" \(t)", terminator: ""); return }
-                pending.append(UInt8(t))
+                pending += out(t)
                 // stream whole UTF-8 characters
                 if String(validating: pending, as: UTF8.self) != nil || pending.count >= 4 {
                     FileHandle.standardOutput.write(Data(pending)); pending = []

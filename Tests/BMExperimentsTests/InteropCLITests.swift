@@ -43,4 +43,39 @@ final class InteropCLITests: XCTestCase {
         XCTAssertTrue(r.err.contains(bad + "/pytorch_model.bin"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad-run/checkpoint.h5"))
     }
+
+    /// A tokenizer travels with an import: a small Mamba of 600 tokens, trained here and
+    /// exported for transformers, imports back with the fixture's tokenizer.json; `eval
+    /// --data` on a text file encodes it (the token count printed), `generate --prompt`
+    /// takes text and writes text, and a tokenizer larger than the model is refused.
+    func testTokenizerThroughImportEvalGenerate() throws {
+        try BMLabProcess.require()
+        let dir = try tempDir(self)
+        let spec = dir + "/m.yaml"
+        try """
+        name: m
+        model: {vocab_size: 600, d_model: 16, final_norm: rmsnorm, tied_head: true, layers: [{mixer: mamba, d_state: 4}]}
+        data: {kind: markov, vocab_size: 600}
+        train: {steps: 4, batch: 2, seq_len: 16, eval_every: 4, eval_batches: 1, checkpoint_every: 4}
+        """.write(toFile: spec, atomically: true, encoding: .utf8)
+        let tokenizer = RunnableDocsTests.root + "/Tests/BMInteropTests/Fixtures/tokenizer/tokenizer.json"
+        for args in [["train", spec, "--out", dir + "/run"], ["export", dir + "/run", "--format", "hf", "--out", dir + "/hf"],
+                     ["import", dir + "/hf", "--out", dir + "/imp", "--tokenizer", tokenizer]] {
+            let r = try BMLabProcess.run(args)
+            XCTAssertEqual(r.status, 0, "\(args): \(r.err)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/imp/tokenizer.json"))
+        let text = String(repeating: "It's a test of the tokenizer: naïve café, 3.14 and 日本語. ", count: 60)
+        try text.write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let ev = try BMLabProcess.run(["eval", "--checkpoint", dir + "/imp/checkpoint.h5", "--data", dir + "/t.txt"])
+        XCTAssertEqual(ev.status, 0, ev.err)
+        XCTAssertTrue(ev.out.contains("bytes → ") && ev.out.contains("tokens ("), ev.out)
+        let gen = try BMLabProcess.run(["generate", "--checkpoint", dir + "/imp/checkpoint.h5", "--prompt", "It's a test", "--max-tokens", "5", "--temperature", "0"])
+        XCTAssertEqual(gen.status, 0, gen.err)
+        XCTAssertTrue(gen.out.hasPrefix("It's a test"), gen.out)
+        // the 36-token Zyphra model cannot take a 539-token tokenizer
+        let bad = try BMLabProcess.run(["import", Self.zyphra, "--out", dir + "/z", "--tokenizer", tokenizer])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.err.contains("more than the model's vocabulary of 36"), bad.err)
+    }
 }

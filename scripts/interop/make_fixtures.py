@@ -210,6 +210,52 @@ def zyphra_case():
     write_expected(d, tokens.tolist(), lp.tolist(), prompt, cont, margin)
 
 
+# ---- a byte-level BPE tokenizer.json of the GPT-NeoX kind, trained here by `tokenizers` ----
+
+TRAIN_TEXT = [
+    "BlackMamba replaces attention with Mamba layers and the MLP with a mixture of experts.",
+    "The router sends each token to one expert; Sinkhorn balances the load in training.",
+    "It's 2024: we'll train 8 models, they're small, you've seen 3.14159 and 1,000,000 tokens.",
+    "def forward(x):\n    return x + mixer(norm(x))\n\n    # indented code keeps its spaces",
+    "Les modèles naïfs coûtent peu; die Größe zählt nicht; 日本語のテキストも少し。",
+    "Émoji 🎉 and symbols — like «quotes», ±0.5 °C, and tabs\tbetween words.",
+] * 20
+
+ENCODE_TEXTS = [
+    "Hello world! It's a test: we'll see if they're equal, I'm sure you've checked, he'd know.",
+    "Numbers 3.14159, 2024-12-07 and 1,000,000; code:\n    x = y  +  z\n\n\tdone  ",
+    "naïve café — ÅNGSTRÖM, 日本語テキスト, emoji 🎉👍🏽, combining e\u0301 vs é",
+    "<|endoftext|>The next document starts here.<|endoftext|>",
+    "   leading spaces, trailing spaces   ",
+    "'s 't 're 've 'm 'll 'd 'S 'x '",
+    "",
+]
+
+
+def tokenizer_case():
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|endoftext|>", "<|padding|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TRAIN_TEXT, trainer=trainer)
+    # runs of spaces as added tokens, as GPT-NeoX's tokenizer has (24 … 2 spaces there)
+    tok.add_tokens([AddedToken(" " * n, normalized=True) for n in (4, 3, 2)])
+    d = os.path.join(OUT, "tokenizer")
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    cases = []
+    for t in ENCODE_TEXTS:
+        ids = tok.encode(t).ids
+        cases.append({"text": t, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump({"vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
@@ -220,4 +266,5 @@ if __name__ == "__main__":
         first = first or (model, d)
     mamba_ssm_case(*first)
     zyphra_case()
+    tokenizer_case()
     print(f"fixtures written to {OUT}")

@@ -2,6 +2,7 @@ import Foundation
 import BMCore
 import BMLayers
 import BMSpec
+import BMData
 import BMExperiments
 import BMStorage
 
@@ -20,9 +21,12 @@ public enum Importer {
         public var parameters: Int, tensors: Int
         public var layers: [String]
         public var notes: [String]
+        public var tokenizer: String?
     }
 
-    public static func run(source: String, out: String, name: String? = nil) throws -> Report {
+    /// `tokenizer`: a tokenizer.json to copy into the run (default: SRC's own tokenizer.json,
+    /// when it has one), which `eval --data` and `generate` then use.
+    public static func run(source: String, out: String, name: String? = nil, tokenizer: String? = nil) throws -> Report {
         // the config and the weights
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { throw BMError.invalid("\(source): no such file or directory") }
@@ -41,6 +45,14 @@ public enum Importer {
         }
         guard abs(m.normEps - 1e-5) <= 1e-12 else {
             throw BMError.invalid("\(configPath): norm epsilon \(m.normEps): the toolkit's norms use 1e-5; not imported")
+        }
+        // a tokenizer to copy in: given, or the source's own; read now, so a bad one stops the import
+        let tokPath = tokenizer ?? (FileManager.default.fileExists(atPath: dir + "/tokenizer.json") ? dir + "/tokenizer.json" : nil)
+        if let tokPath {
+            let tok = try ByteLevelBPE(path: tokPath)
+            guard tok.vocabSize <= m.vocab else {
+                throw BMError.invalid("\(tokPath): \(tok.vocabSize) tokens, more than the model's vocabulary of \(m.vocab): the tokenizer of another model?")
+            }
         }
         let weights = try WeightFiles(path: source)
         // Zyphra's torch.save({"model": state_dict}) reads as model.…
@@ -101,11 +113,15 @@ public enum Importer {
         let specPath = out + "/spec.yaml", ckPath = out + "/checkpoint.h5"
         do {
             try AtomicText.write(yaml, to: specPath)
+            if let tokPath {
+                let text = try String(contentsOfFile: tokPath, encoding: .utf8)
+                try AtomicText.write(text, to: out + "/tokenizer.json")
+            }
             try Checkpoint.save(to: ckPath, model: model, optimizer: nil,
                                 state: .init(step: 0, optimizerStep: 0, dataRNG: [0, 0, 0, 0], specYAML: try spec.resolvedYAML()))
         } catch let e as BMError { throw e } catch { throw BMError.system("\(out): cannot write the run: \(BMError.reason(error))") }
         return Report(layout: layout, specPath: specPath, checkpointPath: ckPath, parameters: model.params.parameterCount,
-                      tensors: used.count, layers: m.layers, notes: m.notes)
+                      tensors: used.count, layers: m.layers, notes: m.notes, tokenizer: tokPath.map { _ in out + "/tokenizer.json" })
     }
 }
 

@@ -1,5 +1,4 @@
 import Foundation
-import BMCore
 
 /// A strict JSON reader for the files of other toolkits (safetensors headers, checkpoint
 /// indexes, `config.json`, `tokenizer.json`): objects keep their key order, a duplicate
