@@ -15,6 +15,32 @@ public enum RouterLogits {
         public var values: [Float]
         public var T: Int, E: Int
         public var name: String { "layer_\(layer)" }
+
+        /// How the layer routes these tokens, from its logits: `load[e]`, the share of
+        /// tokens whose largest logit is expert e (the choice of argmax and sigmoid-top1
+        /// routing, and of the Sinkhorn routers in evaluation); `loadEntropy`, the entropy
+        /// of that load over ln E (1: perfectly even, 0: one expert takes every token);
+        /// `routerEntropy`, the mean over tokens of the entropy of softmax(logits), in nats
+        /// (ln E: no preference, 0: certain).
+        public var summary: (load: [Double], loadEntropy: Double, routerEntropy: Double) {
+            var counts = [Double](repeating: 0, count: E)
+            var h = 0.0
+            values.withUnsafeBufferPointer { v in
+                for t in 0..<T {
+                    let row = v.baseAddress! + t * E
+                    var best = 0
+                    var mx = -Double.infinity
+                    for e in 0..<E where Double(row[e]) > mx { mx = Double(row[e]); best = e }
+                    counts[best] += 1
+                    var z = 0.0, zx = 0.0
+                    for e in 0..<E { let w = exp(Double(row[e]) - mx); z += w; zx += w * (Double(row[e]) - mx) }
+                    h += log(z) - zx / z                    // −Σ p ln p with p = w / z
+                }
+            }
+            let load = counts.map { $0 / Double(max(T, 1)) }
+            let ent = -load.reduce(0.0) { $0 + ($1 > 0 ? $1 * log($1) : 0) }
+            return (load, E > 1 ? ent / log(Double(E)) : 1, h / Double(max(T, 1)))
+        }
     }
 
     /// Runs the model in evaluation mode over `batches` validation batches and
@@ -72,6 +98,11 @@ public enum RouterLogits {
             _ = try f.createGroup("router_logits")
             for l in layers {
                 try f.write("router_logits/\(l.name)", floats: l.values, shape: [l.T, l.E])
+                let s = l.summary, d = try f.dataset("router_logits/\(l.name)")
+                try d.setAttribute("load", s.load)
+                try d.setAttribute("load_entropy", s.loadEntropy)
+                try d.setAttribute("router_entropy", s.routerEntropy)
+                d.close()
             }
         }
     }

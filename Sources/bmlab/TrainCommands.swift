@@ -174,6 +174,11 @@ struct EvalCommand: ParsableCommand {
                 let layers = RouterLogits.compute(model: model, batches: n, B: B, L: L, fill: fill)
                 try RouterLogits.write(layers, to: out, checkpoint: checkpoint, step: step, batches: n)
                 print("router logits: \(out) (\(layers.map(\.name).joined(separator: ", ")))")
+                for l in layers {
+                    let s = l.summary
+                    print("\(l.name): load " + s.load.map { String(format: "%.3f", $0) }.joined(separator: " ")
+                          + String(format: "; load entropy %.3f of the even load; router entropy %.3f nats (ln E = %.3f)", s.loadEntropy, s.routerEntropy, log(Double(l.E))))
+                }
             }
         }
     }

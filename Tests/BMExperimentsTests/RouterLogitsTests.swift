@@ -115,4 +115,20 @@ final class RouterLogitsTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/none.h5"))
     }
+
+    /// The load, its entropy and the router entropy a layer's logits give, by hand:
+    /// choices 0, 0, 1, 0 (load ¾, ¼); entropies of softmax rows written out.
+    func testRoutingSummary() {
+        let l = RouterLogits.Layer(layer: 1, values: [1, 0, 1, 0, 0, 1, 2, 0], T: 4, E: 2)
+        let s = l.summary
+        XCTAssertEqual(s.load, [0.75, 0.25])
+        XCTAssertEqual(s.loadEntropy, -(0.75 * log(0.75) + 0.25 * log(0.25)) / log(2), accuracy: 1e-12)
+        func h(_ a: Double, _ b: Double) -> Double {
+            let p = exp(a) / (exp(a) + exp(b)), q = 1 - p
+            return -(p * log(p) + q * log(q))
+        }
+        XCTAssertEqual(s.routerEntropy, (3 * h(1, 0) + h(2, 0)) / 4, accuracy: 1e-12)
+        // one expert takes every token: load entropy 0
+        XCTAssertEqual(RouterLogits.Layer(layer: 0, values: [5, 0, 0, 5, 0, 0], T: 2, E: 3).summary.loadEntropy, 0, accuracy: 1e-12)
+    }
 }
