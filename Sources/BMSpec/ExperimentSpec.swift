@@ -172,6 +172,10 @@ public struct ExperimentSpec: Sendable, Equatable {
         if data.kind == .text, let v = model.vocabSize, v < 256 {
             throw BMError.invalid("\(file): model.vocab_size is \(v) but text data is byte-level: it needs 256")
         }
+        if data.kind == .markov, vocabSize > MarkovLimit.vocab {
+            let gb = 8 * Double(vocabSize) * Double(vocabSize) / 1e9
+            throw BMError.invalid("\(file): data.vocab_size \(vocabSize) for markov data: its [V, V] transition table and CDF take 8·V² bytes (\(String(format: "%.1f", gb)) GB here); at most \(MarkovLimit.vocab) (a larger vocabulary: a tokens file or another task)")
+        }
         if data.kind == .tokens && data.vocabSize == nil && model.vocabSize == nil {
             throw BMError.invalid("\(file): data.vocab_size is required for a tokens file (the largest token id + 1, e.g. 50304 for GPT-2)")
         }
@@ -272,3 +276,6 @@ public struct ExperimentSpec: Sendable, Equatable {
 
 import BMTrain
 public typealias LRScheduleSpec = LRSchedule
+
+/// Markov data keeps a dense [V, V] table (and its CDF): 8·V² bytes, 134 MB at 4,096.
+public enum MarkovLimit { public static let vocab = 4096 }

@@ -63,7 +63,7 @@ public enum SpecKeys {
             .choice("data.corpus", \.data.corpus, .fortunes,
                     "text without a path: fortunes (2.8 MB, Debian's fortunes) or english (47 MB: fortunes, the King James Bible, the GCIDE dictionary; docs/data.md)"),
             .int("data.vocab_size", \.data.vocabSize, nil, defaultText: "256", min: 2, max: 65536,
-                 "tokens files and synthetic tasks: the largest token id + 1", resolved: { .int($0.vocabSize) }),
+                 "tokens files and synthetic tasks: the largest token id + 1 (markov: at most 4096, its [V, V] table)", resolved: { .int($0.vocabSize) }),
             .double("data.val_fraction", \.data.valFraction, 0.1, min: 0.001, max: 0.5,
                     "text and tokens: the share of every source file held out for validation, in blocks spread along the file (docs/data.md)"),
             .double("data.test_fraction", \.data.testFraction, 0.05, min: 0, max: 0.5,

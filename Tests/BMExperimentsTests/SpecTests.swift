@@ -81,6 +81,16 @@ final class SpecTests: XCTestCase {
         XCTAssertTrue(y.contains("eps: 1.0e-08\n"), y)        // a float to YAML 1.1 (PyYAML) too
     }
 
+    /// Markov data's dense [V, V] table is refused above 4,096 tokens, before any of it is
+    /// allocated (50,304 would need 20 GB).
+    func testMarkovVocabularyIsBounded() throws {
+        let y = "name: m\nmodel: {d_model: 8, layers: [mlp]}\ndata: {kind: markov, vocab_size: 50304}\n"
+        XCTAssertThrowsError(try ExperimentSpec.parse(y, file: "m.yaml")) {
+            XCTAssertTrue("\($0)".contains("data.vocab_size 50304 for markov data") && "\($0)".contains("at most 4096"), "\($0)")
+        }
+        XCTAssertNoThrow(try ExperimentSpec.parse(y.replacingOccurrences(of: "50304", with: "4096"), file: "m.yaml"))
+    }
+
     func testEveryShippedSpecValidates() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Experiments").path
@@ -125,6 +135,20 @@ final class SpecTests: XCTestCase {
         try "base: nowhere.yaml\n".write(toFile: dir + "/f.yaml", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try ExperimentSpec.load(path: dir + "/f.yaml")) { e in
             XCTAssertTrue("\(e)".contains("f.yaml: base: cannot read") && "\(e)".contains("nowhere.yaml"), "\(e)")
+        }
+    }
+
+    /// The published BlackMamba configurations as specs give the published sizes
+    /// (arXiv 2402.01771 and the hub's model cards: ≈1.46 B / ≈344 M active, and
+    /// 2,783,213,584 / ≈629 M active), counted without allocating them.
+    func testPublishedBlackMambaConfigsHaveThePublishedSizes() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Experiments").path
+        for (file, total, active, exact) in [("blackmamba-1.5b", 1.46e9, 344e6, false), ("blackmamba-2.8b", 2_783_213_584.0, 629e6, true)] {
+            let s = try ExperimentSpec.load(path: "\(dir)/\(file).yaml")
+            let c = ModelBuilder.counts(try ModelBuilder.build(s, allocate: false), seqLen: s.train.seqLen)
+            if exact { XCTAssertEqual(Double(c.total), total, file) } else { XCTAssertEqual(Double(c.total), total, accuracy: 0.005 * total, file) }
+            XCTAssertEqual(Double(c.active), active, accuracy: 0.005 * active, file)
         }
     }
 

@@ -64,7 +64,8 @@ public enum Importer {
         let runName = name ?? ((out as NSString).lastPathComponent.isEmpty ? "imported" : (out as NSString).lastPathComponent)
         let yaml = """
         # Imported by bmlab import from \(source) (layout \(layout.rawValue)); the weights are in checkpoint.h5.
-        # The data section is a placeholder: evaluate with `bmlab eval --checkpoint DIR/checkpoint.h5 --data FILE`.
+        # The data section is a placeholder (a synthetic task of the model's vocabulary): evaluate with
+        # `bmlab eval --checkpoint DIR/checkpoint.h5 --data FILE` (text with the run's tokenizer.json, or a .bin of token ids).
         name: \(JSONValue.quote(runName))
         description: \(JSONValue.quote("imported from \(source) (\(layout.rawValue))"))
         model:
@@ -74,7 +75,7 @@ public enum Importer {
           tied_head: \(m.tiedHead)
           layers:
         \(m.layers.map { "    - " + $0 }.joined(separator: "\n"))
-        data: {kind: markov, vocab_size: \(min(m.vocab, 65536))}
+        data: {kind: \(m.vocab <= MarkovLimit.vocab ? "markov" : "induction"), vocab_size: \(min(m.vocab, 65536))}
 
         """
         let spec = try ExperimentSpec.parse(yaml, file: "\(out)/spec.yaml (made by bmlab import)")
