@@ -16,10 +16,11 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "The run directory to write.") var out: String
     @Option(help: "The run's name (default: DIR's name).") var name: String?
     @Option(help: "A tokenizer.json to copy into the run, for eval --data on text and generate (default: SRC's own, if it has one).") var tokenizer: String?
+    @Flag(help: "Replace an earlier import in DIR (never a trained run).") var force = false
 
     func run() throws {
         guarded {
-            let r = try Importer.run(source: source, out: out, name: name, tokenizer: tokenizer)
+            let r = try Importer.run(source: source, out: out, name: name, tokenizer: tokenizer, force: force)
             let kinds = Dictionary(grouping: r.layers) { l in l.split(separator: ",").first.map { String($0.dropFirst("{mixer: ".count)) } ?? l }
             print("\(source): \(r.layout.rawValue), \(r.layers.count) layers (\(kinds.keys.sorted().map { "\(kinds[$0]!.count) \($0)" }.joined(separator: ", "))), \(r.parameters) parameters from \(r.tensors) tensors")
             for n in r.notes { print("note: \(n)") }

@@ -70,6 +70,9 @@ final class ImportTests: InteropTestCase {
         XCTAssertEqual(again.params.params.map(\.shape), m.params.params.map(\.shape))
         // a second import into the same directory is refused, the first run kept
         XCTAssertThrowsError(try Importer.run(source: dir + "/hf", out: dir + "/run")) { XCTAssertTrue("\($0)".contains("exists"), "\($0)") }
+        XCTAssertNoThrow(try Importer.run(source: dir + "/hf", out: dir + "/run", force: true))
+        FileManager.default.createFile(atPath: dir + "/run/metrics.h5", contents: Data())
+        XCTAssertThrowsError(try Importer.run(source: dir + "/hf", out: dir + "/run", force: true)) { XCTAssertTrue("\($0)".contains("holds a trained run"), "\($0)") }
         // the weights file itself, with config.json beside it
         XCTAssertEqual(try Importer.run(source: dir + "/hf/model.safetensors", out: dir + "/run2").tensors, r.tensors)
     }

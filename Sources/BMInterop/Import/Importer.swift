@@ -26,7 +26,9 @@ public enum Importer {
 
     /// `tokenizer`: a tokenizer.json to copy into the run (default: SRC's own tokenizer.json,
     /// when it has one), which `eval --data` and `generate` then use.
-    public static func run(source: String, out: String, name: String? = nil, tokenizer: String? = nil) throws -> Report {
+    /// `force`: replace an earlier import in `out` (never a trained run: a directory with
+    /// metrics.h5 is refused).
+    public static func run(source: String, out: String, name: String? = nil, tokenizer: String? = nil, force: Bool = false) throws -> Report {
         // the config and the weights
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { throw BMError.invalid("\(source): no such file or directory") }
@@ -108,8 +110,11 @@ public enum Importer {
 
         // the run directory: spec.yaml and checkpoint.h5, each written atomically
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        for f in ["checkpoint.h5", "spec.yaml"] where FileManager.default.fileExists(atPath: out + "/" + f) {
-            throw BMError.invalid("\(out)/\(f) exists; bmlab import writes a new run directory (choose another --out)")
+        if FileManager.default.fileExists(atPath: out + "/metrics.h5") {
+            throw BMError.invalid("\(out) holds a trained run (metrics.h5); bmlab import writes a new run directory (choose another --out)")
+        }
+        for f in ["checkpoint.h5", "spec.yaml"] where !force && FileManager.default.fileExists(atPath: out + "/" + f) {
+            throw BMError.invalid("\(out)/\(f) exists; bmlab import writes a new run directory (choose another --out, or --force to replace an earlier import)")
         }
         let specPath = out + "/spec.yaml", ckPath = out + "/checkpoint.h5"
         do {
