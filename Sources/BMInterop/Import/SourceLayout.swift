@@ -49,21 +49,15 @@ struct ConfigReader {
         guard let i = v.intValue else { throw BMError.invalid("\(file): '\(k)' is \(v.kindDescription), expected an integer") }
         return i
     }
-    func double(_ k: String, _ d: Double) throws -> Double {
+    /// An optional key: absent or null gives `d`; a value of another type is an error.
+    private func optional<T>(_ k: String, _ d: T, _ get: (JSONValue) -> T?, _ expected: String) throws -> T {
         guard let v = c[k], v != .null else { return d }
-        guard let x = v.doubleValue else { throw BMError.invalid("\(file): '\(k)' is \(v.kindDescription), expected a number") }
+        guard let x = get(v) else { throw BMError.invalid("\(file): '\(k)' is \(v.kindDescription), expected \(expected)") }
         return x
     }
-    func bool(_ k: String, _ d: Bool) throws -> Bool {
-        guard let v = c[k], v != .null else { return d }
-        guard let b = v.boolValue else { throw BMError.invalid("\(file): '\(k)' is \(v.kindDescription), expected true or false") }
-        return b
-    }
-    func string(_ k: String, _ d: String) throws -> String {
-        guard let v = c[k], v != .null else { return d }
-        guard let s = v.stringValue else { throw BMError.invalid("\(file): '\(k)' is \(v.kindDescription), expected a string") }
-        return s
-    }
+    func double(_ k: String, _ d: Double) throws -> Double { try optional(k, d, \.doubleValue, "a number") }
+    func bool(_ k: String, _ d: Bool) throws -> Bool { try optional(k, d, \.boolValue, "true or false") }
+    func string(_ k: String, _ d: String) throws -> String { try optional(k, d, \.stringValue, "a string") }
     /// `auto` (or absent) → ⌈D/16⌉, else an integer.
     func rank(_ k: String, width: Int) throws -> Int {
         guard let v = c[k], v != .null, v != .string("auto") else { return (width + 15) / 16 }
