@@ -41,7 +41,7 @@ struct ZipArchive {
         // ZIP64: a locator just before the record points at the ZIP64 end record
         if e >= 20, u32(tail, e - 20) == 0x0706_4B50 {
             let z = try u64(tail, e - 20 + 8)
-            guard z + 56 <= n else { throw bad("the ZIP64 end record lies outside the file") }
+            guard n >= 56, z <= n - 56 else { throw bad("the ZIP64 end record lies outside the file") }
             let rec = try file.read(at: z, count: 56)
             guard u32(rec, 0) == 0x0606_4B50 else { throw bad("the ZIP64 end record is missing") }
             count = try u64(rec, 32); cdSize = try u64(rec, 40); cdOffset = try u64(rec, 48)
@@ -77,7 +77,7 @@ struct ZipArchive {
                 }
                 x += 4 + len
             }
-            guard local + 30 <= n else { throw bad("\(name): its local header (at \(local)) lies outside the file") }
+            guard n >= 30, local <= n - 30 else { throw bad("\(name): its local header (at \(local)) lies outside the file") }
             let lh = try file.read(at: local, count: 30)
             guard u32(lh, 0) == 0x0403_4B50 else { throw bad("\(name): no local header at \(local)") }
             let start = local + 30 + u16(lh, 26) + u16(lh, 28)

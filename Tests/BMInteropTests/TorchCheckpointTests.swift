@@ -157,6 +157,13 @@ final class TorchCheckpointTests: InteropTestCase {
         cases.append((try write(TorchCheckpoint.legacyMagic + [0x2E, 0x80, 0x02], "legacy.bin"), "legacy (pre-1.6, non-zip) format"))
         cases.append((try write(Array("hello".utf8), "text.bin"), "not a torch.save zip archive"))
         cases.append((try write(Self.zip([("p/data.pkl", full), ("q/data/0", Self.floats((0..<12).map(Float.init)))]), "outside.bin"), "lies outside the archive's folder"))
+        // ZIP64 records pointing near Int.max: errors, not arithmetic traps
+        var z64 = good
+        let eocd = z64.count - 22
+        var locator: [UInt8] = [0x50, 0x4B, 0x06, 0x07, 0, 0, 0, 0]
+        locator += [0xF0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F] + [1, 0, 0, 0]
+        z64.insert(contentsOf: locator, at: eocd)
+        cases.append((try write(z64, "zip64-far.bin"), "the ZIP64 end record lies outside the file"))
         for (p, phrase) in cases {
             XCTAssertThrowsError(try TorchCheckpoint(path: p), p) { e in
                 guard case BMError.invalid(let m) = e else { return XCTFail("\(p): \(e) is not an invalid-input error (exit 2)") }
