@@ -161,6 +161,7 @@ struct EvalCommand: ParsableCommand {
             print(String(format: "loss: %.6f", r.loss))
             if let m = r.metric { print("\(metric.rawValue): \(String(format: "%.6f", m))") }
             print("tokens: \(r.tokens)")
+            if metric == .none { print(String(format: "perplexity: %.4f", exp(r.loss))) }     // per token
             for (name, x) in [("argmax", routed.argmax), ("train", routed.train)] where !routed.agreement.isEmpty {
                 guard let x else { continue }
                 print("loss (\(name) routing): \(String(format: "%.6f", x.loss))" + (x.metric.map { "  \(metric.rawValue) " + String(format: "%.6f", $0) } ?? ""))

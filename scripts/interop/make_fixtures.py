@@ -208,6 +208,9 @@ def zyphra_case():
     prompt = tokens[:PROMPT].tolist()
     cont, margin = greedy(lambda s: zyphra_forward(sd32, torch.tensor(s))[-1], prompt)
     write_expected(d, tokens.tolist(), lp.tolist(), prompt, cont, margin)
+    # token ids to evaluate it on (uint16 little-endian, as nanoGPT's .bin): 4 batches of 8 × 128 + 1
+    ids = torch.randint(0, Z["vocab_size"], (4 * 8 * 128 + 1,), generator=gen).to(torch.int16).numpy().astype("<u2")
+    ids.tofile(os.path.join(d, "tokens.bin"))
 
 
 # ---- a byte-level BPE tokenizer.json of the GPT-NeoX kind, trained here by `tokenizers` ----
