@@ -104,14 +104,14 @@ public indirect enum JSONValue: Equatable, Sendable {
             case UInt8(ascii: "{"):
                 i += 1
                 var members: [(String, JSONValue)] = []
-                var seen = Set<String>()
+                var seen = Set<[UInt8]>()          // as bytes: Swift's String equality is canonical (é = e + ◌́)
                 skipSpace()
                 if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
                 while true {
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a key string") }
                     let key = try string()
-                    if !seen.insert(key).inserted { throw fail("duplicate key \"\(key)\"") }
+                    if !seen.insert(Array(key.utf8)).inserted { throw fail("duplicate key \"\(key)\"") }
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after key \"\(key)\"") }
                     i += 1
@@ -172,7 +172,8 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
 
         mutating func hex4() throws -> UInt32 {
-            guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else {
+            guard i + 4 <= bytes.count, bytes[i..<i + 4].allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x46).contains($0) || (0x61...0x66).contains($0) }),
+                  let v = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16) else {
                 throw fail("bad \\u escape")
             }
             i += 4

@@ -24,7 +24,7 @@ public final class ByteLevelBPE {
     private let addedByID: [Int32: String]
     private let nfc: Bool
     private let addPrefixSpace: Bool
-    private var cache: [String: [Int32]] = [:]
+    private var cache: [[UInt8]: [Int32]] = [:]       // by bytes: Swift's String equality is canonical, BPE's is not
 
     struct Pair: Hashable { let a: String, b: String }
 
@@ -43,8 +43,7 @@ public final class ByteLevelBPE {
 
     public init(path: String) throws {
         self.path = path
-        guard let data = FileManager.default.contents(atPath: path) else { throw BMError.invalid("\(path): cannot read the tokenizer") }
-        let j = try JSONValue.parse(data, what: path)
+        let j = try JSONValue.parse(try ReadOnlyFile.contents(path, limit: 1 << 28), what: path)
         func bad(_ m: String) -> BMError { .invalid("\(path): \(m)") }
         guard let model = j["model"], model.objectMembers != nil else { throw bad("no 'model' object") }
         let type = model["type"]?.stringValue ?? "BPE"
@@ -52,6 +51,7 @@ public final class ByteLevelBPE {
         for k in ["continuing_subword_prefix", "end_of_word_suffix"] where !(model[k] == nil || model[k] == .null || model[k] == .string("")) {
             throw bad("model.\(k) is set (\(model[k]!.text)); a byte-level BPE has none")
         }
+        if model["ignore_merges"] == .bool(true) { throw bad("model.ignore_merges: true is not read") }
         if let d = model["dropout"], d != .null, d.doubleValue != 0 { throw bad("model.dropout \(d.text): BPE dropout is for training, not read here") }
         guard let pre = j["pre_tokenizer"], let preType = pre["type"]?.stringValue else { throw bad("no pre_tokenizer (expected type ByteLevel)") }
         guard preType == "ByteLevel" else { throw bad("pre_tokenizer.type is '\(preType)'; only ByteLevel is read") }
@@ -84,7 +84,9 @@ public final class ByteLevelBPE {
         }
         var added: [(String, Int32)] = [], addedByID: [Int32: String] = [:]
         for (i, a) in (j["added_tokens"]?.arrayValue ?? []).enumerated() {
-            guard let c = a["content"]?.stringValue, !c.isEmpty, let id = a["id"]?.intValue, id >= 0 else { throw bad("added_tokens[\(i)]: needs 'content' and 'id'") }
+            guard let c = a["content"]?.stringValue, !c.isEmpty, let id = a["id"]?.intValue, id >= 0, id < 1 << 24 else {
+                throw bad("added_tokens[\(i)]: needs 'content' and an 'id' from 0 to 2^24")
+            }
             for k in ["lstrip", "rstrip", "single_word"] where a[k] == .bool(true) {
                 throw bad("added_tokens[\(i)] ('\(c)') has \(k): true, which is not read")
             }
@@ -92,7 +94,7 @@ public final class ByteLevelBPE {
             strings[Int32(id)] = strings[Int32(id)] ?? c
         }
         self.vocab = vocab; self.tokenStrings = strings; self.ranks = ranks
-        self.added = added.sorted { $0.0.count > $1.0.count }
+        self.added = added.sorted { $0.0.unicodeScalars.count > $1.0.unicodeScalars.count }
         self.addedByID = addedByID
         vocabSize = Int((strings.keys.max() ?? -1) + 1)
     }
@@ -172,8 +174,9 @@ public final class ByteLevelBPE {
 
     /// BPE of one pre-token: its bytes as GPT-2 characters, merged by rank.
     func bpe(_ word: String) throws -> [Int32] {
-        if let hit = cache[word] { return hit }
-        var sym = Array(word.utf8).map { String(Self.byteChars[Int($0)]) }
+        let key = Array(word.utf8)
+        if let hit = cache[key] { return hit }
+        var sym = key.map { String(Self.byteChars[Int($0)]) }
         while sym.count > 1 {
             var best = Int.max, at = -1
             for k in 0..<(sym.count - 1) {
@@ -191,7 +194,7 @@ public final class ByteLevelBPE {
             guard let id = vocab[s] else { throw BMError.invalid("\(path): the symbol '\(s)' of '\(word)' is not in the vocabulary") }
             return id
         }
-        if cache.count < 1 << 16 { cache[word] = ids }
+        if cache.count < 1 << 16 { cache[key] = ids }
         return ids
     }
 

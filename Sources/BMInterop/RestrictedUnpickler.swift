@@ -18,12 +18,22 @@ struct RestrictedUnpickler {
     /// A tensor view of a storage (element offset, sizes and strides in storage elements).
     struct TensorRef: Equatable { let storage: StorageRef; let offset: Int; let shape: [Int]; let strides: [Int] }
 
-    final class ListBox { var items: [Value] = [] }
-    final class DictBox { var items: [(Value, Value)] = [] }
+    // Containers are boxes that empty themselves iteratively when freed (`release`): the
+    // ordinary release of a value nested a million deep recurses a million frames.
+    final class ListBox { var items: [Value] = []; deinit { if !items.isEmpty { RestrictedUnpickler.release(items) } } }
+    final class TupleBox {
+        var items: [Value]
+        init(_ items: [Value]) { self.items = items }
+        deinit { if !items.isEmpty { RestrictedUnpickler.release(items) } }
+    }
+    final class DictBox {
+        var items: [(Value, Value)] = []
+        deinit { if !items.isEmpty { RestrictedUnpickler.release(items.flatMap { [$0.0, $0.1] }) } }
+    }
 
     indirect enum Value {
         case none, bool(Bool), int(Int), float(Double), string(String)
-        case tuple([Value]), list(ListBox), dict(DictBox)
+        case tuple(TupleBox), list(ListBox), dict(DictBox)
         case global(String)                 // "module.name", allowed
         case storage(StorageRef), tensor(TensorRef)
 
@@ -34,7 +44,7 @@ struct RestrictedUnpickler {
             case .int(let i): return "\(i)"
             case .float(let d): return "\(d)"
             case .string(let s): return "'\(s.prefix(40))'"
-            case .tuple(let t): return "a tuple of \(t.count)"
+            case .tuple(let t): return "a tuple of \(t.items.count)"
             case .list: return "a list"
             case .dict: return "a dict"
             case .global(let g): return g
@@ -56,10 +66,34 @@ struct RestrictedUnpickler {
     let bytes: [UInt8]
     let what: String
     static let maxStack = 1 << 20, maxMarks = 1 << 12
+    /// Containers (tuples, lists, dicts) a pickle may build: a state dict builds about six a
+    /// tensor; the bound keeps memory in proportion (a deep nesting is freed by `release`).
+    static let maxContainers = 1 << 20
 
-    /// Runs the pickle to its STOP and returns the object.
-    func load() throws -> Value {
+    /// Runs the pickle to its STOP and returns the object (with what else it built).
+    /// What `load` built: the pickle's object, and everything else it made (the memo, the
+    /// stack's leftovers). Hand both to `release` when done: letting a deeply nested value
+    /// go the ordinary way frees it recursively, and a hostile nesting overflows the stack.
+    struct Loaded { let root: Value; let rest: [Value] }
+
+    /// Frees values iteratively: each container's children move to a work list before the
+    /// container goes, so no release recurses. The values must not be used afterwards.
+    static func release(_ values: [Value]) {
+        var work = values
+        while let v = work.popLast() {
+            switch v {
+            case .tuple(let t): work.append(contentsOf: t.items); t.items = []
+            case .list(let b): work.append(contentsOf: b.items); b.items = []
+            case .dict(let d): for (k, x) in d.items { work.append(k); work.append(x) }; d.items = []
+            default: break
+            }
+        }
+    }
+
+    func load() throws -> Loaded {
         var stack: [Value] = [], marks: [Int] = [], memo: [Int: Value] = [:]
+        var done = false
+        defer { if !done { Self.release(stack + Array(memo.values)) } }
         var i = 0
         func fail(_ m: String, at pos: Int) -> BMError { .invalid("\(what): \(m) (pickle byte \(pos)); refused, nothing executed") }
         func need(_ k: Int, _ pos: Int) throws { guard k >= 0, i + k <= bytes.count else { throw fail("truncated", at: pos) } }
@@ -70,8 +104,15 @@ struct RestrictedUnpickler {
             let items = Array(stack[m...]); stack.removeSubrange(m...)
             return items
         }
+        var containers = 0
         func push(_ v: Value, _ pos: Int) throws {
             guard stack.count < Self.maxStack else { throw fail("stack deeper than \(Self.maxStack)", at: pos) }
+            switch v {
+            case .tuple, .list, .dict:
+                containers += 1
+                guard containers <= Self.maxContainers else { throw fail("more than \(Self.maxContainers) tuples, lists and dicts (a state dict builds about six a tensor)", at: pos) }
+            default: break
+            }
             stack.append(v)
         }
         func readLine(_ pos: Int) throws -> String {
@@ -84,7 +125,8 @@ struct RestrictedUnpickler {
             return x
         }
         func ints(_ v: Value, _ what: String, _ pos: Int) throws -> [Int] {
-            guard case .tuple(let t) = v else { throw fail("\(what) is \(v.describe), expected a tuple of integers", at: pos) }
+            guard case .tuple(let box) = v else { throw fail("\(what) is \(v.describe), expected a tuple of integers", at: pos) }
+            let t = box.items
             return try t.map { try int($0, what, pos) }
         }
         while true {
@@ -93,7 +135,10 @@ struct RestrictedUnpickler {
             let op = bytes[i]; i += 1
             switch op {
             case 0x80: try need(1, pos); i += 1                                        // PROTO
-            case UInt8(ascii: "."): return try pop(pos)                                // STOP
+            case UInt8(ascii: "."):                                                    // STOP
+                let root = try pop(pos)
+                done = true
+                return Loaded(root: root, rest: stack + Array(memo.values))
             case UInt8(ascii: "("): guard marks.count < Self.maxMarks else { throw fail("marks nested too deep", at: pos) }; marks.append(stack.count)
             case UInt8(ascii: "N"): try push(.none, pos)
             case 0x88: try push(.bool(true), pos)
@@ -121,13 +166,13 @@ struct RestrictedUnpickler {
                 try need(n, pos)
                 guard let s = String(validating: bytes[i..<i + n], as: UTF8.self) else { throw fail("a string that is not UTF-8", at: pos) }
                 i += n; try push(.string(s), pos)
-            case UInt8(ascii: ")"): try push(.tuple([]), pos)
+            case UInt8(ascii: ")"): try push(.tuple(TupleBox([])), pos)
             case UInt8(ascii: "]"): try push(.list(ListBox()), pos)
             case UInt8(ascii: "}"): try push(.dict(DictBox()), pos)
-            case UInt8(ascii: "t"): try push(.tuple(try popMark(pos)), pos)
-            case 0x85: let a = try pop(pos); try push(.tuple([a]), pos)
-            case 0x86: let b = try pop(pos), a = try pop(pos); try push(.tuple([a, b]), pos)
-            case 0x87: let c = try pop(pos), b = try pop(pos), a = try pop(pos); try push(.tuple([a, b, c]), pos)
+            case UInt8(ascii: "t"): try push(.tuple(TupleBox(try popMark(pos))), pos)
+            case 0x85: let a = try pop(pos); try push(.tuple(TupleBox([a])), pos)
+            case 0x86: let b = try pop(pos), a = try pop(pos); try push(.tuple(TupleBox([a, b])), pos)
+            case 0x87: let c = try pop(pos), b = try pop(pos), a = try pop(pos); try push(.tuple(TupleBox([a, b, c])), pos)
             case UInt8(ascii: "a"), UInt8(ascii: "e"):                                 // APPEND, APPENDS
                 let items = op == UInt8(ascii: "a") ? [try pop(pos)] : try popMark(pos)
                 guard case .list(let l)? = stack.last else { throw fail("APPEND to \(stack.last?.describe ?? "nothing"), expected a list", at: pos) }
@@ -147,9 +192,10 @@ struct RestrictedUnpickler {
                 try push(.global(full), pos)
             case UInt8(ascii: "R"), 0x81:                                              // REDUCE, NEWOBJ
                 let args = try pop(pos), callable = try pop(pos)
-                guard case .global(let g) = callable, case .tuple(let a) = args else {
+                guard case .global(let g) = callable, case .tuple(let argBox) = args else {
                     throw fail("\(op == 0x81 ? "NEWOBJ" : "REDUCE") of \(callable.describe), expected an allowed global called with a tuple", at: pos)
                 }
+                let a = argBox.items
                 switch g {
                 case "collections.OrderedDict":
                     guard a.isEmpty else { throw fail("OrderedDict called with arguments", at: pos) }
@@ -168,7 +214,7 @@ struct RestrictedUnpickler {
                     guard let first = a.first, case .tensor = first else { throw fail("\(g) of \(a.first?.describe ?? "nothing"), expected a tensor", at: pos) }
                     try push(first, pos)
                 case "torch.Size":
-                    try push(.tuple(a.count == 1 ? (a[0].tupleItems ?? a) : a), pos)
+                    try push(.tuple(TupleBox(a.count == 1 ? (a[0].tupleItems ?? a) : a)), pos)
                 default:
                     throw fail("\(g) cannot be called", at: pos)
                 }
@@ -178,7 +224,7 @@ struct RestrictedUnpickler {
                 switch top { case .dict, .tensor: break; default: throw fail("BUILD on \(top.describe)", at: pos) }
             case UInt8(ascii: "Q"):                                                    // BINPERSID
                 let pid = try pop(pos)
-                guard case .tuple(let t) = pid, t.count >= 5, case .string("storage") = t[0], case .global(let cls) = t[1],
+                guard case .tuple(let pidBox) = pid, case let t = pidBox.items, t.count >= 5, case .string("storage") = t[0], case .global(let cls) = t[1],
                       case .string(let key) = t[2], case .int(let numel) = t[4] else {
                     throw fail("persistent id \(pid.describe), expected ('storage', class, key, location, numel)", at: pos)
                 }
@@ -203,5 +249,5 @@ struct RestrictedUnpickler {
 }
 
 extension RestrictedUnpickler.Value {
-    var tupleItems: [RestrictedUnpickler.Value]? { if case .tuple(let t) = self { return t }; return nil }
+    var tupleItems: [RestrictedUnpickler.Value]? { if case .tuple(let t) = self { return t.items }; return nil }
 }

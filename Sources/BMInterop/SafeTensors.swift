@@ -94,15 +94,24 @@ public final class SafeTensorsFile {
             guard t.end - t.begin == bits / 8 else {
                 throw bad("tensor '\(t.name)': \(t.end - t.begin) bytes for \(t.dtype.rawValue) \(t.shape), expected \(bits / 8)")
             }
+            guard t.end <= size - bufferStart else {
+                throw bad("tensor '\(t.name)' ends at buffer byte \(t.end), past the end of the file (\(size - bufferStart) bytes of buffer)")
+            }
             at = t.end
         }
-        guard bufferStart + at == size else {
+        guard at == size - bufferStart else {
             throw bad(bufferStart + at < size ? "\(size - bufferStart - at) bytes after the last tensor (the buffer must be entirely indexed)"
                                               : "the tensors need \(at) bytes of buffer, the file holds \(size - bufferStart)")
         }
         metadata = meta
         entries = list
-        byName = Dictionary(uniqueKeysWithValues: list.enumerated().map { ($1.name, $0) })
+        var index: [String: Int] = [:]
+        for (i, t) in list.enumerated() {
+            // distinct bytes, yet equal as Swift strings (é and e + ◌́): one name to a reader
+            guard index[t.name] == nil else { throw bad("tensor names '\(list[index[t.name]!].name)' and '\(t.name)' differ only in Unicode normalisation") }
+            index[t.name] = i
+        }
+        byName = index
     }
 
     public var names: [String] { entries.map(\.name) }

@@ -31,9 +31,8 @@ public final class TorchCheckpoint {
     /// True when the file starts as a zip archive does (`PK\3\4`).
     public static func looksLikeZip(_ path: String) -> Bool { head(path, 4) == [0x50, 0x4B, 0x03, 0x04] }
     static func head(_ path: String, _ n: Int) -> [UInt8] {
-        guard let h = FileHandle(forReadingAtPath: path) else { return [] }
-        defer { try? h.close() }
-        return [UInt8]((try? h.read(upToCount: n)) ?? Data())
+        guard let f = try? ReadOnlyFile(path: path) else { return [] }
+        return (try? f.read(at: 0, count: min(n, f.size))) ?? []
     }
 
     public init(path: String) throws {
@@ -56,20 +55,29 @@ public final class TorchCheckpoint {
         }
         guard let pkl = archive.member(prefix + "data.pkl") else { throw BMError.invalid("\(path): no \(prefix)data.pkl (not a torch.save archive)") }
         if let bo = archive.member(prefix + "byteorder") {
+            guard bo.size <= 8 else { throw BMError.invalid("\(path): \(prefix)byteorder holds \(bo.size) bytes, expected little or big") }
             let s = String(decoding: try archive.bytes(bo), as: UTF8.self)
             guard s == "little" || s == "big" else { throw BMError.invalid("\(path): \(prefix)byteorder is '\(s.prefix(20))', expected little or big") }
             bigEndian = s == "big"
         } else { bigEndian = false }
-        let root = try RestrictedUnpickler(bytes: try archive.bytes(pkl), what: "\(path): \(prefix)data.pkl").load()
+        let loaded = try RestrictedUnpickler(bytes: try archive.bytes(pkl), what: "\(path): \(prefix)data.pkl").load()
+        defer { RestrictedUnpickler.release([loaded.root] + loaded.rest) }
+        let root = loaded.root
         // name the tensors; dicts nest with dots
         var list: [Entry] = [], skip: [String] = [], views: [String: RestrictedUnpickler.TensorRef] = [:]
         let (arch, pre) = (archive, prefix)
-        func walk(_ v: RestrictedUnpickler.Value, _ name: String) throws {
+        var seen = Set<ObjectIdentifier>(), entriesWalked = 0
+        func walk(_ v: RestrictedUnpickler.Value, _ name: String, depth: Int) throws {
             switch v {
             case .dict(let d):
+                // a state dict nests a level or two ({"model": {...}}); a dict met twice is a cycle or a bomb
+                guard depth < 8 else { throw BMError.invalid("\(path): dicts nested deeper than 8 at '\(name)'") }
+                guard seen.insert(ObjectIdentifier(d)).inserted else { throw BMError.invalid("\(path): the dict at '\(name)' appears twice (a cycle or a shared sub-dict)") }
                 for (k, x) in d.items {
+                    entriesWalked += 1
+                    guard entriesWalked <= 1 << 20 else { throw BMError.invalid("\(path): more than 2^20 entries") }
                     guard case .string(let key) = k else { throw BMError.invalid("\(path): a dict key \(k.describe), expected a string (a state dict's names)") }
-                    try walk(x, name.isEmpty ? key : name + "." + key)
+                    try walk(x, name.isEmpty ? key : name + "." + key, depth: depth + 1)
                 }
             case .tensor(let t):
                 guard views[name] == nil else { throw BMError.invalid("\(path): tensor '\(name)' appears twice") }
@@ -80,7 +88,7 @@ public final class TorchCheckpoint {
                 skip.append(name.isEmpty ? "(the top level: \(v.describe))" : name)
             }
         }
-        try walk(root, "")
+        try walk(root, "", depth: 0)
         guard !list.isEmpty else { throw BMError.invalid("\(path): no tensors (the pickle holds \(root.describe); expected a state dict)") }
         entries = list; skipped = skip; self.views = views
     }
@@ -96,6 +104,11 @@ public final class TorchCheckpoint {
             throw BMError.invalid("\(path): tensor '\(name)': offset \(t.offset), size \(t.shape), stride \(t.strides): negative or overflowing")
         }
         if t.shape.contains(0) { return }
+        // a view with zero strides can be far larger than its storage: bounded before anything is allocated
+        let count = checkedProduct(t.shape)!
+        guard count <= max(s.numel, 1 << 24) else {
+            throw BMError.invalid("\(path): tensor '\(name)': a view of \(count) elements on a storage of \(s.numel) (zero strides)")
+        }
         var last = t.offset
         for (n, st) in zip(t.shape, t.strides) {
             let (p, o1) = (n - 1).multipliedReportingOverflow(by: st)

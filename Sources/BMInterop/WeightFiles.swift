@@ -36,8 +36,7 @@ public final class WeightFiles {
             let dir = path.hasSuffix("/") ? String(path.dropLast()) : path
             if let idx = ["model.safetensors.index.json", "pytorch_model.bin.index.json"].first(where: { fm.fileExists(atPath: dir + "/" + $0) }) {
                 let ip = dir + "/" + idx
-                guard let d = fm.contents(atPath: ip) else { throw BMError.invalid("\(ip): cannot read") }
-                let j = try JSONValue.parse(d, what: ip)
+                let j = try JSONValue.parse(try ReadOnlyFile.contents(ip, limit: 1 << 28), what: ip)
                 guard let map = j["weight_map"]?.objectMembers else { throw BMError.invalid("\(ip): no 'weight_map' object (tensor name → shard file)") }
                 var e: [String: String] = [:]
                 for (name, f) in map {

@@ -12,6 +12,7 @@ struct ZipArchive {
     let path: String
     let file: ReadOnlyFile
     let members: [Member]
+    private let byName: [String: Member]
 
     init(file: ReadOnlyFile) throws {
         self.file = file
@@ -50,6 +51,7 @@ struct ZipArchive {
             throw bad("the central directory (\(cdSize) bytes at \(cdOffset)) lies outside the \(n)-byte file")
         }
         guard count <= cdSize / 46 else { throw bad("\(count) entries cannot fit a \(cdSize)-byte central directory") }
+        guard cdSize <= max(count, 1) * (46 + 3 * 65535) else { throw bad("a \(cdSize)-byte central directory for \(count) entries") }
         let cd = try file.read(at: cdOffset, count: cdSize)
         var list: [Member] = []
         var p = 0
@@ -86,10 +88,16 @@ struct ZipArchive {
             list.append(Member(name: name, offset: start, size: csize, method: method))
             p += 46 + nameLen + extraLen + commentLen
         }
+        var index: [String: Member] = [:]
+        for m in list {
+            guard index[m.name] == nil else { throw bad("two members named \(m.name)") }
+            index[m.name] = m
+        }
         members = list
+        byName = index
     }
 
-    func member(_ name: String) -> Member? { members.first { $0.name == name } }
+    func member(_ name: String) -> Member? { byName[name] }
 
     /// The bytes of a stored (uncompressed) member.
     func bytes(_ m: Member) throws -> [UInt8] {

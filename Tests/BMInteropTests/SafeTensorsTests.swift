@@ -98,7 +98,11 @@ final class SafeTensorsTests: InteropTestCase {
         cases.append((try file(#"{"w":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#, [0, 0], name: "bits.st"), "not a whole number of bytes"))
         // 6: the buffer is entirely indexed
         cases.append((try file(ok, eight + [9], name: "trailing.st"), "1 bytes after the last tensor"))
-        cases.append((try file(ok, [0, 0, 0, 0], name: "short.st"), "the file holds 4"))
+        cases.append((try file(ok, [0, 0, 0, 0], name: "short.st"), "past the end of the file (4 bytes of buffer)"))
+        // offsets adding up to Int.max: an error, not an overflow trap
+        cases.append((try file(#"{"t0":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[0,1152921504606846975]},"t1":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[1152921504606846975,2305843009213693950]},"t2":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[2305843009213693950,3458764513820540925]},"t3":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[3458764513820540925,4611686018427387900]},"t4":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[4611686018427387900,5764607523034234875]},"t5":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[5764607523034234875,6917529027641081850]},"t6":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[6917529027641081850,8070450532247928825]},"t7":{"dtype":"U8","shape":[1073741823,1073741825],"data_offsets":[8070450532247928825,9223372036854775800]}}"#, eight, name: "intmax.st"), "past the end of the file"))
+        // names equal only under Unicode normalisation
+        cases.append((try file(#"{"\u00e9":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"e\u0301":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#, eight, name: "nfc.st"), "differ only in Unicode normalisation"))
         for (p, phrase) in cases {
             XCTAssertThrowsError(try SafeTensorsFile(path: p), p) { e in
                 guard case BMError.invalid(let m) = e else { return XCTFail("\(p): \(e) is not an invalid-input error (exit 2)") }
@@ -115,7 +119,7 @@ final class SafeTensorsTests: InteropTestCase {
         XCTAssertEqual(v["big"]?.intValue, 281_474_976_710_655)
         XCTAssertEqual(v["a"]?.arrayValue?[1].doubleValue, -2500)
         XCTAssertNil(v["a"]?.arrayValue?[1].intValue)
-        for bad in [#"{"a":1,}"#, #"[1 2]"#, #"{"a":01}"#, #""\ud800""#, #"{"a":1} x"#, String(repeating: "[", count: 100) + String(repeating: "]", count: 100)] {
+        for bad in [#""\u+041""#, #"{"a":1,}"#, #"[1 2]"#, #"{"a":01}"#, #""\ud800""#, #"{"a":1} x"#, String(repeating: "[", count: 100) + String(repeating: "]", count: 100)] {
             XCTAssertThrowsError(try JSONValue.parse(Array(bad.utf8), what: "t"), bad)
         }
     }

@@ -38,12 +38,13 @@ final class TokenizerTests: XCTestCase {
         let good = try String(contentsOfFile: Self.dir + "/tokenizer.json", encoding: .utf8)
         for (from, to, phrase) in [(#""type": "BPE""#, #""type": "WordPiece""#, "model.type is 'WordPiece'"),
                                    (#""type": "ByteLevel""#, #""type": "Metaspace""#, "pre_tokenizer.type is 'Metaspace'"),
-                                   (#""type": "NFC""#, #""type": "NFKC""#, "only NFC (or none)")] {
+                                   (#""type": "NFC""#, #""type": "NFKC""#, "only NFC (or none)"),
+                                   (#""id": 0,"#, #""id": 3000000000,"#, "an 'id' from 0 to 2^24")] {
             guard let r = good.range(of: from) else { return XCTFail("fixture lacks \(from)") }
             let p = dir + "/t.json"
             try good.replacingCharacters(in: r, with: to).write(toFile: p, atomically: true, encoding: .utf8)
             XCTAssertThrowsError(try ByteLevelBPE(path: p)) { XCTAssertTrue("\($0)".contains(phrase), "\(phrase): \($0)") }
         }
-        XCTAssertThrowsError(try ByteLevelBPE(path: dir + "/none.json")) { XCTAssertTrue("\($0)".contains("cannot read")) }
+        XCTAssertThrowsError(try ByteLevelBPE(path: dir + "/none.json")) { XCTAssertTrue("\($0)".contains("cannot open"), "\($0)") }
     }
 }

@@ -157,6 +157,15 @@ final class TorchCheckpointTests: InteropTestCase {
         cases.append((try write(TorchCheckpoint.legacyMagic + [0x2E, 0x80, 0x02], "legacy.bin"), "legacy (pre-1.6, non-zip) format"))
         cases.append((try write(Array("hello".utf8), "text.bin"), "not a torch.save zip archive"))
         cases.append((try write(Self.zip([("p/data.pkl", full), ("q/data/0", Self.floats((0..<12).map(Float.init)))]), "outside.bin"), "lies outside the archive's folder"))
+        // a dict that holds itself; a tuple nested a million deep (freed without recursion, after
+        // a success and after a failure); a zero-stride view of 2^60 elements
+        let cyclic: [UInt8] = [0x80, 0x02, UInt8(ascii: "}"), UInt8(ascii: "q"), 0, UInt8(ascii: "X"), 1, 0, 0, 0, UInt8(ascii: "a"),
+                               UInt8(ascii: "h"), 0, UInt8(ascii: "s"), UInt8(ascii: ".")]
+        cases.append((try archive(cyclic, name: "cycle.bin"), "appears twice"))
+        cases.append((try archive([0x80, 0x02, UInt8(ascii: "K"), 0] + [UInt8](repeating: 0x85, count: 1_000_000) + [UInt8(ascii: ".")], name: "deep.bin"), "no tensors"))
+        cases.append((try archive([0x80, 0x02, UInt8(ascii: "K"), 0] + [UInt8](repeating: 0x85, count: 1_000_000) + [UInt8(ascii: "s")], name: "deep-fail.bin"), "stack underflow"))
+        let broadcast = Pickle.stateDict { p in p.entry("w") { $0.tensor(storage: "0", numel: 12, offset: 0, size: [1 << 30, 1 << 30], stride: [0, 0]) } }
+        cases.append((try archive(broadcast, name: "broadcast.bin"), "a view of 1152921504606846976 elements on a storage of 12"))
         // ZIP64 records pointing near Int.max: errors, not arithmetic traps
         var z64 = good
         let eocd = z64.count - 22

@@ -34,10 +34,10 @@ public enum Importer {
         guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else { throw BMError.invalid("\(source): no such file or directory") }
         let dir = isDir.boolValue ? source : (source as NSString).deletingLastPathComponent.isEmpty ? "." : (source as NSString).deletingLastPathComponent
         let configPath = dir + "/config.json"
-        guard let cdata = FileManager.default.contents(atPath: configPath) else {
+        guard FileManager.default.fileExists(atPath: configPath) else {
             throw BMError.invalid("\(configPath): missing; bmlab import needs the model's config.json beside its weights")
         }
-        let config = try JSONValue.parse(cdata, what: configPath)
+        let config = try JSONValue.parse(try ReadOnlyFile.contents(configPath, limit: 1 << 24), what: configPath)
         let layout = try SourceLayout.detect(config, file: configPath)
         var m: ImportedModel
         switch layout {

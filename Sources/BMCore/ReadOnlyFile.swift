@@ -1,17 +1,18 @@
 import Foundation
-import BMCore
 
 /// A file read with `pread`, never mapped: a mapped page that cannot be read (a file
 /// truncated under the reader, an I/O error) is a SIGBUS, a read is an error with a
 /// message. Readers fetch only the bytes they need (a header, one tensor).
-final class ReadOnlyFile {
-    let path: String
-    let size: Int
+public final class ReadOnlyFile {
+    public let path: String
+    public let size: Int
     private let fd: Int32
 
-    init(path: String) throws {
+    /// Opens without blocking (a FIFO at the path would block `open` forever) and
+    /// refuses anything but a regular file.
+    public init(path: String) throws {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw BMError.invalid("\(path): cannot open: \(String(cString: strerror(errno)))") }
         var st = stat()
         guard fstat(fd, &st) == 0 else { close(fd); throw BMError.invalid("\(path): cannot stat: \(String(cString: strerror(errno)))") }
@@ -21,7 +22,7 @@ final class ReadOnlyFile {
     deinit { close(fd) }
 
     /// `count` bytes at `offset` (both checked against the file's size).
-    func read(at offset: Int, count: Int) throws -> [UInt8] {
+    public func read(at offset: Int, count: Int) throws -> [UInt8] {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
             throw BMError.invalid("\(path): \(count) bytes at offset \(offset) lie outside the \(size)-byte file")
         }
@@ -37,5 +38,12 @@ final class ReadOnlyFile {
             done += n
         }
         return out
+    }
+
+    /// A whole small file (a config, an index, a tokenizer), refused above `limit` bytes.
+    public static func contents(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
+        let f = try ReadOnlyFile(path: path)
+        guard f.size <= limit else { throw BMError.invalid("\(path): \(f.size) bytes, more than the \(limit) a file of this kind may have") }
+        return try f.read(at: 0, count: f.size)
     }
 }
