@@ -135,10 +135,14 @@ public enum Machine {
     /// A "Field:   N kB" line of /proc/self/status, in bytes (0 when unknown).
     static func statusBytes(_ field: String) -> Int {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix(field) {
-            return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
-        }
+        for line in s.split(separator: "\n") where line.hasPrefix(field) { return statusLineBytes(line) }
         return 0
+    }
+
+    /// The bytes of a /proc status line: "VmRSS:\t    1924 kB", or with a wide number
+    /// "VmRSS:\t11998532 kB" (a tab, not a space, before it).
+    static func statusLineBytes(_ line: Substring) -> Int {
+        (line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0) * 1024
     }
 }
 

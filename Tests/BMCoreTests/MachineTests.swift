@@ -21,4 +21,12 @@ final class MachineTests: XCTestCase {
         XCTAssertNil(Machine.firstLine(of: "false", []))
         XCTAssertNil(Machine.firstLine(of: "bmlab-no-such-program", []))
     }
+
+    /// /proc/self/status pads a number with spaces after the tab, but not a wide one: both
+    /// parse (the resident memory of a 6 GB process read as 0 before).
+    func testStatusLines() {
+        XCTAssertEqual(Machine.statusLineBytes("VmRSS:\t    1924 kB"), 1924 * 1024)
+        XCTAssertEqual(Machine.statusLineBytes("VmRSS:\t11998532 kB"), 11_998_532 * 1024)
+        XCTAssertGreaterThan(Machine.currentResidentBytes, 1 << 20)
+    }
 }
