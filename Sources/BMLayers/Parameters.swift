@@ -1,3 +1,4 @@
+import Foundation
 import BMCore
 
 /// How a parameter is initialised. Initialisation runs in declaration order
@@ -51,21 +52,34 @@ public struct Param: @unchecked Sendable {
 public final class ParameterSlab: @unchecked Sendable {
     public internal(set) var values: UnsafeMutablePointer<Float>
     public internal(set) var grads: UnsafeMutablePointer<Float>
+    /// Bytes of the gradient slab when it is an anonymous mapping (large models), else 0.
+    private var mappedGradBytes = 0
     init() {
         values = .allocate(capacity: 1)
         grads = .allocate(capacity: 1)
     }
     func allocate(_ n: Int) {
-        values.deallocate(); grads.deallocate()
+        values.deallocate(); freeGrads()
         let cap = Swift.max(n, 1)
         values = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
-        grads = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
         values.initialize(repeating: 0, count: cap)
-        grads.initialize(repeating: 0, count: cap)
+        // A large gradient slab is an anonymous mapping: zero pages the kernel provides only
+        // when first written, so a model that never trains (evaluation, generation) does
+        // not hold a second copy of its size (5.8 GB for a 1.5 B model).
+        if cap * 4 >= 1 << 20, let p = mmap(nil, cap * 4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            grads = p.bindMemory(to: Float.self, capacity: cap)
+            mappedGradBytes = cap * 4
+        } else {
+            grads = UnsafeMutableRawPointer.allocate(byteCount: cap * 4, alignment: 64).bindMemory(to: Float.self, capacity: cap)
+            grads.initialize(repeating: 0, count: cap)
+        }
+    }
+    private func freeGrads() {
+        if mappedGradBytes > 0 { munmap(UnsafeMutableRawPointer(grads), mappedGradBytes); mappedGradBytes = 0 } else { grads.deallocate() }
     }
     deinit {
         values.deallocate()
-        grads.deallocate()
+        freeGrads()
     }
 }
 
