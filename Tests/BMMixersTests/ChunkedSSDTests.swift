@@ -27,8 +27,12 @@ final class ChunkedSSDTests: XCTestCase {
         let x = (0..<B * L * D).map { _ in rng.normal() }
         let dout = (0..<B * L * D).map { _ in rng.normal() }
         var y = [Float](repeating: 0, count: x.count), du = y
-        x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) } }
-        dout.withUnsafeBufferPointer { db in du.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) } }
+        // the mixer keeps the input's pointer for its backward: x must live until then (in a
+        // release build an array may be freed right after its last use)
+        x.withUnsafeBufferPointer { xb in
+            y.withUnsafeMutableBufferPointer { m.forward(xb.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) }
+            dout.withUnsafeBufferPointer { db in du.withUnsafeMutableBufferPointer { m.backward(db.baseAddress!, $0.baseAddress!, B: B, L: L, pass: trainPass) } }
+        }
         var grads: [String: [Float]] = [:]
         for p in m.parameters { grads[p.name] = Array(p.grads) }
         return (y, du, grads)
