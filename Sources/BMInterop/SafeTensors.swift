@@ -87,7 +87,7 @@ public final class SafeTensorsFile {
                 throw bad(t.begin < at ? "tensor '\(t.name)' at byte \(t.begin) overlaps the tensor before it (which ends at \(at))"
                                        : "a gap of \(t.begin - at) bytes before tensor '\(t.name)' (at \(t.begin), expected \(at))")
             }
-            guard let numel = checkedProduct(t.shape), case let (bits, o) = numel.multipliedReportingOverflow(by: t.dtype.bits), !o else {
+            guard let numel = elementCount(t.shape), case let (bits, o) = numel.multipliedReportingOverflow(by: t.dtype.bits), !o else {
                 throw bad("tensor '\(t.name)': shape \(t.shape) overflows")
             }
             guard bits % 8 == 0 else { throw bad("tensor '\(t.name)': \(numel) elements of \(t.dtype.rawValue) are not a whole number of bytes") }
@@ -140,7 +140,7 @@ public final class SafeTensorsFile {
         for t in tensors {
             guard seen.insert(t.name).inserted else { throw BMError.invalid("\(path): tensor '\(t.name)' given twice") }
             guard t.name != "__metadata__" else { throw BMError.invalid("\(path): '__metadata__' cannot name a tensor") }
-            guard checkedProduct(t.shape) == t.values.count else {
+            guard elementCount(t.shape) == t.values.count else {
                 throw BMError.invalid("\(path): tensor '\(t.name)' has \(t.values.count) values for shape \(t.shape)")
             }
         }

@@ -47,15 +47,3 @@ public enum TensorDType: String, Sendable, CaseIterable {
     }
     return Float(bitPattern: sign | UInt32(exp - 15 + 127) << 23 | (man << 13))
 }
-
-/// Multiplies non-negative sizes, nil on overflow.
-func checkedProduct(_ xs: [Int]) -> Int? {
-    var p = 1
-    for x in xs {
-        guard x >= 0 else { return nil }
-        let (r, o) = p.multipliedReportingOverflow(by: x)
-        if o { return nil }
-        p = r
-    }
-    return p
-}

@@ -1,5 +1,6 @@
 import Foundation
 import BMCore
+import BMStorage
 
 /// A `torch.save` file of a state dict (`pytorch_model.bin`): a zip archive of uncompressed
 /// members `<P>/data.pkl` (the pickle), `<P>/data/<key>` (each storage's raw bytes),
@@ -97,15 +98,15 @@ public final class TorchCheckpoint {
     private static func check(_ t: RestrictedUnpickler.TensorRef, _ name: String, archive: ZipArchive, prefix: String, path: String) throws {
         let s = t.storage
         guard let m = archive.member(prefix + "data/" + s.key) else { throw BMError.invalid("\(path): tensor '\(name)': storage \(s.key) has no record \(prefix)data/\(s.key)") }
-        guard let bytes = checkedProduct([s.numel, s.dtype.bits / 8]), m.size == bytes else {
+        guard let bytes = elementCount([s.numel, s.dtype.bits / 8]), m.size == bytes else {
             throw BMError.invalid("\(path): tensor '\(name)': storage \(s.key) holds \(m.size) bytes, expected \(s.numel) × \(s.dtype.bits / 8)")
         }
-        guard t.offset >= 0, t.shape.allSatisfy({ $0 >= 0 }), t.strides.allSatisfy({ $0 >= 0 }), checkedProduct(t.shape) != nil else {
+        guard t.offset >= 0, t.shape.allSatisfy({ $0 >= 0 }), t.strides.allSatisfy({ $0 >= 0 }), elementCount(t.shape) != nil else {
             throw BMError.invalid("\(path): tensor '\(name)': offset \(t.offset), size \(t.shape), stride \(t.strides): negative or overflowing")
         }
         if t.shape.contains(0) { return }
         // a view with zero strides can be far larger than its storage: bounded before anything is allocated
-        let count = checkedProduct(t.shape)!
+        let count = elementCount(t.shape)!
         guard count <= max(s.numel, 1 << 24) else {
             throw BMError.invalid("\(path): tensor '\(name)': a view of \(count) elements on a storage of \(s.numel) (zero strides)")
         }

@@ -122,7 +122,7 @@ func dataspaceMaxShape(_ space: hid_t, _ ctx: H5Context) throws(HDF5Error) -> [h
 }
 
 /// Number of elements of `shape`, or nil when a dimension is negative or it overflows.
-func elementCount(_ shape: [Int]) -> Int? {
+public func elementCount(_ shape: [Int]) -> Int? {
     var n = 1
     for d in shape {
         guard d >= 0 else { return nil }
