@@ -1,11 +1,11 @@
 # BlackMambaLab — the two commands a new machine needs: `make demo` and `make test`.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fortunes bible-kjv dict-gcide
+APT_PACKAGES := libhdf5-dev libopenblas-dev gnuplot-nox hdf5-tools pkg-config fortunes bible-kjv dict-gcide openmpi-bin libopenmpi-dev
 BMLAB_RELEASE := .build/release/bmlab
 DEMO_OUT ?= results/demo
 
-.PHONY: deps build release test test-matrix test-debug test-slurm test-interop demo doctor peers bench docs clean
+.PHONY: deps build release test test-matrix test-debug test-slurm test-interop test-mpi demo doctor peers bench docs clean
 
 ## deps: install the system packages that are missing (Debian; needs root or sudo)
 deps:
@@ -68,6 +68,15 @@ test-interop: release
 ## test-slurm: a real single-node Slurm (installs slurm-wlm, munge), a 2-run sweep through sbatch
 test-slurm: release
 	bash scripts/test-slurm.sh
+
+## test-mpi: data-parallel training across real processes (docs/distributed.md): 2 and 4 ranks
+## against the same shards in one process (bitwise), 1 process against 2 ranks, a killed and a
+## hung rank, resume on another number of ranks, a sweep on 2 ranks, a 2-rank Slurm job (sets up
+## the one-node cluster of test-slurm). Sets what mpirun needs here (root, containers) itself.
+## Uses make test's build (nothing to rebuild after make test, as in CI).
+test-mpi: deps
+	$(SWIFT) build $(TEST_FLAGS) --product bmlab
+	BMLAB=.build-test/release/bmlab bash scripts/test-mpi.sh
 
 ## demo: a small default experiment end to end, with its HDF5 file
 demo: release

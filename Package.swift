@@ -32,6 +32,10 @@ let package = Package(
         // The toolkit's own vector kernels (the selective scan), one source compiled
         // for AVX2 and AVX-512 and chosen from CPUID at run time (bmkernels.h).
         .target(name: "CKernels", dependencies: ["CBLASShim"], cSettings: [.unsafeFlags(["-O3"])]),
+        // Open MPI, loaded with dlopen at run time (data-parallel training; docs/distributed.md):
+        // the handles mpi.h defines as macros are resolved here. No link-time dependency, so
+        // the toolkit builds and trains single-process where Open MPI is absent.
+        .target(name: "CMPIShim", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5-serial",
                        providers: [.apt(["libhdf5-dev"])]),
 
@@ -52,16 +56,18 @@ let package = Package(
         .target(name: "BMExperiments", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMRouting", "BMStorage", "BMTrain",
                                                       "BMSpec", "BMData"], swiftSettings: fast),
         // Sweeps of runs: local workers, adoption, Slurm arrays.
-        .target(name: "BMSweeps", dependencies: ["BMCore", "BMStorage", "BMSpec", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMSweeps", dependencies: ["BMCore", "BMStorage", "BMSpec", "BMExperiments", "BMDistributed"], swiftSettings: fast),
         .target(name: "BMReports", dependencies: ["BMCore", "BMStorage", "BMPlot", "BMStudies", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMBench"], swiftSettings: fast),
-        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
+        .target(name: "BMBench", dependencies: ["BMCore", "BMLayers", "BMMixers", "BMTrain", "BMSpec", "BMData", "BMExperiments", "BMDistributed"], swiftSettings: fast),
         .target(name: "BMTrain", dependencies: ["BMCore", "BMLayers", "BMStorage"], swiftSettings: fast),
+        // Data-parallel training across processes: Open MPI's communicator (BMCore.Communicator).
+        .target(name: "BMDistributed", dependencies: ["BMCore", "CMPIShim"], swiftSettings: fast),
         .target(name: "BMInterop", dependencies: ["BMCore", "BMLayers", "BMStorage", "BMSpec", "BMData", "BMExperiments"], swiftSettings: fast),
 
         // The command-line tool: parses arguments, calls the libraries.
         .executableTarget(name: "bmlab", dependencies: [
             "BMCore", "BMLayers", "BMStorage", "BMMixers", "BMTrain", "BMBench", "BMPlot", "BMStudies", "BMRouting",
-            "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMReports", "BMInterop",
+            "BMSpec", "BMData", "BMExperiments", "BMSweeps", "BMReports", "BMInterop", "BMDistributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 

@@ -23,6 +23,10 @@ public enum TrainBench {
         public var phases: [String: Double]         // ms per step
         public var phaseOrder: [String]
         public var blasCore: String, blasThreads: Int
+        /// Processes the step was spread over (data-parallel ranks) and the gradient
+        /// allreduce's time per step (ms, median over the timed steps; 0 for one rank).
+        public var ranks: Int = 1
+        public var allreduceMs: Double = 0
     }
 
     /// One sequence length of `lengths`: the same tokens per step, split as batch × seq_len.
@@ -56,22 +60,27 @@ public enum TrainBench {
         return out
     }
 
+    /// With a `group` of several ranks, the step is data-parallel (each rank a shard of the
+    /// batch, one allreduce); the figures are rank 0's, tokens/s counts the whole batch.
     public static func run(specPath: String, overrides: [String] = [], warmup: Int = 2, steps: Int = 8,
-                           measurePeak: Bool = true) throws -> Result {
+                           measurePeak: Bool = true, group: Communicator = SingleProcess()) throws -> Result {
         let spec = try ExperimentSpec.load(path: specPath, overrides: overrides)
         let data = try Dataset(spec)
         let model = try ModelBuilder.build(spec)
         let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen, scoredFraction: try Dataset.scoredFraction(spec))
         var settings = spec.trainSettings               // betas, eps, weight decay as the spec says
         settings.steps = warmup + steps
-        let trainer = Trainer(model: model, settings: settings)
+        guard spec.train.batch % group.size == 0 else {
+            throw BMError.invalid("\(specPath): train.batch \(spec.train.batch) cannot be cut into \(group.size) equal shards (ranks); expected a multiple of \(group.size)")
+        }
+        let trainer = Trainer(model: model, settings: settings, group: group, shards: group.size)
         var src = DatasetSource(data: data, rng: RNG(seed: 1))
         let rssModel = Machine.currentResidentBytes
-        var times: [Double] = []
+        var times: [Double] = [], reduce: [Double] = []
         for i in 0..<(warmup + steps) {
             if i == warmup { model.timer.enabled = true; model.timer.reset() }
             let s = try seconds { _ = try trainer.trainStep(&src) }
-            if i >= warmup { times.append(s) }
+            if i >= warmup { times.append(s); reduce.append(trainer.lastReduceSeconds) }
         }
         let rssAfter = Machine.peakResidentBytes
         let med = median(times)
@@ -87,6 +96,6 @@ public enum TrainBench {
                       sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9),
                       peakResidentMib: Double(rssAfter) / 1048576, activationMib: Double(max(0, rssAfter - rssModel)) / 1048576,
                       parametersTotal: counts.total, parametersActive: counts.active, phases: phases, phaseOrder: order,
-                      blasCore: BLAS.coreName, blasThreads: BLAS.threads)
+                      blasCore: BLAS.coreName, blasThreads: BLAS.threads, ranks: group.size, allreduceMs: median(reduce) * 1e3)
     }
 }

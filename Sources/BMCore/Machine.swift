@@ -37,6 +37,16 @@ public enum Machine {
 
     /// The first line a successful `program args` prints (stdout, else stderr); nil when
     /// it is missing or fails.
+    /// The full path of `program` on PATH, or nil.
+    public static func which(_ program: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
     public static func firstLine(of program: String, _ args: [String]) -> String? {
         guard let r = try? run(program, args), r.status == 0 else { return nil }
         let text = r.stdout.isEmpty ? r.stderr : r.stdout

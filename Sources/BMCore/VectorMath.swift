@@ -161,6 +161,12 @@ public func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
     for i in 0..<n { y[i] += a * x[i] }
 }
 
+/// x[i] *= a
+@inlinable @inline(__always)
+public func scal(_ a: Float, _ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    for i in 0..<n { x[i] *= a }
+}
+
 /// out[i] = a[i] + b[i]
 @inlinable @inline(__always)
 public func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {

@@ -35,6 +35,9 @@ public final class ExperimentRun {
     let specYAML: String
     var source: DatasetSource
     public var printProgress = true
+    /// The ranks of a data-parallel run (docs/distributed.md); rank 0 alone writes the
+    /// run's files and prints its progress.
+    public let group: Communicator
     /// For tests: stop (as if killed) after this many steps in this process.
     public var stopAfter: Int? = nil
 
@@ -57,9 +60,20 @@ public final class ExperimentRun {
     var lock: RunLock?
     private var startOver = false
 
-    public init(spec: ExperimentSpec, outDir: String, resume: Bool) throws {
+    /// `group`: the ranks of a data-parallel run; `shards`: shards of each step's batch
+    /// over all ranks (nil: one a rank; more than the ranks: several a rank, the way
+    /// `--shards` computes in one process what a run on that many ranks computes).
+    public init(spec: ExperimentSpec, outDir: String, resume: Bool, group: Communicator = SingleProcess(), shards: Int? = nil) throws {
         self.spec = spec
         self.outDir = outDir
+        self.group = group
+        let shards = shards ?? group.size
+        guard shards >= 1, shards % group.size == 0 else {
+            throw BMError.invalid("--shards \(shards): must be a multiple of the \(group.size) ranks")
+        }
+        guard spec.train.batch % shards == 0 else {
+            throw BMError.invalid("\(spec.file): train.batch \(spec.train.batch) cannot be cut into \(shards) equal shards (\(group.size) rank(s)); expected a multiple of \(shards)")
+        }
         specYAML = try spec.resolvedYAML()
         // 1. Can the machine hold it? (before any allocation or file)
         memory = try MemoryEstimate(spec)
@@ -90,12 +104,14 @@ public final class ExperimentRun {
             throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5 / checkpoints/); pass --resume to continue it, or choose another --out")
         }
         data = try Dataset(spec)
-        try ExperimentRun.checkWritable(outDir)         // the last check: it creates the directory
-        lock = try RunLock(directory: outDir)           // one process writes into a run
+        if group.isWriter {
+            try ExperimentRun.checkWritable(outDir)     // the last check: it creates the directory
+            lock = try RunLock(directory: outDir)       // one process writes into a run
+        }
         // 3. Model, optimiser.
         model = try ModelBuilder.build(spec)
         counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen, scoredFraction: try Dataset.scoredFraction(spec))
-        trainer = Trainer(model: model, settings: spec.trainSettings)
+        trainer = Trainer(model: model, settings: spec.trainSettings, group: group, shards: shards)
         source = DatasetSource(data: data, rng: RNG(seed: UInt64(spec.train.seed) &+ 0xDA7A))
         if let stored {
             let st = try stored.load(into: model, optimizer: trainer.optimizer)
@@ -225,11 +241,16 @@ public final class ExperimentRun {
         }
         try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         try AtomicFile.write(to: (outDir as NSString).appendingPathComponent("spec.yaml")) { tmp in
-            try specYAML.write(toFile: tmp, atomically: false, encoding: .utf8)
+            try (distributedNote + specYAML).write(toFile: tmp, atomically: false, encoding: .utf8)
         }
-        if let st = resumeState { return try MetricsLog(resuming: metricsPath, step: st.step) }
+        if let st = resumeState {
+            let m = try MetricsLog(resuming: metricsPath, step: st.step)
+            do { try setDistributedAttributes(m) } catch { m.close(); throw error }
+            return m
+        }
         let metrics = try MetricsLog(path: metricsPath, attributes: rootAttributes())
         do {
+            try setDistributedAttributes(metrics)
             let eval = try metrics.file.createGroup("eval")
             try eval.setAttribute("metric_name", data.metric.rawValue)
             let notes = model.blocks.compactMap(\.mixer.evaluationNote).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
@@ -251,18 +272,46 @@ public final class ExperimentRun {
         return metrics
     }
 
+    /// Rows of the global batch each shard computes, and how the shards are spread.
+    public var rankBatch: Int { spec.train.batch / trainer.shards * (trainer.shards / group.size) }
+
+    /// spec.yaml's first lines in a data-parallel run: how it ran (not part of the spec:
+    /// a run resumes on another number of ranks).
+    var distributedNote: String {
+        trainer.shards == 1 ? "" : "# data-parallel: \(group.size) rank(s), \(trainer.shards) shard(s) of \(spec.train.batch / trainer.shards) rows; \(rankBatch) rows a rank of the global train.batch \(spec.train.batch)\n"
+    }
+
+    /// metrics.h5's root attributes world_size, shards and rank_batch (rewritten by a
+    /// resume, which may run on another number of ranks).
+    func setDistributedAttributes(_ m: MetricsLog) throws {
+        try m.file.setAttribute("world_size", group.size)
+        try m.file.setAttribute("shards", trainer.shards)
+        try m.file.setAttribute("rank_batch", rankBatch)
+    }
+
+    /// Every rank's parameters hash to the same value (at the start and at each checkpoint
+    /// of a data-parallel run): a silent divergence stops the run.
+    func checkRanksAgree(_ when: String) throws {
+        guard group.size > 1 else { return }
+        group.setContext("the parameter check \(when)")
+        guard try group.allEqual(model.params.valuesHash()) else {
+            throw BMError.numerical("the ranks' parameters differ \(when) (a rank diverged: different data, library or CPU path?); stopping")
+        }
+    }
+
     public func run() throws -> Summary {
         defer { lock = nil }                            // the run is over: another process may take it
         let fm = FileManager.default
-        let metrics = try openRun()
-        defer { metrics.close() }
+        let metrics: MetricsLog? = group.isWriter ? try openRun() : nil
+        defer { metrics?.close() }
+        try checkRanksAgree("at the start (step \(trainer.step))")
         let S = spec.train.steps, B = spec.train.batch, L = spec.train.seqLen
         let tokensPerStep = B * L
-        let progress = printProgress ? ProgressLine(total: S, logEvery: spec.train.logEvery) : nil
+        let progress = printProgress && group.isWriter ? ProgressLine(total: S, logEvery: spec.train.logEvery) : nil
         // Throughput over the steps since the previous row, from the steps' own
         // durations (evaluation, checkpoints and logging are not counted).
         var windowSteps = 0, windowTime = 0.0
-        var recent = try Self.loggedLosses(metrics)             // a resumed run continues its window
+        var recent = try metrics.map { try Self.loggedLosses($0) } ?? []            // a resumed run continues its window
         var lastEval: (Double, Double?)? = nil
         var lastEvalStep = trainer.step                          // the step lastEval was measured at
         var totalTime = 0.0
@@ -274,16 +323,19 @@ public final class ExperimentRun {
         // so a run resumed from checkpoint.h5 never lacks the kept file of its step)
         func checkpoint(kept: Bool, run: Bool) throws {
             let st = Checkpoint.State(step: trainer.step, optimizerStep: trainer.optimizer.t, dataRNG: source.rng.stateArray, specYAML: specYAML)
-            if kept && spec.train.keepCheckpoints {
+            if kept && spec.train.keepCheckpoints && group.isWriter {
                 try fm.createDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"), withIntermediateDirectories: true)
                 let path = keptCheckpointPath(step: trainer.step)
                 if !fm.fileExists(atPath: path) { try Checkpoint.save(to: path, model: model, optimizer: nil, state: st) }
             }
             if run {
-                do { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) } catch {
-                    throw BMError.invalid("cannot write the checkpoint of step \(trainer.step) (\(BMError.reason(error)))")
+                if group.isWriter {
+                    do { try Checkpoint.save(to: checkpointPath, model: model, optimizer: trainer.optimizer, state: st) } catch {
+                        throw BMError.invalid("cannot write the checkpoint of step \(trainer.step) (\(BMError.reason(error)))")
+                    }
                 }
                 checkpointStep = trainer.step
+                try checkRanksAgree("at the checkpoint of step \(trainer.step)")
             }
         }
         // what a failure leaves behind, for its message
@@ -297,10 +349,11 @@ public final class ExperimentRun {
         try checkpoint(kept: true, run: false)                  // step 0, or the step resumed from
         // a run resumed from the step where train.stop_at ended it is complete
         var stopped = false
-        if startStep > 0, let e = try Self.evaluation(metrics, at: startStep) {
+        if startStep > 0, let m = metrics, let e = try Self.evaluation(m, at: startStep) {
             lastEval = e
             stopped = Self.reachedStop(spec.train.stopAt, e.1)
         }
+        if group.size > 1 { stopped = try group.sum([stopped ? 1 : 0])[0] > 0 }   // rank 0 read it
         do {
             while trainer.step < S && !stopped {
                 if let stop = stopAfter, trainer.step - startStep >= stop { break }
@@ -312,7 +365,7 @@ public final class ExperimentRun {
                 windowSteps += 1; windowTime += stepTime
                 if done % spec.train.logEvery == 0 || done == S {
                     tokensPerSecond = Double(windowSteps * tokensPerStep) / max(windowTime, 1e-9)
-                    try logTrainingRow(metrics, step: done, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tokensPerSecond)
+                    if let metrics { try logTrainingRow(metrics, step: done, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tokensPerSecond) }
                     recent.append(r.loss)
                     if recent.count > Self.trainLossWindow { recent.removeFirst() }
                     windowSteps = 0; windowTime = 0
@@ -330,20 +383,21 @@ public final class ExperimentRun {
                                          + (e.1.map { String(format: "  %@ %.4f", data.metric.rawValue, $0) } ?? "")
                                  } ?? "")
                 if reached {
-                    if printProgress { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
+                    if printProgress && group.isWriter { print("stopped at step \(done): \(data.metric.rawValue) \(String(format: "%.4f", lastEval?.1 ?? .nan)) ≥ train.stop_at \(spec.train.stopAt!)") }
                     break
                 }
             }
         } catch {
-            try? metrics.flush()
+            try? metrics?.flush()
             throw failure(from: error, keptNote: keptNote())
         }
         // eval.test: the test split once, when the run is complete (not again on a resume)
-        if spec.eval.test && (trainer.step == S || stopped || Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil))
-            && !metrics.file.exists("test/loss") {
+        var tested = metrics?.file.exists("test/loss") ?? false
+        if group.size > 1 { tested = try group.sum([tested ? 1 : 0])[0] > 0 }   // rank 0 read it
+        if spec.eval.test && (trainer.step == S || stopped || Self.reachedStop(spec.train.stopAt, lastEval?.1 ?? nil)) && !tested {
             try evaluateTest(metrics, step: trainer.step)
         }
-        do { try metrics.finish() } catch {                     // the last rows reach the disk, checked
+        do { try metrics?.finish() } catch {                     // the last rows reach the disk, checked
             throw BMError.invalid("\(BMError.reason(error)); training finished at step \(trainer.step) and \(checkpointPath) of that step is kept, but metrics.h5 may lack its last rows")
         }
         let ran = trainer.step - startStep
@@ -403,24 +457,28 @@ public final class ExperimentRun {
 
     /// Validation loss (and bits per byte or accuracy) over `eval_batches` batches evenly
     /// spaced over the validation split, under `eval.routing` (eval/… in metrics.h5).
-    func evaluate(_ metrics: MetricsLog, step: Int) throws -> (Double, Double?) {
+    func evaluate(_ metrics: MetricsLog?, step: Int) throws -> (Double, Double?) {
         let B = spec.train.batch, L = spec.train.seqLen, n = spec.train.evalBatches
-        let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing) {
+        group.setContext("the evaluation at step \(step)")
+        let r = try Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing, group: group) {
             i, inp, tgt in data.evalBatch(i, of: n, B: B, L: L, inputs: inp, targets: tgt)
         }
+        guard let metrics else { return (r.primary.loss, r.primary.metric) }
         try log(r, to: metrics, group: "eval", step: step)
         try metrics.flush()
         return (r.primary.loss, r.primary.metric)
     }
 
     /// The test split, once, after the last step (`eval.test`): a study's final numbers.
-    func evaluateTest(_ metrics: MetricsLog, step: Int) throws {
+    func evaluateTest(_ metrics: MetricsLog?, step: Int) throws {
         let B = spec.train.batch, L = spec.train.seqLen
         let n = spec.eval.testBatches > 0 ? spec.eval.testBatches
               : data.isSplit ? data.batchesCovering(.test, B: B, L: L) : 8 * spec.train.evalBatches
-        let r = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing) {
+        group.setContext("the test evaluation")
+        let r = try Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: data.metric, routing: spec.eval.routing, group: group) {
             i, inp, tgt in data.evalBatch(i, of: n, part: .test, B: B, L: L, inputs: inp, targets: tgt)
         }
+        guard let metrics else { return }
         try log(r, to: metrics, group: "test", step: step)
         try metrics.flush()
         if printProgress {
@@ -530,11 +588,14 @@ public enum Evaluator {
         public var agreement: [(layer: Int, value: Double)] = []
     }
 
+    /// In a data-parallel run (`group` of several ranks) rank r evaluates the batches
+    /// i ≡ r (mod ranks) and the sums are reduced, so every rank gets the whole result.
     public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric, routing: EvalRouting,
-                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Routed {
+                                group: Communicator = SingleProcess(),
+                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) throws -> Routed {
         let moes = model.blocks.enumerated().compactMap { i, b in (b.mixer as? MoE).map { (i, $0) } }
         guard !moes.isEmpty else {
-            let r = evaluate(model: model, batches: batches, B: B, L: L, metric: metric, pass: .eval(), fill: fill)
+            let r = try evaluate(model: model, batches: batches, B: B, L: L, metric: metric, pass: .eval(), group: group, fill: fill)
             return Routed(primary: r, argmax: nil, train: nil)
         }
         let passes: [EvalRouting] = routing == .both ? [.argmax, .train] : [routing]
@@ -544,10 +605,11 @@ public enum Evaluator {
             // agreement: measured in the pass routed as in training when both run
             let measure = k == passes.count - 1
             for (_, m) in moes { m.resetAgreement() }
-            out[p] = evaluate(model: model, batches: batches, B: B, L: L, metric: metric,
-                              pass: .eval(routing: p, measureAgreement: measure), fill: fill)
+            out[p] = try evaluate(model: model, batches: batches, B: B, L: L, metric: metric,
+                                  pass: .eval(routing: p, measureAgreement: measure), group: group, fill: fill)
             if measure {
-                agreement = moes.map { i, m in (i, m.agreement.total > 0 ? Double(m.agreement.shared) / Double(m.agreement.total) : .nan) }
+                let counts = try group.sum(moes.flatMap { _, m in [Double(m.agreement.shared), Double(m.agreement.total)] })
+                agreement = moes.enumerated().map { k, lm in (lm.0, counts[2 * k + 1] > 0 ? counts[2 * k] / counts[2 * k + 1] : .nan) }
             }
         }
         let primary = routing == .train ? out[.train]! : out[.argmax]!
@@ -555,13 +617,18 @@ public enum Evaluator {
     }
 
     public static func evaluate(model: LanguageModel, batches: Int, B: Int, L: Int, metric: Dataset.Metric, pass: Pass,
-                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Result {
+                                group: Communicator = SingleProcess(),
+                                fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) throws -> Result {
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
         var loss = 0.0, counted = 0, correct = 0
-        for i in 0..<batches {
+        for i in stride(from: group.rank, to: batches, by: group.size) {
             fill(i, inp.pointer, tgt.pointer)
             let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
             loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
+        }
+        if group.size > 1 {
+            let t = try group.sum([loss, Double(counted), Double(correct)])
+            loss = t[0]; counted = Int(t[1]); correct = Int(t[2])
         }
         let mean = counted > 0 ? loss / Double(counted) : .nan
         let m: Double?

@@ -30,6 +30,12 @@ public final class LanguageModel {
     /// sequence (MQAR: k of L), and a head over a large vocabulary at every position
     /// would dominate a step. Off: every position (for the test that compares the two).
     public var headOnScoredPositions = true
+    /// Multiplies the cross-entropy's gradient (not the layers' auxiliary losses) in a
+    /// training forward. A data-parallel shard that scores n_s of the batch's N targets
+    /// over a share t_s of its positions sets n_s / (N·t_s): after its whole gradient is
+    /// scaled by t_s, the cross-entropy counts per scored target and the auxiliary losses
+    /// per position, as over the whole batch (`Trainer`). 1 everywhere else.
+    public var lossGradientWeight: Float = 1
     private let scoredRows = IntBuffer()                 // [S] positions t with targets[t] ≠ ignored
     private let scoredTargets = IntBuffer()              // [S]
     private let scoredNormed = FloatBuffer()             // [S, D] rows of the final norm's output
@@ -108,6 +114,7 @@ public final class LanguageModel {
             if let head { head.forward(headIn, lg, B: 1, L: rows, pass: pass) } else { embedding.headForward(headIn, lg, T: rows) }
         }
         let r = loss.forwardBackward(logits: lg, targets: headTargets, T: rows, dlogits: train ? lg : nil)
+        if train && lossGradientWeight != 1 { scal(lossGradientWeight, lg, max(rows, 1) * vocab) }
         timer.mark("head and loss")
         return r
     }

@@ -61,6 +61,13 @@ public protocol Mixer: SequenceLayer {
     /// A router's logits from the last forward, [B·L, E]; nil for layers without a
     /// learned router (`bmlab eval --router-logits`, the Sinkhorn study).
     var routerLogits: UnsafeBufferPointer<Float>? { get }
+    /// Tokens per expert of the last training forward, for a router whose balancing
+    /// bias moves with its load (`lossfree`); nil for every other layer. A data-parallel
+    /// step routes each shard with `updatesRouterState` off, sums these loads over the
+    /// shards and ranks, and moves the bias once with `updateRouterState(load:)` — as one
+    /// process moves it from the whole batch's load.
+    var routerStateLoad: [Int]? { get }
+    func updateRouterState(load: [Int])
 }
 
 extension Mixer {
@@ -70,6 +77,8 @@ extension Mixer {
     public var statistics: [(String, LayerStatistic)] { [] }
     public var evaluationNote: String? { nil }
     public var routerLogits: UnsafeBufferPointer<Float>? { nil }
+    public var routerStateLoad: [Int]? { nil }
+    public func updateRouterState(load: [Int]) {}
     /// Every matrix-multiply weight (2-D `.weight` parameters) is used by every token.
     public var activeMatmulWeights: Double {
         Double(parameters.filter { $0.shape.count == 2 && $0.name.hasSuffix(".weight") }.reduce(0) { $0 + $1.count })

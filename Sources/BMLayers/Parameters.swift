@@ -180,6 +180,23 @@ public final class ParameterSet: @unchecked Sendable {
         Parallel.forEachBlock(count, size: Self.chunkSize) { r in body(r.lowerBound / Self.chunkSize, r.lowerBound, r.upperBound) }
     }
 
+    /// A 64-bit hash of every parameter's bits (per 64k chunk, combined in chunk order):
+    /// equal on two processes exactly when their parameters are, up to collisions.
+    /// A data-parallel run compares it across ranks (`ExperimentRun.checkRanksAgree`).
+    public func valuesHash() -> UInt64 {
+        let w = UnsafeRawPointer(values).assumingMemoryBound(to: UInt32.self)
+        var parts = [UInt64](repeating: 0, count: Swift.max(1, chunkCount))
+        parts.withUnsafeMutableBufferPointer { part in
+            let pp = part.baseAddress!
+            forEachChunk { k, lo, hi in
+                var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(k)          // FNV-1a over 32-bit words
+                for i in lo..<hi { h = (h ^ UInt64(w[i])) &* 0x0000_0100_0000_01b3 }
+                pp[k] = h
+            }
+        }
+        return parts.reduce(UInt64(count)) { ($0 ^ $1) &* 0x9e37_79b9_7f4a_7c15 }
+    }
+
     /// Global L2 norm of the gradient: SIMD partial sums per chunk, added in chunk
     /// order in Double — the same bits whatever the threads.
     public func gradNorm() -> Double {

@@ -1,5 +1,6 @@
 import Foundation
 import BMCore
+import BMDistributed
 import BMStorage
 import BMSpec
 import BMExperiments
@@ -115,7 +116,9 @@ public struct SweepRunner {
     /// Runs (or resumes) run `index` here; returns its result (also written to result.json).
     /// Already finished runs are not run again, if their spec is the one asked for.
     @discardableResult
-    public func runOne(_ index: Int, progress: Bool = false) throws -> RunResult {
+    /// In a run distributed over several ranks (`group`), every rank trains and rank 0
+    /// alone writes the run's files and its result.json; an error on any rank ends the job.
+    public func runOne(_ index: Int, progress: Bool = false, group: Communicator = SingleProcess()) throws -> RunResult {
         guard index >= 0 && index < sweep.runs.count else {
             throw BMError.invalid("--run-index \(index) is out of range: the sweep has \(sweep.runs.count) runs (0…\(sweep.runs.count - 1))")
         }
@@ -129,9 +132,14 @@ public struct SweepRunner {
         for f in ["result.json", "error.txt"] { try? fm.removeItem(atPath: "\(dir)/\(f)") }
         var res = RunResult(index: index, name: r.name, status: "failed")
         do {
-            let run = try ExperimentRun(spec: r.spec, outDir: dir, resume: true)
+            let run = try ExperimentRun(spec: r.spec, outDir: dir, resume: true, group: group)
             run.printProgress = progress
+            if group.size > 1 {
+                group.setContext("the start of run \(index)")
+                try group.barrier()                   // every rank has read the checkpoint before rank 0 writes
+            }
             let s = try run.run()
+            if !group.isWriter { return res }
             res.status = "ok"
             res.steps = s.steps; res.trainLoss = s.trainLoss; res.valLoss = s.evalLoss; res.valMetric = s.evalMetric
             res.metricName = s.metricName; res.tokensPerSecond = s.tokensPerSecond; res.seconds = s.seconds
@@ -139,6 +147,7 @@ public struct SweepRunner {
             res.trainingFlops = Double(s.steps * r.spec.train.batch * r.spec.train.seqLen) * s.counts.flopsPerToken
             try? fm.removeItem(atPath: "\(dir)/error.txt")
         } catch {
+            if group.size > 1 { throw error }         // the caller ends every rank
             res.error = BMError.reason(error)
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
@@ -150,13 +159,16 @@ public struct SweepRunner {
     }
 
     /// Runs every unfinished run with `workers` processes of `executable`
-    /// (`bmlab sweep FILE --run-index i --out DIR --threads T`), T = cores / workers.
-    public func runLocal(workers: Int, executable: String, sweepArgs: [String], log: (String) -> Void) throws {
+    /// (`bmlab sweep FILE --run-index i --out DIR --threads T`), T = cores / workers;
+    /// with `ranks` > 1 each worker is `mpirun -np ranks` of that command (a run
+    /// data-parallel over its ranks, `MPILaunch`), T = cores / (workers × ranks).
+    public func runLocal(workers: Int, ranks: Int = 1, executable: String, sweepArgs: [String], log: (String) -> Void) throws {
         for r in sweep.runs { try checkReusable(r) }          // before any run starts
         let pending = sweep.runs.filter { result($0)?.status != "ok" }
         let done = sweep.runs.count - pending.count
         if done > 0 { log("\(done) of \(sweep.runs.count) runs already finished; running the other \(pending.count)") }
-        let threads = max(1, BLAS.availableCores / max(1, workers))
+        let threads = max(1, BLAS.availableCores / max(1, workers * ranks))
+        let launch = ranks > 1 ? try MPILaunch.mpirun(ranks: ranks) : nil
         // SIGINT / SIGTERM stop the workers first; each worker also dies with this
         // process however it ends (Machine.dieWithParentIfAsked)
         Machine.catchStopSignals()
@@ -167,15 +179,27 @@ public struct SweepRunner {
         while !queue.isEmpty || !running.isEmpty {
             while running.count < max(1, workers), let r = queue.popFirst() {
                 let p = Process()
-                p.executableURL = URL(fileURLWithPath: executable)
-                p.arguments = ["sweep"] + sweepArgs + ["--run-index", "\(r.index)", "--out", outDir, "--threads", "\(threads)"]
+                let command = ["sweep"] + sweepArgs + ["--run-index", "\(r.index)", "--out", outDir, "--threads", "\(threads)"]
+                if let launch {
+                    p.executableURL = URL(fileURLWithPath: launch.path)
+                    p.arguments = launch.arguments + [executable] + command
+                } else {
+                    p.executableURL = URL(fileURLWithPath: executable)
+                    p.arguments = command
+                }
                 try FileManager.default.createDirectory(atPath: runDir(r), withIntermediateDirectories: true)
                 let logPath = "\(runDir(r))/log.txt"
                 guard FileManager.default.createFile(atPath: logPath, contents: nil), let fh = FileHandle(forWritingAtPath: logPath) else {
                     throw BMError.invalid("\(logPath): cannot create the run's log (\(String(cString: strerror(errno))))")
                 }
                 p.standardOutput = fh; p.standardError = fh
-                p.environment = Machine.workerEnvironment
+                if let launch {
+                    // the ranks' parent is mpirun, not this process: no BMLAB_PARENT_PID for them
+                    // (mpirun gets SIGTERM from here on a stop and ends its ranks)
+                    p.environment = ProcessInfo.processInfo.environment.merging(launch.environment) { _, new in new }
+                } else {
+                    p.environment = Machine.workerEnvironment
+                }
                 try p.run()
                 running.append((p, r, Date()))
                 log("[start] run \(r.index): \(r.name)")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import BMCore
 import BMStorage
+import BMDistributed
 
 struct BMLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +29,12 @@ func fail(_ error: Error) -> Never {
     let fileError = error is HDF5Error || error is AtomicFileError ||
         [NSCocoaErrorDomain, NSPOSIXErrorDomain].contains((error as NSError).domain)
     let code: Int32 = (error as? BMError)?.exitCode ?? (fileError ? 2 : 1)
+    // one rank of several: say which, and end every rank (MPI_Abort) rather than leave
+    // the others waiting in a collective for this one
+    if let world = MPICommunicator.current, world.size > 1 {
+        FileHandle.standardError.write("bmlab: error: rank \(world.rank) of \(world.size): \(BMError.reason(error))\n".data(using: .utf8)!)
+        world.abort(code: code)
+    }
     FileHandle.standardError.write("bmlab: error: \(BMError.reason(error))\n".data(using: .utf8)!)
     exit(code)
 }

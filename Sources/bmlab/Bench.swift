@@ -5,6 +5,7 @@ import BMBench
 import BMMixers
 import BMExperiments
 import BMStorage
+import BMDistributed
 import BMSpec
 
 struct BenchCommand: ParsableCommand {
@@ -106,13 +107,39 @@ extension BenchCommand {
         var seqLens: String?
         @Option(help: "With --seq-lens: tokens per step (default: the spec's batch × seq_len); batch = tokens / seq_len.")
         var tokensPerStep: Int?
-        func validate() throws { requireThreads(threads); require(steps >= 1, "--steps must be at least 1, got \(steps)") }
+        @Option(help: "Rank counts (comma-separated, e.g. 1,2): data-parallel scaling on this machine — N ranks × cores/N threads (mpirun) against 1 process × all cores and 1 × 1.")
+        var ranks: String?
+        func validate() throws {
+            requireThreads(threads); require(steps >= 1, "--steps must be at least 1, got \(steps)")
+            if let r = ranks {
+                let n = r.split(separator: ",").compactMap { Int($0) }
+                require(!n.isEmpty && n.count == r.split(separator: ",").count && n.allSatisfy { $0 >= 1 }, "--ranks must be positive integers separated by commas, got '\(r)'")
+            }
+        }
         @Flag(help: "Print JSON.") var json = false
 
         @OptionGroup var machine: MachineOptions
 
         func run() throws {
+            if let ranks {
+                guarded {
+                    let rows = try ScalingBench.run(bmlab: selfPath(), spec: spec, overrides: overrides, steps: steps,
+                                                    ranks: ranks.split(separator: ",").compactMap { Int($0) }, log: { print($0) })
+                    if json { print(try JSON.text(rows, pretty: true)); return }
+                    print(ScalingBench.table(rows, cpu: "\(Machine.cpuModel), \(Machine.cpuFamilyModel)"), terminator: "")
+                }
+                return
+            }
+            // one rank of `bench train --ranks`: the step data-parallel over the ranks mpirun started
+            let group: Communicator = MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
             machine.startBLAS(threads: threads)
+            if group.size > 1 {
+                guarded {
+                    let r = try TrainBench.run(specPath: spec, overrides: overrides, steps: steps, group: group)
+                    if group.isWriter { print(try JSON.text(r)) }
+                }
+                return
+            }
             if let seqLens {
                 guarded {
                     let Ls = seqLens.split(separator: ",").compactMap { Int($0) }

@@ -3,6 +3,7 @@ import Foundation
 import BMCore
 import BMExperiments
 import BMSweeps
+import BMDistributed
 
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,12 +20,17 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Slurm partition.") var partition: String?
     @Option(help: "Slurm time limit per run.") var time = "01:00:00"
     @Option(help: "CPUs per Slurm task.") var cpus = 2
+    @Option(help: "Ranks of each run: > 1 trains each run data-parallel (local workers through mpirun, Slurm tasks through srun). docs/distributed.md.")
+    var ranks = 1
+    @Option(help: "Slurm nodes the ranks of one run may spread over.") var nodes: Int?
     @OptionGroup var machine: MachineOptions    // every run inherits both switches
 
     func validate() throws {
         requireThreads(threads)
         require(workers >= 1, "--workers must be at least 1, got \(workers)")
         require(cpus >= 1, "--cpus must be at least 1, got \(cpus)")
+        require(ranks >= 1, "--ranks must be at least 1, got \(ranks)")
+        if let n = nodes { require(n >= 1 && n <= ranks, "--nodes must be between 1 and --ranks (\(ranks)), got \(n)") }
         require(Slurm.isTimeLimit(time), "--time '\(time)' is not a Slurm time limit; expected MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED")
         if let i = runIndex { require(i >= 0, "--run-index must be 0 or more, got \(i)") }
     }
@@ -53,8 +59,10 @@ struct SweepCommand: ParsableCommand {
                 return
             }
             if let i = runIndex {
-                startBLAS(threads: threads)
-                let r = try runner.runOne(i, progress: true)
+                let group: Communicator = MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
+                startBLAS(threads: threads > 0 ? threads : rankThreads(group))
+                let r = try runner.runOne(i, progress: group.isWriter, group: group)
+                guard group.isWriter else { return }
                 if r.status != "ok" { throw BMError.numerical("run \(i) (\(sweep.runs[i].name)) failed: \(r.error ?? "?")") }
                 print("run \(i) ok: \(runner.runDir(sweep.runs[i]))")
                 return
@@ -62,7 +70,7 @@ struct SweepCommand: ParsableCommand {
             if slurm {
                 for r in sweep.runs { try runner.checkReusable(r) }
                 var o = Slurm.Options()
-                o.partition = partition; o.time = time; o.cpus = cpus
+                o.partition = partition; o.time = time; o.cpus = cpus; o.ranks = ranks; o.nodes = nodes
                 let script = try Slurm.writeScript(runner: runner, bmlab: selfPath(), sweepArgs: [file] + overrides, options: o)
                 if let job = try Slurm.submit(script) {
                     print("submitted array job \(job) (\(sweep.runs.count) tasks): \(script)")
@@ -74,8 +82,9 @@ struct SweepCommand: ParsableCommand {
             }
             if !collect {
                 startBLAS()
-                print("sweep \(file): \(sweep.runs.count) runs, \(workers) worker(s) × \(max(1, BLAS.availableCores / workers)) BLAS thread(s); out: \(dir)")
-                try runner.runLocal(workers: workers, executable: selfPath(), sweepArgs: [file] + overrides) { print($0); fflush(nil) }
+                let ranksNote = ranks > 1 ? " × \(ranks) ranks" : ""
+                print("sweep \(file): \(sweep.runs.count) runs, \(workers) worker(s)\(ranksNote) × \(max(1, BLAS.availableCores / (workers * ranks))) BLAS thread(s); out: \(dir)")
+                try runner.runLocal(workers: workers, ranks: ranks, executable: selfPath(), sweepArgs: [file] + overrides) { print($0); fflush(nil) }
             }
             let rows = try runner.collect()
             print(SweepRunner.table(rows, axes: sweep.axes), terminator: "")

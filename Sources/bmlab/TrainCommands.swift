@@ -7,6 +7,7 @@ import BMExperiments
 import BMSpec
 import BMData
 import BMSweeps
+import BMDistributed
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "train", 
@@ -15,19 +16,67 @@ struct TrainCommand: ParsableCommand {
     @Argument(help: "Overrides key.path=value, e.g. train.steps=100 model.d_model=128.") var overrides: [String] = []
     @Option(help: "Output directory (default results/NAME).") var out: String?
     @Flag(help: "Continue from DIR/checkpoint.h5.") var resume = false
-    @Option(help: "BLAS threads (0 = one per available core).") var threads = 0
+    @Option(help: "BLAS threads (0 = one per available core; under mpirun, the cores shared by the ranks of a machine).") var threads = 0
+    @Flag(help: "Data-parallel over the ranks mpirun or srun started (Open MPI; automatic when started as one of several ranks). docs/distributed.md.")
+    var distributed = false
+    @Option(help: "Shards of each step's batch over all ranks (default: one a rank). In one process, N computes what an N-rank run computes, bitwise.")
+    var shards: Int?
+    @Option(help: "Submit this run to Slurm as one job of N ranks (sbatch + srun --mpi=pmix; DIR/train.sbatch) instead of training here.")
+    var slurmRanks: Int?
+    @Option(help: "With --slurm-ranks: nodes the ranks may spread over.") var slurmNodes: Int?
+    @Option(help: "With --slurm-ranks: the job's time limit.") var slurmTime = "01:00:00"
+    @Option(help: "With --slurm-ranks: CPUs (threads) per rank.") var slurmCpus = 1
+    @Option(help: "With --slurm-ranks: the partition.") var slurmPartition: String?
     @OptionGroup var machine: MachineOptions
 
-    func validate() throws { requireThreads(threads) }
+    func validate() throws {
+        requireThreads(threads)
+        if let n = shards { require(n >= 1, "--shards must be at least 1, got \(n)") }
+        if let n = slurmRanks {
+            require(n >= 1, "--slurm-ranks must be at least 1, got \(n)")
+            require(slurmCpus >= 1, "--slurm-cpus must be at least 1, got \(slurmCpus)")
+            require(Slurm.isTimeLimit(slurmTime), "--slurm-time '\(slurmTime)' is not a Slurm time limit; expected MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED")
+            if let m = slurmNodes { require(m >= 1 && m <= n, "--slurm-nodes must be between 1 and --slurm-ranks (\(n)), got \(m)") }
+            require(shards == nil, "--shards is for a run in this process; a Slurm run has one shard a rank")
+        }
+    }
+
+    /// `--slurm-ranks`: the spec and the output directory are checked here, then the job
+    /// is written and submitted (the run itself is the same `train` on each rank).
+    func submit(_ ranks: Int) throws {
+        let s = try ExperimentSpec.load(path: spec, overrides: overrides)
+        guard s.train.batch % ranks == 0 else {
+            throw BMError.invalid("\(spec): train.batch \(s.train.batch) cannot be cut into \(ranks) equal shards (--slurm-ranks \(ranks)); expected a multiple of \(ranks)")
+        }
+        let dir = out ?? "results/\(s.name)"
+        if resume { try ExperimentRun.checkResumable(dir) }
+        try ExperimentRun.checkOutputDirectory(dir)
+        var o = Slurm.Options()
+        o.ranks = ranks; o.nodes = slurmNodes; o.time = slurmTime; o.cpus = slurmCpus; o.partition = slurmPartition
+        let script = try Slurm.writeTrainScript(bmlab: selfPath(), trainArgs: [spec] + overrides + (resume ? ["--resume"] : []), outDir: dir, options: o)
+        if let job = try Slurm.submit(script) {
+            print("submitted job \(job) (\(ranks) ranks): \(script)")
+            print("log: \(dir)/slurm-\(job).out; metrics: \(dir)/metrics.h5")
+        } else {
+            print("wrote \(script); sbatch is not installed here — submit it where Slurm runs: sbatch \(script)")
+        }
+    }
 
     func run() throws {
-        machine.startBLAS(threads: threads)
+        if let n = slurmRanks { guarded { try submit(n) }; return }
+        let group: Communicator = distributed || MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
+        machine.startBLAS(threads: threads > 0 ? threads : rankThreads(group))
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             let dir = out ?? "results/\(s.name)"
             if resume { try ExperimentRun.checkResumable(dir) }
-            let run = try ExperimentRun(spec: s, outDir: dir, resume: resume)
+            let run = try ExperimentRun(spec: s, outDir: dir, resume: resume, group: group, shards: shards)
+            try startTogether(group)                  // every rank has read its files before rank 0 writes
+            guard group.isWriter else { _ = try run.run(); return }
             warn(s.warnings)                          // after every check: an error stays one line
+            if group.size > 1 || run.trainer.shards > 1 {
+                print("data-parallel: \(group.size) rank(s), \(run.trainer.shards) shard(s) of \(s.train.batch / run.trainer.shards) rows; \(run.rankBatch) of the \(s.train.batch) rows of a step on each rank")
+            }
             if let n = run.notice { print("note: \(n)") }
             let c = run.counts
             print("\(s.name): \(s.model.layers.map(\.mixer).joined(separator: ","))  d_model \(s.model.dModel)  parameters \(fmtCount(c.total)) total, \(fmtCount(c.active)) active  \(String(format: "%.1f", c.flopsPerToken / 1e6)) MFLOP/token")
@@ -49,6 +98,29 @@ struct TrainCommand: ParsableCommand {
             print("metrics: \(run.metricsPath)\ncheckpoint: \(run.checkpointPath)")
         }
     }
+}
+
+/// MPI_COMM_WORLD of a data-parallel run; a failure (no Open MPI) is the usual message and exit 3.
+func joinWorld() -> Communicator {
+    do { return try MPICommunicator.world() } catch { fail(error) }
+}
+
+/// Threads of one rank when --threads is 0: the process's cores shared by the ranks
+/// that Open MPI says run on this machine (2 ranks on 2 cores: 1 each).
+func rankThreads(_ group: Communicator) -> Int {
+    guard group.size > 1 else { return 0 }
+    let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init)
+        ?? ProcessInfo.processInfo.environment["SLURM_NTASKS_PER_NODE"].flatMap(Int.init) ?? 1
+    if let perTask = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"].flatMap(Int.init) { return max(1, perTask) }
+    return max(1, BLAS.availableCores / max(1, local))
+}
+
+/// The ranks start training together: a rank whose start-up failed has ended the job
+/// (`fail` aborts every rank), so the others never wait for it.
+func startTogether(_ group: Communicator) throws {
+    guard group.size > 1 else { return }
+    group.setContext("the start of the run (another rank is still reading the data or the checkpoint)")
+    try group.barrier()
 }
 
 func fmtCount(_ n: Int) -> String {
@@ -156,7 +228,7 @@ struct EvalCommand: ParsableCommand {
                     print("\(part.rawValue) split: \(ds.count(part)) tokens, \(ds.windows(part, L: L)) windows of \(L)")
                 }
             }
-            let routed = Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: metric, routing: routing ?? s.eval.routing, fill: fill)
+            let routed = try Evaluator.evaluate(model: model, batches: n, B: B, L: L, metric: metric, routing: routing ?? s.eval.routing, fill: fill)
             let r = routed.primary
             print(String(format: "loss: %.6f", r.loss))
             if let m = r.metric { print("\(metric.rawValue): \(String(format: "%.6f", m))") }

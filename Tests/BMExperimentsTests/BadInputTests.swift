@@ -180,6 +180,12 @@ final class BadInputTests: XCTestCase {
         add(l, ["doctor", "--nosuch"], 64, ["--nosuch"])
         add(l, ["bench", "nosuch"], 64, ["nosuch"])
         add(l, ["train", "good.yaml", "--threads", "-1"], 2, ["--threads", "-1"])
+        add(l, ["train", "good.yaml", "--shards", "0"], 2, ["--shards", "0"])
+        add(l, ["train", "good.yaml", "train.batch=4", "--shards", "3"], 2, ["train.batch 4", "3 equal shards"])
+        add(l, ["train", "good.yaml", "--slurm-ranks", "0"], 2, ["--slurm-ranks", "0"])
+        add(l, ["train", "good.yaml", "--slurm-ranks", "2", "--slurm-nodes", "3"], 2, ["--slurm-nodes", "3"])
+        add(l, ["train", "good.yaml", "--slurm-ranks", "2", "--slurm-time", "soon"], 2, ["--slurm-time", "soon"])
+        add(l, ["train", "good.yaml", "train.batch=4", "--slurm-ranks", "3"], 2, ["train.batch 4", "--slurm-ranks 3"])
         add(l, ["train", "good.yaml", "--threads", "abc"], 64, ["abc", "--threads"])
         add(l, ["train", "good.yaml", "--blas-core", "Foo"], 2, ["--blas-core=Foo"])
         add(l, ["train", "good.yaml", "--blas-core", "SkylakeXX"], 2, ["SkylakeXX"])
@@ -276,6 +282,8 @@ final class BadInputTests: XCTestCase {
         add(w, ["sweep", "sweep-ok.yaml", "train.batch=0"], 2, ["train.batch"])
         add(w, ["sweep", "sweep-ok.yaml", "--slurm", "--time", "forever"], 2, ["--time", "forever"])
         add(w, ["sweep", "sweep-ok.yaml", "--slurm", "--cpus", "0"], 2, ["--cpus"])
+        add(w, ["sweep", "sweep-ok.yaml", "--ranks", "0"], 2, ["--ranks", "0"])
+        add(w, ["sweep", "sweep-ok.yaml", "--slurm", "--ranks", "2", "--nodes", "3"], 2, ["--nodes", "3"])
 
         let r = "plots, reports, notebooks"
         add(r, ["plot", "nosuchdir"], 2, ["nosuchdir", "nothing to plot"])

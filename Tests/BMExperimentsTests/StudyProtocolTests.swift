@@ -154,7 +154,7 @@ final class StudyProtocolTests: XCTestCase {
 
     func evaluate(_ m: LanguageModel, _ tokens: [Int32], routing: EvalRouting) -> Evaluator.Routed {
         let B = 2, L = tokens.count / 2
-        return Evaluator.evaluate(model: m, batches: 1, B: B, L: L, metric: .none, routing: routing) { _, inp, tgt in
+        return try! Evaluator.evaluate(model: m, batches: 1, B: B, L: L, metric: .none, routing: routing) { _, inp, tgt in
             for i in 0..<(B * L) { inp[i] = tokens[i]; tgt[i] = tokens[(i + 1) % tokens.count] }
         }
     }
@@ -359,7 +359,7 @@ final class StudyProtocolTests: XCTestCase {
             for i in 0..<32 { inp[i] = tokens[i]; tgt[i] = tokens[(i + 1) % 32] }
         }
         _ = GradientDump.compute(model: m, batches: 3, B: 2, L: 16, fill: fill)
-        _ = Evaluator.evaluate(model: m, batches: 2, B: 2, L: 16, metric: .none, routing: .both, fill: fill)
+        _ = try Evaluator.evaluate(model: m, batches: 2, B: 2, L: 16, metric: .none, routing: .both, fill: fill)
         XCTAssertTrue(bias.allSatisfy { b in (0..<b.count).allSatisfy { b.w[$0] == 0 } }, "unchanged outside training")
         var source = DatasetSource(data: try Dataset(s), rng: RNG(seed: 1))
         let t = Trainer(model: m, settings: s.trainSettings)

@@ -26,6 +26,33 @@ final class SweepTests: XCTestCase {
         return path
     }
 
+    /// The Slurm scripts of data-parallel work (docs/distributed.md): a sweep's array tasks
+    /// and `train --slurm-ranks` ask for N tasks and launch them with srun through PMIx,
+    /// ending every task when one fails, with the fixed reduction order; one rank stays a
+    /// plain task.
+    func testSlurmScriptsOfDistributedRuns() throws {
+        let dir = try tempDir(self)
+        let runner = SweepRunner(sweep: try Sweep(path: try writeSweep(dir, "  axes:\n    train.seed: [1, 2]\n")), outDir: dir + "/out")
+        var o = Slurm.Options()
+        o.ranks = 4; o.nodes = 2; o.cpus = 3
+        let sweep = try String(contentsOfFile: try Slurm.writeScript(runner: runner, bmlab: "/x/bmlab", sweepArgs: ["s.yaml"], options: o), encoding: .utf8)
+        for line in ["#SBATCH --ntasks=4", "#SBATCH --nodes=2", "#SBATCH --cpus-per-task=3", "#SBATCH --array=0-1",
+                     "export OMPI_MCA_coll_tuned_allreduce_algorithm=1", "export OMPI_MCA_coll_tuned_use_dynamic_rules=1",
+                     "exec srun --mpi=pmix --kill-on-bad-exit=1 '/x/bmlab' sweep 's.yaml' --run-index \"$SLURM_ARRAY_TASK_ID\""] {
+            XCTAssertTrue(sweep.contains(line), "\(line) in\n\(sweep)")
+        }
+        XCTAssertFalse(sweep.contains("OMPI_ALLOW_RUN_AS_ROOT"), "a cluster job does not run as root")
+        o.ranks = 1; o.nodes = nil
+        let single = try String(contentsOfFile: try Slurm.writeScript(runner: runner, bmlab: "/x/bmlab", sweepArgs: ["s.yaml"], options: o), encoding: .utf8)
+        XCTAssertTrue(single.contains("#SBATCH --ntasks=1") && single.contains("exec '/x/bmlab' sweep") && !single.contains("srun"), single)
+        o.ranks = 2
+        let train = try String(contentsOfFile: try Slurm.writeTrainScript(bmlab: "/x/bmlab", trainArgs: ["spec.yaml", "train.steps=5"], outDir: dir + "/run", options: o), encoding: .utf8)
+        for line in ["#SBATCH --ntasks=2", "#SBATCH --cpus-per-task=3", "#SBATCH --output=\(dir)/run/slurm-%j.out",
+                     "exec srun --mpi=pmix --kill-on-bad-exit=1 '/x/bmlab' train 'spec.yaml' 'train.steps=5' --out '\(dir)/run' --threads 3"] {
+            XCTAssertTrue(train.contains(line), "\(line) in\n\(train)")
+        }
+    }
+
     func testAxisExpansionAndStableNames() throws {
         let dir = try tempDir(self)
         let s = try Sweep(path: try writeSweep(dir, """

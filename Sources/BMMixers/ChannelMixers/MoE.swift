@@ -184,6 +184,14 @@ public final class MoE: GeneratingMixer {
         routerWeight == nil || shape.B * shape.L == 0 ? nil : UnsafeBufferPointer(start: logits.pointer, count: shape.B * shape.L * E)
     }
 
+    /// The last forward's load, when the router's bias moves with it (see `Mixer`).
+    public var routerStateLoad: [Int]? { expertBias == nil || freezeRouting ? nil : stats.load }
+
+    /// Moves the balancing bias from a load summed over a data-parallel step's shards.
+    public func updateRouterState(load: [Int]) {
+        if let b = expertBias, !freezeRouting { router.updateBias(b.w, load: load) }
+    }
+
     /// `asTraining`: the router makes training's assignment (training, or `eval.routing: train`).
     func routeInput(T: Int, pass: Pass, asTraining: Bool) -> RouteInput {
         RouteInput(logits: router.usesLogits ? UnsafePointer(logits.pointer) : nil, tokens: pass.tokens, T: T, E: E,
