@@ -43,12 +43,16 @@ public enum ScalingBench {
                 p.arguments = args
             }
             p.environment = env
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out; p.standardError = err
+            // stderr to a file, so a child that writes much there cannot block on a full pipe
+            let errPath = NSTemporaryDirectory() + "bmlab-scaling-\(getpid())-\(c.ranks).err"
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: errPath) }
+            let out = Pipe()
+            p.standardOutput = out; p.standardError = FileHandle(forWritingAtPath: errPath)
             try p.run()
             let data = out.fileHandleForReading.readDataToEndOfFile()
-            let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             p.waitUntilExit()
+            let errText = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
             let text = String(decoding: data, as: UTF8.self)       // progress lines, then the JSON object
             guard p.terminationStatus == 0, let start = text.firstIndex(of: "{"),
                   let r = try? JSON.decoder().decode(Figures.self, from: Data(text[start...].utf8)) else {

@@ -93,7 +93,7 @@ public enum TrainBench {
         let peak = measurePeak ? KernelBench.sgemmGFLOPS() : .nan
         let tps = Double(spec.train.batch * spec.train.seqLen) / med
         return Result(spec: specPath, tokensPerSecond: tps, msPerStep: med * 1e3, flopsPerToken: counts.flopsPerToken,
-                      sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9),
+                      sgemmPeakGFLOPS: peak, mfu: tps * counts.flopsPerToken / (peak * 1e9 * Double(group.size)),   // each rank's peak
                       peakResidentMib: Double(rssAfter) / 1048576, activationMib: Double(max(0, rssAfter - rssModel)) / 1048576,
                       parametersTotal: counts.total, parametersActive: counts.active, phases: phases, phaseOrder: order,
                       blasCore: BLAS.coreName, blasThreads: BLAS.threads, ranks: group.size, allreduceMs: median(reduce) * 1e3)

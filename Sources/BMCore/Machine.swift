@@ -35,8 +35,6 @@ public enum Machine {
                              stderr: String(decoding: errBox.data, as: UTF8.self))
     }
 
-    /// The first line a successful `program args` prints (stdout, else stderr); nil when
-    /// it is missing or fails.
     /// The full path of `program` on PATH, or nil.
     public static func which(_ program: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
@@ -47,6 +45,8 @@ public enum Machine {
         return nil
     }
 
+    /// The first line a successful `program args` prints (stdout, else stderr); nil when
+    /// it is missing or fails.
     public static func firstLine(of program: String, _ args: [String]) -> String? {
         guard let r = try? run(program, args), r.status == 0 else { return nil }
         let text = r.stdout.isEmpty ? r.stderr : r.stdout

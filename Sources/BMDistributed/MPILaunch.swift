@@ -24,12 +24,13 @@ public enum MPILaunch {
         return (path, ["-np", "\(ranks)", "--bind-to", "none", "--oversubscribe"], environment)
     }
 
-    /// The lines of an sbatch script that launch `command` on `ranks` tasks with srun
-    /// through Slurm's PMIx plugin (Debian's Open MPI is built against PMIx; its
-    /// Slurm has `mpi_pmix`), ending every task when one fails.
-    public static func srunLines(_ command: String) -> String {
+    /// The lines of an sbatch script that launch `command` on the job's tasks with srun
+    /// through Slurm's PMIx plugin (Debian's Open MPI is built against PMIx; its Slurm
+    /// has `mpi_pmix`), `cpus` CPUs a task (srun does not inherit sbatch's
+    /// --cpus-per-task since Slurm 22.05), ending every task when one fails.
+    public static func srunLines(_ command: String, cpus: Int) -> String {
         environment.filter { !$0.key.hasPrefix("OMPI_ALLOW") }.sorted { $0.key < $1.key }
             .map { "export \($0.key)=\($0.value)\n" }.joined()
-            + "exec srun --mpi=pmix --kill-on-bad-exit=1 \(command)\n"
+            + "exec srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=\(cpus) \(command)\n"
     }
 }

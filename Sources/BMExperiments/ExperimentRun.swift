@@ -523,7 +523,8 @@ public final class ExperimentRun {
     /// (`Mixer.statistics`; MoE layers report their router's).
     func logRouters(_ metrics: MetricsLog, step: Int) throws {
         for (i, b) in model.blocks.enumerated() {
-            let stats = b.mixer.statistics
+            // a sharded step's: over the whole batch (Trainer.lastStatistics)
+            let stats = trainer.lastStatistics?[i] ?? b.mixer.statistics
             guard !stats.isEmpty else { continue }
             let g = "router/layer_\(i)"
             try metrics.append("\(g)/step", step)
@@ -621,14 +622,23 @@ public enum Evaluator {
                                 fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) throws -> Result {
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
         var loss = 0.0, counted = 0, correct = 0
-        for i in stride(from: group.rank, to: batches, by: group.size) {
-            fill(i, inp.pointer, tgt.pointer)
-            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
-            loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
-        }
-        if group.size > 1 {
-            let t = try group.sum([loss, Double(counted), Double(correct)])
-            loss = t[0]; counted = Int(t[1]); correct = Int(t[2])
+        if group.size == 1 {
+            for i in 0..<batches {
+                fill(i, inp.pointer, tgt.pointer)
+                let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
+                loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
+            }
+        } else {
+            // one slot per batch, zero where another rank scored it (adding zeros is exact),
+            // then summed in batch order: the bits of one process, on any number of ranks
+            var slots = [Double](repeating: 0, count: 3 * batches)
+            for i in stride(from: group.rank, to: batches, by: group.size) {
+                fill(i, inp.pointer, tgt.pointer)
+                let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
+                slots[3 * i] = r.loss * Double(r.counted); slots[3 * i + 1] = Double(r.counted); slots[3 * i + 2] = Double(r.correct)
+            }
+            slots = try group.sum(slots)
+            for i in 0..<batches { loss += slots[3 * i]; counted += Int(slots[3 * i + 1]); correct += Int(slots[3 * i + 2]) }
         }
         let mean = counted > 0 ? loss / Double(counted) : .nan
         let m: Double?

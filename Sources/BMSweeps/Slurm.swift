@@ -48,7 +48,7 @@ public enum Slurm {
         s += "cd \(q(cwd))\n"
         let command = "\(q(bmlab)) sweep " + sweepArgs.map(q).joined(separator: " ")
             + " --run-index \"$SLURM_ARRAY_TASK_ID\" --out \(q(absOut)) --threads \(o.cpus)"
-        s += o.ranks > 1 ? MPILaunch.srunLines(command) : "exec \(command)\n"
+        s += o.ranks > 1 ? MPILaunch.srunLines(command, cpus: o.cpus) : "exec \(command)\n"
         let path = "\(dir)/sweep.sbatch"
         try s.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -66,7 +66,7 @@ public enum Slurm {
         if let p = o.partition { s += "#SBATCH --partition=\(p)\n" }
         s += "#SBATCH --time=\(o.time)\n#SBATCH --output=\(absOut)/slurm-%j.out\n\n"
         s += "cd \(q(FileManager.default.currentDirectoryPath))\n"
-        s += MPILaunch.srunLines("\(q(bmlab)) train " + trainArgs.map(q).joined(separator: " ") + " --out \(q(absOut)) --threads \(o.cpus)")
+        s += MPILaunch.srunLines("\(q(bmlab)) train " + trainArgs.map(q).joined(separator: " ") + " --out \(q(absOut)) --threads \(o.cpus)", cpus: o.cpus)
         let path = "\(absOut)/train.sbatch"
         try AtomicFile.write(to: path) { tmp in try s.write(toFile: tmp, atomically: false, encoding: .utf8) }
         return path

@@ -147,7 +147,13 @@ public struct SweepRunner {
             res.trainingFlops = Double(s.steps * r.spec.train.batch * r.spec.train.seqLen) * s.counts.flopsPerToken
             try? fm.removeItem(atPath: "\(dir)/error.txt")
         } catch {
-            if group.size > 1 { throw error }         // the caller ends every rank
+            if group.size > 1 {                       // the caller ends every rank; rank 0 leaves the reason
+                if group.isWriter {
+                    try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    try? "rank 0 of \(group.size): \(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
+                }
+                throw error
+            }
             res.error = BMError.reason(error)
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)

@@ -48,6 +48,11 @@ public final class Trainer {
     public let shards: Int
     /// Seconds the last step spent in the gradient allreduce (for `bench train --ranks`).
     public private(set) var lastReduceSeconds = 0.0
+    /// Each layer's statistics of the last sharded step over the whole batch (shards and
+    /// ranks): counts summed, values and rows averaged over the shards (each shard has the
+    /// same positions). nil after a single-process step, whose layers report the whole
+    /// batch themselves (`Mixer.statistics`).
+    public private(set) var lastStatistics: [[(String, LayerStatistic)]]? = nil
     let inputs = IntBuffer(), targets = IntBuffer()
     private let accumulated = FloatBuffer()
 
@@ -114,8 +119,10 @@ public final class Trainer {
         let share = Float(1) / Float(shards)                     // exact for a power of two
         defer { model.lossGradientWeight = 1 }
         var stateLoad: [[Int]?] = model.blocks.map { _ in nil }
-        // [Σ n_s·loss_s, Σ n_s, Σ correct, Σ (n_s/N)·aux_s]
+        // [Σ n_s·loss_s, Σ n_s, Σ correct, Σ aux_s / shards]
         var totals = [0.0, 0.0, 0.0, 0.0]
+        var stats: [Double] = []                                 // every layer's statistics, flattened, summed over shards
+        var layout: [[(String, LayerStatistic)]] = []
         let first = group.rank * perRank
         for s in (first..<(first + perRank)).reversed() {       // the last shard first (see below)
             model.params.zeroGrad()
@@ -130,6 +137,9 @@ public final class Trainer {
             model.backward(pass: pass)
             totals[0] += r.loss * Double(r.counted); totals[1] += Double(r.counted)
             totals[2] += Double(r.correct); totals[3] += Double(share) * aux
+            layout = model.blocks.map(\.mixer.statistics)
+            let flat = Self.flatten(layout, valueWeight: Double(share))
+            stats = stats.isEmpty ? flat : zip(stats, flat).map { $0 + $1 }
             for (i, b) in model.blocks.enumerated() {
                 guard let load = b.mixer.routerStateLoad else { continue }
                 stateLoad[i] = stateLoad[i].map { zip($0, load).map { $0 + $1 } } ?? load
@@ -151,7 +161,9 @@ public final class Trainer {
             group.setContext("the gradient allreduce of step \(step)")
             try group.sum(g, count: n)
             let loads = stateLoad.compactMap { $0 }.flatMap { $0 }
-            totals = try group.sum(totals + loads.map(Double.init))
+            let reduced = try group.sum(totals + loads.map(Double.init) + stats)
+            totals = Array(reduced[0..<(4 + loads.count)])
+            stats = Array(reduced[(4 + loads.count)...])
             var k = 4
             for i in stateLoad.indices where stateLoad[i] != nil {
                 let E = stateLoad[i]!.count
@@ -162,7 +174,33 @@ public final class Trainer {
         lastReduceSeconds = (ContinuousClock.now - t0).seconds
         for (i, b) in model.blocks.enumerated() { if let load = stateLoad[i] { b.mixer.updateRouterState(load: load) } }
         lastAuxLoss = totals[3]
-        let loss = totals[1] > 0 ? totals[0] / totals[1] : .nan
+        lastStatistics = Self.unflatten(stats, like: layout)
+        let loss = totals[1] > 0 ? totals[0] / totals[1] : 0      // no scored target: 0, as one process reports
         return try finishStep(loss: loss, correct: Int(totals[2]), counted: Int(totals[1]))
+    }
+
+    /// Statistics as one vector: counts as they are, values and rows × `valueWeight`.
+    static func flatten(_ layers: [[(String, LayerStatistic)]], valueWeight w: Double) -> [Double] {
+        layers.flatMap { $0.flatMap { _, s -> [Double] in
+            switch s {
+            case .value(let v): return [v * w]
+            case .count(let c): return [Double(c)]
+            case .row(let r): return r.map { $0 * w }
+            case .counts(let c): return c.map(Double.init)
+            }
+        } }
+    }
+
+    /// The inverse of `flatten` for statistics shaped like `layout`.
+    static func unflatten(_ v: [Double], like layout: [[(String, LayerStatistic)]]) -> [[(String, LayerStatistic)]] {
+        var k = 0
+        return layout.map { $0.map { name, s -> (String, LayerStatistic) in
+            switch s {
+            case .value: k += 1; return (name, .value(v[k - 1]))
+            case .count: k += 1; return (name, .count(Int(v[k - 1].rounded())))
+            case .row(let r): k += r.count; return (name, .row(Array(v[(k - r.count)..<k])))
+            case .counts(let c): k += c.count; return (name, .counts(v[(k - c.count)..<k].map { Int($0.rounded()) }))
+            }
+        } }
     }
 }

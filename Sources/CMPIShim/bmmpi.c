@@ -92,22 +92,35 @@ static void *watchdog(void *arg) {
 static void arm(void) { if (watchdog_timeout > 0) atomic_store(&deadline, now_s() + watchdog_timeout); }
 static void disarm(void) { atomic_store(&deadline, 0); }
 
+// The SIGTERM handler's line, made here (not in the handler: snprintf is not
+// async-signal-safe) into the buffer the handler does not read, then published.
+static char term_line[2][600];
+static int term_len[2];
+static atomic_int term_index = 0;
+
+static void make_term_line(void) {
+    int next = 1 - atomic_load(&term_index);
+    int n = snprintf(term_line[next], sizeof term_line[next],
+                     "bmlab: rank %d: ended by SIGTERM during %s (the launcher ends every rank when one fails); "
+                     "`bmlab train ... --resume` continues from the last checkpoint\n", my_rank, context[0] ? context : "start-up");
+    term_len[next] = n < 0 ? 0 : (n < (int)sizeof term_line[next] ? n : (int)sizeof term_line[next] - 1);
+    atomic_store(&term_index, next);
+}
+
 void bm_mpi_set_context(const char *what) {
     pthread_mutex_lock(&context_lock);
     snprintf(context, sizeof context, "%s", what);
+    make_term_line();
     pthread_mutex_unlock(&context_lock);
 }
 
 // SIGTERM (what mpirun sends the surviving ranks when one dies, and srun at a time
 // limit): one line from each survivor saying what it was doing, then exit 143. Only
-// async-signal-safe calls (write, _exit); `context` may be mid-update: a message, no more.
+// async-signal-safe calls (write, _exit) on a line made beforehand (make_term_line).
 static void on_term(int sig) {
     (void)sig;
-    char line[512];
-    int n = snprintf(line, sizeof line,
-                     "bmlab: rank %d: ended by SIGTERM during %s (the launcher ends every rank when one fails); "
-                     "`bmlab train ... --resume` continues from the last checkpoint\n", my_rank, context[0] ? context : "start-up");
-    if (n > 0) { ssize_t w = write(2, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)); (void)w; }
+    int i = atomic_load(&term_index);
+    if (term_len[i] > 0) { ssize_t w = write(2, term_line[i], (size_t)term_len[i]); (void)w; }
     _exit(143);
 }
 
@@ -137,6 +150,9 @@ int bm_mpi_init(int *rank, int *size, double timeout_s, char *err, int errlen) {
     p_comm_rank(h_comm_world, rank);
     p_comm_size(h_comm_world, size);
     my_rank = *rank;
+    pthread_mutex_lock(&context_lock);
+    make_term_line();
+    pthread_mutex_unlock(&context_lock);
     if (*size > 1) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

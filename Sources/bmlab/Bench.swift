@@ -124,7 +124,8 @@ extension BenchCommand {
             if let ranks {
                 guarded {
                     let rows = try ScalingBench.run(bmlab: selfPath(), spec: spec, overrides: overrides, steps: steps,
-                                                    ranks: ranks.split(separator: ",").compactMap { Int($0) }, log: { print($0) })
+                                                    ranks: ranks.split(separator: ",").compactMap { Int($0) },
+                                                    log: { line in if json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) } })
                     if json { print(try JSON.text(rows, pretty: true)); return }
                     print(ScalingBench.table(rows, cpu: "\(Machine.cpuModel), \(Machine.cpuFamilyModel)"), terminator: "")
                 }

@@ -51,6 +51,9 @@ struct TrainCommand: ParsableCommand {
         let dir = out ?? "results/\(s.name)"
         if resume { try ExperimentRun.checkResumable(dir) }
         try ExperimentRun.checkOutputDirectory(dir)
+        if !resume, ["metrics.h5", "checkpoint.h5"].contains(where: { FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent($0)) }) {
+            throw BMError.invalid("\(dir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
+        }
         var o = Slurm.Options()
         o.ranks = ranks; o.nodes = slurmNodes; o.time = slurmTime; o.cpus = slurmCpus; o.partition = slurmPartition
         let script = try Slurm.writeTrainScript(bmlab: selfPath(), trainArgs: [spec] + overrides + (resume ? ["--resume"] : []), outDir: dir, options: o)
@@ -63,7 +66,11 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let n = slurmRanks { guarded { try submit(n) }; return }
+        if let n = slurmRanks {
+            machine.apply()                       // --blas-core / --kernels reach the job through its environment
+            guarded { try submit(n) }
+            return
+        }
         let group: Communicator = distributed || MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
         machine.startBLAS(threads: threads > 0 ? threads : rankThreads(group))
         guarded {

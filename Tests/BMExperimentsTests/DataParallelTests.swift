@@ -113,6 +113,30 @@ final class DataParallelTests: XCTestCase {
         XCTAssertEqual(bias(four), bias(one))
     }
 
+    /// A sharded step's router statistics describe the whole batch: the load of a
+    /// per-token router summed over the shards is the single-process step's load (every
+    /// token counted once), and values are the shards' mean.
+    func testRouterStatisticsCoverTheWholeBatch() throws {
+        func stats(_ shards: Int) throws -> [(String, LayerStatistic)] {
+            let (m, s) = try model("[mamba, moe]", router: "topk, aux_loss: 0")
+            let t = Trainer(model: m, settings: s.trainSettings, shards: shards)
+            var src = RandomSource(rng: RNG(seed: 9), vocab: 32, ignoreShare: 0)
+            _ = try t.trainStep(&src)
+            return shards == 1 ? m.blocks[1].mixer.statistics : try XCTUnwrap(t.lastStatistics?[1])
+        }
+        func load(_ s: [(String, LayerStatistic)]) -> [Int] {
+            guard case .counts(let c)? = s.first(where: { $0.0 == "load" })?.1 else { return [] }
+            return c
+        }
+        let one = try stats(1)
+        XCTAssertEqual(load(one).reduce(0, +), 8 * 16, "one expert a token")
+        for k in [2, 4] {
+            let many = try stats(k)
+            XCTAssertEqual(load(many), load(one), "\(k) shards: the summed load")
+            XCTAssertEqual(many.map(\.0), one.map(\.0), "the same statistics")
+        }
+    }
+
     /// `bmlab train --shards`: the run records how it ran (metrics.h5's world_size, shards,
     /// rank_batch; a comment atop spec.yaml), and a batch that cannot be cut evenly is
     /// refused, naming the key.

@@ -38,7 +38,7 @@ final class SweepTests: XCTestCase {
         let sweep = try String(contentsOfFile: try Slurm.writeScript(runner: runner, bmlab: "/x/bmlab", sweepArgs: ["s.yaml"], options: o), encoding: .utf8)
         for line in ["#SBATCH --ntasks=4", "#SBATCH --nodes=2", "#SBATCH --cpus-per-task=3", "#SBATCH --array=0-1",
                      "export OMPI_MCA_coll_tuned_allreduce_algorithm=1", "export OMPI_MCA_coll_tuned_use_dynamic_rules=1",
-                     "exec srun --mpi=pmix --kill-on-bad-exit=1 '/x/bmlab' sweep 's.yaml' --run-index \"$SLURM_ARRAY_TASK_ID\""] {
+                     "exec srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=3 '/x/bmlab' sweep 's.yaml' --run-index \"$SLURM_ARRAY_TASK_ID\""] {
             XCTAssertTrue(sweep.contains(line), "\(line) in\n\(sweep)")
         }
         XCTAssertFalse(sweep.contains("OMPI_ALLOW_RUN_AS_ROOT"), "a cluster job does not run as root")
@@ -48,7 +48,7 @@ final class SweepTests: XCTestCase {
         o.ranks = 2
         let train = try String(contentsOfFile: try Slurm.writeTrainScript(bmlab: "/x/bmlab", trainArgs: ["spec.yaml", "train.steps=5"], outDir: dir + "/run", options: o), encoding: .utf8)
         for line in ["#SBATCH --ntasks=2", "#SBATCH --cpus-per-task=3", "#SBATCH --output=\(dir)/run/slurm-%j.out",
-                     "exec srun --mpi=pmix --kill-on-bad-exit=1 '/x/bmlab' train 'spec.yaml' 'train.steps=5' --out '\(dir)/run' --threads 3"] {
+                     "exec srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=3 '/x/bmlab' train 'spec.yaml' 'train.steps=5' --out '\(dir)/run' --threads 3"] {
             XCTAssertTrue(train.contains(line), "\(line) in\n\(train)")
         }
     }
