@@ -8,7 +8,8 @@
 #      reduction, forced below); 1 process = 2 ranks within 1e-5 relative (dense Mamba)
 #   3. a rank killed mid-run ends the job (no hang), and --resume continues from the
 #      checkpoint on 2 ranks and on 1 process, to the bits of the uninterrupted run;
-#      a rank that stops answering trips the collective watchdog
+#      a rank that stops answering trips the collective watchdog; ranks that start from
+#      different parameters (another seed) are stopped by the parameter check
 #   4. a sweep run distributed over 2 ranks
 #   5. the same training launched by Slurm (sbatch + srun --mpi=pmix) on the one-node
 #      cluster of make test-slurm, equal to the mpirun run
@@ -100,6 +101,14 @@ log "4 ranks against 4 shards (basic_linear folds rank 3 first, as the shards ar
 "${MPIRUN[@]}" -np 4 "$BMLAB" train Experiments/mamba.yaml $STEPS $MAMBA --out "$OUT/mamba-ranks4" > "$OUT/mamba-ranks4.log" 2>&1 \
   || { cat "$OUT/mamba-ranks4.log"; fail "4-rank run"; }
 compare bitwise "$OUT/mamba-shards4" "$OUT/mamba-ranks4" || fail "4 ranks differ from 4 shards"
+
+log "ranks that start apart (another seed on rank 1) are stopped by the parameter check"
+status=0
+"${MPIRUN[@]}" -np 1 "$BMLAB" train Experiments/mamba.yaml $STEPS $MAMBA train.seed=1 --out "$OUT/apart" : \
+               -np 1 "$BMLAB" train Experiments/mamba.yaml $STEPS $MAMBA train.seed=2 --out "$OUT/apart" > "$OUT/apart.log" 2>&1 || status=$?
+[ $status -ne 0 ] || fail "ranks with different parameters trained on"
+grep -q "the ranks' parameters differ at the start" "$OUT/apart.log" || { cat "$OUT/apart.log"; fail "no message about the parameters"; }
+log "  stopped (status $status): $(grep -o "the ranks' parameters differ at the start[^;]*" "$OUT/apart.log" | head -1)"
 
 # 3 -------------------------------------------------------------------------------
 log "a rank killed mid-run; resume on 2 ranks and on 1 process"

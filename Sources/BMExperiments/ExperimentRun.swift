@@ -295,7 +295,7 @@ public final class ExperimentRun {
         guard group.size > 1 else { return }
         group.setContext("the parameter check \(when)")
         guard try group.allEqual(model.params.valuesHash()) else {
-            throw BMError.numerical("the ranks' parameters differ \(when) (a rank diverged: different data, library or CPU path?); stopping")
+            throw BMError.numerical("the ranks' parameters differ \(when) (ranks given different specs or seeds, or one diverged: another library or CPU path); stopping")
         }
     }
 

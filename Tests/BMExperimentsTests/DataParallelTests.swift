@@ -137,6 +137,23 @@ final class DataParallelTests: XCTestCase {
         }
     }
 
+    /// The parameter hash the ranks compare changes with any one bit of any parameter and
+    /// not with the gradients (what a diverged rank would differ in).
+    func testParameterHashSeesOneBit() throws {
+        let (m, _) = try model("[mamba, moe]")
+        let h = m.params.valuesHash()
+        XCTAssertEqual(m.params.valuesHash(), h)
+        m.params.grads[0] = 42
+        XCTAssertEqual(m.params.valuesHash(), h, "gradients are not hashed")
+        for i in [0, m.params.count / 2, m.params.count - 1] {
+            let old = m.params.values[i]
+            m.params.values[i] = Float(bitPattern: old.bitPattern ^ 1)           // the last bit of one value
+            XCTAssertNotEqual(m.params.valuesHash(), h, "element \(i)")
+            m.params.values[i] = old
+        }
+        XCTAssertEqual(m.params.valuesHash(), h)
+    }
+
     /// `bmlab train --shards`: the run records how it ran (metrics.h5's world_size, shards,
     /// rank_batch; a comment atop spec.yaml), and a batch that cannot be cut evenly is
     /// refused, naming the key.
