@@ -70,9 +70,7 @@ public enum TrainBench {
         let counts = ModelBuilder.counts(model, seqLen: spec.train.seqLen, scoredFraction: try Dataset.scoredFraction(spec))
         var settings = spec.trainSettings               // betas, eps, weight decay as the spec says
         settings.steps = warmup + steps
-        guard spec.train.batch % group.size == 0 else {
-            throw BMError.invalid("\(specPath): train.batch \(spec.train.batch) cannot be cut into \(group.size) equal shards (ranks); expected a multiple of \(group.size)")
-        }
+        try spec.checkShards(group.size, how: "\(group.size) ranks")
         let trainer = Trainer(model: model, settings: settings, group: group, shards: group.size)
         var src = DatasetSource(data: data, rng: RNG(seed: 1))
         let rssModel = Machine.currentResidentBytes

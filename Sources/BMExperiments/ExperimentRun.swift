@@ -71,9 +71,7 @@ public final class ExperimentRun {
         guard shards >= 1, shards % group.size == 0 else {
             throw BMError.invalid("--shards \(shards): must be a multiple of the \(group.size) ranks")
         }
-        guard spec.train.batch % shards == 0 else {
-            throw BMError.invalid("\(spec.file): train.batch \(spec.train.batch) cannot be cut into \(shards) equal shards (\(group.size) rank(s)); expected a multiple of \(shards)")
-        }
+        try spec.checkShards(shards, how: "\(group.size) rank(s)")
         specYAML = try spec.resolvedYAML()
         // 1. Can the machine hold it? (before any allocation or file)
         memory = try MemoryEstimate(spec)
@@ -99,9 +97,8 @@ public final class ExperimentRun {
                 startOver = true
                 notice = "\(outDir) has no checkpoint yet (the run stopped before its first one): starting it over"
             }
-        } else if fm.fileExists(atPath: mt) || fm.fileExists(atPath: ck)
-                    || !((try? fm.contentsOfDirectory(atPath: (outDir as NSString).appendingPathComponent("checkpoints"))) ?? []).isEmpty {
-            throw BMError.invalid("\(outDir) already holds a run (metrics.h5 / checkpoint.h5 / checkpoints/); pass --resume to continue it, or choose another --out")
+        } else {
+            try ExperimentRun.checkHoldsNoRun(outDir)
         }
         data = try Dataset(spec)
         if group.isWriter {
@@ -121,8 +118,24 @@ public final class ExperimentRun {
         } else {
             resumeState = nil
         }
+        // every rank has read its files (checkpoint, data) before rank 0 writes: a rank whose
+        // start-up failed has ended the job (bmlab's `fail` aborts every rank)
+        if group.size > 1 {
+            group.setContext("the start of the run (another rank is still reading the data or the checkpoint)")
+            try group.barrier()
+        }
         if let old = lock?.takenOverFrom {
             notice = (notice.map { $0 + "; " } ?? "") + "\(outDir) was last written by \(old), which ended without releasing it; taking the run over"
+        }
+    }
+
+    /// A run starting without --resume: `dir` must not hold one already.
+    public static func checkHoldsNoRun(_ dir: String) throws {
+        let fm = FileManager.default
+        func has(_ f: String) -> Bool { fm.fileExists(atPath: (dir as NSString).appendingPathComponent(f)) }
+        if has("metrics.h5") || has("checkpoint.h5")
+            || !((try? fm.contentsOfDirectory(atPath: (dir as NSString).appendingPathComponent("checkpoints"))) ?? []).isEmpty {
+            throw BMError.invalid("\(dir) already holds a run (metrics.h5 / checkpoint.h5 / checkpoints/); pass --resume to continue it, or choose another --out")
         }
     }
 
@@ -241,7 +254,7 @@ public final class ExperimentRun {
         }
         try fm.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         try AtomicFile.write(to: (outDir as NSString).appendingPathComponent("spec.yaml")) { tmp in
-            try (distributedNote + specYAML).write(toFile: tmp, atomically: false, encoding: .utf8)
+            try ((dataParallelLine.map { "# \($0)\n" } ?? "") + specYAML).write(toFile: tmp, atomically: false, encoding: .utf8)
         }
         if let st = resumeState {
             let m = try MetricsLog(resuming: metricsPath, step: st.step)
@@ -272,13 +285,14 @@ public final class ExperimentRun {
         return metrics
     }
 
-    /// Rows of the global batch each shard computes, and how the shards are spread.
-    public var rankBatch: Int { spec.train.batch / trainer.shards * (trainer.shards / group.size) }
+    /// Rows of the global batch each rank computes.
+    public var rankBatch: Int { spec.train.batch / group.size }
 
-    /// spec.yaml's first lines in a data-parallel run: how it ran (not part of the spec:
-    /// a run resumes on another number of ranks).
-    var distributedNote: String {
-        trainer.shards == 1 ? "" : "# data-parallel: \(group.size) rank(s), \(trainer.shards) shard(s) of \(spec.train.batch / trainer.shards) rows; \(rankBatch) rows a rank of the global train.batch \(spec.train.batch)\n"
+    /// How a data-parallel run runs (nil for one shard): printed by `train` and the first
+    /// line of its spec.yaml (a comment: not part of the spec, a run resumes on another
+    /// number of ranks).
+    public var dataParallelLine: String? {
+        trainer.shards == 1 ? nil : "data-parallel: \(group.size) rank(s), \(trainer.shards) shard(s) of \(spec.train.batch / trainer.shards) rows; \(rankBatch) of the \(spec.train.batch) rows of a step on each rank"
     }
 
     /// metrics.h5's root attributes world_size, shards and rank_batch (rewritten by a
@@ -621,25 +635,17 @@ public enum Evaluator {
                                 group: Communicator = SingleProcess(),
                                 fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) throws -> Result {
         let inp = IntBuffer(count: B * L), tgt = IntBuffer(count: B * L)
-        var loss = 0.0, counted = 0, correct = 0
-        if group.size == 1 {
-            for i in 0..<batches {
-                fill(i, inp.pointer, tgt.pointer)
-                let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
-                loss += r.loss * Double(r.counted); counted += r.counted; correct += r.correct
-            }
-        } else {
-            // one slot per batch, zero where another rank scored it (adding zeros is exact),
-            // then summed in batch order: the bits of one process, on any number of ranks
-            var slots = [Double](repeating: 0, count: 3 * batches)
-            for i in stride(from: group.rank, to: batches, by: group.size) {
-                fill(i, inp.pointer, tgt.pointer)
-                let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
-                slots[3 * i] = r.loss * Double(r.counted); slots[3 * i + 1] = Double(r.counted); slots[3 * i + 2] = Double(r.correct)
-            }
-            slots = try group.sum(slots)
-            for i in 0..<batches { loss += slots[3 * i]; counted += Int(slots[3 * i + 1]); correct += Int(slots[3 * i + 2]) }
+        // one slot per batch, zero where another rank scored it (adding zeros is exact),
+        // then summed in batch order: the bits of one process, on any number of ranks
+        var slots = [Double](repeating: 0, count: 3 * batches)
+        for i in stride(from: group.rank, to: batches, by: group.size) {
+            fill(i, inp.pointer, tgt.pointer)
+            let r = model.forward(tokens: inp.pointer, targets: tgt.pointer, B: B, L: L, pass: pass)
+            slots[3 * i] = r.loss * Double(r.counted); slots[3 * i + 1] = Double(r.counted); slots[3 * i + 2] = Double(r.correct)
         }
+        slots = try group.sum(slots)
+        var loss = 0.0, counted = 0, correct = 0
+        for i in 0..<batches { loss += slots[3 * i]; counted += Int(slots[3 * i + 1]); correct += Int(slots[3 * i + 2]) }
         let mean = counted > 0 ? loss / Double(counted) : .nan
         let m: Double?
         switch metric {

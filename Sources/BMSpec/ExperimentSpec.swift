@@ -257,6 +257,14 @@ public struct ExperimentSpec: Sendable, Equatable {
             + (try Yams.serialize(node: resolvedNode(), width: -1))
     }
 
+    /// A data-parallel step cuts `train.batch` into `shards` equal shards; `how` says where
+    /// the count comes from (e.g. "2 rank(s)", "--slurm-ranks 3").
+    public func checkShards(_ shards: Int, how: String) throws {
+        guard train.batch % shards == 0 else {
+            throw BMError.invalid("\(file): train.batch \(train.batch) cannot be cut into \(shards) equal shards (\(how)); expected a multiple of \(shards)")
+        }
+    }
+
     /// The training loop's settings (optimizer, clipping, schedule) as the spec says.
     public var trainSettings: TrainSettings {
         var t = TrainSettings(steps: train.steps, batch: train.batch, seqLen: train.seqLen, schedule: schedule)

@@ -115,9 +115,9 @@ public struct SweepRunner {
 
     /// Runs (or resumes) run `index` here; returns its result (also written to result.json).
     /// Already finished runs are not run again, if their spec is the one asked for.
-    @discardableResult
     /// In a run distributed over several ranks (`group`), every rank trains and rank 0
     /// alone writes the run's files and its result.json; an error on any rank ends the job.
+    @discardableResult
     public func runOne(_ index: Int, progress: Bool = false, group: Communicator = SingleProcess()) throws -> RunResult {
         guard index >= 0 && index < sweep.runs.count else {
             throw BMError.invalid("--run-index \(index) is out of range: the sweep has \(sweep.runs.count) runs (0…\(sweep.runs.count - 1))")
@@ -134,10 +134,6 @@ public struct SweepRunner {
         do {
             let run = try ExperimentRun(spec: r.spec, outDir: dir, resume: true, group: group)
             run.printProgress = progress
-            if group.size > 1 {
-                group.setContext("the start of run \(index)")
-                try group.barrier()                   // every rank has read the checkpoint before rank 0 writes
-            }
             let s = try run.run()
             if !group.isWriter { return res }
             res.status = "ok"
@@ -147,16 +143,12 @@ public struct SweepRunner {
             res.trainingFlops = Double(s.steps * r.spec.train.batch * r.spec.train.seqLen) * s.counts.flopsPerToken
             try? fm.removeItem(atPath: "\(dir)/error.txt")
         } catch {
-            if group.size > 1 {                       // the caller ends every rank; rank 0 leaves the reason
-                if group.isWriter {
-                    try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                    try? "rank 0 of \(group.size): \(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
-                }
-                throw error
-            }
             res.error = BMError.reason(error)
-            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            try "\(error)\n".write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
+            if group.isWriter {
+                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try ((group.size > 1 ? "rank 0 of \(group.size): " : "") + "\(error)\n").write(toFile: "\(dir)/error.txt", atomically: true, encoding: .utf8)
+            }
+            if group.size > 1 { throw error }          // the caller ends every rank
         }
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let data = try JSON.encoder(pretty: true).encode(res)

@@ -5,7 +5,6 @@ import BMBench
 import BMMixers
 import BMExperiments
 import BMStorage
-import BMDistributed
 import BMSpec
 
 struct BenchCommand: ParsableCommand {
@@ -132,7 +131,7 @@ extension BenchCommand {
                 return
             }
             // one rank of `bench train --ranks`: the step data-parallel over the ranks mpirun started
-            let group: Communicator = MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
+            let group = dataParallelGroup()
             machine.startBLAS(threads: threads)
             if group.size > 1 {
                 guarded {

@@ -3,7 +3,6 @@ import Foundation
 import BMCore
 import BMExperiments
 import BMSweeps
-import BMDistributed
 
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,7 +58,7 @@ struct SweepCommand: ParsableCommand {
                 return
             }
             if let i = runIndex {
-                let group: Communicator = MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
+                let group = dataParallelGroup()
                 startBLAS(threads: threads > 0 ? threads : rankThreads(group))
                 let r = try runner.runOne(i, progress: group.isWriter, group: group)
                 guard group.isWriter else { return }

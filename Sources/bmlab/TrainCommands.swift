@@ -45,15 +45,10 @@ struct TrainCommand: ParsableCommand {
     /// is written and submitted (the run itself is the same `train` on each rank).
     func submit(_ ranks: Int) throws {
         let s = try ExperimentSpec.load(path: spec, overrides: overrides)
-        guard s.train.batch % ranks == 0 else {
-            throw BMError.invalid("\(spec): train.batch \(s.train.batch) cannot be cut into \(ranks) equal shards (--slurm-ranks \(ranks)); expected a multiple of \(ranks)")
-        }
+        try s.checkShards(ranks, how: "--slurm-ranks \(ranks)")
         let dir = out ?? "results/\(s.name)"
-        if resume { try ExperimentRun.checkResumable(dir) }
         try ExperimentRun.checkOutputDirectory(dir)
-        if !resume, ["metrics.h5", "checkpoint.h5"].contains(where: { FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent($0)) }) {
-            throw BMError.invalid("\(dir) already holds a run (metrics.h5 / checkpoint.h5); pass --resume to continue it, or choose another --out")
-        }
+        if resume { try ExperimentRun.checkResumable(dir) } else { try ExperimentRun.checkHoldsNoRun(dir) }
         var o = Slurm.Options()
         o.ranks = ranks; o.nodes = slurmNodes; o.time = slurmTime; o.cpus = slurmCpus; o.partition = slurmPartition
         let script = try Slurm.writeTrainScript(bmlab: selfPath(), trainArgs: [spec] + overrides + (resume ? ["--resume"] : []), outDir: dir, options: o)
@@ -71,19 +66,16 @@ struct TrainCommand: ParsableCommand {
             guarded { try submit(n) }
             return
         }
-        let group: Communicator = distributed || MPICommunicator.launchedAsRank ? joinWorld() : SingleProcess()
+        let group = dataParallelGroup(forced: distributed)
         machine.startBLAS(threads: threads > 0 ? threads : rankThreads(group))
         guarded {
             let s = try ExperimentSpec.load(path: spec, overrides: overrides)
             let dir = out ?? "results/\(s.name)"
             if resume { try ExperimentRun.checkResumable(dir) }
             let run = try ExperimentRun(spec: s, outDir: dir, resume: resume, group: group, shards: shards)
-            try startTogether(group)                  // every rank has read its files before rank 0 writes
             guard group.isWriter else { _ = try run.run(); return }
             warn(s.warnings)                          // after every check: an error stays one line
-            if group.size > 1 || run.trainer.shards > 1 {
-                print("data-parallel: \(group.size) rank(s), \(run.trainer.shards) shard(s) of \(s.train.batch / run.trainer.shards) rows; \(run.rankBatch) of the \(s.train.batch) rows of a step on each rank")
-            }
+            if let line = run.dataParallelLine { print(line) }
             if let n = run.notice { print("note: \(n)") }
             let c = run.counts
             print("\(s.name): \(s.model.layers.map(\.mixer).joined(separator: ","))  d_model \(s.model.dModel)  parameters \(fmtCount(c.total)) total, \(fmtCount(c.active)) active  \(String(format: "%.1f", c.flopsPerToken / 1e6)) MFLOP/token")
@@ -107,8 +99,11 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
-/// MPI_COMM_WORLD of a data-parallel run; a failure (no Open MPI) is the usual message and exit 3.
-func joinWorld() -> Communicator {
+/// The ranks of this process's run: MPI_COMM_WORLD when started as one of several ranks
+/// (or `forced`, --distributed), else one process. A failure to join (no Open MPI) is the
+/// usual message and exit 3.
+func dataParallelGroup(forced: Bool = false) -> Communicator {
+    guard forced || MPICommunicator.launchedAsRank else { return SingleProcess() }
     do { return try MPICommunicator.world() } catch { fail(error) }
 }
 
@@ -116,18 +111,10 @@ func joinWorld() -> Communicator {
 /// that Open MPI says run on this machine (2 ranks on 2 cores: 1 each).
 func rankThreads(_ group: Communicator) -> Int {
     guard group.size > 1 else { return 0 }
-    let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init)
-        ?? ProcessInfo.processInfo.environment["SLURM_NTASKS_PER_NODE"].flatMap(Int.init) ?? 1
-    if let perTask = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"].flatMap(Int.init) { return max(1, perTask) }
+    let env = ProcessInfo.processInfo.environment
+    if let perTask = env["SLURM_CPUS_PER_TASK"].flatMap(Int.init) { return max(1, perTask) }
+    let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? env["SLURM_NTASKS_PER_NODE"].flatMap(Int.init) ?? 1
     return max(1, BLAS.availableCores / max(1, local))
-}
-
-/// The ranks start training together: a rank whose start-up failed has ended the job
-/// (`fail` aborts every rank), so the others never wait for it.
-func startTogether(_ group: Communicator) throws {
-    guard group.size > 1 else { return }
-    group.setContext("the start of the run (another rank is still reading the data or the checkpoint)")
-    try group.barrier()
 }
 
 func fmtCount(_ n: Int) -> String {
